@@ -1,0 +1,65 @@
+"""Command line: ``ioi-desktop`` opens the app; subcommands run headless.
+
+Each subcommand lives in ``ioi_desktop/commands/<name>.py`` and provides
+``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``. Expected failures
+(:class:`~ioi_desktop.core.errors.IOIError`) print one line on stderr and exit 2;
+nothing prints a traceback for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ioi_desktop import __version__
+from ioi_desktop.core.errors import IOIError
+
+COMMANDS = ("models", "pairs", "analyze")
+
+
+def _build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    parser = argparse.ArgumentParser(
+        prog="ioi-desktop",
+        description="Circuit analysis of language models on Indirect Object Identification. "
+        "With no command, opens the desktop app.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules = {}
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"ioi_desktop.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"ioi_desktop.commands.{name}":
+                raise
+            continue
+        command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(command_parser)
+        modules[name] = module
+    return parser, modules
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("--smoke") or argv[0] == "--screenshot":
+        from ioi_desktop.launch import launch
+
+        return launch(argv)
+    parser, modules = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(modules[args.command].run(args) or 0)
+    except IOIError as error:
+        print(f"ioi-desktop {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ioi-desktop {args.command}: interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
