@@ -1,0 +1,296 @@
+"""Attention viewer: where one head looks, on one prompt.
+
+Shows the selected head's clean attention pattern for the selected prompt as
+a query x key heatmap (row = the token doing the looking, column = the token
+looked at; each row sums to 1, so the colour scale is fixed at 0..1). The
+patterns of every head and prompt come cached in the results, so selecting a
+head anywhere in the app shows it here at once, with no recomputation.
+
+Clicking a cell selects that query position: the token strip below shades
+every key by that query's attention and outlines the strongest keys. Keys:
+Left/Right step heads, Up/Down step layers, PageUp/PageDown step prompts.
+"Pin" keeps the current head on screen so several heads can be compared
+side by side.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ioi_desktop.core.selection import Selection
+from ioi_desktop.gui.panels.result_panel import ResultPanel
+from ioi_desktop.gui.widgets.export import export_grid_csv
+from ioi_desktop.gui.widgets.heatmap import Heatmap, short_token
+from ioi_desktop.gui.widgets.token_strip import TokenStrip
+
+_MAX_PINS = 3
+_EMPTY = "Run the attention analysis, then pick a head (click one in any head heatmap)."
+
+
+def _row_label(position: int, token: str) -> str:
+    return f"{short_token(token, 10)}  {position}"
+
+
+def _col_label(position: int, token: str) -> str:
+    return f"{short_token(token, 5)}\n{position}"
+
+
+class AttentionPanel(ResultPanel):
+    TITLE = "Attention"
+    ANALYSES = ("attention",)
+
+    def __init__(self, selection, parent: QWidget | None = None) -> None:
+        super().__init__(selection, parent)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self._pins: list[tuple[int, int]] = []
+        layout = QVBoxLayout(self)
+        controls = QHBoxLayout()
+        self.prompt_spin = self._spin("Prompt", controls, "Prompt (PageUp/PageDown)")
+        self.layer_spin = self._spin("Layer", controls, "Layer (Up/Down)")
+        self.head_spin = self._spin("Head", controls, "Head (Left/Right)")
+        self.pin_button = QPushButton("Pin head")
+        self.pin_button.setToolTip(f"Keep this head on screen to compare up to {_MAX_PINS} heads side by side")
+        self.pin_button.clicked.connect(self._on_pin_clicked)
+        self.unpin_button = QPushButton("Clear pins")
+        self.unpin_button.clicked.connect(self._on_unpin_clicked)
+        controls.addWidget(self.pin_button)
+        controls.addWidget(self.unpin_button)
+        controls.addStretch(1)
+        hint = QLabel("←/→ head  ↑/↓ layer  PgUp/PgDn prompt")
+        hint.setEnabled(False)
+        controls.addWidget(hint)
+        layout.addLayout(controls)
+        self.status = QLabel(_EMPTY)
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+
+        self.maps_area = QWidget()
+        maps = QHBoxLayout(self.maps_area)
+        maps.setContentsMargins(0, 0, 0, 0)
+        self.heatmap = Heatmap(title="Attention pattern", row_title="query", col_title="key")
+        self.heatmap.setMinimumSize(320, 300)
+        self.heatmap.set_hover_text(self._describe_cell)
+        self.heatmap.cell_clicked.connect(self._on_cell_clicked)
+        maps.addWidget(self.heatmap, 2)
+        self.pinned_maps: list[Heatmap] = []
+        for _ in range(_MAX_PINS):
+            pinned = Heatmap(row_title="query", col_title="key")
+            pinned.setMinimumSize(220, 220)
+            pinned.setVisible(False)
+            maps.addWidget(pinned, 1)
+            self.pinned_maps.append(pinned)
+        layout.addWidget(self.maps_area, 1)
+
+        self.strip_caption = QLabel("")
+        layout.addWidget(self.strip_caption)
+        self.strip = TokenStrip()
+        self.strip.token_clicked.connect(self._on_token_clicked)
+        layout.addWidget(self.strip)
+
+        self.prompt_spin.valueChanged.connect(lambda value: self.selection.select_prompt(value))
+        self.layer_spin.valueChanged.connect(
+            lambda value: self.selection.select_head(value, self.head_spin.value()))
+        self.head_spin.valueChanged.connect(
+            lambda value: self.selection.select_head(self.layer_spin.value(), value))
+
+    def _spin(self, label: str, layout: QHBoxLayout, tip: str) -> QSpinBox:
+        layout.addWidget(QLabel(label))
+        spin = QSpinBox()
+        spin.setRange(0, 0)
+        spin.setToolTip(tip)
+        spin.setKeyboardTracking(False)
+        layout.addWidget(spin)
+        return spin
+
+    # ---------------------------------------------------------------- data
+    def _patterns(self) -> np.ndarray | None:
+        return None if self.results is None else self.results.array("attention_pattern")
+
+    def shown_head(self) -> tuple[int, int, int]:
+        """(prompt, layer, head) on screen: the selection, clamped to what the results hold."""
+        patterns = self._patterns()
+        selection = self.selection
+        prompt, layer, head = selection.prompt, selection.layer or 0, selection.head or 0
+        if patterns is not None:
+            prompt = min(prompt, patterns.shape[0] - 1)
+            layer = min(layer, patterns.shape[1] - 1)
+            head = min(head, patterns.shape[2] - 1)
+        return prompt, layer, head
+
+    def _tokens(self, prompt: int, width: int) -> list[str]:
+        tokens = self.results.tokens(prompt) if self.results is not None else []
+        return tokens if tokens else [str(i) for i in range(width)]
+
+    def shown_pattern(self) -> np.ndarray | None:
+        """The [query, key] pattern on screen, trimmed to the prompt's real length."""
+        patterns = self._patterns()
+        if patterns is None:
+            return None
+        prompt, layer, head = self.shown_head()
+        n = min(len(self._tokens(prompt, patterns.shape[-1])), patterns.shape[-1])
+        return patterns[prompt, layer, head, :n, :n]
+
+    def render_results(self) -> None:
+        patterns = self._patterns()
+        if patterns is None:
+            self.clear_views()
+            self.status.setText("These results have no attention patterns; run the attention analysis.")
+            return
+        n_prompts, n_layers, n_heads = patterns.shape[:3]
+        for spin, top in ((self.prompt_spin, n_prompts), (self.layer_spin, n_layers), (self.head_spin, n_heads)):
+            spin.blockSignals(True)
+            spin.setRange(0, top - 1)
+            spin.blockSignals(False)
+        self._pins = [(l, h) for l, h in self._pins if l < n_layers and h < n_heads]
+        self._draw()
+
+    def clear_views(self) -> None:
+        self.heatmap.clear_data()
+        for pinned in self.pinned_maps:
+            pinned.clear_data()
+            pinned.setVisible(False)
+        self.strip.set_tokens([])
+        self.strip_caption.setText("")
+        self.status.setText(_EMPTY)
+
+    def _draw(self) -> None:
+        pattern = self.shown_pattern()
+        if pattern is None:
+            return
+        prompt, layer, head = self.shown_head()
+        for spin, value in ((self.prompt_spin, prompt), (self.layer_spin, layer), (self.head_spin, head)):
+            spin.blockSignals(True)
+            spin.setValue(value)
+            spin.blockSignals(False)
+        tokens = self._tokens(prompt, pattern.shape[0])
+        rows = [_row_label(i, t) for i, t in enumerate(tokens)]
+        cols = [_col_label(i, t) for i, t in enumerate(tokens)]
+        self.heatmap.set_titles(f"L{layer}H{head} — prompt {prompt}", "query", "key")
+        self.heatmap.set_data(pattern, rows, cols, signed=False, levels=(0.0, 1.0), value_format="{:.3f}")
+        patterns = self._patterns()
+        for index, pinned in enumerate(self.pinned_maps):
+            if index >= len(self._pins):
+                pinned.setVisible(False)
+                continue
+            pin_layer, pin_head = self._pins[index]
+            pinned.setVisible(True)
+            pinned.set_titles(f"L{pin_layer}H{pin_head} (pinned)", "query", "key")
+            values = patterns[prompt, pin_layer, pin_head, : pattern.shape[0], : pattern.shape[1]]
+            pinned.set_data(values, [str(i) for i in range(len(tokens))], [str(i) for i in range(len(tokens))],
+                            signed=False, levels=(0.0, 1.0), value_format="{:.3f}")
+        self.strip.set_tokens(tokens, self.results.roles(prompt))
+        self._draw_query()
+        role = ""
+        if self.head_roles is not None:
+            known = self.head_roles.by_head().get((layer, head))
+            role = f" Known role: {known.role}." if known is not None else ""
+        self.status.setText(f"Head L{layer}H{head} on prompt {prompt}: each row is a query token, its colours "
+                            f"show how much it attends to each key (rows sum to 1).{role}")
+
+    def query_position(self) -> int:
+        """The query row in focus: the selected position, else the prompt's END (last token)."""
+        pattern = self.shown_pattern()
+        n = 0 if pattern is None else pattern.shape[0]
+        position = self.selection.position
+        if position is not None and position < n:
+            return position
+        prompt = self.shown_head()[0]
+        end = self.results.roles(prompt).get("END") if self.results is not None else None
+        return end if end is not None and end < n else max(0, n - 1)
+
+    def _draw_query(self) -> None:
+        pattern = self.shown_pattern()
+        if pattern is None or not pattern.shape[0]:
+            return
+        query = self.query_position()
+        weights = pattern[query]
+        self.strip.set_weights(weights, label=f"attention from query {query}", full_scale=1.0)
+        self.strip.set_selected(query)
+        key = self.selection.key_pos
+        if key is None or key >= pattern.shape[1]:
+            key = int(np.argmax(weights))
+        self.heatmap.set_selected((query, key))
+        tokens = self._tokens(self.shown_head()[0], pattern.shape[0])
+        strongest = ", ".join(f"{k} {tokens[k].strip()!r} {weights[k]:.2f}" for k in self.strip.strongest(3))
+        self.strip_caption.setText(f"Query {query} {tokens[query].strip()!r} attends most to: {strongest}")
+
+    def _describe_cell(self, query: int, key: int, value: float) -> str:
+        tokens = self._tokens(self.shown_head()[0], max(query, key) + 1)
+        return f"query {query} {tokens[query]!r} → key {key} {tokens[key]!r}: {value:.3f}"
+
+    # ------------------------------------------------------------- linking
+    def update_selection(self, selection: Selection, changed: frozenset) -> None:
+        if self.results is None or self._patterns() is None:
+            return
+        if changed & {"prompt", "layer", "head"}:
+            self._draw()
+        elif changed & {"position", "key_pos"}:
+            self._draw_query()
+
+    def _on_cell_clicked(self, query: int, key: int) -> None:
+        self.selection.update(position=query, key_pos=key)
+
+    def _on_token_clicked(self, position: int) -> None:
+        self.selection.update(position=position, key_pos=None)
+
+    def _on_pin_clicked(self) -> None:
+        if self._patterns() is None:
+            return
+        _, layer, head = self.shown_head()
+        if (layer, head) not in self._pins:
+            self._pins = (self._pins + [(layer, head)])[-_MAX_PINS:]
+        self._draw()
+
+    def _on_unpin_clicked(self) -> None:
+        self._pins = []
+        self._draw()
+
+    def pinned_heads(self) -> list[tuple[int, int]]:
+        return list(self._pins)
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt override
+        patterns = self._patterns()
+        if patterns is None:
+            super().keyPressEvent(event)
+            return
+        n_prompts, n_layers, n_heads = patterns.shape[:3]
+        prompt, layer, head = self.shown_head()
+        key = event.key()
+        if key in (Qt.Key.Key_Left, Qt.Key.Key_Right):
+            # Heads are stepped in (layer, head) order, wrapping into the next layer.
+            flat = (layer * n_heads + head + (1 if key == Qt.Key.Key_Right else -1)) % (n_layers * n_heads)
+            self.selection.select_head(*divmod(flat, n_heads))
+        elif key in (Qt.Key.Key_Up, Qt.Key.Key_Down):
+            self.selection.select_head((layer + (1 if key == Qt.Key.Key_Down else -1)) % n_layers, head)
+        elif key in (Qt.Key.Key_PageUp, Qt.Key.Key_PageDown):
+            self.selection.select_prompt((prompt + (1 if key == Qt.Key.Key_PageDown else -1)) % n_prompts)
+        else:
+            super().keyPressEvent(event)
+            return
+        event.accept()
+
+    # ------------------------------------------------------------- export
+    def figures(self) -> list[tuple[str, QWidget]]:
+        return [] if self.shown_pattern() is None else [("pattern", self.maps_area), ("query_strip", self.strip)]
+
+    def tables(self) -> list[tuple[str, Callable[[Path], Path]]]:
+        pattern = self.shown_pattern()
+        if pattern is None:
+            return []
+        prompt, layer, head = self.shown_head()
+        tokens = self._tokens(prompt, pattern.shape[0])
+        labels = [f"{i}: {t}" for i, t in enumerate(tokens)]
+        return [(f"prompt{prompt}_L{layer}H{head}",
+                 lambda path: export_grid_csv(path, pattern, labels, labels, "query \\ key"))]

@@ -1,0 +1,105 @@
+"""Head types: previous-token, duplicate-token and induction scores of every head.
+
+Each score is the head's average attention to the key a head of that type
+would attend to, measured on repeated random tokens (as in TransformerLens's
+demo), so all three grids share one sequential colour scale from 0 to 1.
+Clicking a head selects it everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from ioi_desktop.gui.panels.result_panel import ResultPanel
+from ioi_desktop.gui.widgets.export import export_grid_csv
+from ioi_desktop.gui.widgets.heatmap import Heatmap
+
+SCORES = (
+    ("head_score_prev", "Previous-token score"),
+    ("head_score_dup", "Duplicate-token score"),
+    ("head_score_induction", "Induction score"),
+)
+
+
+class HeadScoresPanel(ResultPanel):
+    TITLE = "Head scores"
+    ANALYSES = ("head_scores",)
+    STREAMED = tuple(name for name, _ in SCORES)
+    INLINE_ROLE_LEGEND = False
+
+    def __init__(self, selection, parent: QWidget | None = None) -> None:
+        super().__init__(selection, parent)
+        layout = QVBoxLayout(self)
+        top = QHBoxLayout()
+        self.status = QLabel("Run the head-scores analysis to see each head's type.")
+        self.status.setWordWrap(True)
+        top.addWidget(self.status, 1)
+        top.addWidget(self.roles_checkbox)
+        layout.addLayout(top)
+        grids = QHBoxLayout()
+        self.heatmaps: dict[str, Heatmap] = {}
+        for name, title in SCORES:
+            heatmap = self.link_head_map(Heatmap(title=title, row_title="layer", col_title="head"))
+            heatmap.setMinimumSize(260, 260)
+            self.heatmaps[name] = heatmap
+            grids.addWidget(heatmap)
+        layout.addLayout(grids, 1)
+        layout.addWidget(self.roles_legend)
+
+    def _levels(self, values: np.ndarray) -> tuple[tuple[float, float], bool]:
+        finite = values[np.isfinite(values)]
+        if finite.size and finite.min() < 0:
+            return (-1.0, 1.0), True
+        return (0.0, 1.0), False
+
+    def _draw(self, name: str, values: np.ndarray) -> None:
+        levels, signed = self._levels(values)
+        self.heatmaps[name].set_data(values, signed=signed, levels=levels, value_format="{:.3f}")
+
+    def render_results(self) -> None:
+        shown = 0
+        for name, _ in SCORES:
+            values = self.results.array(name)
+            if values is None:
+                self.heatmaps[name].clear_data()
+                continue
+            self._draw(name, values)
+            shown += 1
+        if shown:
+            top = []
+            for name, title in SCORES:
+                values = self.results.array(name)
+                if values is not None:
+                    layer, head = np.unravel_index(int(np.argmax(values)), values.shape)
+                    top.append(f"{title.split()[0].lower()}: L{layer}H{head} ({values[layer, head]:.2f})")
+            self.status.setText("Strongest heads — " + "; ".join(top) + ". Click a head to inspect it.")
+        else:
+            self.status.setText("These results have no head scores; run the head-scores analysis.")
+
+    def render_rows(self, array_name: str, grid: np.ndarray, meta) -> None:
+        self._draw(array_name, grid)
+        self.status.setText("Computing head scores…")
+
+    def clear_views(self) -> None:
+        for heatmap in self.heatmaps.values():
+            heatmap.clear_data()
+        self.status.setText("Run the head-scores analysis to see each head's type.")
+
+    def figures(self) -> list[tuple[str, QWidget]]:
+        if self.results is None or all(self.results.array(name) is None for name, _ in SCORES):
+            return []
+        return [("all", self)]
+
+    def tables(self) -> list[tuple[str, Callable[[Path], Path]]]:
+        found = []
+        for name, _ in SCORES:
+            values = None if self.results is None else self.results.array(name)
+            if values is not None:
+                layers = [str(i) for i in range(values.shape[0])]
+                heads = [f"head {i}" for i in range(values.shape[1])]
+                found.append((name, lambda path, v=values, r=layers, c=heads: export_grid_csv(path, v, r, c, "layer")))
+        return found

@@ -1,0 +1,277 @@
+"""Logit lens: what the model would predict if it stopped after each layer.
+
+The grid reads the residual stream before every layer (and after the last)
+at every position of the selected prompt through the final LayerNorm and the
+unembedding, and writes the top token in each cell. The colour is switchable:
+the top token's probability, the logit difference (correct - incorrect) on a
+diverging scale symmetric around 0, or the probability of the correct answer.
+
+Beside it, the logit-difference lens: the logit difference at END read from
+the accumulated residual stream after every half-layer (0_pre, 0_mid, ...,
+final_post), averaged over prompts, with the selected prompt's own line.
+Rows line up with the grid's layers, top to bottom. Clicking a grid cell
+selects that (layer, position) everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
+
+from ioi_desktop.core.selection import Selection
+from ioi_desktop.gui.panels.result_panel import ResultPanel, axis_position_labels
+from ioi_desktop.gui.widgets.colors import SERIES_COLORS, theme_colors
+from ioi_desktop.gui.widgets.export import export_grid_csv, export_table_csv
+from ioi_desktop.gui.widgets.heatmap import Heatmap, fit_axis, set_legend_text_color, short_token, tick_labels
+
+# (label, array holding the colour values [lens_layer, prompt, pos(, rank)], signed)
+COLOURINGS = (
+    ("Top token's probability", "logit_lens_grid_top_probs", False),
+    ("Logit difference (correct − incorrect)", "logit_lens_grid_logit_diff", True),
+    ("Probability of the correct answer", "logit_lens_grid_p_correct", False),
+)
+_EMPTY = "Run the logit lens to see what each layer's residual stream predicts."
+
+
+class LogitLensPanel(ResultPanel):
+    TITLE = "Logit lens"
+    ANALYSES = ("logit_lens",)
+    STREAMED = ("logit_lens_grid_top_ids", "logit_lens_grid_top_probs", "logit_lens_grid_logit_diff")
+
+    def __init__(self, selection, parent: QWidget | None = None) -> None:
+        super().__init__(selection, parent)
+        layout = QVBoxLayout(self)
+        controls = QHBoxLayout()
+        controls.addWidget(QLabel("Colour:"))
+        self.colour_combo = QComboBox()
+        for label, _, _ in COLOURINGS:
+            self.colour_combo.addItem(label)
+        self.colour_combo.currentIndexChanged.connect(lambda _i: self._draw_grid())
+        controls.addWidget(self.colour_combo)
+        controls.addStretch(1)
+        layout.addLayout(controls)
+        self.status = QLabel(_EMPTY)
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.grid = self.link_position_map(Heatmap(title="Top token by layer and position",
+                                                   row_title="layer", col_title="position"))
+        self.grid.setMinimumSize(420, 320)
+        self.grid.set_hover_text(self._describe_cell)
+        splitter.addWidget(self.grid)
+
+        self.lens_view = pg.PlotWidget(title="Logit difference lens (at END)")
+        self.lens_view.setMinimumWidth(230)
+        self.lens_view.setMenuEnabled(False)
+        self.lens_view.hideButtons()
+        self.lens_view.setMouseEnabled(x=False, y=False)
+        self.lens_view.invertY(True)
+        self.lens_view.showGrid(x=True, y=True, alpha=0.2)
+        self.lens_view.setLabel("bottom", "logit difference")
+        self.lens_view.getAxis("bottom").enableAutoSIPrefix(False)
+        self.lens_view.addItem(pg.InfiniteLine(pos=0, angle=90, pen=pg.mkPen(QColor(128, 128, 128), width=1)))
+        self.lens_mean = self.lens_view.plot([], [], pen=pg.mkPen(SERIES_COLORS[0], width=2.5), symbol="o",
+                                             symbolSize=6, symbolBrush=SERIES_COLORS[0], name="mean over prompts")
+        self.lens_prompt = self.lens_view.plot([], [], pen=pg.mkPen(SERIES_COLORS[1], width=1.5,
+                                                                    style=Qt.PenStyle.DashLine),
+                                               name="selected prompt")
+        # Top right: the lens stays near 0 in early layers, so the legend covers no line there.
+        self.lens_legend = self.lens_view.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        self.lens_legend.addItem(self.lens_mean, "mean over prompts")
+        self.lens_legend.addItem(self.lens_prompt, "selected prompt")
+        splitter.addWidget(self.lens_view)
+        splitter.setSizes([700, 300])
+        layout.addWidget(splitter, 1)
+        self.apply_theme()
+
+    # ---------------------------------------------------------------- data
+    def _array(self, name: str) -> np.ndarray | None:
+        """Rows streamed by a run in progress, else the finished results."""
+        if name in self._partial:
+            return self._partial[name]
+        return self.results.array(name) if self.results is not None else None
+
+    def _prompt(self) -> int:
+        ids = self._array("logit_lens_grid_top_ids")
+        n_prompts = ids.shape[1] if ids is not None else 1
+        return min(self.selection.prompt, n_prompts - 1)
+
+    def _length(self, prompt: int, width: int) -> int:
+        if self.results is not None:
+            tokens = self.results.tokens(prompt)
+            lengths = self.results.meta_of("logit_lens_grid_top_ids", "lengths")
+            if isinstance(lengths, list) and prompt < len(lengths):
+                return min(int(lengths[prompt]), width)
+            if tokens:
+                return min(len(tokens), width)
+        return width
+
+    def _token_text(self, token_id: int) -> str:
+        texts = self.results.meta_of("logit_lens_grid_top_ids", "token_text") if self.results is not None else None
+        if isinstance(texts, Mapping):
+            return str(texts.get(str(int(token_id)), f"#{token_id}"))
+        return f"#{token_id}"
+
+    def _row_labels(self, n_rows: int) -> list[str]:
+        labels = None
+        if self.results is not None:
+            labels = self.results.axis_labels("logit_lens_grid_top_ids", 0)
+        if labels is None or len(labels) < n_rows:
+            return [str(i) for i in range(n_rows)]
+        return [label.replace("_", " ") for label in labels[:n_rows]]
+
+    def grid_values(self) -> tuple[np.ndarray, np.ndarray, bool] | None:
+        """(colour values [layer, pos], top token ids [layer, pos], signed) of the selected prompt."""
+        ids = self._array("logit_lens_grid_top_ids")
+        _, name, signed = COLOURINGS[self.colour_combo.currentIndex()]
+        values = self._array(name)
+        if ids is None or values is None:
+            return None
+        prompt = self._prompt()
+        n = self._length(prompt, ids.shape[2])
+        rows = min(ids.shape[0], values.shape[0])
+        values = values[:rows, prompt, :n]
+        if values.ndim == 3:
+            values = values[..., 0]
+        return values, ids[:rows, prompt, :n, 0], signed
+
+    def render_results(self) -> None:
+        if self._array("logit_lens_grid_top_ids") is None and self._array("logit_lens_logit_diff") is None:
+            self.clear_views()
+            self.status.setText("These results have no logit lens; run the logit lens analysis.")
+            return
+        self._draw_grid()
+        self._draw_lens()
+
+    def render_rows(self, array_name: str, grid: np.ndarray, meta: Mapping[str, Any]) -> None:
+        self._draw_grid()
+
+    def clear_views(self) -> None:
+        self.grid.clear_data()
+        self.lens_mean.setData([], [])
+        self.lens_prompt.setData([], [])
+        self.status.setText(_EMPTY)
+
+    def _draw_grid(self) -> None:
+        found = self.grid_values()
+        if found is None:
+            self.grid.clear_data()
+            return
+        values, ids, signed = found
+        prompt = self._prompt()
+        tokens = self.results.tokens(prompt) if self.results is not None else []
+        roles = self.results.roles(prompt) if self.results is not None else {}
+        cols = axis_position_labels(None, tokens, values.shape[1], roles)
+        levels = None if signed else (0.0, 1.0)
+        self.grid.set_titles(f"Top token by layer and position — prompt {prompt}", "layer", "position")
+        self.grid.set_data(values, self._row_labels(values.shape[0]), cols, signed=signed, levels=levels,
+                           value_format="{:+.3g}" if signed else "{:.2f}")
+        # While rows stream in, rows not computed yet are NaN (ids included): no text there.
+        known = np.isfinite(ids) & (np.nan_to_num(ids, nan=-1) >= 0) & np.isfinite(values)
+        self.grid.set_cell_text([[short_token(self._token_text(int(i))) if ok else "" for i, ok in zip(id_row, ok_row)]
+                                 for id_row, ok_row in zip(ids, known)])
+        self.update_selection(self.selection.current, frozenset())
+        label = COLOURINGS[self.colour_combo.currentIndex()][0].lower()
+        text = (f"Prompt {prompt}: each cell shows the most likely next token read from that layer's residual "
+                f"stream; colour = {label}.")
+        end = min(roles.get("END", values.shape[1] - 1), values.shape[1] - 1)
+        finished = np.flatnonzero(known[:, end])
+        if finished.size == values.shape[0]:
+            text += f" The final prediction at END is {self._token_text(int(ids[-1, end]))!r}."
+        else:
+            text += " Computing…"
+        self.status.setText(text)
+
+    def _draw_lens(self) -> None:
+        mean = self._array("logit_lens_logit_diff")
+        if mean is None:
+            self.lens_mean.setData([], [])
+            self.lens_prompt.setData([], [])
+            return
+        labels = self.results.axis_labels("logit_lens_logit_diff", 0) or [str(i) for i in range(len(mean))]
+        labels = [label.replace("_", " ") for label in labels]
+        positions = np.arange(len(mean), dtype=np.float64)
+        self.lens_mean.setData(mean.astype(np.float64), positions)
+        by_prompt = self._array("logit_lens_logit_diff_by_prompt")
+        if by_prompt is not None and self._prompt() < by_prompt.shape[0]:
+            self.lens_prompt.setData(by_prompt[self._prompt()].astype(np.float64), positions)
+        ticks = tick_labels(labels, max_ticks=30)
+        self.lens_view.getAxis("left").setTicks([ticks])
+        fit_axis(self.lens_view.getAxis("left"), [label for _, label in ticks])
+        self.lens_view.setYRange(-0.5, len(mean) - 0.5, padding=0)
+
+    def _describe_cell(self, row: int, col: int, value: float) -> str:
+        prompt = self._prompt()
+        tokens = self.results.tokens(prompt) if self.results is not None else []
+        ids = self._array("logit_lens_grid_top_ids")
+        probs = self._array("logit_lens_grid_top_probs")
+        where = f"{self.grid.row_label(row)}, position {col}"
+        if col < len(tokens):
+            where += f" {tokens[col]!r}"
+        if ids is None or probs is None or row >= min(ids.shape[0], probs.shape[0]):
+            return f"{where}: not computed yet"
+        top = ", ".join(f"{self._token_text(int(i))!r} {float(p):.2f}"
+                        for i, p in zip(ids[row, prompt, col], probs[row, prompt, col]) if np.isfinite(i) and i >= 0)
+        if not top:
+            return f"{where}: not computed yet"
+        diff = self._array("logit_lens_grid_logit_diff")
+        text = f"{where} → {top}"
+        if diff is not None and row < diff.shape[0]:
+            text += f"; logit diff {float(diff[row, prompt, col]):+.3g}"
+        return text
+
+    def update_selection(self, selection: Selection, changed: frozenset) -> None:
+        if "prompt" in changed:
+            self._draw_grid()
+            if self.results is not None:
+                self._draw_lens()
+            return
+        super().update_selection(selection, changed)
+
+    def apply_theme(self) -> None:
+        background, foreground = theme_colors(self)
+        self.lens_view.setBackground(background)
+        for side in ("left", "bottom"):
+            self.lens_view.getAxis(side).setPen(pg.mkPen(foreground))
+            self.lens_view.getAxis(side).setTextPen(pg.mkPen(foreground))
+        item = self.lens_view.getPlotItem()
+        item.titleLabel.setAttr("color", foreground)
+        item.setTitle(item.titleLabel.text)
+        set_legend_text_color(self.lens_legend, foreground)
+
+    # ------------------------------------------------------------- export
+    def figures(self) -> list[tuple[str, QWidget]]:
+        found: list[tuple[str, QWidget]] = []
+        if self.grid_values() is not None:
+            found.append((f"grid_prompt{self._prompt()}", self.grid))
+        if self._array("logit_lens_logit_diff") is not None:
+            found.append(("logit_diff_lens", self.lens_view))
+        return found
+
+    def tables(self) -> list[tuple[str, Callable[[Path], Path]]]:
+        found = []
+        grid = self.grid_values()
+        if grid is not None:
+            values, ids, _ = grid
+            prompt = self._prompt()
+            tokens = self.results.tokens(prompt) if self.results is not None else []
+            cols = [f"{i}: {tokens[i] if i < len(tokens) else ''}" for i in range(values.shape[1])]
+            rows = self._row_labels(values.shape[0])
+            texts = np.array([[self._token_text(int(i)) for i in row] for row in ids], dtype=object)
+            found.append((f"grid_prompt{prompt}_values",
+                          lambda path: export_grid_csv(path, values, rows, cols, "layer")))
+            found.append((f"grid_prompt{prompt}_top_tokens",
+                          lambda path: export_grid_csv(path, texts, rows, cols, "layer")))
+        mean = self._array("logit_lens_logit_diff")
+        if mean is not None:
+            labels = self.results.axis_labels("logit_lens_logit_diff", 0) or [str(i) for i in range(len(mean))]
+            found.append(("logit_diff_lens", lambda path: export_table_csv(
+                path, ["point", "mean_logit_difference"], zip(labels, mean.tolist()))))
+        return found

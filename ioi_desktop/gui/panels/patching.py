@@ -1,0 +1,396 @@
+"""Activation patching: which activations carry the answer from the clean run.
+
+Each cell is the normalized patching score of one activation, patched from
+the clean run into the corrupted run: (patched - corrupted) / (clean -
+corrupted) of the mean logit difference, so 0 = no effect and 1 = the clean
+behaviour fully restored. Grids are the residual stream, attention and MLP
+outputs by (layer, position), and each head's output z, value v, pattern,
+query q and key k by (layer, head).
+
+Attribution patching estimates the same grids linearly (clean - corrupted)
+x gradient; the panel shows the exact grid, the estimate, or both with the
+error between them (estimate - exact), exact and estimate on one shared
+symmetric colour scale. The scatter is the demo's value-vs-pattern plot: one
+point per head, coloured by layer; clicking a point selects that head.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ioi_desktop.core.selection import Selection
+from ioi_desktop.gui.panels.result_panel import ResultPanel, axis_position_labels
+from ioi_desktop.gui.widgets.colors import SEQUENTIAL, symmetric_levels, theme_colors
+from ioi_desktop.gui.widgets.export import export_grid_csv
+from ioi_desktop.gui.widgets.heatmap import Heatmap
+
+# (key, title, kind): arrays are "patch_<key>" (exact) and "atp_<key>" (estimate).
+GRIDS = (
+    ("resid_pre", "Residual stream (resid_pre)", "position"),
+    ("attn_out", "Attention layer output", "position"),
+    ("mlp_out", "MLP layer output", "position"),
+    ("head_z", "Head output (z)", "head"),
+    ("head_v", "Head value (v)", "head"),
+    ("head_pattern", "Head attention pattern", "head"),
+    ("head_q", "Head query (q)", "head"),
+    ("head_k", "Head key (k)", "head"),
+    ("head_z_by_pos", "Head output by position (selected head)", "head_by_pos"),
+)
+_MIN_PEAK = 0.1
+MODES = ("Exact", "Attribution estimate", "Exact, estimate and error")
+_KIND = {key: kind for key, _, kind in GRIDS}
+_TITLE = {key: title for key, title, _ in GRIDS}
+
+
+class PatchingPanel(ResultPanel):
+    TITLE = "Patching"
+    ANALYSES = ("patching", "attribution_patching")
+    STREAMED = tuple(f"{prefix}_{key}" for key, _, _ in GRIDS for prefix in ("patch", "atp"))
+
+    def __init__(self, selection, parent: QWidget | None = None) -> None:
+        super().__init__(selection, parent)
+        layout = QVBoxLayout(self)
+        controls = QHBoxLayout()
+        controls.addWidget(QLabel("Activation:"))
+        self.grid_combo = QComboBox()
+        self.grid_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.grid_combo.setToolTip("Which activation was patched from the clean into the corrupted run")
+        controls.addWidget(self.grid_combo)
+        controls.addWidget(QLabel("Show:"))
+        self.mode_combo = QComboBox()
+        self.mode_combo.addItems(MODES)
+        self.mode_combo.setToolTip("Exact activation patching, the attribution-patching estimate, or both "
+                                   "with the error (estimate - exact)")
+        controls.addWidget(self.mode_combo)
+        controls.addStretch(1)
+        controls.addWidget(self.roles_checkbox)
+        layout.addLayout(controls)
+        self.status = QLabel("Run activation patching to see which activations restore the clean answer.")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.grid_area = QWidget()
+        grids = QHBoxLayout(self.grid_area)
+        grids.setContentsMargins(0, 0, 0, 0)
+        self.exact = Heatmap(title="Exact patching")
+        self.estimate = Heatmap(title="Attribution patching estimate")
+        self.error = Heatmap(title="Error (estimate − exact)")
+        for heatmap in (self.exact, self.estimate, self.error):
+            heatmap.setMinimumSize(240, 240)
+            heatmap.cell_clicked.connect(self._on_cell_clicked)
+            grids.addWidget(heatmap)
+        splitter.addWidget(self.grid_area)
+
+        self.scatter_view = pg.PlotWidget(title="Value vs pattern patching")
+        self.scatter_view.setToolTip("One point per head: its value-patching score against its pattern-patching "
+                                     "score, coloured by layer. Click a point to select the head.")
+        self.scatter_view.setMinimumWidth(260)
+        self.scatter_view.setMenuEnabled(False)
+        self.scatter_view.hideButtons()
+        for side, label in (("bottom", "pattern patching score"), ("left", "value patching score")):
+            self.scatter_view.setLabel(side, label)
+            # Scores are fractions of the clean effect; an SI prefix (x0.001) would only confuse.
+            self.scatter_view.getAxis(side).enableAutoSIPrefix(False)
+        self.scatter_view.showGrid(x=True, y=True, alpha=0.2)
+        self.scatter = pg.ScatterPlotItem(size=9, hoverable=True, tip=self._point_tip,
+                                          hoverPen=pg.mkPen(width=2))
+        self.scatter.sigClicked.connect(self._on_point_clicked)
+        # Room around the points for the head names written next to them.
+        self.scatter_view.getViewBox().setDefaultPadding(0.12)
+        self.scatter_view.addItem(self.scatter)
+        self.scatter_selected = pg.ScatterPlotItem(size=18, brush=pg.mkBrush(None),
+                                                   pen=pg.mkPen(QColor(220, 20, 60), width=3))
+        self.scatter_view.addItem(self.scatter_selected)
+        self._scatter_labels: list[pg.TextItem] = []
+        self._scatter_values: np.ndarray | None = None
+        self._chosen_grid: str | None = None
+        splitter.addWidget(self.scatter_view)
+        splitter.setSizes([700, 320])
+        layout.addWidget(splitter, 1)
+        self.apply_theme()
+
+        self.grid_combo.currentIndexChanged.connect(self._on_grid_changed)
+        self.mode_combo.currentIndexChanged.connect(self._on_grid_changed)
+
+    # ---------------------------------------------------------------- data
+    def _grid_key(self) -> str | None:
+        return self.grid_combo.currentData()
+
+    def _arrays(self, key: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(exact, estimate) of a grid: rows streamed by a run in progress, else finished results."""
+        found = []
+        for prefix in ("patch", "atp"):
+            name = f"{prefix}_{key}"
+            # Streamed rows are newer than any results shown (show_results forgets them).
+            array = self._partial.get(name)
+            if array is None and self.results is not None:
+                array = self.results.array(name)
+            found.append(array)
+        return found[0], found[1]
+
+    def _available(self) -> list[str]:
+        return [key for key, _, _ in GRIDS if any(a is not None for a in self._arrays(key))]
+
+    def _refresh_combo(self, preferred: str | None = None) -> None:
+        """List the grids there are; show the user's choice, else ``preferred``, else head z."""
+        current = self._grid_key()
+        keys = self._available()
+        self.grid_combo.blockSignals(True)
+        self.grid_combo.clear()
+        for key in keys:
+            self.grid_combo.addItem(_TITLE[key], key)
+        for choice in (self._chosen_grid, preferred, "head_z", current):
+            if choice in keys:
+                self.grid_combo.setCurrentIndex(keys.index(choice))
+                break
+        self.grid_combo.blockSignals(False)
+
+    def render_results(self) -> None:
+        self._refresh_combo()
+        self._draw_grid()
+        self._draw_scatter()
+
+    def render_rows(self, array_name: str, grid: np.ndarray, meta: Mapping[str, Any]) -> None:
+        # Unless the user picked a grid, show the one filling in now.
+        self._refresh_combo(preferred=array_name.split("_", 1)[1])
+        self._draw_grid()
+        if array_name in ("patch_head_v", "patch_head_pattern"):
+            self._draw_scatter()
+
+    def clear_views(self) -> None:
+        self.grid_combo.clear()
+        for heatmap in (self.exact, self.estimate, self.error):
+            heatmap.clear_data()
+            heatmap.setVisible(True)
+        self.scatter.clear()
+        self.scatter_selected.clear()
+        self._clear_scatter_labels()
+        self._scatter_values = None
+        self.status.setText("Run activation patching to see which activations restore the clean answer.")
+
+    def _slice(self, key: str, array: np.ndarray | None) -> np.ndarray | None:
+        """The 2-D grid shown for an array; head z by position shows the selected head."""
+        if array is None or _KIND[key] != "head_by_pos":
+            return array
+        head = self.selection.head if self.selection.head is not None else 0
+        return array[:, :, min(head, array.shape[2] - 1)]
+
+    def _axis_labels(self, key: str, array: np.ndarray) -> tuple[list[str], list[str]]:
+        rows = [str(i) for i in range(array.shape[0])]
+        if _KIND[key] == "head":
+            return rows, [str(i) for i in range(array.shape[1])]
+        for prefix in ("patch", "atp"):
+            labels = self.results.axis_labels(f"{prefix}_{key}", 1) if self.results is not None else None
+            if labels is not None:
+                break
+        tokens = self.results.tokens(0) if self.results is not None else []
+        return rows, axis_position_labels(labels, tokens, array.shape[1])
+
+    def _draw_grid(self) -> None:
+        key = self._grid_key()
+        if key is None:
+            for heatmap in (self.exact, self.estimate, self.error):
+                heatmap.clear_data()
+            return
+        exact, estimate = (self._slice(key, a) for a in self._arrays(key))
+        kind = _KIND[key]
+        col_title = "head" if kind == "head" else "position"
+        mode = self.mode_combo.currentIndex()
+        show_exact = exact is not None and mode in (0, 2)
+        show_estimate = estimate is not None and mode in (1, 2)
+        show_error = exact is not None and estimate is not None and mode == 2
+        if not (show_exact or show_estimate):
+            # The chosen mode has nothing for this grid: show whichever exists.
+            show_exact, show_estimate = exact is not None, exact is None
+        both = [a for a, shown in ((exact, show_exact), (estimate, show_estimate)) if shown]
+        levels = self._levels(np.concatenate([a.ravel() for a in both]))
+        head_suffix = f" — head {self.selection.head or 0}" if kind == "head_by_pos" else ""
+        for heatmap, values, shown, name in (
+            (self.exact, exact, show_exact, "Exact patching"),
+            (self.estimate, estimate, show_estimate, "Attribution patching estimate"),
+            (self.error, None if not show_error else estimate - exact, show_error, "Error (estimate − exact)"),
+        ):
+            heatmap.setVisible(shown)
+            if not shown:
+                continue
+            rows, cols = self._axis_labels(key, values)
+            heatmap.set_titles(f"{name}{head_suffix}", "layer", col_title)
+            heatmap.set_data(values, rows, cols, signed=True,
+                             levels=self._levels(values) if heatmap is self.error else levels)
+            if kind == "head":
+                heatmap.set_hover_text(lambda l, h, v, m=heatmap: self.describe_head(m, l, h, v))
+            else:
+                heatmap.set_hover_text(None)
+        shown_maps = [m for m, s in ((self.exact, show_exact), (self.estimate, show_estimate),
+                                     (self.error, show_error)) if s]
+        # Three grids and the scatter do not fit side by side; the scatter returns in the other modes.
+        self.scatter_view.setVisible(self._scatter_values is not None and not show_error)
+        self._head_maps = shown_maps if kind == "head" else []
+        self._position_maps = shown_maps if kind != "head" else []
+        self._update_roles_overlay()
+        self.update_selection(self.selection.current, frozenset())
+        self._update_status(key, exact if exact is not None else estimate)
+
+    @staticmethod
+    def _levels(values: np.ndarray) -> tuple[float, float]:
+        """Symmetric levels, never narrower than ±0.1 of the clean effect.
+
+        Scores are fractions of the clean-vs-corrupted difference; without a
+        floor, a grid of pure noise (a random model, or the first rows of a
+        run) would be stretched to full colour and look like strong effects.
+        """
+        low, high = symmetric_levels(values)
+        peak = max(high, _MIN_PEAK)
+        return -peak, peak
+
+    def _update_status(self, key: str, values: np.ndarray) -> None:
+        finite = np.where(np.isfinite(values), values, 0.0)
+        row, col = np.unravel_index(int(np.abs(finite).argmax()), finite.shape)
+        where = f"L{row}H{col}" if _KIND[key] == "head" else f"layer {row}, position {col}"
+        text = f"{_TITLE[key]}: strongest {where} ({float(values[row, col]):+.3g}). 1 = clean answer restored, " \
+               f"0 = no effect."
+        engine = self.results.meta("engine") if self.results is not None else None
+        if isinstance(engine, Mapping) and engine.get("patching"):
+            text += f" Engine: {engine['patching']}."
+        elif isinstance(engine, str):
+            text += f" Engine: {engine}."
+        if np.isnan(values).any():
+            text += " Computing…"
+        self.status.setText(text)
+
+    # ------------------------------------------------------------- scatter
+    def _clear_scatter_labels(self) -> None:
+        for label in self._scatter_labels:
+            self.scatter_view.removeItem(label)
+        self._scatter_labels = []
+
+    def _draw_scatter(self) -> None:
+        value, _ = self._arrays("head_v")
+        pattern, _ = self._arrays("head_pattern")
+        self.scatter.clear()
+        self._clear_scatter_labels()
+        if value is None or pattern is None or value.shape != pattern.shape:
+            self._scatter_values = None
+            self.scatter_view.setVisible(False)
+            return
+        self._scatter_values = np.stack([pattern, value], axis=-1)
+        self.scatter_view.setVisible(not self.error.isVisibleTo(self))
+        n_layers, n_heads = value.shape
+        spots = []
+        for layer in range(n_layers):
+            color = SEQUENTIAL.map(layer / max(1, n_layers - 1), mode=pg.ColorMap.QCOLOR)
+            for head in range(n_heads):
+                if not (np.isfinite(pattern[layer, head]) and np.isfinite(value[layer, head])):
+                    continue
+                spots.append({"pos": (float(pattern[layer, head]), float(value[layer, head])),
+                              "data": (layer, head), "brush": pg.mkBrush(color),
+                              "pen": pg.mkPen(QColor(40, 40, 40), width=0.5)})
+        self.scatter.addPoints(spots)
+        # Name the few heads farthest from the origin, as the demo's hover names would.
+        distance = np.hypot(np.nan_to_num(pattern), np.nan_to_num(value))
+        _, foreground = theme_colors(self)
+        for flat in np.argsort(-distance, axis=None)[:6]:
+            layer, head = divmod(int(flat), n_heads)
+            label = pg.TextItem(f"L{layer}H{head}", anchor=(0, 1), color=foreground)
+            label.setPos(float(pattern[layer, head]), float(value[layer, head]))
+            self.scatter_view.addItem(label)
+            self._scatter_labels.append(label)
+        self._mark_scatter_selection()
+
+    def _point_tip(self, x: float, y: float, data: tuple[int, int]) -> str:
+        layer, head = data
+        return f"L{layer}H{head}\npattern {x:+.3g}\nvalue {y:+.3g}"
+
+    def _on_point_clicked(self, _item, points, _event=None) -> None:
+        if len(points):
+            layer, head = points[0].data()
+            self.selection.select_head(layer, head)
+
+    def _mark_scatter_selection(self) -> None:
+        self.scatter_selected.clear()
+        layer, head = self.selection.layer, self.selection.head
+        values = self._scatter_values
+        if values is None or layer is None or head is None:
+            return
+        if layer < values.shape[0] and head < values.shape[1]:
+            x, y = values[layer, head]
+            self.scatter_selected.addPoints([{"pos": (float(x), float(y))}])
+
+    def apply_theme(self) -> None:
+        background, foreground = theme_colors(self)
+        self.scatter_view.setBackground(background)
+        for side in ("left", "bottom"):
+            self.scatter_view.getAxis(side).setPen(pg.mkPen(foreground))
+            self.scatter_view.getAxis(side).setTextPen(pg.mkPen(foreground))
+        self.scatter_view.getPlotItem().titleLabel.setAttr("color", foreground)
+        self.scatter_view.getPlotItem().setTitle(self.scatter_view.getPlotItem().titleLabel.text)
+        for label in self._scatter_labels:
+            label.setColor(foreground)
+
+    # ----------------------------------------------------------- linking
+    def _on_grid_changed(self, _index: int) -> None:
+        # Programmatic changes block signals, so this is the user's choice.
+        if self.sender() is self.grid_combo:
+            self._chosen_grid = self._grid_key()
+        self._draw_grid()
+
+    def _on_cell_clicked(self, row: int, col: int) -> None:
+        if _KIND.get(self._grid_key()) == "head":
+            self.selection.select_head(row, col)
+        else:
+            self.selection.select_cell(row, col)
+
+    def update_selection(self, selection: Selection, changed: frozenset) -> None:
+        if "head" in changed and _KIND.get(self._grid_key()) == "head_by_pos":
+            self._draw_grid()
+            return
+        super().update_selection(selection, changed)
+        self._mark_scatter_selection()
+
+    # ------------------------------------------------------------ export
+    def figures(self) -> list[tuple[str, QWidget]]:
+        found: list[tuple[str, QWidget]] = []
+        if self._grid_key() is not None:
+            found.append((self._grid_key(), self.grid_area))
+        if self._scatter_values is not None and self.scatter_view.isVisibleTo(self):
+            found.append(("value_vs_pattern", self.scatter_view))
+        return found
+
+    def tables(self) -> list[tuple[str, Callable[[Path], Path]]]:
+        found = []
+        for key, _, kind in GRIDS:
+            exact, estimate = self._arrays(key)
+            for prefix, array in (("patch", exact), ("atp", estimate)):
+                if array is None:
+                    continue
+                found.append((f"{prefix}_{key}", self._csv_writer(key, kind, array)))
+            if exact is not None and estimate is not None:
+                found.append((f"error_{key}", self._csv_writer(key, kind, estimate - exact)))
+        return found
+
+    def _csv_writer(self, key: str, kind: str, array: np.ndarray) -> Callable[[Path], Path]:
+        if kind == "head_by_pos":
+            n_layers, n_pos, n_heads = array.shape
+            rows = [f"L{layer} pos {pos}" for layer in range(n_layers) for pos in range(n_pos)]
+            flat = array.reshape(n_layers * n_pos, n_heads)
+            return lambda path: export_grid_csv(path, flat, rows, [f"head {h}" for h in range(n_heads)],
+                                                "layer/position")
+        rows, cols = self._axis_labels(key, array)
+        cols = [c.replace("\n", " ") for c in cols]
+        cols = [f"head {c}" for c in cols] if kind == "head" else cols
+        return lambda path: export_grid_csv(path, array, rows, cols, "layer")

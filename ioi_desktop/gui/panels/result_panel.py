@@ -1,0 +1,361 @@
+"""What every result panel shares: reading run results, linking through the selection, export.
+
+The panel contract (agreed with the app shell): a result panel is a QWidget
+with class attributes ``TITLE`` and ``ANALYSES``, built as
+``Panel(selection, parent=None)``, with ``show_results(run_results)``,
+``show_rows(array_name, index, values, meta)``, ``clear()`` and
+``export(folder) -> list[Path]``. Panels never call each other: they set the
+shared :class:`~ioi_desktop.core.selection.SelectionModel` when the user
+clicks, and redraw their own markers when it changes.
+
+Two kinds of grids are linked here once for all panels:
+- head maps (layer x head): a click selects that head; the selected head is
+  outlined; known head roles can be overlaid;
+- position maps (layer x position): a click selects (layer, position); that
+  cell is outlined.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from html import escape
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import shiboken6
+from PySide6.QtCore import QEvent, Qt
+from PySide6.QtWidgets import QCheckBox, QLabel, QWidget
+
+from ioi_desktop.core.analyses.base import AnalysisResult
+from ioi_desktop.core.errors import IOIError
+from ioi_desktop.core.roles import HeadRoles, load_roles, roles_path_for_model
+from ioi_desktop.core.selection import Selection, SelectionModel
+from ioi_desktop.gui.widgets.export import export_png, export_svg
+from ioi_desktop.gui.widgets.heatmap import Heatmap, marker_styles, short_token
+
+_TOKEN_KEYS = ("str_tokens", "tokens", "prompt_tokens")
+# Text stand-ins for pyqtgraph's marker symbols, for legends outside the plots.
+_GLYPHS = {"star": "★", "t": "▼", "o": "●", "s": "■", "d": "◆", "t1": "▲", "p": "⬟", "h": "⬢", "x": "✕"}
+_ROLE_KEYS = ("roles", "positions", "role_positions")
+
+
+def _analyses_of(run_results: Any) -> list[AnalysisResult]:
+    """The AnalysisResults inside whatever container the runner or a session hands over."""
+    if isinstance(run_results, AnalysisResult):
+        return [run_results]
+    for attribute in ("results", "analyses"):
+        inner = getattr(run_results, attribute, None)
+        if isinstance(inner, Mapping):
+            return [r for r in inner.values() if isinstance(r, AnalysisResult)]
+    if isinstance(run_results, Mapping):
+        return [r for r in run_results.values() if isinstance(r, AnalysisResult)]
+    if isinstance(run_results, Iterable):
+        return [r for r in run_results if isinstance(r, AnalysisResult)]
+    return []
+
+
+class ResultsView:
+    """Read-only lookups into run results by array name, with tokens and role positions."""
+
+    def __init__(self, run_results: Any) -> None:
+        self.raw = run_results
+        self.analyses = _analyses_of(run_results)
+        run_meta = getattr(run_results, "meta", None) or getattr(run_results, "metadata", None)
+        self._metas: list[Mapping[str, Any]] = []
+        if isinstance(run_meta, Mapping):
+            # RunResults keeps the prompt set's tokens and roles under meta["prompts"].
+            self._metas.append(run_meta)
+            if isinstance(run_meta.get("prompts"), Mapping):
+                self._metas.append(run_meta["prompts"])
+        self._metas += [r.meta for r in self.analyses]
+
+    def owner(self, array_name: str) -> AnalysisResult | None:
+        for result in self.analyses:
+            if array_name in result.arrays:
+                return result
+        return None
+
+    def array(self, name: str) -> np.ndarray | None:
+        owner = self.owner(name)
+        return None if owner is None else np.asarray(owner.arrays[name])
+
+    def axis_labels(self, array_name: str, axis: int) -> list[str] | None:
+        """Labels of one axis of an array (e.g. the ``pos`` axis of ``patch_resid_pre``)."""
+        owner = self.owner(array_name)
+        if owner is None:
+            return None
+        axis_name = owner.axes[array_name][axis]
+        labels = owner.labels.get(axis_name)
+        return None if labels is None else [str(x) for x in labels]
+
+    def meta(self, *keys: str) -> Any:
+        """The first value found under any of ``keys`` in the run's or an analysis's metadata."""
+        for meta in self._metas:
+            for key in keys:
+                if key in meta:
+                    return meta[key]
+        return None
+
+    def meta_of(self, array_name: str, key: str) -> Any:
+        """A metadata value of the analysis that produced ``array_name`` (e.g. its ``token_text``)."""
+        owner = self.owner(array_name)
+        return None if owner is None else owner.meta.get(key)
+
+    def tokens(self, prompt: int) -> list[str]:
+        """The clean prompt's tokens as strings (unpadded), or [] when unknown."""
+        tokens = self.meta(*_TOKEN_KEYS)
+        if isinstance(tokens, (list, tuple)) and 0 <= prompt < len(tokens):
+            return [str(t) for t in tokens[prompt]]
+        return []
+
+    def roles(self, prompt: int) -> dict[str, int]:
+        """Named positions (IO, S1, S2, END, ...) of one prompt; absent roles left out."""
+        roles = self.meta(*_ROLE_KEYS)
+        found: dict[str, int] = {}
+        if isinstance(roles, Mapping):
+            for name, positions in roles.items():
+                if isinstance(positions, (list, tuple, np.ndarray)) and 0 <= prompt < len(positions):
+                    if int(positions[prompt]) >= 0:
+                        found[str(name)] = int(positions[prompt])
+        elif isinstance(roles, (list, tuple)) and 0 <= prompt < len(roles) and isinstance(roles[prompt], Mapping):
+            found = {str(k): int(v) for k, v in roles[prompt].items() if v is not None and int(v) >= 0}
+        return found
+
+    def model_name_and_path(self) -> tuple[str, str | None]:
+        model = self.meta("model")
+        if isinstance(model, Mapping):
+            return str(model.get("name", "")), model.get("path")
+        name = self.meta("model_name")
+        if name is None and isinstance(model, str):
+            name = model
+        return str(name or ""), self.meta("model_path")
+
+
+_POSITION_LABEL = re.compile(r"^(\d+): (.*?)(?: \(([^()]+)\))?$", re.S)
+
+
+def axis_position_labels(labels: list[str] | None, tokens: list[str], width: int,
+                         roles: Mapping[str, int] | None = None) -> list[str]:
+    """Two-line tick labels (token over "index role") for a ``pos`` axis.
+
+    Uses the results' position labels (``"14: to (END)"``) when present, else
+    the tokens of the shown prompt; labels that are only role names (sets
+    aligned by role) are kept as they are.
+    """
+    found = []
+    for position in range(width):
+        label = labels[position] if labels is not None and position < len(labels) else None
+        match = _POSITION_LABEL.match(label) if label is not None else None
+        if match is not None:
+            index, token, role = match.groups()
+        elif label is not None:
+            found.append(label)
+            continue
+        else:
+            index, token = str(position), tokens[position] if position < len(tokens) else ""
+            role = next((name for name, at in (roles or {}).items() if at == position), None)
+        found.append(f"{short_token(token)}\n{index}" + (f" {role}" if role else ""))
+    return found
+
+
+def slug(text: str) -> str:
+    """A file-name-safe lower-case version of a title."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "figure"
+
+
+class ResultPanel(QWidget):
+    """Base class of the result panels (see the module docstring for the contract)."""
+
+    TITLE = ""
+    ANALYSES: tuple[str, ...] = ()
+    # Arrays this panel fills in while a run streams rows.
+    STREAMED: tuple[str, ...] = ()
+    # Panels with several head maps side by side show one shared roles legend (``roles_legend``).
+    INLINE_ROLE_LEGEND = True
+
+    def __init__(self, selection: SelectionModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName(f"{slug(self.TITLE)}_panel")
+        self.selection = selection
+        self.results: ResultsView | None = None
+        self.head_roles: HeadRoles | None = None
+        self._roles_from_results = True
+        self._partial: dict[str, np.ndarray] = {}
+        self._head_maps: list[Heatmap] = []
+        self._position_maps: list[Heatmap] = []
+        self.roles_checkbox = QCheckBox("Known head roles")
+        self.roles_checkbox.setToolTip("Mark heads with a known role in the IOI circuit (from the model's roles file)")
+        self.roles_checkbox.setChecked(True)
+        self.roles_checkbox.setEnabled(False)
+        self.roles_checkbox.toggled.connect(self._on_roles_toggled)
+        self.roles_legend = QLabel("")
+        self.roles_legend.setTextFormat(Qt.TextFormat.RichText)
+        self.roles_legend.setWordWrap(True)
+        selection.subscribe(self._on_selection_changed)
+
+    # ------------------------------------------------------------ contract
+    def show_results(self, run_results: Any) -> None:
+        """Render finished results (from a run or an opened session)."""
+        self.results = ResultsView(run_results)
+        self._partial.clear()
+        if self._roles_from_results:
+            self.head_roles = self._find_roles(self.results)
+        self.render_results()
+        self._update_roles_overlay()
+        self.update_selection(self.selection.current, frozenset({"prompt", "layer", "head", "position", "key_pos"}))
+
+    def show_rows(self, array_name: str, index: Any, values: np.ndarray, meta: Mapping[str, Any] | None = None) -> None:
+        """Fill in streamed rows of an array this panel shows; others are ignored."""
+        if array_name not in self.STREAMED:
+            return
+        values = np.asarray(values, dtype=np.float32)
+        row = int(index[0] if isinstance(index, (tuple, list)) else index)
+        shape_hint = (meta or {}).get("shape")
+        grid = self._partial.get(array_name)
+        if grid is None:
+            n_rows = int(shape_hint[0]) if shape_hint else int((meta or {}).get("n_layers", row + 1))
+            grid = np.full((max(n_rows, row + 1), *values.shape), np.nan, dtype=np.float32)
+        elif row >= grid.shape[0]:
+            grown = np.full((row + 1, *grid.shape[1:]), np.nan, dtype=np.float32)
+            grown[: grid.shape[0]] = grid
+            grid = grown
+        grid[row] = values
+        self._partial[array_name] = grid
+        self.render_rows(array_name, grid, meta or {})
+
+    def clear(self) -> None:
+        """Forget results (e.g. a new run starts or the prompt set changed)."""
+        self.results = None
+        self._partial.clear()
+        self.clear_views()
+
+    def export(self, folder: Path | str) -> list[Path]:
+        """Write every figure as PNG and SVG and every table as CSV into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if not self.isVisible() and (self.width() < 600 or self.height() < 400):
+            # A panel in a hidden tab may never have been laid out.
+            self.resize(max(self.width(), 1000), max(self.height(), 650))
+        written: list[Path] = []
+        prefix = slug(self.TITLE)
+        for name, widget in self.figures():
+            written.append(export_png(widget, folder / f"{prefix}_{name}.png"))
+            written.append(export_svg(widget, folder / f"{prefix}_{name}.svg", title=f"{self.TITLE}: {name}"))
+        for name, write_csv in self.tables():
+            written.append(write_csv(folder / f"{prefix}_{name}.csv"))
+        return written
+
+    # --------------------------------------------------- for subclasses
+    def render_results(self) -> None:
+        """Draw ``self.results``."""
+        raise NotImplementedError
+
+    def render_rows(self, array_name: str, grid: np.ndarray, meta: Mapping[str, Any]) -> None:
+        """Draw a partially filled array (NaN rows are not computed yet)."""
+
+    def clear_views(self) -> None:
+        """Empty every view."""
+        raise NotImplementedError
+
+    def figures(self) -> list[tuple[str, QWidget]]:
+        """(name, widget) of each figure to export; only those showing data."""
+        return []
+
+    def tables(self) -> list[tuple[str, Callable[[Path], Path]]]:
+        """(name, write(path) -> path) of each CSV table to export."""
+        return []
+
+    def apply_theme(self) -> None:
+        """Recolour plots that are not Heatmap/BarChart widgets (those follow the palette themselves)."""
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        # Light/dark theme switches arrive as palette changes.
+        if event.type() == QEvent.Type.PaletteChange and hasattr(self, "roles_legend"):
+            self.apply_theme()
+        super().changeEvent(event)
+
+    def update_selection(self, selection: Selection, changed: frozenset) -> None:
+        """Redraw markers for a new selection; the base class outlines linked grids."""
+        for heatmap in self._head_maps:
+            has_head = selection.layer is not None and selection.head is not None
+            heatmap.set_selected((selection.layer, selection.head) if has_head else None)
+        for heatmap in self._position_maps:
+            has_cell = selection.layer is not None and selection.position is not None
+            heatmap.set_selected((selection.layer, selection.position) if has_cell else None)
+
+    # ------------------------------------------------------ linked grids
+    def link_head_map(self, heatmap: Heatmap) -> Heatmap:
+        """A layer x head grid: clicks select the head; it shows the selection and known roles."""
+        heatmap.cell_clicked.connect(lambda layer, head: self.selection.select_head(layer, head))
+        heatmap.set_hover_text(lambda layer, head, value: self.describe_head(heatmap, layer, head, value))
+        self._head_maps.append(heatmap)
+        return heatmap
+
+    def describe_head(self, heatmap: Heatmap, layer: int, head: int, value: float) -> str:
+        """Hover text of a head cell: L9H9, its value, and its known role if any."""
+        text = f"L{layer}H{head}: {heatmap.format_value(value)}"
+        if self.head_roles is not None:
+            role = self.head_roles.by_head().get((layer, head))
+            if role is not None:
+                text += f" — {role.role}"
+        return text
+
+    def link_position_map(self, heatmap: Heatmap) -> Heatmap:
+        """A layer x position grid: clicks select (layer, position)."""
+        heatmap.cell_clicked.connect(lambda layer, position: self.selection.select_cell(layer, position))
+        self._position_maps.append(heatmap)
+        return heatmap
+
+    def set_head_roles(self, roles: HeadRoles | None) -> None:
+        """Use these roles for the overlay instead of the roles file of the results' model."""
+        self._roles_from_results = False
+        self.head_roles = roles
+        self._update_roles_overlay()
+
+    def _find_roles(self, results: ResultsView) -> HeadRoles | None:
+        name, path = results.model_name_and_path()
+        roles_file = roles_path_for_model(name, path) if name or path else None
+        if roles_file is None:
+            return None
+        try:
+            return load_roles(roles_file)
+        except IOIError as error:
+            # A broken roles file only loses the overlay; the results still show.
+            self.roles_checkbox.setToolTip(f"{error.message} {error.hint}")
+            return None
+
+    def _on_roles_toggled(self, _checked: bool) -> None:
+        self._update_roles_overlay()
+
+    def _update_roles_overlay(self) -> None:
+        self.roles_checkbox.setEnabled(self.head_roles is not None and bool(self.head_roles.roles))
+        show = self.head_roles is not None and self.roles_checkbox.isChecked()
+        shown_roles: dict[str, str] = {}
+        for heatmap in self._head_maps:
+            if not show:
+                heatmap.set_markers({})
+                continue
+            n_layers, n_heads = heatmap.values().shape
+            roles = self.head_roles.within(n_layers, n_heads)
+            cells = {(r.layer, r.head): r.role for r in roles.by_head().values()}
+            heatmap.set_markers(cells, roles.legend, show_legend=self.INLINE_ROLE_LEGEND)
+            shown_roles.update({name: roles.legend.get(name, "") for name in cells.values()})
+        self.roles_legend.setText("" if self.INLINE_ROLE_LEGEND else self._legend_html(shown_roles))
+        self.roles_legend.setToolTip("\n".join(f"{name}: {text}" for name, text in shown_roles.items() if text))
+
+    def _legend_html(self, shown_roles: Mapping[str, str]) -> str:
+        """The roles legend as coloured symbols matching the heatmap markers."""
+        legend = self.head_roles.legend if self.head_roles is not None else {}
+        parts = []
+        for name, (symbol, color) in marker_styles(shown_roles, legend).items():
+            glyph = _GLYPHS.get(symbol, "●")
+            parts.append(f'<span style="color:{color.name()}; font-size:large">{glyph}</span>&nbsp;{escape(name)}')
+        return " &nbsp; ".join(parts)
+
+    def _on_selection_changed(self, selection: Selection, changed: frozenset) -> None:
+        # The selection model holds bound methods weakly, but a Qt-deleted panel's
+        # Python wrapper can outlive its C++ object for a moment.
+        if shiboken6.isValid(self):
+            self.update_selection(selection, changed)

@@ -1,0 +1,170 @@
+"""A labelled bar chart (one or several series side by side) with hover values and clicks.
+
+Used for per-prompt logit differences (clean vs corrupted) and per-component
+attributions. Horizontal bars suit long category names (``10_attn_out``): the
+names then sit on the left axis, one per line, without overlapping.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QColor
+
+from ioi_desktop.gui.widgets.colors import NEGATIVE, POSITIVE, SERIES_COLORS, theme_colors
+from ioi_desktop.gui.widgets.heatmap import fit_axis, set_legend_text_color, tick_labels
+
+
+class BarChart(pg.GraphicsLayoutWidget):
+    """Bars per category; ``bar_clicked(index)`` on a left click on a category."""
+
+    bar_clicked = Signal(int)
+
+    def __init__(self, parent=None, *, title: str = "", category_title: str = "", value_title: str = "",
+                 horizontal: bool = False) -> None:
+        super().__init__(parent)
+        self.ci.setContentsMargins(4, 4, 4, 4)
+        self._horizontal = horizontal
+        self._categories: list[str] = []
+        self._series: dict[str, np.ndarray] = {}
+        self._items: list[pg.BarGraphItem] = []
+        self._highlighted: int | None = None
+        self._value_format = "{:+.4g}"
+        self.plot = self.addPlot(row=0, col=0, title=title or None)
+        self.plot.setMenuEnabled(False)
+        self.plot.hideButtons()
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.showGrid(x=horizontal, y=not horizontal, alpha=0.15)
+        self._category_axis = "left" if horizontal else "bottom"
+        self._value_axis = "bottom" if horizontal else "left"
+        self.plot.setLabel(self._category_axis, category_title)
+        self.plot.setLabel(self._value_axis, value_title)
+        # Plain numbers: an SI prefix ("x0.001") in the axis title is easy to miss.
+        self.plot.getAxis(self._value_axis).enableAutoSIPrefix(False)
+        if horizontal:
+            self.plot.invertY(True)
+        self._zero = pg.InfiniteLine(pos=0, angle=90 if horizontal else 0, pen=pg.mkPen(width=1))
+        self.plot.addItem(self._zero)
+        self._highlight = pg.LinearRegionItem(orientation="horizontal" if horizontal else "vertical",
+                                              movable=False, brush=pg.mkBrush(QColor(128, 128, 128, 60)),
+                                              pen=pg.mkPen(None))
+        self._highlight.setZValue(-10)
+        self._highlight.setVisible(False)
+        self.plot.addItem(self._highlight)
+        # The legend sits under the plot so it never covers a bar.
+        self.legend = pg.LegendItem(colCount=4, labelTextSize="8pt", frame=False)
+        self.addItem(self.legend, row=1, col=0)
+        self.hover_label = pg.LabelItem(justify="left", size="9pt")
+        self.addItem(self.hover_label, row=2, col=0)
+        self.hover_label.setText(" ")
+        self.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.scene().sigMouseClicked.connect(self._on_mouse_clicked)
+        self._apply_theme()
+
+    def set_bars(self, categories: Sequence[str], series: Mapping[str, np.ndarray],
+                 colors: Sequence[QColor] | None = None, value_format: str = "{:+.4g}",
+                 by_sign: bool = False) -> None:
+        """One bar per category per series; series are drawn side by side.
+
+        ``by_sign`` colours a single series by sign with the heatmaps' diverging
+        hues (blue positive, red negative), so bars and heatmaps read alike.
+        """
+        for item in self._items:
+            self.plot.removeItem(item)
+        self._items = []
+        self.legend.clear()
+        self._categories = [str(c) for c in categories]
+        self._series = {name: np.asarray(v, dtype=np.float32) for name, v in series.items()}
+        self._value_format = value_format
+        colors = list(colors or SERIES_COLORS)
+        n_series = max(1, len(self._series))
+        width = 0.8 / n_series
+        positions = np.arange(len(self._categories), dtype=np.float64)
+        for i, (name, values) in enumerate(self._series.items()):
+            offset = (i - (n_series - 1) / 2) * width
+            color = colors[i % len(colors)]
+            # One brush (not a list) keeps the legend sample coloured.
+            fill = ({"brushes": [pg.mkBrush(POSITIVE if v >= 0 else NEGATIVE) for v in values]} if by_sign
+                    else {"brush": pg.mkBrush(color)})
+            if self._horizontal:
+                item = pg.BarGraphItem(x0=0, y=positions + offset, height=width, width=values,
+                                       pen=pg.mkPen(None), **fill)
+            else:
+                item = pg.BarGraphItem(x=positions + offset, y0=0, width=width, height=values,
+                                       pen=pg.mkPen(None), **fill)
+            self.plot.addItem(item)
+            self._items.append(item)
+            if len(self._series) > 1:
+                self.legend.addItem(item, name)
+        self.legend.setVisible(len(self._series) > 1)
+        set_legend_text_color(self.legend, theme_colors(self)[1])
+        ticks = tick_labels(self._categories, max_ticks=60)
+        self.plot.getAxis(self._category_axis).setTicks([ticks])
+        fit_axis(self.plot.getAxis(self._category_axis), [label for _, label in ticks] or None)
+        n = len(self._categories)
+        finite = [v[np.isfinite(v)] for v in self._series.values()]
+        low = min([0.0, *[float(v.min()) for v in finite if v.size]])
+        high = max([0.0, *[float(v.max()) for v in finite if v.size]])
+        pad = 0.05 * (high - low or 1.0)
+        if self._horizontal:
+            self.plot.setYRange(-0.5, n - 0.5, padding=0)
+            self.plot.setXRange(low - pad, high + pad, padding=0)
+        else:
+            self.plot.setXRange(-0.5, n - 0.5, padding=0)
+            self.plot.setYRange(low - pad, high + pad, padding=0)
+        self.set_highlighted(self._highlighted)
+
+    def set_highlighted(self, index: int | None) -> None:
+        """Shade one category's band (the selected prompt, say)."""
+        self._highlighted = index
+        visible = index is not None and 0 <= index < len(self._categories)
+        self._highlight.setVisible(visible)
+        if visible:
+            self._highlight.setRegion((index - 0.5, index + 0.5))
+
+    def category_at(self, scene_pos) -> int | None:
+        if not self.plot.vb.sceneBoundingRect().contains(scene_pos):
+            return None
+        point = self.plot.vb.mapSceneToView(scene_pos)
+        index = int(np.floor((point.y() if self._horizontal else point.x()) + 0.5))
+        return index if 0 <= index < len(self._categories) else None
+
+    def describe(self, index: int) -> str:
+        parts = [f"{name}: {self._value_format.format(float(values[index]))}"
+                 for name, values in self._series.items()]
+        return f"{self._categories[index]} — " + ", ".join(parts)
+
+    def _on_mouse_moved(self, scene_pos) -> None:
+        index = self.category_at(scene_pos)
+        text = self.describe(index) if index is not None else " "
+        self.hover_label.setText(text)
+        self.setToolTip("" if index is None else text)
+
+    def _on_mouse_clicked(self, event) -> None:
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        index = self.category_at(event.scenePos())
+        if index is not None:
+            self.bar_clicked.emit(index)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        # Qt sends palette changes during construction too, before the plot exists.
+        if event.type() == QEvent.Type.PaletteChange and hasattr(self, "plot"):
+            self._apply_theme()
+        super().changeEvent(event)
+
+    def _apply_theme(self) -> None:
+        background, foreground = theme_colors(self)
+        self.setBackground(background)
+        pen = pg.mkPen(foreground)
+        for side in ("left", "bottom"):
+            self.plot.getAxis(side).setPen(pen)
+            self.plot.getAxis(side).setTextPen(pen)
+        self._zero.setPen(pg.mkPen(foreground, width=1))
+        self.plot.titleLabel.setAttr("color", foreground)
+        self.plot.titleLabel.setText(self.plot.titleLabel.text)
+        self.hover_label.setAttr("color", foreground)
+        set_legend_text_color(self.legend, foreground)

@@ -1,0 +1,75 @@
+"""Saving what a panel shows: figures as PNG and SVG, numbers as CSV.
+
+PNG is a grab of the widget as it is on screen (any QWidget, token strips
+included). SVG renders the same widget through Qt's ``QSvgGenerator``, so axes,
+text and bars stay vectors (heatmap images are embedded as bitmaps); pyqtgraph's
+own ``SVGExporter`` cannot parse the paths Qt 6.12 writes, so it is not used.
+All files are written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PySide6.QtCore import QBuffer, QIODevice, QPoint, QRect
+from PySide6.QtGui import QPainter
+from PySide6.QtSvg import QSvgGenerator
+from PySide6.QtWidgets import QApplication, QWidget
+
+from ioi_desktop.core.atomic import write_bytes_atomic, write_text_atomic
+from ioi_desktop.core.errors import FileFormatError
+
+
+def export_png(widget: QWidget, path: Path | str) -> Path:
+    """Save the widget as it looks now as a PNG image."""
+    # pyqtgraph widens axes for long tick labels on the first paint; let that settle.
+    QApplication.processEvents()
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    if not widget.grab().save(buffer, "PNG"):
+        raise FileFormatError(f"The figure could not be rendered to {path}.",
+                              "Make sure the panel is visible and has a size, then export again.")
+    return write_bytes_atomic(path, bytes(buffer.data()))
+
+
+def export_svg(widget: QWidget, path: Path | str, title: str = "") -> Path:
+    """Save the widget as an SVG figure of its current size."""
+    QApplication.processEvents()
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    generator = QSvgGenerator()
+    generator.setOutputDevice(buffer)
+    generator.setSize(widget.size())
+    generator.setViewBox(QRect(0, 0, widget.width(), widget.height()))
+    generator.setTitle(title or Path(path).stem)
+    painter = QPainter(generator)
+    # QWidget's own render (not QGraphicsView's overload) so any widget, plot or not, draws itself.
+    QWidget.render(widget, painter, QPoint(0, 0))
+    painter.end()
+    return write_bytes_atomic(path, bytes(buffer.data()))
+
+
+def _csv_text(rows: Iterable[Sequence[object]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for row in rows:
+        writer.writerow(["" if v is None else (f"{v:.7g}" if isinstance(v, (float, np.floating)) else v) for v in row])
+    return out.getvalue()
+
+
+def export_grid_csv(path: Path | str, values: np.ndarray, row_labels: Sequence[str],
+                    col_labels: Sequence[str], corner: str = "") -> Path:
+    """A 2-D grid as CSV: a header of column labels, then one labelled line per row."""
+    values = np.asarray(values)
+    rows = [[corner, *col_labels]]
+    rows += [[row_labels[i], *values[i].tolist()] for i in range(values.shape[0])]
+    return write_text_atomic(path, _csv_text(rows))
+
+
+def export_table_csv(path: Path | str, header: Sequence[str], rows: Iterable[Sequence[object]]) -> Path:
+    """A table with a header line as CSV."""
+    return write_text_atomic(path, _csv_text([list(header), *rows]))

@@ -1,0 +1,421 @@
+"""A labelled, clickable heatmap for layer x head and layer x position grids.
+
+Built the way pyqtgraph's MatrixDisplay example builds one: an ``ImageItem``
+whose pixel (row, col) is drawn centred on (col, row) by shifting the image
+rectangle by -0.5, ``invertY`` so row 0 is at the top (layer 0 first, as in
+TransformerLens's plots), labelled ticks on both axes and a ``ColorBarItem``.
+Levels are always passed explicitly: symmetric around 0 with a diverging map
+for signed scores, from 0 with a sequential map otherwise. Cells not computed
+yet are NaN and drawn transparent, so a grid can fill in row by row.
+
+The widget only indexes and formats numbers; it never computes them.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetrics
+from PySide6.QtWidgets import QGraphicsRectItem
+
+from ioi_desktop.gui.widgets.colors import (
+    DIVERGING,
+    ROLE_MARKERS,
+    SEQUENTIAL,
+    sequential_levels,
+    symmetric_levels,
+    text_color_on,
+    theme_colors,
+)
+
+HoverText = Callable[[int, int, float], str]
+
+
+def tick_labels(labels: Sequence[str], max_ticks: int = 40) -> list[tuple[int, str]]:
+    """(index, label) ticks, thinned to at most ``max_ticks`` so labels stay readable."""
+    step = max(1, int(np.ceil(len(labels) / max_ticks)))
+    return [(i, str(label)) for i, label in enumerate(labels) if i % step == 0]
+
+
+def fit_axis(axis: pg.AxisItem, labels: Sequence[str] | None = None, sample: str = "-0.00") -> None:
+    """Reserve room for the tick labels an axis will show, so none is dropped or clipped.
+
+    pyqtgraph widens an axis only after a first paint reveals a long label and
+    hides labels that do not fit meanwhile (screenshots and exports then miss
+    them); measuring the labels up front avoids that. Multi-line labels count
+    their lines for a horizontal axis.
+    """
+    metrics = QFontMetrics(axis.style["tickFont"] or QFont())
+    texts = [str(label) for label in labels] if labels else [sample]
+    if axis.orientation in ("left", "right"):
+        widest = max(metrics.horizontalAdvance(line) for text in texts for line in text.split("\n"))
+        if axis.fixedWidth is not None:
+            # A colour bar's axis has a fixed width that ignores the text style.
+            axis.setWidth(widest + 6 + axis.style["tickTextOffset"][0] + max(0, axis.style["tickLength"]))
+        else:
+            axis.setStyle(autoExpandTextSpace=False, tickTextWidth=widest + 4)
+    else:
+        lines = max(text.count("\n") + 1 for text in texts)
+        axis.setStyle(autoExpandTextSpace=False, tickTextHeight=lines * metrics.height() + 2)
+
+
+def short_token(token: str, width: int = 6) -> str:
+    """A token shortened for an axis tick or a cell: trimmed, special tokens named, cut to ``width``."""
+    token = str(token)
+    if token.startswith("<|") and token.endswith("|>"):
+        # "<|endoftext|>" as GPT-2's BOS would take three cells of room.
+        return "BOS"
+    shown = token.strip() or repr(token)
+    return shown if len(shown) <= width else shown[: width - 1] + "…"
+
+
+def set_legend_text_color(legend: pg.LegendItem, color: QColor) -> None:
+    """Recolour a legend's labels, including those already added."""
+    legend.setLabelTextColor(color)
+    for _sample, label in legend.items:
+        label.setAttr("color", color)
+        label.setText(label.text)
+
+
+def marker_size(symbol: str) -> int:
+    """Pixel size of a marker; pyqtgraph's star fills less of its box than the other symbols."""
+    return 15 if symbol == "star" else 11
+
+
+def marker_styles(names: Iterable[str], descriptions: Mapping[str, str] | None = None) -> dict[str, tuple[str, QColor]]:
+    """Category -> (pyqtgraph symbol, colour), in legend order: described categories first."""
+    present = list(dict.fromkeys(names))
+    order = [name for name in (descriptions or {}) if name in present]
+    order += [name for name in present if name not in order]
+    return {name: ROLE_MARKERS[i % len(ROLE_MARKERS)] for i, name in enumerate(order)}
+
+
+class Heatmap(pg.GraphicsLayoutWidget):
+    """A 2-D grid of values with labelled axes, a colour bar, hover read-out and cell clicks.
+
+    ``cell_clicked(row, col)`` is emitted on a left click inside the grid.
+    """
+
+    cell_clicked = Signal(int, int)
+
+    def __init__(self, parent=None, *, title: str = "", row_title: str = "", col_title: str = "") -> None:
+        super().__init__(parent)
+        self.ci.setContentsMargins(4, 4, 4, 4)
+        self._row_title = row_title
+        self._col_title = col_title
+        self._row_labels: list[str] = []
+        self._col_labels: list[str] = []
+        self._values = np.zeros((0, 0), dtype=np.float32)
+        self._signed = True
+        self._levels: tuple[float, float] | None = None
+        self._fixed_levels: tuple[float, float] | None = None
+        self._hover_text: HoverText | None = None
+        self._value_format = "{:+.4g}"
+        self._cell_texts: list[pg.TextItem] = []
+        self._selected: tuple[int, int] | None = None
+
+        self.plot = self.addPlot(row=0, col=0, title=title or None)
+        self.plot.invertY(True)
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.setMenuEnabled(False)
+        self.plot.hideButtons()
+        self.plot.setLabel("left", row_title)
+        self.plot.setLabel("bottom", col_title)
+        for side in ("left", "bottom"):
+            self.plot.getAxis(side).setStyle(tickLength=0)
+        # The first and last position labels may reach a little past the grid's edge.
+        self.plot.getAxis("bottom").setStyle(hideOverlappingLabels=False)
+
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.plot.addItem(self.image)
+        self.colorbar = pg.ColorBarItem(values=(-1.0, 1.0), colorMap=DIVERGING, interactive=False,
+                                        width=14, colorMapMenu=False)
+        self.colorbar.setImageItem(self.image, insert_in=self.plot)
+        # Scores are plain numbers; an SI prefix ("x1e-06") on the scale only confuses.
+        self.colorbar.axis.enableAutoSIPrefix(False)
+
+        # Two nested rectangles (dark outside, light inside) stay visible on any cell colour.
+        self._outline_outer = QGraphicsRectItem()
+        self._outline_outer.setPen(pg.mkPen(QColor(0, 0, 0), width=4, cosmetic=True))
+        self._outline_inner = QGraphicsRectItem()
+        self._outline_inner.setPen(pg.mkPen(QColor(255, 255, 255), width=2, cosmetic=True))
+        for item in (self._outline_outer, self._outline_inner):
+            item.setZValue(20)
+            item.setVisible(False)
+            self.plot.addItem(item)
+
+        self._markers = pg.ScatterPlotItem(pxMode=True)
+        self._markers.setZValue(15)
+        self.plot.addItem(self._markers)
+        self.legend = pg.LegendItem(colCount=3, labelTextSize="8pt", frame=False)
+        self.addItem(self.legend, row=1, col=0)
+        self._set_legend_visible(False)
+
+        self.hover_label = pg.LabelItem(justify="left", size="9pt")
+        self.addItem(self.hover_label, row=2, col=0)
+        self.hover_label.setText(" ")
+
+        self.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.scene().sigMouseClicked.connect(self._on_mouse_clicked)
+        self._apply_theme()
+
+    def set_titles(self, title: str, row_title: str, col_title: str) -> None:
+        """Change the plot title and the axis titles (also used in the hover read-out)."""
+        self._row_title, self._col_title = row_title, col_title
+        self.plot.setTitle(title or None)
+        self.plot.setLabel("left", row_title)
+        self.plot.setLabel("bottom", col_title)
+        self._apply_theme()
+
+    # ----------------------------------------------------------------- data
+    def set_data(
+        self,
+        values: np.ndarray,
+        row_labels: Sequence[str] | None = None,
+        col_labels: Sequence[str] | None = None,
+        *,
+        signed: bool = True,
+        levels: tuple[float, float] | None = None,
+        value_format: str = "{:+.4g}",
+    ) -> None:
+        """Show ``values[row, col]`` (NaN = not computed yet).
+
+        ``signed`` picks the diverging map with symmetric levels; ``levels``
+        fixes the colour range (e.g. (0, 1) for probabilities, or shared
+        levels for two grids meant to be compared).
+        """
+        values = np.asarray(values, dtype=np.float32)
+        if values.ndim != 2:
+            raise ValueError(f"a heatmap needs a 2-D array, got shape {values.shape}")
+        self._values = np.ascontiguousarray(values)
+        self._signed = signed
+        self._fixed_levels = levels
+        self._value_format = value_format
+        n_rows, n_cols = values.shape
+        self._row_labels = [str(x) for x in row_labels] if row_labels is not None else [str(i) for i in range(n_rows)]
+        self._col_labels = [str(x) for x in col_labels] if col_labels is not None else [str(i) for i in range(n_cols)]
+        fit_axis(self.plot.getAxis("left"), self._row_labels or None)
+        fit_axis(self.plot.getAxis("bottom"), self._col_labels or None)
+        self._update_ticks()
+        self.colorbar.setColorMap(DIVERGING if signed else SEQUENTIAL)
+        self._render()
+        if values.size:
+            self.plot.setXRange(-0.5, n_cols - 0.5, padding=0)
+            self.plot.setYRange(-0.5, n_rows - 0.5, padding=0)
+
+    def _update_ticks(self) -> None:
+        """Label as many rows/columns as fit without overlapping (every k-th when crowded)."""
+        metrics = QFontMetrics(QFont())
+        label_width = max((metrics.horizontalAdvance(line) for label in self._col_labels
+                           for line in label.split("\n")), default=0) + 8
+        label_height = metrics.height() + 2
+        view = self.plot.vb.boundingRect()
+        # Before the first layout the view has no size yet; assume the usual one.
+        width = view.width() if view.width() > 50 else 400.0
+        height = view.height() if view.height() > 50 else 300.0
+        self.plot.getAxis("bottom").setTicks([tick_labels(self._col_labels, max(1, int(width // label_width)))])
+        self.plot.getAxis("left").setTicks([tick_labels(self._row_labels, max(1, int(height // label_height)))])
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        if hasattr(self, "plot"):
+            self._update_ticks()
+
+    def set_row(self, row: int, values: np.ndarray) -> None:
+        """Fill one row (streamed partial results); levels follow what is known so far."""
+        self._values[row] = np.asarray(values, dtype=np.float32)
+        self._render()
+
+    def values(self) -> np.ndarray:
+        return self._values
+
+    def levels(self) -> tuple[float, float] | None:
+        return self._levels
+
+    def clear_data(self) -> None:
+        self.set_data(np.zeros((0, 0), dtype=np.float32), [], [])
+        self.set_cell_text(None)
+        self.set_selected(None)
+        self.hover_label.setText(" ")
+
+    def _render(self) -> None:
+        values = self._values
+        if self._fixed_levels is not None:
+            levels = self._fixed_levels
+        elif self._signed:
+            levels = symmetric_levels(values)
+        else:
+            levels = sequential_levels(values)
+        self._levels = levels
+        fit_axis(self.colorbar.axis, [f"{levels[0]:.2g}", f"{levels[1]:.2g}", "-0.00"])
+        n_rows, n_cols = values.shape
+        self.colorbar.setLevels(levels)
+        if values.size == 0:
+            self.image.clear()
+            return
+        self.image.setImage(values, levels=levels, autoLevels=False)
+        self.image.setRect(QRectF(-0.5, -0.5, n_cols, n_rows))
+        self._update_text_colors()
+
+    # -------------------------------------------------------- decorations
+    def set_hover_text(self, formatter: HoverText | None) -> None:
+        """Replace the default hover read-out with ``formatter(row, col, value)``."""
+        self._hover_text = formatter
+
+    def set_selected(self, cell: tuple[int, int] | None) -> None:
+        """Outline one cell (row, col), or none."""
+        self._selected = cell
+        visible = cell is not None and 0 <= cell[0] < self._values.shape[0] and 0 <= cell[1] < self._values.shape[1]
+        for item in (self._outline_outer, self._outline_inner):
+            item.setVisible(visible)
+        if visible:
+            row, col = cell
+            self._outline_outer.setRect(QRectF(col - 0.5, row - 0.5, 1, 1))
+            self._outline_inner.setRect(QRectF(col - 0.44, row - 0.44, 0.88, 0.88))
+
+    def selected(self) -> tuple[int, int] | None:
+        return self._selected
+
+    def set_cell_text(self, texts: np.ndarray | Sequence[Sequence[str]] | None, font_size: int = 8) -> None:
+        """Write a short string in each cell (e.g. the logit lens's top token); None removes them."""
+        for item in self._cell_texts:
+            self.plot.removeItem(item)
+        self._cell_texts = []
+        if texts is None:
+            return
+        font = QFont()
+        font.setPointSize(font_size)
+        for (row, col), text in np.ndenumerate(np.asarray(texts, dtype=object)):
+            if not text:
+                continue
+            item = pg.TextItem(str(text), anchor=(0.5, 0.5))
+            item.setFont(font)
+            item.setPos(col, row)
+            item.setZValue(10)
+            item.setData(0, (row, col))
+            self.plot.addItem(item)
+            self._cell_texts.append(item)
+        self._update_text_colors()
+
+    def cell_texts(self) -> list[str]:
+        return [item.toPlainText() for item in self._cell_texts]
+
+    def _update_text_colors(self) -> None:
+        if not self._cell_texts or self._levels is None:
+            return
+        low, high = self._levels
+        cmap = self.colorbar.colorMap()
+        for item in self._cell_texts:
+            row, col = item.data(0)
+            value = float(self._values[row, col]) if row < self._values.shape[0] and col < self._values.shape[1] else np.nan
+            if not np.isfinite(value):
+                item.setColor(theme_colors(self)[1])
+                continue
+            fraction = float(np.clip((value - low) / (high - low), 0.0, 1.0)) if high > low else 0.5
+            item.setColor(text_color_on(cmap.map(fraction, mode=pg.ColorMap.QCOLOR)))
+
+    def set_markers(self, cells: Mapping[tuple[int, int], str], descriptions: Mapping[str, str] | None = None,
+                    show_legend: bool = True) -> None:
+        """Mark cells with a symbol per category (known head roles), with a legend below unless told not to.
+
+        ``cells`` maps (row, col) to a category name; categories get symbols in
+        the order of ``descriptions`` (then first appearance), see :func:`marker_styles`.
+        """
+        self._markers.clear()
+        self.legend.clear()
+        if not cells:
+            self._set_legend_visible(False)
+            return
+        style = marker_styles(cells.values(), descriptions)
+        order = list(style)
+        spots = []
+        for (row, col), name in cells.items():
+            symbol, color = style[name]
+            # Top-right corner of the cell, so the cell colour stays visible.
+            spots.append({"pos": (col + 0.27, row - 0.27), "symbol": symbol, "size": marker_size(symbol),
+                          "brush": pg.mkBrush(color), "pen": pg.mkPen(QColor(0, 0, 0), width=1),
+                          "data": name})
+        self._markers.addPoints(spots)
+        for name in order:
+            symbol, color = style[name]
+            sample = pg.ScatterPlotItem(symbol=symbol, size=marker_size(symbol), brush=pg.mkBrush(color),
+                                        pen=pg.mkPen(QColor(0, 0, 0), width=1))
+            self.legend.addItem(sample, name)
+        self._set_legend_visible(show_legend)
+        self._apply_theme()
+
+    def _set_legend_visible(self, visible: bool) -> None:
+        # A hidden item still takes its row in a QGraphicsGridLayout; collapse it too.
+        self.legend.setVisible(visible)
+        limit = 16777215 if visible else 0
+        self.legend.setMaximumHeight(limit)
+        self.legend.setMaximumWidth(limit)
+
+    def marker_count(self) -> int:
+        return len(self._markers.points())
+
+    # -------------------------------------------------------------- events
+    def cell_at(self, scene_pos) -> tuple[int, int] | None:
+        """The (row, col) under a scene position, or None outside the grid."""
+        if not self.plot.vb.sceneBoundingRect().contains(scene_pos):
+            return None
+        point = self.plot.vb.mapSceneToView(scene_pos)
+        col = int(np.floor(point.x() + 0.5))
+        row = int(np.floor(point.y() + 0.5))
+        n_rows, n_cols = self._values.shape
+        if 0 <= row < n_rows and 0 <= col < n_cols:
+            return row, col
+        return None
+
+    def format_value(self, value: float) -> str:
+        return self._value_format.format(value) if np.isfinite(value) else "not computed yet"
+
+    def row_label(self, row: int) -> str:
+        return self._row_labels[row].replace("\n", " ")
+
+    def col_label(self, col: int) -> str:
+        return self._col_labels[col].replace("\n", " ")
+
+    def describe_cell(self, row: int, col: int) -> str:
+        value = float(self._values[row, col])
+        if self._hover_text is not None:
+            return self._hover_text(row, col, value)
+        return (f"{self._row_title} {self.row_label(row)}, {self._col_title} {self.col_label(col)}: "
+                f"{self.format_value(value)}")
+
+    def _on_mouse_moved(self, scene_pos) -> None:
+        cell = self.cell_at(scene_pos)
+        text = self.describe_cell(*cell) if cell is not None else " "
+        self.hover_label.setText(text)
+        self.setToolTip("" if cell is None else text)
+
+    def _on_mouse_clicked(self, event) -> None:
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        cell = self.cell_at(event.scenePos())
+        if cell is not None:
+            self.cell_clicked.emit(*cell)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        # Qt sends palette changes during construction too, before the plot exists.
+        if event.type() == QEvent.Type.PaletteChange and hasattr(self, "plot"):
+            self._apply_theme()
+        super().changeEvent(event)
+
+    def _apply_theme(self) -> None:
+        background, foreground = theme_colors(self)
+        self.setBackground(background)
+        pen = pg.mkPen(foreground)
+        for side in ("left", "bottom"):
+            axis = self.plot.getAxis(side)
+            axis.setPen(pen)
+            axis.setTextPen(pen)
+        self.colorbar.axis.setPen(pen)
+        self.colorbar.axis.setTextPen(pen)
+        self.plot.titleLabel.setAttr("color", foreground)
+        self.plot.titleLabel.setText(self.plot.titleLabel.text)
+        self.hover_label.setAttr("color", foreground)
+        set_legend_text_color(self.legend, foreground)
