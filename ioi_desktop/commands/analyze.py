@@ -1,0 +1,79 @@
+"""``ioi-desktop analyze``: run analyses headless and write results.json + results.npz."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+HELP = "Run analyses on a prompt-pairs file headless and write results.json + results.npz to a folder."
+
+_BAR_WIDTH = 30
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="bundled",
+                        help="'bundled' (default), a model folder, or a model name in the Hugging Face cache")
+    parser.add_argument("--pairs", required=True, metavar="FILE", help="prompt pairs (.json or .csv, see docs/pairs-format.md)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder to write results.json and results.npz into")
+    parser.add_argument("--analyses", metavar="A,B,...",
+                        help="comma-separated analyses (default: all): logit_diff, logit_lens, dla, attention, "
+                        "patching, attribution_patching, head_scores")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    parser.add_argument("--dtype", default="float32", help="float32 (default), float16 or bfloat16")
+    parser.add_argument("--batch-size", type=int, metavar="N", help="prompts per forward pass (default: all at once)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+class _ProgressBar:
+    """One self-overwriting line on stderr: bar, percentage, current step."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.started = time.perf_counter()
+        self.width = 0
+
+    def __call__(self, event) -> None:
+        filled = int(round(event.fraction * _BAR_WIDTH))
+        line = (f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {event.fraction * 100:5.1f}% "
+                f"{time.perf_counter() - self.started:6.1f}s  {event.analysis}: {event.message}")[:110]
+        self.stream.write("\r" + line.ljust(self.width))
+        self.width = len(line)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.width:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    from ioi_desktop.core.analyses import parse_analysis_list
+    from ioi_desktop.core.errors import AnalysisError
+    from ioi_desktop.core.pairfiles import read_pairs
+
+    names = parse_analysis_list(args.analyses)
+    if args.batch_size is not None and args.batch_size < 1:
+        raise AnalysisError(f"--batch-size must be at least 1, not {args.batch_size}.", "Leave it out to use all prompts at once.")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise AnalysisError(f"--out {out} is a file, not a folder.", "Give a folder name; it is created if needed.")
+    prompt_set = read_pairs(args.pairs)
+
+    from ioi_desktop.core.models import ModelSpec, load_model
+    from ioi_desktop.core.runner import Runner
+
+    if not args.quiet:
+        print(f"Loading {args.model} ...", file=sys.stderr)
+    handle = load_model(ModelSpec(source=args.model, device=args.device, dtype=args.dtype))
+    bar = None if args.quiet else _ProgressBar()
+    try:
+        results = Runner().run(handle, prompt_set, names, batch_size=args.batch_size, on_progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    path = results.save(out)
+    total = sum(results.meta["timings"].values())
+    print(f"Wrote {path} and {path.with_name('results.npz')} ({', '.join(names)}; {total:.1f} s).")
+    return 0

@@ -1,0 +1,136 @@
+"""Direct logit attribution: which components write the answer into the residual stream.
+
+The final residual stream is a sum of what every component wrote: the token
+and position embeddings, each layer's attention output and MLP output
+(``ActivationCache.decompose_resid``), and each attention output is itself the
+sum of its heads' outputs ``z_h @ W_O[h]`` plus a bias
+(``stack_head_results``). The final LayerNorm (after ``fold_ln`` it only
+centres and divides by a per-position scale) is linear once that scale is
+fixed, so, as the TransformerLens demo does, each component is centred and
+divided by the *cached* final scale of the real run (``apply_ln_to_stack``)
+and projected on the logit-difference direction ``W_U[:, correct] -
+W_U[:, incorrect]`` at each prompt's END position.
+
+The component attributions then add up exactly to the real logit difference
+minus ``b_U[correct] - b_U[incorrect]`` (kept as ``dla_unembed_bias``).
+Averages over prompts are the headline numbers; the per-prompt values are kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ioi_desktop.core import hooks
+from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisResult, Progress
+from ioi_desktop.core.analyses.logit_diff import (
+    as_float32,
+    at_end,
+    end_index,
+    logit_diff_at_end,
+    logit_diff_directions,
+    prompt_labels,
+    unembed_bias_diff,
+)
+
+NAME = "dla"
+
+
+def _has_mlp(model: Any) -> bool:
+    return not getattr(model.cfg, "attn_only", False)
+
+
+def hooks_needed(ctx: AnalysisContext) -> set[str]:
+    n_layers = ctx.handle.info.n_layers
+    names = {hooks.EMBED, hooks.POS_EMBED, hooks.LN_FINAL_SCALE}
+    names.update(hooks.hook_names("attn_out", n_layers))
+    names.update(hooks.hook_names("z", n_layers))
+    if _has_mlp(ctx.handle.model):
+        names.update(hooks.hook_names("mlp_out", n_layers))
+    return names
+
+
+def count_units(ctx: AnalysisContext) -> int:
+    return 2
+
+
+def component_names(model: Any, cache: Any, n_layers: int) -> list[tuple[str, str]]:
+    """(label, hook name) in ``decompose_resid`` order: embed, pos_embed, 0_attn_out, 0_mlp_out, ..."""
+    names = [(label, name) for label, name in (("embed", hooks.EMBED), ("pos_embed", hooks.POS_EMBED)) if name in cache]
+    for layer in range(n_layers):
+        names.append((f"{layer}_attn_out", hooks.hook_name("attn_out", layer)))
+        if _has_mlp(model):
+            names.append((f"{layer}_mlp_out", hooks.hook_name("mlp_out", layer)))
+    return names
+
+
+def final_ln_at_end(model: Any, cache: Any, stack: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """Apply the final LayerNorm with the run's cached scale to a [component, prompt, d_model] stack at END."""
+    kind = getattr(model.cfg, "normalization_type", None)
+    if kind not in ("LN", "LNPre", "RMS", "RMSPre"):
+        return stack
+    if kind in ("LN", "LNPre") and not getattr(model.cfg, "final_rms", False):
+        stack = stack - stack.mean(dim=-1, keepdim=True)
+    scale = at_end(cache[hooks.LN_FINAL_SCALE], end)
+    return stack / scale
+
+
+def head_outputs_at_end(model: Any, cache: Any, layer: int, end: torch.Tensor) -> torch.Tensor:
+    """[head, prompt, d_model]: each head's write into the residual stream at END (``z @ W_O``)."""
+    attn = model.blocks[layer].attn
+    z = at_end(cache[hooks.hook_name("z", layer)], end)
+    W_O = attn.W_O
+    if z.dtype != W_O.dtype:
+        dtype = torch.promote_types(z.dtype, W_O.dtype)
+        z, W_O = z.to(dtype), W_O.to(dtype)
+    result = torch.einsum("phd,hdm->hpm", z, W_O)
+    scale = getattr(attn, "_result_contribution_scale", 1.0)
+    return result if scale == 1.0 else result * scale
+
+
+def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
+    model, batch = ctx.handle.model, ctx.batch
+    n_layers, n_heads = int(ctx.handle.info.n_layers), int(ctx.handle.info.n_heads)
+    progress.set_total(2)
+    cache = ctx.runs.cache("clean")
+    with torch.no_grad():
+        directions = logit_diff_directions(model, batch)
+        end = end_index(batch, directions.device)
+        components = component_names(model, cache, n_layers)
+        stack = torch.stack([at_end(cache[name], end) for _, name in components], dim=0)
+        by_component = torch.einsum("cpd,pd->pc", final_ln_at_end(model, cache, stack, end).float(), directions)
+        progress.advance(1, "attribution per component")
+        progress.check_cancelled()
+        by_head = torch.zeros(by_component.shape[0], n_layers, n_heads, device=directions.device)
+        for layer in range(n_layers):
+            heads = final_ln_at_end(model, cache, head_outputs_at_end(model, cache, layer, end), end).float()
+            by_head[:, layer] = torch.einsum("hpd,pd->ph", heads, directions)
+        progress.advance(1, "attribution per head")
+        bias = unembed_bias_diff(model, batch)
+        real = logit_diff_at_end(ctx.runs.logits("clean"), batch).float()
+        error = (by_component.sum(dim=1) + bias - real).abs().max()
+    return AnalysisResult(
+        name=NAME,
+        arrays={
+            "dla_components": as_float32(by_component.mean(dim=0)),
+            "dla_components_by_prompt": as_float32(by_component),
+            "dla_head": as_float32(by_head.mean(dim=0)),
+            "dla_head_by_prompt": as_float32(by_head),
+            "dla_unembed_bias": as_float32(bias),
+        },
+        axes={
+            "dla_components": ("component",),
+            "dla_components_by_prompt": ("prompt", "component"),
+            "dla_head": ("layer", "head"),
+            "dla_head_by_prompt": ("prompt", "layer", "head"),
+            "dla_unembed_bias": ("prompt",),
+        },
+        labels={"component": [label for label, _ in components], "prompt": prompt_labels(batch)},
+        meta={
+            "logit_diff_mean": float(real.mean()),
+            "unembed_bias_mean": float(bias.mean()),
+            "max_reconstruction_error": float(error),
+            "ln": "final LayerNorm applied with the clean run's cached scale (apply_ln_to_stack)",
+        },
+    )

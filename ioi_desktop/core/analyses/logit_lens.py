@@ -1,0 +1,181 @@
+"""Logit lens: what the residual stream predicts part-way through the model.
+
+The residual stream after each half-layer (``resid_pre`` of every layer, its
+``resid_mid``, and the final ``resid_post``) is passed through the final
+LayerNorm and the unembedding as if it were the last layer's output
+(nostalgebraist's "logit lens"; TransformerLens's
+``ActivationCache.accumulated_resid(incl_mid=True, apply_ln=True)``).
+
+(a) The logit-difference lens: each point, LayerNorm recomputed on that point
+as TransformerLens 4.3's ``accumulated_resid(apply_ln=True)`` does, projected
+on ``W_U[:, correct] - W_U[:, incorrect]`` at each prompt's own END position
+(no unembedding bias, as in the demo), averaged over prompts. Labels ``0_pre,
+0_mid, 1_pre, ..., final_post``; the last point is the model's real logit
+difference minus ``b_U[correct] - b_U[incorrect]``.
+
+(b) The grid: for ``resid_pre`` of every layer and the final ``resid_post``, at
+every position of every prompt, the top-k tokens and their probabilities after
+the final LayerNorm and the full unembedding (``W_U`` and ``b_U``), plus the
+logit difference and p(correct) of that prompt's answers in every cell, so a
+view can switch prompt or colouring without recomputing. Padding positions
+(past a prompt's length) hold id -1 and zeros.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Float
+
+from ioi_desktop.core import hooks
+from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisResult, Progress
+from ioi_desktop.core.analyses.logit_diff import (
+    answer_ids,
+    as_float32,
+    at_end,
+    end_index,
+    logit_diff_directions,
+    prompt_labels,
+    rank_labels,
+    token_text,
+    top_k_option,
+)
+from ioi_desktop.core.results import position_labels
+
+NAME = "logit_lens"
+# Bound the [prompts, pos, d_vocab] logits block unembedded at once.
+_MAX_LOGIT_ELEMENTS = 32_000_000
+
+
+def lens_point_names(n_layers: int) -> list[tuple[str, str]]:
+    """(label, hook name) of every lens point: 0_pre, 0_mid, ..., final_post."""
+    points = []
+    for layer in range(n_layers):
+        points.append((f"{layer}_pre", hooks.hook_name("resid_pre", layer)))
+        points.append((f"{layer}_mid", hooks.hook_name("resid_mid", layer)))
+    points.append(("final_post", hooks.resid_final_name(n_layers)))
+    return points
+
+
+def grid_point_names(n_layers: int) -> list[tuple[str, str]]:
+    """(label, hook name) of the grid rows: resid_pre of every layer, then final_post."""
+    rows = [(f"{layer}_pre", hooks.hook_name("resid_pre", layer)) for layer in range(n_layers)]
+    rows.append(("final_post", hooks.resid_final_name(n_layers)))
+    return rows
+
+
+def hooks_needed(ctx: AnalysisContext) -> set[str]:
+    return {name for _, name in lens_point_names(ctx.handle.info.n_layers)}
+
+
+def count_units(ctx: AnalysisContext) -> int:
+    return ctx.handle.info.n_layers + 2
+
+
+def apply_final_ln(model: Any, resid: Float[torch.Tensor, "... d_model"]) -> Float[torch.Tensor, "... d_model"]:
+    """The model's final LayerNorm with statistics recomputed on ``resid`` itself."""
+    if getattr(model, "ln_final", None) is None:
+        return resid
+    shape = resid.shape
+    flat = resid.reshape(-1, 1, shape[-1])
+    return model.ln_final(flat).reshape(shape)
+
+
+def logit_diff_lens(model: Any, cache: Any, batch: Any, n_layers: int) -> tuple[torch.Tensor, list[str]]:
+    """[prompt, point] logit difference read at each lens point at each prompt's END."""
+    points = lens_point_names(n_layers)
+    directions = logit_diff_directions(model, batch)
+    end = end_index(batch, directions.device)
+    stacked = torch.stack([at_end(cache[name], end) for _, name in points], dim=1)
+    normalized = apply_final_ln(model, stacked).float()
+    return torch.einsum("ptd,pd->pt", normalized, directions), [label for label, _ in points]
+
+
+def _grid_row(model: Any, resid: torch.Tensor, batch: Any, k: int) -> dict[str, torch.Tensor]:
+    """Top-k, logit difference and p(correct) of every (prompt, pos) of one residual stream."""
+    n_prompts, n_pos, _ = resid.shape
+    W_U, b_U = model.W_U, getattr(model, "b_U", None)
+    correct, incorrect = answer_ids(batch, resid.device)
+    chunk = max(1, _MAX_LOGIT_ELEMENTS // max(1, n_pos * W_U.shape[1]))
+    parts: dict[str, list[torch.Tensor]] = {"ids": [], "probs": [], "diff": [], "p_correct": []}
+    for start in range(0, n_prompts, chunk):
+        stop = min(n_prompts, start + chunk)
+        logits = apply_final_ln(model, resid[start:stop]) @ W_U
+        if b_U is not None:
+            logits = logits + b_U
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        top_log_probs, top_ids = log_probs.topk(k, dim=-1)
+        c = correct[start:stop, None, None].expand(-1, n_pos, 1)
+        i = incorrect[start:stop, None, None].expand(-1, n_pos, 1)
+        parts["ids"].append(top_ids)
+        parts["probs"].append(top_log_probs.exp())
+        parts["diff"].append((logits.gather(-1, c) - logits.gather(-1, i))[..., 0].float())
+        parts["p_correct"].append(log_probs.gather(-1, c)[..., 0].exp())
+    row = {key: torch.cat(value, dim=0) for key, value in parts.items()}
+    lengths = torch.as_tensor(np.asarray(batch.lengths), device=resid.device)
+    padding = torch.arange(n_pos, device=resid.device)[None, :] >= lengths[:, None]
+    row["ids"] = row["ids"].masked_fill(padding[..., None], -1)
+    row["probs"] = row["probs"].masked_fill(padding[..., None], 0.0)
+    row["diff"] = row["diff"].masked_fill(padding, 0.0)
+    row["p_correct"] = row["p_correct"].masked_fill(padding, 0.0)
+    return row
+
+
+def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
+    model, batch = ctx.handle.model, ctx.batch
+    n_layers = int(ctx.handle.info.n_layers)
+    k = top_k_option(ctx.options, int(ctx.handle.info.d_vocab))
+    progress.set_total(n_layers + 2)
+    cache = ctx.runs.cache("clean")
+    with torch.no_grad():
+        by_prompt, lens_labels = logit_diff_lens(model, cache, batch, n_layers)
+        progress.advance(1, "logit-difference lens")
+        rows = grid_point_names(n_layers)
+        grid: dict[str, list[np.ndarray]] = {"ids": [], "probs": [], "diff": [], "p_correct": []}
+        for index, (label, name) in enumerate(rows):
+            progress.check_cancelled()
+            row = _grid_row(model, cache[name], batch, k)
+            grid["ids"].append(np.ascontiguousarray(row["ids"].cpu().numpy(), dtype=np.int32))
+            for key in ("probs", "diff", "p_correct"):
+                grid[key].append(as_float32(row[key]))
+            progress.rows("logit_lens_grid_logit_diff", index, grid["diff"][-1])
+            progress.rows("logit_lens_grid_top_ids", index, grid["ids"][-1])
+            progress.rows("logit_lens_grid_top_probs", index, grid["probs"][-1])
+            progress.advance(1, f"logit lens grid at {label}")
+    arrays = {
+        "logit_lens_logit_diff": as_float32(by_prompt.mean(dim=0)),
+        "logit_lens_logit_diff_by_prompt": as_float32(by_prompt),
+        "logit_lens_grid_top_ids": np.ascontiguousarray(np.stack(grid["ids"]), dtype=np.int32),
+        "logit_lens_grid_top_probs": np.ascontiguousarray(np.stack(grid["probs"]), dtype=np.float32),
+        "logit_lens_grid_logit_diff": np.ascontiguousarray(np.stack(grid["diff"]), dtype=np.float32),
+        "logit_lens_grid_p_correct": np.ascontiguousarray(np.stack(grid["p_correct"]), dtype=np.float32),
+    }
+    axes = {
+        "logit_lens_logit_diff": ("resid",),
+        "logit_lens_logit_diff_by_prompt": ("prompt", "resid"),
+        "logit_lens_grid_top_ids": ("lens_layer", "prompt", "pos", "rank"),
+        "logit_lens_grid_top_probs": ("lens_layer", "prompt", "pos", "rank"),
+        "logit_lens_grid_logit_diff": ("lens_layer", "prompt", "pos"),
+        "logit_lens_grid_p_correct": ("lens_layer", "prompt", "pos"),
+    }
+    return AnalysisResult(
+        name=NAME,
+        arrays=arrays,
+        axes=axes,
+        labels={
+            "resid": lens_labels,
+            "lens_layer": [label for label, _ in rows],
+            "prompt": prompt_labels(batch),
+            "pos": position_labels(batch),
+            "rank": rank_labels(k),
+        },
+        meta={
+            "top_k": k,
+            "token_text": token_text(ctx.handle.tokenizer, arrays["logit_lens_grid_top_ids"]),
+            "lens_ln": "final LayerNorm recomputed at each point (TransformerLens accumulated_resid apply_ln=True)",
+            "lens_bias": "logit_lens_logit_diff excludes b_U; the grid's logits include it",
+            "lengths": [int(n) for n in np.asarray(batch.lengths)],
+        },
+    )

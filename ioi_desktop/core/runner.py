@@ -1,0 +1,446 @@
+"""Run a list of analyses on a model and a prompt set, with progress and cancellation.
+
+The GUI worker thread and the ``analyze`` command both drive :class:`Runner`::
+
+    runner = Runner()
+    results = runner.run(handle, prompt_set, ["logit_diff", "dla"],
+                         on_progress=..., on_rows=..., on_result=..., cancel_token=token)
+
+What it does, in order:
+
+1. tokenizes the prompt set (or takes a ready ``TokenizedSet``);
+2. asks every selected analysis for ``hooks_needed(ctx)`` and declares the
+   union to one :class:`SharedRuns` (the ``CachedRuns`` of
+   :mod:`ioi_desktop.core.analyses.base`): the first analysis that reads a
+   cache triggers one clean and one corrupted forward pass caching exactly that
+   union (``names_filter``); a hook asked for later costs one extra forward of
+   only the missing hooks;
+3. runs each analysis with a progress object that reports units, checks the
+   cancellation token (raising :class:`~ioi_desktop.core.errors.Cancelled`, so
+   a run stops within one unit) and forwards finished rows in order;
+4. returns a :class:`~ioi_desktop.core.results.RunResults` with per-analysis
+   timings.
+
+Between runs the runner keeps the cached forward passes and the finished
+analysis results for the last (model, tokens) pair: re-running with the same
+model, prompts and options reuses them, so nothing is recomputed.
+
+Callbacks are called synchronously in the thread that calls :meth:`Runner.run`
+(the GUI worker re-emits them as Qt signals). Nothing here imports Qt; torch
+and TransformerLens are imported on first use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ioi_desktop.core.analyses import analysis_names, get_analysis
+from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisResult
+from ioi_desktop.core.errors import AnalysisError, Cancelled, DeviceError, PromptError
+from ioi_desktop.core.results import RunResults, run_metadata
+
+RUNS = ("clean", "corrupt")
+# The two shared forward passes count as this many progress units.
+_FORWARD_UNITS = 2
+
+
+class CancelToken:
+    """A thread-safe flag the GUI sets and the runner checks between units of work."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._event.is_set():
+            raise Cancelled()
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Overall progress of a run: ``done`` of ``total`` units, and the current analysis.
+
+    ``total`` may grow while a run goes (an analysis declares its exact unit
+    count when it starts); ``fraction`` is ``done / total`` in [0, 1].
+    """
+
+    analysis: str
+    message: str
+    done: int
+    total: int
+    analysis_done: int
+    analysis_total: int
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.done / self.total) if self.total else 0.0
+
+
+@dataclass(frozen=True)
+class RowsEvent:
+    """Finished rows of one array, e.g. ``patch_head_z`` row ``(layer,)``: values fill ``array[index]``."""
+
+    analysis: str
+    array: str
+    index: tuple[int, ...]
+    values: np.ndarray
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+RowsCallback = Callable[[RowsEvent], None]
+ResultCallback = Callable[[AnalysisResult], None]
+
+
+# ------------------------------------------------------------------ shared runs
+
+
+class SharedRuns:
+    """One clean and one corrupted forward pass shared by every analysis of a run.
+
+    Implements the ``CachedRuns`` protocol. ``declare(names)`` adds hooks to
+    fetch; nothing runs until an analysis asks for a cache or the logits, and
+    then each run is done once with every declared hook. ``require`` on a hook
+    not cached yet runs one more forward caching only the missing hooks.
+    ``forward_count`` counts forward passes over the whole prompt set (a pass
+    split into batches of ``batch_size`` prompts counts once).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        batch: Any,
+        batch_size: int | None = None,
+        check_cancelled: Callable[[], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.batch = batch
+        self.batch_size = batch_size
+        self.check_cancelled = check_cancelled or (lambda: None)
+        # Called with "clean"/"corrupt" after each forward pass (the runner reports progress).
+        self.on_forward: Callable[[str], None] | None = None
+        self.forward_count = 0
+        self.forward_seconds = 0.0
+        self._declared: set[str] = set()
+        self._stored: dict[str, dict[str, Any]] = {which: {} for which in RUNS}
+        # Hooks this model does not have (e.g. hook_pos_embed with rotary embeddings): asked once.
+        self._absent: dict[str, set[str]] = {which: set() for which in RUNS}
+        self._logits: dict[str, Any] = {}
+
+    def declare(self, names: set[str]) -> None:
+        """Hooks the next forward passes should cache."""
+        self._declared |= set(names)
+
+    def cached_names(self, which: str) -> set[str]:
+        return set(self._stored[_check_which(which)])
+
+    def require(self, which: str, names: set[str]) -> None:
+        which = _check_which(which)
+        known = set(self._stored[which]) | self._absent[which]
+        missing = set(names) - known
+        if missing or which not in self._logits:
+            self._forward(which, missing | (self._declared - known))
+
+    def cache(self, which: str):
+        from transformer_lens import ActivationCache
+
+        self.require(which, self._declared)
+        return ActivationCache(self._stored[which], self.model)
+
+    def logits(self, which: str):
+        self.require(which, set())
+        return self._logits[which]
+
+    def tokens(self, which: str):
+        """The run's tokens as a torch tensor on the model's device."""
+        import torch
+
+        array = self.batch.clean_tokens if _check_which(which) == "clean" else self.batch.corrupt_tokens
+        return torch.as_tensor(np.asarray(array, dtype=np.int64), device=model_device(self.model))
+
+    def _forward(self, which: str, names: set[str]) -> None:
+        import torch
+
+        tokens = self.tokens(which)
+        size = self.batch_size or tokens.shape[0]
+        started = time.perf_counter()
+        logits_parts, cache_parts = [], []
+        with torch.no_grad():
+            for start in range(0, tokens.shape[0], size):
+                self.check_cancelled()
+                try:
+                    logits, cache = self.model.run_with_cache(
+                        tokens[start : start + size], names_filter=sorted(names)
+                    )
+                except torch.OutOfMemoryError as exc:
+                    raise DeviceError(
+                        "The device ran out of memory running the model on the prompts.",
+                        "Use a smaller --batch-size, fewer prompts, or another device.",
+                    ) from exc
+                logits_parts.append(logits.float())
+                available = set(cache.keys())
+                cache_parts.append({name: cache[name] for name in names if name in available})
+        if which not in self._logits:
+            self._logits[which] = torch.cat(logits_parts, dim=0)
+        for name in names:
+            if name in cache_parts[0]:
+                self._stored[which][name] = torch.cat([part[name] for part in cache_parts], dim=0)
+            else:
+                self._absent[which].add(name)
+        self.forward_count += 1
+        self.forward_seconds += time.perf_counter() - started
+        if self.on_forward is not None:
+            self.on_forward(which)
+
+
+def _check_which(which: str) -> str:
+    if which not in RUNS:
+        raise ValueError(f"run must be 'clean' or 'corrupt', not {which!r}")
+    return which
+
+
+def model_device(model: Any):
+    """The device the model's weights live on."""
+    for parameter in model.parameters():
+        return parameter.device
+    import torch
+
+    return torch.device("cpu")
+
+
+# ------------------------------------------------------------------ progress
+
+
+class _Tracker:
+    """Overall unit counts across the forward passes and every analysis of a run."""
+
+    def __init__(self, planned: dict[str, int], on_progress: ProgressCallback | None) -> None:
+        self.planned = dict(planned)
+        self.done = {name: 0 for name in planned}
+        self.on_progress = on_progress
+
+    def set_total(self, name: str, units: int) -> None:
+        self.planned[name] = max(int(units), self.done[name], 1)
+
+    def advance(self, name: str, units: int, message: str) -> None:
+        self.done[name] = min(self.done[name] + int(units), self.planned[name])
+        self.emit(name, message)
+
+    def finish(self, name: str, message: str) -> None:
+        self.done[name] = self.planned[name]
+        self.emit(name, message)
+
+    def emit(self, name: str, message: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(
+                ProgressEvent(
+                    analysis=name,
+                    message=message,
+                    done=sum(self.done.values()),
+                    total=sum(self.planned.values()),
+                    analysis_done=self.done[name],
+                    analysis_total=self.planned[name],
+                )
+            )
+
+
+@dataclass
+class _AnalysisProgress:
+    """The ``Progress`` an analysis sees: units, cancellation, streamed rows."""
+
+    name: str
+    tracker: _Tracker
+    cancel_token: CancelToken
+    on_rows: RowsCallback | None = None
+
+    def set_total(self, units: int) -> None:
+        self.tracker.set_total(self.name, units)
+
+    def advance(self, units: int = 1, message: str = "") -> None:
+        self.tracker.advance(self.name, units, message)
+
+    def check_cancelled(self) -> None:
+        self.cancel_token.raise_if_cancelled()
+
+    def rows(self, array: str, index: tuple[int, ...] | int, values: np.ndarray) -> None:
+        if self.on_rows is not None:
+            key = (int(index),) if isinstance(index, (int, np.integer)) else tuple(int(i) for i in index)
+            self.on_rows(RowsEvent(self.name, array, key, np.asarray(values)))
+
+
+# ------------------------------------------------------------------ runner
+
+
+def tokenized(handle: Any, prompts: Any) -> Any:
+    """A ``TokenizedSet`` for ``prompts`` (a PromptSet, or already a TokenizedSet)."""
+    if hasattr(prompts, "clean_tokens"):
+        batch = prompts
+    else:
+        from ioi_desktop.core.prompts import tokenize_set
+
+        batch = tokenize_set(prompts, handle.tokenizer, n_ctx=handle.info.n_ctx)
+    tokens = np.asarray(batch.clean_tokens)
+    if tokens.ndim != 2 or tokens.shape[0] == 0:
+        raise PromptError("The prompt set is empty.", "Add at least one prompt pair.")
+    ids = np.concatenate([tokens.ravel(), np.asarray(batch.corrupt_tokens).ravel(),
+                          np.asarray(batch.correct_ids), np.asarray(batch.incorrect_ids)])
+    if ids.min() < 0 or ids.max() >= handle.info.d_vocab:
+        raise PromptError(
+            f"The prompt set has token ids outside the model's vocabulary of {handle.info.d_vocab}.",
+            "Tokenize the prompts with this model's tokenizer.",
+        )
+    return batch
+
+
+def batch_key(handle: Any, batch: Any) -> str:
+    """Identifies (model object, tokens, answers, roles): equal keys give equal forward passes."""
+    digest = hashlib.sha256()
+    digest.update(str(id(handle.model)).encode())
+    for array in (batch.clean_tokens, batch.corrupt_tokens, batch.correct_ids, batch.incorrect_ids, batch.lengths):
+        array = np.ascontiguousarray(array, dtype=np.int64)
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    for role in sorted(batch.roles):
+        digest.update(role.encode())
+        digest.update(np.ascontiguousarray(batch.roles[role], dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+class Runner:
+    """Runs analyses; keeps the last prompt set's forward passes and results for reuse.
+
+    One runner per model session (the GUI worker keeps one); it is not meant to
+    run two jobs at once.
+    """
+
+    def __init__(self) -> None:
+        self._runs: SharedRuns | None = None
+        self._runs_key: str | None = None
+        self._results: dict[tuple[str | None, str, str], AnalysisResult] = {}
+        self._past_forwards = 0
+
+    @property
+    def forward_count(self) -> int:
+        """Forward passes over a prompt set made by this runner so far (for tests and logs)."""
+        return self._past_forwards + (self._runs.forward_count if self._runs else 0)
+
+    def clear_cache(self) -> None:
+        """Forget cached forward passes and results (e.g. after loading another model)."""
+        if self._runs is not None:
+            self._past_forwards += self._runs.forward_count
+        self._runs, self._runs_key = None, None
+        self._results.clear()
+
+    def run(
+        self,
+        handle: Any,
+        prompts: Any,
+        analyses: Sequence[str] | None = None,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        batch_size: int | None = None,
+        on_progress: ProgressCallback | None = None,
+        on_rows: RowsCallback | None = None,
+        on_result: ResultCallback | None = None,
+        cancel_token: CancelToken | None = None,
+    ) -> RunResults:
+        """Run ``analyses`` (default: all, in display order) and return their results.
+
+        ``options`` maps analysis name -> that analysis's options; ``batch_size``
+        (prompts per forward pass, None = all at once) is also passed to every
+        analysis as option ``batch_size``. Raises ``Cancelled`` when the token
+        is cancelled (results finished before that were already passed to
+        ``on_result``), and ``IOIError`` subclasses for bad input.
+        """
+        names = list(analyses) if analyses is not None else analysis_names()
+        if not names:
+            raise AnalysisError("No analysis was selected.", "Choose at least one analysis to run.")
+        if batch_size is not None and int(batch_size) < 1:
+            raise AnalysisError(f"The batch size must be at least 1, not {batch_size}.", "Use --batch-size 1 or more.")
+        modules = {name: get_analysis(name) for name in names}
+        options = {name: dict((options or {}).get(name, {})) for name in names}
+        if batch_size is not None:
+            for name in names:
+                options[name].setdefault("batch_size", int(batch_size))
+        token = cancel_token or CancelToken()
+        batch = tokenized(handle, prompts)
+        runs = self._shared_runs(handle, batch, batch_size, token)
+
+        contexts = {name: AnalysisContext(handle=handle, batch=batch, options=options[name], runs=runs) for name in names}
+        keys = {name: (self._runs_key, name, json.dumps(options[name], sort_keys=True, default=str)) for name in names}
+        pending = [name for name in names if keys[name] not in self._results]
+        for name in pending:
+            runs.declare(set(modules[name].hooks_needed(contexts[name])))
+        planned = {"forward": _FORWARD_UNITS}
+        for name in names:
+            estimate = getattr(modules[name], "count_units", None)
+            planned[name] = max(1, int(estimate(contexts[name]))) if estimate and name in pending else 1
+        tracker = _Tracker(planned, on_progress)
+        runs.on_forward = lambda which: tracker.advance("forward", 1, f"ran the model on the {which} prompts")
+
+        results: dict[str, AnalysisResult] = {}
+        timings: dict[str, float] = {}
+        forward_seconds_before = runs.forward_seconds
+        try:
+            for name in names:
+                token.raise_if_cancelled()
+                if name in pending:
+                    forward_before = runs.forward_seconds
+                    started = time.perf_counter()
+                    tracker.emit(name, f"Running {name}")
+                    result = _run_analysis(modules[name], contexts[name], _AnalysisProgress(name, tracker, token, on_rows))
+                    timings[name] = time.perf_counter() - started - (runs.forward_seconds - forward_before)
+                    self._results[keys[name]] = result
+                else:
+                    result = self._results[keys[name]]
+                    timings[name] = 0.0
+                results[name] = result
+                if name == names[-1]:
+                    # Forward passes some analysis never needed still count as done at the end.
+                    tracker.done["forward"] = tracker.planned["forward"]
+                tracker.finish(name, f"Finished {name}")
+                if on_result is not None:
+                    on_result(result)
+            timings["forward"] = runs.forward_seconds - forward_seconds_before
+        finally:
+            runs.on_forward = None
+        meta = run_metadata(handle, batch, names, options, timings, results,
+                            prompt_set=None if prompts is batch else prompts)
+        meta["cached"] = [name for name in names if name not in pending]
+        return RunResults(results=results, meta=meta)
+
+    def _shared_runs(self, handle: Any, batch: Any, batch_size: int | None, token: CancelToken) -> SharedRuns:
+        key = batch_key(handle, batch)
+        if self._runs is None or key != self._runs_key:
+            self.clear_cache()
+            self._runs = SharedRuns(handle.model, batch, batch_size, token.raise_if_cancelled)
+            self._runs_key = key
+        else:
+            self._runs.batch_size = batch_size
+            self._runs.check_cancelled = token.raise_if_cancelled
+        return self._runs
+
+
+def _run_analysis(module: Any, ctx: AnalysisContext, progress: _AnalysisProgress) -> AnalysisResult:
+    """``module.run``; running out of device memory becomes a DeviceError the user can act on."""
+    import torch
+
+    try:
+        return module.run(ctx, progress)
+    except torch.OutOfMemoryError as exc:
+        raise DeviceError(
+            f"The device ran out of memory during {progress.name}.",
+            "Use a smaller batch size, fewer prompts, or another device.",
+        ) from exc
