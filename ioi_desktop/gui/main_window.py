@@ -1,0 +1,747 @@
+"""The main window: inputs on the left, linked result panels on the right.
+
+It wires things together and holds no analysis logic:
+
+- the model picker and the prompt editor feed the worker (``gui.worker``),
+  which loads models and runs analyses through ``core.runner`` in its thread;
+- the worker's signals drive the progress bar (done/total, current step, ETA),
+  the result panels (partial rows while running, full results at the end) and
+  plain-language error messages;
+- every result panel from ``gui.panels.RESULT_PANELS`` gets its own dock and
+  the one shared :class:`~ioi_desktop.core.selection.SelectionModel`; panels
+  never talk to each other or to this window except through it;
+- sessions (``core.session``) save and restore the model spec, prompt set,
+  settings, results, selection and layout in one file;
+- QSettings remembers geometry, dock layout, recent sessions, the last model
+  and the chosen analyses.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QToolBar,
+    QWidget,
+)
+
+from ioi_desktop import APP_NAME, __version__
+from ioi_desktop.core.analyses import ANALYSES
+from ioi_desktop.core.errors import IOIError
+from ioi_desktop.core.selection import SelectionModel
+from ioi_desktop.gui.panels.model_picker import ModelPicker
+from ioi_desktop.gui.panels.prompt_editor import PromptEditor
+from ioi_desktop.gui.worker import LOAD_MODEL, JobFailure, Worker
+
+MAX_RECENT = 8
+SESSION_FILTER = "IOI Desktop sessions (*.ioisession)"
+PAIRS_FILTER = "Prompt pairs (*.json *.csv)"
+_LAYOUT_VERSION = 1
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "panel"
+
+
+def _format_seconds(seconds: float) -> str:
+    if seconds < 0:
+        return "estimating…"
+    if seconds < 60:
+        return f"{seconds:.0f} s left"
+    return f"{seconds / 60:.0f} min {seconds % 60:.0f} s left"
+
+
+class MainWindow(QMainWindow):
+    """The IOI Desktop window. ``start()`` loads the model and opens the notebook set."""
+
+    results_shown = Signal(object)  # RunResults, after every panel has rendered them
+    session_opened = Signal(str)
+
+    def __init__(self, settings: QSettings | None = None, parent: QWidget | None = None,
+                 build_panels: bool = True) -> None:
+        """``build_panels=False`` defers the result panels to :meth:`build_result_panels`.
+
+        Creating the pyqtgraph panels takes about a second, so the launcher
+        shows the window first and builds them right after.
+        """
+        super().__init__(parent)
+        self.setWindowTitle(APP_NAME)
+        self.setObjectName("main_window")
+        self.settings = settings if settings is not None else QSettings()
+        self.selection = SelectionModel()
+        self.worker = Worker(self)
+        self.handle: Any = None
+        self.results: Any = None
+        self.session_path: Path | None = None
+        self.read_only = False
+        self.message_box: QMessageBox | None = None
+        self.about_box: QMessageBox | None = None
+        self.pair_builder: QWidget | None = None
+        self.panel_errors: list[str] = []  # panel bugs caught while drawing (shown in the status bar)
+        self.startup_seconds: float | None = None  # set by launch: process start -> window shown
+        self._run_started = 0.0
+        self._last_run_seconds = 0.0
+        self._default_state = QByteArray()
+
+        self.model_picker = ModelPicker()
+        self.prompt_editor = PromptEditor(self.selection)
+        self.panels: list[QWidget] = []
+        self.docks: dict[str, QDockWidget] = {}
+        self._build_input_docks()
+        self._build_status_bar()
+        self.actions_by_name: dict[str, QAction] = {}
+        self._build_actions()
+        self._build_menus()
+        self._build_tool_bar()
+        self._connect()
+        self._restore_settings()
+        self._update_run_enabled()
+        if build_panels:
+            self.build_result_panels()
+        else:
+            self.setCentralWidget(QLabel("Preparing the result panels…", alignment=Qt.AlignCenter))
+
+    # ------------------------------------------------------------------ building
+
+    def _add_dock(self, widget: QWidget, title: str, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{_slug(title)}")
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable | QDockWidget.DockWidgetClosable)
+        self.addDockWidget(area, dock)
+        self.docks[title] = dock
+        return dock
+
+    def _build_input_docks(self) -> None:
+        self.setDockNestingEnabled(True)
+        self.setCorner(Qt.BottomLeftCorner, Qt.LeftDockWidgetArea)
+        self.setCorner(Qt.TopLeftCorner, Qt.LeftDockWidgetArea)
+        model_dock = self._add_dock(self.model_picker, ModelPicker.TITLE, Qt.LeftDockWidgetArea)
+        prompt_dock = self._add_dock(self.prompt_editor, PromptEditor.TITLE, Qt.LeftDockWidgetArea)
+        self.splitDockWidget(model_dock, prompt_dock, Qt.Vertical)
+        self.resizeDocks([model_dock, prompt_dock], [220, 600], Qt.Vertical)
+        self.resize(1500, 950)
+        self.resizeDocks([model_dock], [470], Qt.Horizontal)
+
+    def build_result_panels(self) -> None:
+        """Create one dock per result panel, then restore the remembered dock layout."""
+        from ioi_desktop.gui.panels import RESULT_PANELS
+
+        if self.panels:
+            return
+        if self.centralWidget() is not None:
+            self.takeCentralWidget().deleteLater()
+        # Result panels share the right side as tabs; the attention viewer sits below them so
+        # clicking a head in any heatmap shows its pattern without switching tabs. (Split
+        # before tabifying: Qt adds a split of a tabbed dock as one more tab.)
+        docks = []
+        for panel_class in RESULT_PANELS:
+            panel = panel_class(self.selection)
+            self.panels.append(panel)
+            dock = self._add_dock(panel, panel_class.TITLE, Qt.RightDockWidgetArea)
+            self.view_menu.insertAction(self._view_separator, dock.toggleViewAction())
+            docks.append((panel_class, dock))
+        below = [dock for panel_class, dock in docks if "attention" in panel_class.ANALYSES][:1]
+        tabs = [dock for _, dock in docks if dock not in below]
+        if tabs and below:
+            self.splitDockWidget(tabs[0], below[0], Qt.Vertical)
+            self.resizeDocks([tabs[0], below[0]], [600, 350], Qt.Vertical)
+        for dock in tabs[1:]:
+            self.tabifyDockWidget(tabs[0], dock)
+        if tabs:
+            tabs[0].raise_()
+        self.resizeDocks([self.docks[ModelPicker.TITLE]], [470], Qt.Horizontal)
+        self._default_state = self.saveState(_LAYOUT_VERSION)
+        state = self.settings.value("window/state")
+        if isinstance(state, QByteArray):
+            self.restoreState(state, _LAYOUT_VERSION)
+
+    def _build_status_bar(self) -> None:
+        self.step_label = QLabel("")
+        self.eta_label = QLabel("")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setMaximumWidth(260)
+        self.progress_bar.setFormat("%v / %m")
+        self.progress_bar.hide()
+        self.read_only_label = QLabel("")
+        self.read_only_label.setStyleSheet("color: #c62828; font-weight: bold;")
+        self.read_only_label.hide()
+        status = self.statusBar()
+        status.addWidget(self.step_label, 1)
+        status.addPermanentWidget(self.read_only_label)
+        status.addPermanentWidget(self.eta_label)
+        status.addPermanentWidget(self.progress_bar)
+
+    def _action(self, name: str, text: str, slot, shortcut: QKeySequence | str | None = None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        action.setObjectName(f"action_{name}")
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setStatusTip(tip)
+            action.setToolTip(tip)
+        action.triggered.connect(lambda _checked=False: slot())
+        self.addAction(action)
+        self.actions_by_name[name] = action
+        return action
+
+    def _build_actions(self) -> None:
+        a = self._action
+        a("open_session", "&Open session…", self.open_session_dialog, QKeySequence.Open, "Open a saved session (Ctrl+O)")
+        a("save_session", "&Save session", self.save_session, QKeySequence.Save, "Save the model, prompts, results and layout (Ctrl+S)")
+        a("save_session_as", "Save session &as…", self.save_session_as, QKeySequence.SaveAs)
+        a("import_pairs", "&Import pairs…", self.import_pairs_dialog, "Ctrl+I", "Read prompt pairs from a JSON or CSV file")
+        a("export_pairs", "Export &pairs…", self.export_pairs_dialog, None, "Write the prompt pairs to a JSON or CSV file")
+        a("export_all", "&Export figures and data…", self.export_all_dialog, "Ctrl+E", "Save every panel as PNG/SVG and its data as CSV (Ctrl+E)")
+        a("quit", "&Quit", self.close, QKeySequence.Quit)
+        a("load_model", "&Load model", self._on_load_requested_from_picker, "Ctrl+L", "Load the model chosen in the Model panel (Ctrl+L)")
+        a("build_pairs", "&Build pairs…", self.open_pair_builder, "Ctrl+B", "Generate IOI prompt pairs from templates (Ctrl+B)")
+        a("add_pair", "&Add pair", self.prompt_editor.add_pair, "Ctrl+N")
+        a("remove_pair", "&Remove pair", self.prompt_editor.remove_pair)
+        a("move_pair_up", "Move pair &up", lambda: self.prompt_editor.move_pair(-1), "Alt+Up")
+        a("move_pair_down", "Move pair &down", lambda: self.prompt_editor.move_pair(+1), "Alt+Down")
+        a("notebook_set", "Open the &notebook set", self.open_notebook_set, None, "The TransformerLens demo's 8 prompt pairs")
+        a("run", "&Run", self.run, "Ctrl+R", "Run the selected analyses on the prompt set (Ctrl+R)")
+        a("cancel", "&Cancel", self.cancel, Qt.Key_Escape, "Stop the current job (Esc)")
+        a("reset_layout", "&Reset layout", self.reset_layout)
+        a("about", "&About IOI Desktop", self.show_about)
+        self.actions_by_name["cancel"].setEnabled(False)
+        self.analysis_actions: dict[str, QAction] = {}
+        for info in ANALYSES:
+            action = QAction(info.title, self)
+            action.setObjectName(f"analysis_{info.name}")
+            action.setCheckable(True)
+            action.setChecked(True)
+            action.setStatusTip(info.description)
+            action.setToolTip(info.description)
+            self.analysis_actions[info.name] = action
+
+    def _build_menus(self) -> None:
+        acts = self.actions_by_name
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        file_menu.addActions([acts["open_session"]])
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        file_menu.addActions([acts["save_session"], acts["save_session_as"]])
+        file_menu.addSeparator()
+        file_menu.addActions([acts["import_pairs"], acts["export_pairs"], acts["export_all"]])
+        file_menu.addSeparator()
+        file_menu.addAction(acts["quit"])
+        model_menu = menu.addMenu("&Model")
+        model_menu.addAction(acts["load_model"])
+        prompts_menu = menu.addMenu("&Prompts")
+        prompts_menu.addActions([acts["build_pairs"], acts["notebook_set"]])
+        prompts_menu.addSeparator()
+        prompts_menu.addActions([acts["add_pair"], acts["remove_pair"], acts["move_pair_up"], acts["move_pair_down"]])
+        run_menu = menu.addMenu("&Run")
+        run_menu.addActions([acts["run"], acts["cancel"]])
+        run_menu.addSeparator()
+        analyses_menu = run_menu.addMenu("&Analyses")
+        analyses_menu.setToolTipsVisible(True)
+        analyses_menu.addActions(list(self.analysis_actions.values()))
+        self.view_menu = menu.addMenu("&View")
+        for dock in self.docks.values():
+            self.view_menu.addAction(dock.toggleViewAction())
+        self._view_separator = self.view_menu.addSeparator()
+        self.view_menu.addAction(acts["reset_layout"])
+        help_menu = menu.addMenu("&Help")
+        help_menu.addAction(acts["about"])
+        self._refresh_recent_menu()
+
+    def _build_tool_bar(self) -> None:
+        bar = QToolBar("Main")
+        bar.setObjectName("toolbar_main")
+        bar.setMovable(False)
+        bar.setToolButtonStyle(Qt.ToolButtonTextOnly)
+        acts = self.actions_by_name
+        bar.addActions([acts["run"], acts["cancel"]])
+        bar.addSeparator()
+        bar.addActions([acts["build_pairs"], acts["open_session"], acts["save_session"], acts["export_all"]])
+        self.addToolBar(Qt.TopToolBarArea, bar)
+
+    def _connect(self) -> None:
+        w = self.worker
+        w.job_started.connect(self._on_job_started)
+        w.busy_changed.connect(self._on_busy_changed)
+        w.job_refused.connect(self._on_job_refused)
+        w.progress_changed.connect(self._on_progress_changed)
+        w.inventory_found.connect(lambda inventory: self.model_picker.set_inventory(inventory.devices, inventory.local_models))
+        w.model_loaded.connect(self._on_model_loaded)
+        w.model_load_failed.connect(self._on_model_load_failed)
+        w.rows_ready.connect(self._on_rows_ready)
+        w.run_finished.connect(self._on_run_finished)
+        w.run_failed.connect(self._on_run_failed)
+        w.run_cancelled.connect(self._on_run_cancelled)
+        self.model_picker.load_requested.connect(self.load_model)
+        self.prompt_editor.validity_changed.connect(lambda _ok, _why: self._update_run_enabled())
+        self.prompt_editor.build_requested.connect(self.open_pair_builder)
+        self.prompt_editor.import_requested.connect(self.import_pairs_dialog)
+        self.prompt_editor.export_requested.connect(self.export_pairs_dialog)
+
+    # ------------------------------------------------------------------ startup
+
+    def start(self, load_model: bool = True) -> None:
+        """Open the notebook prompt set and (optionally) load the last-used model."""
+        self.open_notebook_set()
+        if load_model:
+            self.load_model(self.model_picker.spec())
+
+    def open_notebook_set(self) -> None:
+        from ioi_desktop.core.pairs import notebook_prompt_set
+
+        self.set_prompt_set(notebook_prompt_set())
+
+    def set_prompt_set(self, prompt_set: Any) -> None:
+        self.selection.clear()
+        self.prompt_editor.set_prompt_set(prompt_set)
+
+    # ------------------------------------------------------------------ model
+
+    def load_model(self, spec: Any) -> bool:
+        """Load ``spec`` in the worker; the picker shows what is being loaded."""
+        if not self.worker.busy:  # a busy worker refuses, with the reason in the status bar
+            self.model_picker.set_spec(spec)
+        return self.worker.load_model(spec)
+
+    def _on_load_requested_from_picker(self) -> None:
+        self.load_model(self.model_picker.spec())
+
+    def _on_model_loaded(self, handle: Any) -> None:
+        self.handle = handle
+        self._set_read_only(False, "")
+        self.model_picker.set_loaded(handle.info)
+        self.prompt_editor.set_tokenizer(handle.tokenizer, handle.info.n_ctx)
+        self.settings.setValue("model/spec", json.dumps(handle.spec.to_dict()))
+        self.step_label.setText(f"Model ready: {handle.info.summary()}")
+        self._update_run_enabled()
+
+    def _on_model_load_failed(self, failure: JobFailure) -> None:
+        self.model_picker.set_failed(failure.message, failure.hint)
+        self.step_label.setText(f"Loading the model failed: {failure.message}")
+        self._update_run_enabled()
+
+    # ------------------------------------------------------------------ running
+
+    def selected_analyses(self) -> list[str]:
+        return [name for name, action in self.analysis_actions.items() if action.isChecked()]
+
+    def run_blocked_reason(self) -> str:
+        """Why Run cannot start now ('' when it can)."""
+        if self.read_only:
+            return "This session is read-only because its model is not on this machine; load a model to run."
+        if self.handle is None:
+            return "Run is available once a model has loaded."
+        if not self.prompt_editor.valid:
+            return self.prompt_editor.invalid_reason
+        if not self.selected_analyses():
+            return "No analysis is selected (Run > Analyses)."
+        return ""
+
+    def run(self) -> bool:
+        """Start the selected analyses; False (with the reason shown) if it cannot start."""
+        reason = self.run_blocked_reason()
+        if reason:
+            self.step_label.setText(reason)
+            return False
+        self._for_each_panel("clear")
+        self.results = None
+        self._run_started = time.monotonic()
+        return self.worker.run_analyses(self.handle, self.prompt_editor.prompt_set(), self.selected_analyses(), {})
+
+    def cancel(self) -> None:
+        if self.worker.cancel():
+            self.step_label.setText("Cancelling… (stops after the current step)")
+
+    def _on_job_started(self, kind: str) -> None:
+        self.progress_bar.setRange(0, 0)
+        self.progress_bar.show()
+        self.eta_label.setText("")
+        if kind == LOAD_MODEL:
+            self.model_picker.set_loading("Loading the model…")
+            self.step_label.setText("Loading the model…")
+        else:
+            self.step_label.setText("Running…")
+
+    def _on_busy_changed(self, busy: bool) -> None:
+        self.actions_by_name["cancel"].setEnabled(busy)
+        self.model_picker.set_busy(busy)
+        self.actions_by_name["load_model"].setEnabled(not busy)
+        if not busy:
+            self.progress_bar.hide()
+            self.eta_label.setText("")
+        self._update_run_enabled()
+
+    def _on_job_refused(self, reason: str) -> None:
+        self.step_label.setText(reason)
+
+    def _on_progress_changed(self, done: int, total: int, message: str, eta: float) -> None:
+        if total > 0:
+            self.progress_bar.setRange(0, total)
+            self.progress_bar.setValue(done)
+        self.step_label.setText(message)
+        self.eta_label.setText(_format_seconds(eta))
+        if self.worker.current_kind == LOAD_MODEL:
+            self.model_picker.set_loading(message)
+
+    def _on_rows_ready(self, array: str, index: Any, values: Any, meta: Any) -> None:
+        self._for_each_panel("show_rows", array, index, values, meta)
+
+    def _on_run_finished(self, run_results: Any) -> None:
+        self._last_run_seconds = time.monotonic() - self._run_started
+        self.show_results(run_results)
+        summary = f"Run finished in {self._last_run_seconds:.1f} s"
+        if run_results.has_array("logit_diff_clean"):
+            summary += f": mean logit difference {float(run_results.array('logit_diff_clean').mean()):.3f}"
+        self.step_label.setText(summary)
+
+    def show_results(self, run_results: Any) -> None:
+        self.results = run_results
+        self._for_each_panel("show_results", run_results)
+        self.results_shown.emit(run_results)
+
+    def _for_each_panel(self, method: str, *args: Any) -> None:
+        """Call ``method`` on every panel; one panel's bug must not stop the others or the run."""
+        for panel in self.panels:
+            try:
+                getattr(panel, method)(*args)
+            except Exception as error:  # noqa: BLE001 - reported, then the app goes on
+                traceback.print_exc()
+                self.panel_errors.append(f"{panel.TITLE}.{method}: {type(error).__name__}: {error}")
+                self.statusBar().showMessage(
+                    f"The {panel.TITLE} panel could not draw this ({type(error).__name__}: {error}); "
+                    "the other panels are fine. Please report this bug.", 15000)
+
+    def _on_run_failed(self, failure: JobFailure) -> None:
+        self.step_label.setText(f"The run failed: {failure.message}")
+        self.show_message("The run failed", failure.message, failure.hint, failure.details)
+
+    def _on_run_cancelled(self) -> None:
+        self.step_label.setText("Run cancelled; the panels show what had finished.")
+
+    def _update_run_enabled(self) -> None:
+        reason = self.run_blocked_reason()
+        run = self.actions_by_name["run"]
+        run.setEnabled(not reason and not self.worker.busy)
+        tip = reason or ("A job is running." if self.worker.busy else "Run the selected analyses (Ctrl+R)")
+        run.setToolTip(tip)
+        run.setStatusTip(tip)
+
+    @property
+    def last_run_seconds(self) -> float:
+        return self._last_run_seconds
+
+    # ------------------------------------------------------------------ messages
+
+    def show_message(self, title: str, message: str, hint: str = "", details: str = "") -> QMessageBox:
+        """A non-blocking warning with the cause and what to do; the app keeps working."""
+        if self.message_box is not None:
+            self.message_box.close()
+        box = QMessageBox(QMessageBox.Warning, title, message, QMessageBox.Ok, self)
+        box.setInformativeText(hint)
+        if details:
+            box.setDetailedText(details)
+        box.setWindowModality(Qt.WindowModal)
+        box.open()
+        self.message_box = box
+        return box
+
+    def _report(self, title: str, error: IOIError) -> None:
+        self.step_label.setText(f"{title}: {error.message}")
+        self.show_message(title, error.message, error.hint)
+
+    # ------------------------------------------------------------------ pairs
+
+    def open_pair_builder(self) -> None:
+        from ioi_desktop.gui.dialogs.pair_builder import PairBuilderDialog
+
+        if self.handle is None:
+            self.step_label.setText("The pair builder needs the model's tokenizer: wait until the model has loaded.")
+            return
+        dialog = PairBuilderDialog(self.handle.tokenizer, self, n_ctx=self.handle.info.n_ctx)
+        self.pair_builder = dialog
+        dialog.accepted.connect(lambda: self.set_prompt_set(dialog.prompt_set()))
+        dialog.open()
+
+    def import_pairs_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import prompt pairs", "", PAIRS_FILTER)
+        if path:
+            self.import_pairs(path)
+
+    def import_pairs(self, path: str | Path) -> bool:
+        from ioi_desktop.core.pairfiles import read_pairs
+
+        try:
+            prompt_set = read_pairs(path)
+        except IOIError as error:
+            self._report("Importing pairs failed", error)
+            return False
+        self.set_prompt_set(prompt_set)
+        self.step_label.setText(f"Imported {len(prompt_set)} pairs from {Path(path).name}")
+        return True
+
+    def export_pairs_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export prompt pairs", "pairs.json", PAIRS_FILTER)
+        if path:
+            self.export_pairs(path)
+
+    def export_pairs(self, path: str | Path) -> bool:
+        from ioi_desktop.core.pairfiles import write_pairs
+
+        try:
+            written = write_pairs(path, self.prompt_editor.prompt_set())
+        except IOIError as error:
+            self._report("Exporting pairs failed", error)
+            return False
+        self.step_label.setText(f"Wrote {len(self.prompt_editor.prompt_set())} pairs to {written}")
+        return True
+
+    # ------------------------------------------------------------------ sessions
+
+    def _layout_state(self) -> dict:
+        return {
+            "geometry": base64.b64encode(bytes(self.saveGeometry())).decode("ascii"),
+            "state": base64.b64encode(bytes(self.saveState(_LAYOUT_VERSION))).decode("ascii"),
+        }
+
+    def current_session(self) -> Any:
+        from ioi_desktop.core.session import Session
+
+        spec = self.handle.spec if self.handle is not None else self.model_picker.spec()
+        return Session(
+            model_spec=spec.to_dict(),
+            model_info=self.handle.info.to_dict() if self.handle is not None else None,
+            prompt_set=self.prompt_editor.prompt_set(),
+            settings={"analyses": self.selected_analyses(), "options": {}},
+            selection=self.selection.current.as_dict(),
+            layout=self._layout_state(),
+            results=self.results,
+        )
+
+    def save_session(self) -> bool:
+        if self.session_path is None:
+            return self.save_session_as()
+        return self.save_session_to(self.session_path)
+
+    def save_session_as(self) -> bool:
+        path, _ = QFileDialog.getSaveFileName(self, "Save session", "analysis.ioisession", SESSION_FILTER)
+        return bool(path) and self.save_session_to(path)
+
+    def save_session_to(self, path: str | Path) -> bool:
+        from ioi_desktop.core.session import save_session
+
+        try:
+            written = save_session(path, self.current_session())
+        except IOIError as error:
+            self._report("Saving the session failed", error)
+            return False
+        self.session_path = written
+        self._add_recent(written)
+        self.setWindowTitle(f"{written.name} — {APP_NAME}")
+        self.step_label.setText(f"Saved the session to {written}")
+        return True
+
+    def open_session_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open session", "", SESSION_FILTER)
+        if path:
+            self.open_session(path)
+
+    def open_session(self, path: str | Path) -> bool:
+        """Restore a session without recomputing; read-only when its model is absent."""
+        from ioi_desktop.core.models import ModelSpec
+        from ioi_desktop.core.session import load_session, model_availability
+
+        if self.worker.busy:
+            self.step_label.setText("Wait for the current job to finish (or cancel it with Esc) before opening a session.")
+            return False
+        try:
+            session = load_session(path)
+        except IOIError as error:
+            self._report("Opening the session failed", error)
+            return False
+        self.prompt_editor.set_prompt_set(session.prompt_set)
+        analyses = session.settings.get("analyses")
+        if isinstance(analyses, list):
+            for name, action in self.analysis_actions.items():
+                action.setChecked(name in analyses)
+        self._restore_layout(session.layout)
+        if session.results is not None:
+            self.show_results(session.results)
+        else:
+            self.results = None
+            self._for_each_panel("clear")
+        self._restore_selection(session.selection)
+        spec = ModelSpec.from_dict(dict(session.model_spec))
+        self.model_picker.set_spec(spec)
+        available, why = model_availability(session.model_spec)
+        if not available:
+            self._set_read_only(True, f"Read-only: this session's model ({spec.source}) is not on this machine. {why}")
+        else:
+            self._set_read_only(False, "")
+            if self.handle is None or self.handle.spec != spec:
+                self.load_model(spec)
+        self.session_path = Path(path)
+        self._add_recent(self.session_path)
+        self.setWindowTitle(f"{self.session_path.name} — {APP_NAME}")
+        if not self.read_only:
+            self.step_label.setText(f"Opened {self.session_path.name}")
+        self.session_opened.emit(str(path))
+        return True
+
+    def _restore_selection(self, selection: dict) -> None:
+        try:
+            self.selection.update(**{k: v for k, v in selection.items() if k in self.selection.current.as_dict()})
+        except (TypeError, ValueError):
+            # A hand-edited selection is not worth refusing the session for.
+            self.selection.clear()
+
+    def _restore_layout(self, layout: dict) -> None:
+        state = layout.get("state") if isinstance(layout, dict) else None
+        if isinstance(state, str):
+            self.restoreState(QByteArray(base64.b64decode(state)), _LAYOUT_VERSION)
+
+    def _set_read_only(self, read_only: bool, note: str) -> None:
+        self.read_only = read_only
+        self.read_only_label.setText("Read-only session" if read_only else "")
+        self.read_only_label.setToolTip(note)
+        self.read_only_label.setVisible(read_only)
+        self.prompt_editor.set_read_only(read_only)
+        if read_only:
+            self.step_label.setText(note)
+            self.model_picker.set_failed(note, "The saved results are shown as they were; load a model to run again.")
+        self._update_run_enabled()
+
+    def _add_recent(self, path: Path) -> None:
+        recent = [str(path)] + [p for p in self._recent() if p != str(path)]
+        self.settings.setValue("recent_sessions", recent[:MAX_RECENT])
+        self._refresh_recent_menu()
+
+    def _recent(self) -> list[str]:
+        value = self.settings.value("recent_sessions", [])
+        if isinstance(value, str):
+            return [value]
+        return [str(v) for v in value or []]
+
+    def _refresh_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self._recent()
+        for path in recent:
+            action = self.recent_menu.addAction(Path(path).name)
+            action.setToolTip(path)
+            action.setStatusTip(path)
+            action.triggered.connect(lambda _checked=False, p=path: self.open_session(p))
+        self.recent_menu.setEnabled(bool(recent))
+
+    # ------------------------------------------------------------------ export
+
+    def export_all_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export every figure and its data to a folder")
+        if folder:
+            self.export_all(folder)
+
+    def export_all(self, folder: str | Path) -> list[Path]:
+        """Every panel's figures (PNG/SVG) and data (CSV), plus the results files."""
+        from ioi_desktop.core.results import save_results
+
+        folder = Path(folder)
+        written: list[Path] = []
+        try:
+            for panel in self.panels:
+                target = folder / _slug(panel.TITLE)
+                target.mkdir(parents=True, exist_ok=True)
+                written.extend(panel.export(target))
+            if self.results is not None:
+                json_path = save_results(self.results, folder / "results")
+                written.extend([json_path, json_path.with_name("results.npz")])
+        except IOIError as error:
+            self._report("Export failed", error)
+            return written
+        except OSError as error:
+            self.show_message("Export failed", f"Could not write to {folder}: {error.strerror or error}.",
+                              "Choose a folder you can write to.")
+            return written
+        self.step_label.setText(f"Exported {len(written)} files to {folder}")
+        return written
+
+    # ------------------------------------------------------------------ about, layout, settings
+
+    def about_text(self) -> str:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from PySide6 import __version__ as pyside_version
+        from PySide6.QtCore import qVersion
+
+        def installed(package: str) -> str:
+            try:
+                return version(package)
+            except PackageNotFoundError:
+                return "not installed"
+
+        model = self.handle.info.summary() if self.handle is not None else "no model loaded"
+        return (
+            f"<h3>{APP_NAME} {__version__}</h3>"
+            "<p>Point-and-click circuit analysis of language models on the Indirect Object "
+            "Identification task, offline.</p>"
+            f"<p>PyTorch {installed('torch')}<br>TransformerLens {installed('transformer-lens')}<br>"
+            f"Transformers {installed('transformers')}<br>Qt {qVersion()} (PySide6 {pyside_version})<br>"
+            f"pyqtgraph {installed('pyqtgraph')}</p><p>Model: {model}</p>"
+        )
+
+    def show_about(self) -> None:
+        box = QMessageBox(QMessageBox.Information, f"About {APP_NAME}", self.about_text(), QMessageBox.Ok, self)
+        box.setTextFormat(Qt.RichText)
+        box.open()
+        self.about_box = box
+
+    def reset_layout(self) -> None:
+        self.restoreState(self._default_state, _LAYOUT_VERSION)
+        for dock in self.docks.values():
+            dock.show()
+
+    def _restore_settings(self) -> None:
+        from ioi_desktop.core.models import ModelSpec
+
+        geometry = self.settings.value("window/geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        spec_text = self.settings.value("model/spec")
+        if isinstance(spec_text, str):
+            try:
+                self.model_picker.set_spec(ModelSpec.from_dict(json.loads(spec_text)))
+            except (ValueError, TypeError, AttributeError):
+                self.settings.remove("model/spec")
+        analyses = self.settings.value("run/analyses")
+        if isinstance(analyses, list):
+            for name, action in self.analysis_actions.items():
+                action.setChecked(name in analyses)
+
+    def save_settings(self) -> None:
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        if self.panels:  # a window closed before its panels existed has no full layout to remember
+            self.settings.setValue("window/state", self.saveState(_LAYOUT_VERSION))
+        self.settings.setValue("run/analyses", self.selected_analyses())
+        self.settings.sync()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        """Save settings; stop the worker (cancelling a run) before the window goes."""
+        self.save_settings()
+        if self.worker.busy:
+            self.step_label.setText("Stopping the current job…")
+        self.worker.shutdown()
+        if self.message_box is not None:
+            self.message_box.close()
+        super().closeEvent(event)
+

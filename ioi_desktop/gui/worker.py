@@ -1,0 +1,363 @@
+"""The one background thread: model loading and analysis runs happen here.
+
+Design (Orange3's ``ConcurrentWidgetMixin`` and napari's thread workers, kept
+small): a :class:`Worker` lives on the GUI thread and is the only object the
+window talks to. It owns a ``QThread`` and a :class:`_JobExecutor` moved to that
+thread. A job is a plain function ``job(context) -> value`` run by the executor;
+it reports through its :class:`JobContext` (progress, partial rows, per-analysis
+results) and checks ``context.cancel_token`` between units of work. Every
+report crosses back to the GUI thread as a queued signal, so slots connected to
+the worker's signals always run on the GUI thread and may touch widgets.
+
+Reports are coalesced on the GUI side: partial rows and progress are queued
+as they arrive and handed on by a short timer, a few rows per tick within a
+time budget, and the next hand-over waits twice as long as the last one
+took, so a worker that produces rows faster than the panels can draw them
+never starves the GUI event loop (timers, repaints, clicks). When a run
+succeeds, rows still queued are dropped: its full results replace them.
+
+One job at a time: asking for another while one runs is refused
+(``job_refused``) rather than queued, because a queued run would silently use
+inputs the user may be editing. ``shutdown()`` cancels the current job, lets it
+stop at its next unit boundary, and joins the thread.
+
+Expected failures (``IOIError``) become a :class:`JobFailure` with the
+message and the hint; anything else becomes a failure that says it is a bug,
+with the traceback in ``details``. The app keeps working either way.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
+
+from ioi_desktop.core.analyses import ANALYSES
+from ioi_desktop.core.errors import Cancelled, IOIError
+from ioi_desktop.core.runner import CancelToken, Runner
+
+LOAD_MODEL = "load_model"
+RUN = "run"
+INVENTORY = "inventory"
+# How often queued reports are handed to the GUI, and how long one hand-over may take.
+FLUSH_INTERVAL_MS = 50
+FLUSH_BUDGET_S = 0.03
+
+
+@dataclass(frozen=True)
+class JobFailure:
+    """What went wrong in a job, in words for the user."""
+
+    kind: str
+    message: str
+    hint: str = ""
+    details: str = ""
+    cancelled: bool = False
+
+    @classmethod
+    def from_exception(cls, kind: str, error: BaseException) -> "JobFailure":
+        if isinstance(error, Cancelled):
+            return cls(kind, error.message, error.hint, cancelled=True)
+        if isinstance(error, IOIError):
+            return cls(kind, error.message, error.hint)
+        if isinstance(error, MemoryError):
+            return cls(kind, "The computer ran out of memory.",
+                       "Use fewer prompt pairs, fewer analyses, or a smaller model.",
+                       "".join(traceback.format_exception(error)))
+        return cls(
+            kind,
+            f"An unexpected error stopped the job: {type(error).__name__}: {error}",
+            "This is a bug in IOI Desktop; the details below help to report it. "
+            "The app keeps working: you can change the inputs and try again.",
+            "".join(traceback.format_exception(error)),
+        )
+
+
+class JobContext:
+    """Handed to a job function in the worker thread: reporting and cancellation."""
+
+    def __init__(self, executor: "_JobExecutor", job_id: int, cancel_token: CancelToken) -> None:
+        self._executor = executor
+        self._job_id = job_id
+        self.cancel_token = cancel_token
+
+    def progress(self, done: int, total: int, message: str = "") -> None:
+        self._executor.progressed.emit(self._job_id, int(done), int(total), str(message))
+
+    def rows(self, array: str, index: Any, values: Any, meta: Any = None) -> None:
+        self._executor.rows_produced.emit(self._job_id, array, index, values, meta)
+
+    def result(self, name: str, value: Any) -> None:
+        self._executor.result_produced.emit(self._job_id, name, value)
+
+
+@dataclass
+class _Job:
+    job_id: int
+    kind: str
+    function: Callable[[JobContext], Any]
+    cancel_token: CancelToken
+
+
+class _JobExecutor(QObject):
+    """Lives in the worker thread; runs one job per ``execute`` call."""
+
+    progressed = Signal(int, int, int, str)
+    rows_produced = Signal(int, str, object, object, object)
+    result_produced = Signal(int, str, object)
+    succeeded = Signal(int, object)
+    failed = Signal(int, object)
+
+    @Slot(object)
+    def execute(self, job: _Job) -> None:
+        context = JobContext(self, job.job_id, job.cancel_token)
+        try:
+            job.cancel_token.raise_if_cancelled()
+            value = job.function(context)
+        except BaseException as error:  # noqa: BLE001 - every failure must reach the GUI
+            self.failed.emit(job.job_id, JobFailure.from_exception(job.kind, error))
+        else:
+            self.succeeded.emit(job.job_id, value)
+
+
+class Worker(QObject):
+    """GUI-thread face of the background thread. Signals are past tense."""
+
+    busy_changed = Signal(bool)
+    job_started = Signal(str)
+    job_refused = Signal(str)
+    # done, total, message, estimated seconds left (-1 when unknown)
+    progress_changed = Signal(int, int, str, float)
+    rows_ready = Signal(str, object, object, object)
+    result_ready = Signal(str, object)
+    inventory_found = Signal(object)
+    model_loaded = Signal(object)
+    model_load_failed = Signal(object)
+    run_finished = Signal(object)
+    run_failed = Signal(object)
+    run_cancelled = Signal()
+
+    _job_submitted = Signal(object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._thread = QThread()
+        self._thread.setObjectName("ioi-desktop-worker")
+        self._executor = _JobExecutor()
+        self._executor.moveToThread(self._thread)
+        self._job_submitted.connect(self._executor.execute)
+        self._executor.progressed.connect(self._on_progressed)
+        self._executor.rows_produced.connect(self._on_rows_produced)
+        self._executor.result_produced.connect(self._on_result_produced)
+        self._executor.succeeded.connect(self._on_succeeded)
+        self._executor.failed.connect(self._on_failed)
+        self._thread.finished.connect(self._executor.deleteLater)
+        self._ids = itertools.count(1)
+        self._current: _Job | None = None
+        self._pending_rows: deque = deque()
+        self._pending_progress: tuple | None = None
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setInterval(FLUSH_INTERVAL_MS)
+        self._flush_timer.timeout.connect(self._flush)
+        # Used only inside jobs, i.e. only in the worker thread; it keeps cached forward passes.
+        self._runner = Runner()
+        self._started_at = 0.0
+        self._thread.start()
+        # Also stop the thread when the app quits without closing the window first.
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
+
+    @property
+    def busy(self) -> bool:
+        return self._current is not None
+
+    @property
+    def current_kind(self) -> str | None:
+        return None if self._current is None else self._current.kind
+
+    @property
+    def thread(self) -> QThread:
+        return self._thread
+
+    def submit(self, kind: str, function: Callable[[JobContext], Any]) -> bool:
+        """Start ``function`` in the worker thread; False (and ``job_refused``) if busy."""
+        if self._current is not None:
+            what = "a model is loading" if self._current.kind == LOAD_MODEL else "a run is in progress"
+            self.job_refused.emit(f"Not started: {what}. Wait for it to finish or cancel it (Esc).")
+            return False
+        if not self._thread.isRunning():
+            self.job_refused.emit("Not started: the worker has shut down.")
+            return False
+        self._current = _Job(next(self._ids), kind, function, CancelToken())
+        self._started_at = time.monotonic()
+        self.busy_changed.emit(True)
+        self.job_started.emit(kind)
+        self._job_submitted.emit(self._current)
+        return True
+
+    def load_model(self, spec: Any) -> bool:
+        """Load a model (``core.models.ModelSpec``) in the background."""
+        return self.submit(LOAD_MODEL, lambda context: load_model_job(self._runner, spec, context))
+
+    def run_analyses(self, handle: Any, prompt_set: Any, analyses: list[str], options: dict) -> bool:
+        """Run ``analyses`` through the core runner in the background."""
+        return self.submit(RUN, lambda context: run_analyses_job(self._runner, handle, prompt_set, analyses, options, context))
+
+    def cancel(self) -> bool:
+        """Ask the current job to stop at its next unit boundary."""
+        if self._current is None:
+            return False
+        self._current.cancel_token.cancel()
+        return True
+
+    def shutdown(self, timeout_ms: int = 30000) -> bool:
+        """Cancel the current job and stop the thread; True if it stopped in time."""
+        if self._current is not None:
+            self._current.cancel_token.cancel()
+        self._thread.quit()
+        stopped = self._thread.wait(timeout_ms)
+        return bool(stopped)
+
+    def _is_current(self, job_id: int) -> bool:
+        return self._current is not None and self._current.job_id == job_id
+
+    def _on_progressed(self, job_id: int, done: int, total: int, message: str) -> None:
+        if not self._is_current(job_id):
+            return
+        elapsed = time.monotonic() - self._started_at
+        # Linear extrapolation of the units done so far; unknown until one unit is done.
+        eta = elapsed * (total - done) / done if 0 < done <= total else -1.0
+        self._pending_progress = (done, total, message, float(eta))
+        if not self._flush_timer.isActive():
+            self._flush_timer.start()
+
+    def _on_rows_produced(self, job_id: int, array: str, index: Any, values: Any, meta: Any) -> None:
+        if self._is_current(job_id):
+            self._pending_rows.append((array, index, values, meta))
+            if not self._flush_timer.isActive():
+                self._flush_timer.start()
+
+    def _flush(self, budget_s: float = FLUSH_BUDGET_S) -> None:
+        """Hand queued progress and rows to the GUI, stopping when the time budget is spent."""
+        if self._pending_progress is not None:
+            progress, self._pending_progress = self._pending_progress, None
+            self.progress_changed.emit(*progress)
+        started = time.monotonic()
+        deadline = started + budget_s
+        while self._pending_rows and time.monotonic() < deadline:
+            self.rows_ready.emit(*self._pending_rows.popleft())
+        if not self._pending_rows:
+            self._flush_timer.stop()
+        # Drawing rows can take longer than the budget (one slow panel); wait twice as long
+        # as this hand-over took, so the event loop stays free at least two thirds of the time.
+        spent_ms = int((time.monotonic() - started) * 1000)
+        self._flush_timer.setInterval(max(FLUSH_INTERVAL_MS, 2 * spent_ms))
+
+    def _on_result_produced(self, job_id: int, name: str, value: Any) -> None:
+        if not self._is_current(job_id):
+            return
+        if name == INVENTORY:
+            self.inventory_found.emit(value)
+        else:
+            self.result_ready.emit(name, value)
+
+    def _finish(self, job_id: int, succeeded: bool) -> _Job | None:
+        if not self._is_current(job_id):
+            return None
+        if succeeded:
+            self._pending_rows.clear()
+        # A cancelled or failed run keeps what it had finished: deliver every queued row.
+        self._flush(budget_s=float("inf"))
+        job, self._current = self._current, None
+        self.busy_changed.emit(False)
+        return job
+
+    def _on_succeeded(self, job_id: int, value: Any) -> None:
+        job = self._finish(job_id, succeeded=True)
+        if job is None:
+            return
+        if job.kind == LOAD_MODEL:
+            self.model_loaded.emit(value)
+        else:
+            self.run_finished.emit(value)
+
+    def _on_failed(self, job_id: int, failure: JobFailure) -> None:
+        job = self._finish(job_id, succeeded=False)
+        if job is None:
+            return
+        if job.kind == LOAD_MODEL:
+            self.model_load_failed.emit(failure)
+        elif failure.cancelled:
+            self.run_cancelled.emit()
+        else:
+            self.run_failed.emit(failure)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What this machine offers: ``core.models`` DeviceInfo and LocalModel lists."""
+
+    devices: list
+    local_models: list
+
+
+def load_model_job(runner: Runner, spec: Any, context: JobContext) -> Any:
+    """Import torch/TransformerLens (first time only), list devices and models, load the model."""
+    steps = 6  # import, inventory, load_model's four reported steps
+    from ioi_desktop.core import models
+
+    # A wrong path or a model missing from the cache is reported at once, before the slow imports.
+    models.resolve_source(spec)
+    context.progress(0, steps, "Importing PyTorch and TransformerLens…")
+    context.progress(1, steps, "Looking for devices and cached models…")
+    context.result(INVENTORY, Inventory(models.available_devices(), models.list_local_models()))
+    context.cancel_token.raise_if_cancelled()
+    done = 1
+
+    def report(message: str) -> None:
+        nonlocal done
+        done = min(done + 1, steps - 1)
+        context.progress(done, steps, message)
+
+    handle = models.load_model(spec, progress=report)
+    # The previous model's cached activations are useless now; free them.
+    runner.clear_cache()
+    context.progress(steps, steps, f"Loaded {handle.info.name}")
+    return handle
+
+
+def run_analyses_job(
+    runner: Runner, handle: Any, prompt_set: Any, analyses: list[str], options: dict, context: JobContext
+) -> Any:
+    """Run the analyses through ``core.runner`` and forward what it reports."""
+    titles = {info.name: info.title for info in ANALYSES}
+    shape_meta = {"n_layers": handle.info.n_layers, "n_heads": handle.info.n_heads}
+
+    def on_progress(event) -> None:
+        step = titles.get(event.analysis, "Forward passes")
+        detail = f": {event.message}" if event.message else ""
+        context.progress(event.done, event.total,
+                         f"{step} ({event.analysis_done}/{event.analysis_total}){detail}")
+
+    def on_rows(event) -> None:
+        context.rows(event.array, event.index, event.values, {"analysis": event.analysis, **shape_meta})
+
+    def on_result(result) -> None:
+        context.result(result.name, result)
+
+    return runner.run(
+        handle,
+        prompt_set,
+        analyses,
+        options,
+        on_progress=on_progress,
+        on_rows=on_rows,
+        on_result=on_result,
+        cancel_token=context.cancel_token,
+    )

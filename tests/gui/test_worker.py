@@ -1,0 +1,153 @@
+"""The worker thread on its own: jobs run off the GUI thread, failures become messages, one job at a time."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from ioi_desktop.core.errors import Cancelled, ModelLoadError
+from ioi_desktop.gui.worker import LOAD_MODEL, RUN, JobFailure, Worker
+
+
+@pytest.fixture
+def worker(qtbot):
+    from ioi_desktop.gui.app import create_application
+
+    create_application()
+    instance = Worker()
+    yield instance
+    assert instance.shutdown(10_000)
+    assert not instance.thread.isRunning()
+
+
+def test_job_runs_in_the_worker_thread_and_reports(qtbot, worker):
+    seen = {}
+    gate = threading.Event()
+
+    def job(context):
+        seen["thread"] = threading.current_thread()
+        context.progress(1, 2, "half")
+        context.rows("patch_head_z", (0,), [1.0, 2.0], {"n_layers": 2})
+        gate.wait(10)
+        return "value"
+
+    progress, rows = [], []
+    worker.progress_changed.connect(lambda *args: progress.append(args))
+    worker.rows_ready.connect(lambda *args: rows.append(args))
+    with qtbot.waitSignal(worker.run_finished, timeout=10_000) as finished:
+        assert worker.submit(RUN, job)
+        assert worker.busy
+        qtbot.waitUntil(lambda: bool(progress) and bool(rows), timeout=10_000)
+        gate.set()
+    assert finished.args == ["value"]
+    assert seen["thread"] is not threading.main_thread()
+    assert progress[0][:3] == (1, 2, "half") and progress[0][3] >= 0  # an ETA once a unit is done
+    assert rows == [("patch_head_z", (0,), [1.0, 2.0], {"n_layers": 2})]
+    assert not worker.busy
+
+
+def test_rows_still_queued_when_a_run_succeeds_are_dropped(qtbot, worker):
+    rows = []
+    worker.rows_ready.connect(lambda *args: rows.append(args))
+
+    def job(context):
+        for layer in range(50):
+            context.rows("patch_head_z", (layer,), [float(layer)], None)
+        return "done"
+
+    with qtbot.waitSignal(worker.run_finished, timeout=10_000):
+        worker.submit(RUN, job)
+    # The rows arrived in one burst after the 50 ms hand-over timer was armed at most once.
+    assert len(rows) < 50
+    assert [r[1] for r in rows] == [(i,) for i in range(len(rows))]
+
+
+def test_a_cancelled_run_delivers_every_row_it_finished(qtbot, worker):
+    rows = []
+    worker.rows_ready.connect(lambda *args: rows.append(args))
+
+    def job(context):
+        for layer in range(50):
+            context.rows("patch_head_z", (layer,), [float(layer)], None)
+        raise Cancelled()
+
+    with qtbot.waitSignal(worker.run_cancelled, timeout=10_000):
+        worker.submit(RUN, job)
+    assert [r[1] for r in rows] == [(i,) for i in range(50)]
+
+
+def test_a_second_job_is_refused_while_one_runs(qtbot, worker):
+    gate = threading.Event()
+    refused = []
+    worker.job_refused.connect(refused.append)
+    with qtbot.waitSignal(worker.run_finished, timeout=10_000):
+        assert worker.submit(RUN, lambda context: gate.wait(10))
+        assert not worker.submit(RUN, lambda context: None)
+        gate.set()
+    assert refused and "run is in progress" in refused[0]
+
+
+def test_expected_errors_become_plain_messages(qtbot, worker):
+    def job(context):
+        raise ModelLoadError("The model folder /x does not exist.", "Check the path.")
+
+    with qtbot.waitSignal(worker.model_load_failed, timeout=10_000) as failed:
+        worker.submit(LOAD_MODEL, job)
+    failure = failed.args[0]
+    assert failure == JobFailure(LOAD_MODEL, "The model folder /x does not exist.", "Check the path.")
+
+
+def test_bugs_become_messages_with_details(qtbot, worker):
+    def job(context):
+        raise ZeroDivisionError("boom")
+
+    with qtbot.waitSignal(worker.run_failed, timeout=10_000) as failed:
+        worker.submit(RUN, job)
+    failure = failed.args[0]
+    assert "ZeroDivisionError: boom" in failure.message and "bug" in failure.hint
+    assert "Traceback" in failure.details
+    # The worker keeps working after a failure.
+    with qtbot.waitSignal(worker.run_finished, timeout=10_000):
+        assert worker.submit(RUN, lambda context: 1)
+
+
+def test_cancel_stops_at_the_next_check(qtbot, worker):
+    started = threading.Event()
+
+    def job(context):
+        started.set()
+        while True:
+            context.cancel_token.raise_if_cancelled()
+            threading.Event().wait(0.01)
+
+    with qtbot.waitSignal(worker.run_cancelled, timeout=10_000):
+        worker.submit(RUN, job)
+        assert started.wait(10)
+        assert worker.cancel()
+    assert not worker.busy
+
+
+def test_shutdown_during_a_job_cancels_it_and_joins_the_thread(qtbot, worker):
+    started = threading.Event()
+    stopped = []
+
+    def job(context):
+        started.set()
+        try:
+            while True:
+                context.cancel_token.raise_if_cancelled()
+                threading.Event().wait(0.01)
+        except Cancelled:
+            stopped.append(True)
+            raise
+
+    worker.submit(RUN, job)
+    assert started.wait(10)
+    assert worker.shutdown(10_000)
+    assert stopped == [True]
+    qtbot.waitUntil(lambda: not worker.busy, timeout=10_000)  # the queued "cancelled" report arrived
+    refused = []
+    worker.job_refused.connect(refused.append)
+    assert not worker.submit(RUN, lambda context: None)
+    assert refused == ["Not started: the worker has shut down."]
