@@ -56,17 +56,15 @@ def apply_theme(app: QApplication, dark: bool | None = None) -> bool:
 
     Returns whether the dark theme was applied.
     """
-    import pyqtgraph
-
     dark = system_prefers_dark() if dark is None else dark
     app.setStyle("Fusion")
     app.setPalette(_dark_palette() if dark else app.style().standardPalette())
-    pyqtgraph.setConfigOptions(
-        background=(30, 30, 32) if dark else "w",
-        foreground=(225, 225, 225) if dark else (40, 40, 40),
-        antialias=True,
-    )
     app.setProperty("ioi_dark_theme", dark)
+    # pyqtgraph loads after the window shows; its plots pick the theme up on import.
+    if "pyqtgraph" in sys.modules:
+        from ioi_desktop.gui.widgets.colors import configure_pyqtgraph
+
+        configure_pyqtgraph(dark)
     return dark
 
 

@@ -26,9 +26,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, Signal
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QDockWidget,
     QFileDialog,
     QLabel,
@@ -91,6 +92,8 @@ class MainWindow(QMainWindow):
         self.message_box: QMessageBox | None = None
         self.about_box: QMessageBox | None = None
         self.pair_builder: QWidget | None = None
+        self.options_dialog: QWidget | None = None
+        self.run_options: Any = None  # RunOptions: patching grids, batch size, top-k, head-score settings
         self.panel_errors: list[str] = []  # panel bugs caught while drawing (shown in the status bar)
         self.startup_seconds: float | None = None  # set by launch: process start -> window shown
         self._run_started = 0.0
@@ -169,6 +172,15 @@ class MainWindow(QMainWindow):
         state = self.settings.value("window/state")
         if isinstance(state, QByteArray):
             self.restoreState(state, _LAYOUT_VERSION)
+        elif tabs:
+            # Once the new docks are laid out: the inputs take about a third of the width
+            # (470 px at most), so on a 1280 px laptop the result panels keep ~830 px.
+            QTimer.singleShot(0, lambda: self._fit_input_width(tabs[0]))
+
+    def _fit_input_width(self, right: QDockWidget) -> None:
+        inputs = min(470, self.width() * 35 // 100)
+        # Qt honours the width only when a dock on each side is named.
+        self.resizeDocks([self.docks[ModelPicker.TITLE], right], [inputs, self.width() - inputs], Qt.Horizontal)
 
     def _build_status_bar(self) -> None:
         self.step_label = QLabel("")
@@ -217,6 +229,8 @@ class MainWindow(QMainWindow):
         a("notebook_set", "Open the &notebook set", self.open_notebook_set, None, "The TransformerLens demo's 8 prompt pairs")
         a("run", "&Run", self.run, "Ctrl+R", "Run the selected analyses on the prompt set (Ctrl+R)")
         a("cancel", "&Cancel", self.cancel, Qt.Key_Escape, "Stop the current job (Esc)")
+        a("run_options", "&Options…", self.open_run_options, None,
+          "Choose the analyses, the patching grids, the batch size, top tokens and head-type settings")
         a("reset_layout", "&Reset layout", self.reset_layout)
         a("about", "&About IOI Desktop", self.show_about)
         self.actions_by_name["cancel"].setEnabled(False)
@@ -253,6 +267,7 @@ class MainWindow(QMainWindow):
         analyses_menu = run_menu.addMenu("&Analyses")
         analyses_menu.setToolTipsVisible(True)
         analyses_menu.addActions(list(self.analysis_actions.values()))
+        run_menu.addAction(acts["run_options"])
         self.view_menu = menu.addMenu("&View")
         for dock in self.docks.values():
             self.view_menu.addAction(dock.toggleViewAction())
@@ -332,6 +347,8 @@ class MainWindow(QMainWindow):
     def _on_model_load_failed(self, failure: JobFailure) -> None:
         self.model_picker.set_failed(failure.message, failure.hint)
         self.step_label.setText(f"Loading the model failed: {failure.message}")
+        if failure.details:  # a bug, not a bad model: offer the details for a report
+            self.show_message("Loading the model failed", failure.message, failure.hint, failure.details)
         self._update_run_enabled()
 
     # ------------------------------------------------------------------ running
@@ -360,7 +377,9 @@ class MainWindow(QMainWindow):
         self._for_each_panel("clear")
         self.results = None
         self._run_started = time.monotonic()
-        return self.worker.run_analyses(self.handle, self.prompt_editor.prompt_set(), self.selected_analyses(), {})
+        analyses = self.selected_analyses()
+        return self.worker.run_analyses(self.handle, self.prompt_editor.prompt_set(), analyses,
+                                        self.run_options.runner_options(analyses))
 
     def cancel(self) -> None:
         if self.worker.cancel():
@@ -451,9 +470,19 @@ class MainWindow(QMainWindow):
         if self.message_box is not None:
             self.message_box.close()
         box = QMessageBox(QMessageBox.Warning, title, message, QMessageBox.Ok, self)
-        box.setInformativeText(hint)
         if details:
-            box.setDetailedText(details)
+            # The traceback is for bug reports: it goes to the log and the clipboard, not on screen.
+            from ioi_desktop.core.error_log import write_error_log
+
+            logged = write_error_log(f"{title}: {message}", details)
+            if logged is not None:
+                hint = f"{hint}\n\nDetails were written to {logged}.".strip()
+            copy = box.addButton("Copy details", QMessageBox.ActionRole)
+            # Copying must not close the message: drop the box's own close-on-click connection.
+            copy.clicked.disconnect()
+            copy.clicked.connect(lambda: QApplication.clipboard().setText(details))
+            box.setProperty("details", details)
+        box.setInformativeText(hint)
         box.setWindowModality(Qt.WindowModal)
         box.open()
         self.message_box = box
@@ -475,6 +504,28 @@ class MainWindow(QMainWindow):
         self.pair_builder = dialog
         dialog.accepted.connect(lambda: self.set_prompt_set(dialog.prompt_set()))
         dialog.open()
+
+    def open_run_options(self) -> None:
+        """Run > Options…: the analyses and their options; OK applies them to the next run."""
+        from dataclasses import replace
+
+        from ioi_desktop.gui.dialogs.analysis_options import AnalysisOptionsDialog
+
+        dialog = AnalysisOptionsDialog(replace(self.run_options, analyses=tuple(self.selected_analyses())), self)
+        self.options_dialog = dialog
+        dialog.accepted.connect(lambda: self.set_run_options(dialog.options()))
+        dialog.open()
+
+    def set_run_options(self, options: Any) -> None:
+        """Use these RunOptions from now on; their analyses become Run > Analyses' checked ones."""
+        from ioi_desktop.gui.dialogs.analysis_options import save_options
+
+        self.run_options = options
+        for name, action in self.analysis_actions.items():
+            action.setChecked(name in options.analyses)
+        self.settings.setValue("run/analyses", self.selected_analyses())
+        save_options(self.settings, options)
+        self._update_run_enabled()
 
     def import_pairs_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import prompt pairs", "", PAIRS_FILTER)
@@ -525,7 +576,7 @@ class MainWindow(QMainWindow):
             model_spec=spec.to_dict(),
             model_info=self.handle.info.to_dict() if self.handle is not None else None,
             prompt_set=self.prompt_editor.prompt_set(),
-            settings={"analyses": self.selected_analyses(), "options": {}},
+            settings={"analyses": self.selected_analyses(), "options": self.run_options.to_dict()},
             selection=self.selection.current.as_dict(),
             layout=self._layout_state(),
             results=self.results,
@@ -577,6 +628,10 @@ class MainWindow(QMainWindow):
         if isinstance(analyses, list):
             for name, action in self.analysis_actions.items():
                 action.setChecked(name in analyses)
+        if "options" in session.settings:
+            from ioi_desktop.gui.dialogs.analysis_options import RunOptions
+
+            self.run_options = RunOptions.from_dict(session.settings["options"])
         self._restore_layout(session.layout)
         if session.results is not None:
             self.show_results(session.results)
@@ -713,7 +768,9 @@ class MainWindow(QMainWindow):
 
     def _restore_settings(self) -> None:
         from ioi_desktop.core.models import ModelSpec
+        from ioi_desktop.gui.dialogs.analysis_options import load_options
 
+        self.run_options = load_options(self.settings)
         geometry = self.settings.value("window/geometry")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
@@ -733,6 +790,9 @@ class MainWindow(QMainWindow):
         if self.panels:  # a window closed before its panels existed has no full layout to remember
             self.settings.setValue("window/state", self.saveState(_LAYOUT_VERSION))
         self.settings.setValue("run/analyses", self.selected_analyses())
+        from ioi_desktop.gui.dialogs.analysis_options import save_options
+
+        save_options(self.settings, self.run_options)
         self.settings.sync()
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override

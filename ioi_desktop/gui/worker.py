@@ -322,10 +322,13 @@ def load_model_job(runner: Runner, spec: Any, context: JobContext) -> Any:
 
     def report(message: str) -> None:
         nonlocal done
+        # Each loading step is a point where Cancel takes effect.
+        context.cancel_token.raise_if_cancelled()
         done = min(done + 1, steps - 1)
         context.progress(done, steps, message)
 
     handle = models.load_model(spec, progress=report)
+    context.cancel_token.raise_if_cancelled()
     # The previous model's cached activations are useless now; free them.
     runner.clear_cache()
     context.progress(steps, steps, f"Loaded {handle.info.name}")
@@ -351,11 +354,16 @@ def run_analyses_job(
     def on_result(result) -> None:
         context.result(result.name, result)
 
+    # The Options dialog gives every analysis the same batch size; the shared forward
+    # passes use it too.
+    batch_sizes = {entry.get("batch_size") for entry in options.values() if isinstance(entry, dict)}
+    batch_sizes.discard(None)
     return runner.run(
         handle,
         prompt_set,
         analyses,
         options,
+        batch_size=min(batch_sizes) if batch_sizes else None,
         on_progress=on_progress,
         on_rows=on_rows,
         on_result=on_result,

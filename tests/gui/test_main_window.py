@@ -117,9 +117,18 @@ def test_gui_thread_stays_responsive_during_a_run(qtbot, ran_window):
     timer.stop()
     # The GUI event loop kept turning while the worker computed: the timer fired
     # between the first and the last progress report, not only after the run.
-    during = [t for t in ticks if reports[0] < t < reports[-1]]
+    # Judged by the longest stretch without a tick (a count of ticks depends on how
+    # loaded the machine is): drawing a batch of streamed rows may hold the GUI thread
+    # for a moment, but never for long. The bound is generous for a busy 2-core
+    # machine, yet a run that blocks the event loop for more than half its length,
+    # or for all of it (no tick at all), still fails.
     assert len(reports) >= 3
-    assert len(during) >= 3, f"{len(during)} timer ticks during {reports[-1] - reports[0]:.2f} s of run"
+    duration = reports[-1] - reports[0]
+    during = [t for t in ticks if reports[0] < t < reports[-1]]
+    assert during, f"no timer tick during {duration:.2f} s of run: the GUI thread was blocked"
+    longest_gap = float(np.diff([reports[0], *during, reports[-1]]).max())
+    assert longest_gap < max(1.0, duration / 2), (
+        f"the GUI thread went {longest_gap:.2f} s without a timer tick during a {duration:.2f} s run")
 
 
 def test_second_run_is_refused_while_one_runs(qtbot, loaded_window):

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -33,7 +34,7 @@ from ioi_desktop.core.selection import Selection
 from ioi_desktop.gui.panels.result_panel import ResultPanel
 from ioi_desktop.gui.widgets.export import export_grid_csv
 from ioi_desktop.gui.widgets.heatmap import Heatmap, short_token
-from ioi_desktop.gui.widgets.token_strip import TokenStrip
+from ioi_desktop.gui.widgets.token_strip import TokenStrip, TokenStripScroller
 
 _MAX_PINS = 3
 _EMPTY = "Run the attention analysis, then pick a head (click one in any head heatmap)."
@@ -70,6 +71,9 @@ class AttentionPanel(ResultPanel):
         controls.addStretch(1)
         hint = QLabel("←/→ head  ↑/↓ layer  PgUp/PgDn prompt")
         hint.setEnabled(False)
+        hint.setToolTip(hint.text())
+        # A reminder, not a control: it may be cut off rather than widen a narrow window.
+        hint.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         controls.addWidget(hint)
         layout.addLayout(controls)
         self.status = QLabel(_EMPTY)
@@ -80,14 +84,14 @@ class AttentionPanel(ResultPanel):
         maps = QHBoxLayout(self.maps_area)
         maps.setContentsMargins(0, 0, 0, 0)
         self.heatmap = Heatmap(title="Attention pattern", row_title="query", col_title="key")
-        self.heatmap.setMinimumSize(320, 300)
+        self.heatmap.setMinimumSize(260, 200)
         self.heatmap.set_hover_text(self._describe_cell)
         self.heatmap.cell_clicked.connect(self._on_cell_clicked)
         maps.addWidget(self.heatmap, 2)
         self.pinned_maps: list[Heatmap] = []
         for _ in range(_MAX_PINS):
             pinned = Heatmap(row_title="query", col_title="key")
-            pinned.setMinimumSize(220, 220)
+            pinned.setMinimumSize(180, 160)
             pinned.setVisible(False)
             maps.addWidget(pinned, 1)
             self.pinned_maps.append(pinned)
@@ -97,7 +101,7 @@ class AttentionPanel(ResultPanel):
         layout.addWidget(self.strip_caption)
         self.strip = TokenStrip()
         self.strip.token_clicked.connect(self._on_token_clicked)
-        layout.addWidget(self.strip)
+        layout.addWidget(TokenStripScroller(self.strip))
 
         self.prompt_spin.valueChanged.connect(lambda value: self.selection.select_prompt(value))
         self.layer_spin.valueChanged.connect(

@@ -50,10 +50,10 @@ class AttributionPanel(ResultPanel):
         splitter = QSplitter(Qt.Orientation.Horizontal)
         self.components = BarChart(title="Per component (mean over prompts)", category_title="component",
                                    value_title="logit difference", horizontal=True)
-        self.components.setMinimumWidth(260)
+        self.components.setMinimumWidth(200)
         self.heads = self.link_head_map(Heatmap(title="Per head (mean over prompts)", row_title="layer",
                                                 col_title="head"))
-        self.heads.setMinimumWidth(300)
+        self.heads.setMinimumWidth(240)
         splitter.addWidget(self.components)
         splitter.addWidget(self.heads)
         splitter.setSizes([380, 520])

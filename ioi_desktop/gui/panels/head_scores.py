@@ -44,7 +44,7 @@ class HeadScoresPanel(ResultPanel):
         self.heatmaps: dict[str, Heatmap] = {}
         for name, title in SCORES:
             heatmap = self.link_head_map(Heatmap(title=title, row_title="layer", col_title="head"))
-            heatmap.setMinimumSize(260, 260)
+            heatmap.setMinimumSize(180, 180)
             self.heatmaps[name] = heatmap
             grids.addWidget(heatmap)
         layout.addLayout(grids, 1)

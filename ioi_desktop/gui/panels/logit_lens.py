@@ -63,12 +63,12 @@ class LogitLensPanel(ResultPanel):
         splitter = QSplitter(Qt.Orientation.Horizontal)
         self.grid = self.link_position_map(Heatmap(title="Top token by layer and position",
                                                    row_title="layer", col_title="position"))
-        self.grid.setMinimumSize(420, 320)
+        self.grid.setMinimumSize(320, 220)
         self.grid.set_hover_text(self._describe_cell)
         splitter.addWidget(self.grid)
 
         self.lens_view = pg.PlotWidget(title="Logit difference lens (at END)")
-        self.lens_view.setMinimumWidth(230)
+        self.lens_view.setMinimumWidth(180)
         self.lens_view.setMenuEnabled(False)
         self.lens_view.hideButtons()
         self.lens_view.setMouseEnabled(x=False, y=False)
@@ -151,7 +151,10 @@ class LogitLensPanel(ResultPanel):
         self._draw_lens()
 
     def render_rows(self, array_name: str, grid: np.ndarray, meta: Mapping[str, Any]) -> None:
-        self._draw_grid()
+        # Rows of a colouring not shown now change nothing on screen.
+        shown = COLOURINGS[self.colour_combo.currentIndex()][1]
+        if array_name in ("logit_lens_grid_top_ids", shown):
+            self._draw_grid()
 
     def clear_views(self) -> None:
         self.grid.clear_data()

@@ -32,7 +32,7 @@ from ioi_desktop.core.selection import Selection
 from ioi_desktop.gui.panels.result_panel import ResultPanel
 from ioi_desktop.gui.widgets.bar_chart import BarChart
 from ioi_desktop.gui.widgets.export import export_table_csv
-from ioi_desktop.gui.widgets.token_strip import TokenStrip
+from ioi_desktop.gui.widgets.token_strip import TokenStrip, TokenStripScroller
 
 _EMPTY = "Run the logit-difference analysis to see how well the model does the task."
 
@@ -51,7 +51,7 @@ class OverviewPanel(ResultPanel):
         splitter = QSplitter(Qt.Orientation.Horizontal)
         self.bars = BarChart(title="Logit difference per prompt", category_title="prompt",
                              value_title="logit(correct) − logit(incorrect)")
-        self.bars.setMinimumWidth(360)
+        self.bars.setMinimumWidth(280)
         self.bars.bar_clicked.connect(lambda index: self.selection.select_prompt(index))
         splitter.addWidget(self.bars)
 
@@ -63,7 +63,7 @@ class OverviewPanel(ResultPanel):
         self.prompt_label.setTextFormat(Qt.TextFormat.RichText)
         side_layout.addWidget(self.prompt_label)
         self.strip = TokenStrip()
-        side_layout.addWidget(self.strip)
+        side_layout.addWidget(TokenStripScroller(self.strip))
         self.top_table = QTableWidget(0, 4)
         self.top_table.setHorizontalHeaderLabels(["clean: next token", "p", "corrupted: next token", "p"])
         self.top_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)

@@ -56,6 +56,9 @@ _KIND = {key: kind for key, _, kind in GRIDS}
 _TITLE = {key: title for key, title, _ in GRIDS}
 
 
+# Below this width the value-vs-pattern scatter moves under the heatmaps.
+NARROW_WIDTH = 620
+
 class PatchingPanel(ResultPanel):
     TITLE = "Patching"
     ANALYSES = ("patching", "attribution_patching")
@@ -67,12 +70,16 @@ class PatchingPanel(ResultPanel):
         controls = QHBoxLayout()
         controls.addWidget(QLabel("Activation:"))
         self.grid_combo = QComboBox()
-        self.grid_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        # Sized for a short name, not the longest one, so the combo never sets the window's width.
+        self.grid_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.grid_combo.setMinimumContentsLength(16)
         self.grid_combo.setToolTip("Which activation was patched from the clean into the corrupted run")
         controls.addWidget(self.grid_combo)
         controls.addWidget(QLabel("Show:"))
         self.mode_combo = QComboBox()
         self.mode_combo.addItems(MODES)
+        self.mode_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.mode_combo.setMinimumContentsLength(12)
         self.mode_combo.setToolTip("Exact activation patching, the attribution-patching estimate, or both "
                                    "with the error (estimate - exact)")
         controls.addWidget(self.mode_combo)
@@ -83,7 +90,7 @@ class PatchingPanel(ResultPanel):
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
 
-        splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter = splitter = QSplitter(Qt.Orientation.Horizontal)
         self.grid_area = QWidget()
         grids = QHBoxLayout(self.grid_area)
         grids.setContentsMargins(0, 0, 0, 0)
@@ -91,7 +98,7 @@ class PatchingPanel(ResultPanel):
         self.estimate = Heatmap(title="Attribution patching estimate")
         self.error = Heatmap(title="Error (estimate − exact)")
         for heatmap in (self.exact, self.estimate, self.error):
-            heatmap.setMinimumSize(240, 240)
+            heatmap.setMinimumSize(180, 200)
             heatmap.cell_clicked.connect(self._on_cell_clicked)
             grids.addWidget(heatmap)
         splitter.addWidget(self.grid_area)
@@ -99,7 +106,8 @@ class PatchingPanel(ResultPanel):
         self.scatter_view = pg.PlotWidget(title="Value vs pattern patching")
         self.scatter_view.setToolTip("One point per head: its value-patching score against its pattern-patching "
                                      "score, coloured by layer. Click a point to select the head.")
-        self.scatter_view.setMinimumWidth(260)
+        # No minimum: the scatter gives way (drag the splitter to get it back) rather than widen the window.
+        self.scatter_view.setMinimumSize(0, 0)
         self.scatter_view.setMenuEnabled(False)
         self.scatter_view.hideButtons()
         for side, label in (("bottom", "pattern patching score"), ("left", "value patching score")):
@@ -126,6 +134,18 @@ class PatchingPanel(ResultPanel):
 
         self.grid_combo.currentIndexChanged.connect(self._on_grid_changed)
         self.mode_combo.currentIndexChanged.connect(self._on_grid_changed)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        # In a narrow dock the scatter goes below the heatmaps instead of squeezing them
+        # to nothing; it returns beside them when there is room.
+        vertical = self.width() < NARROW_WIDTH
+        orientation = Qt.Orientation.Vertical if vertical else Qt.Orientation.Horizontal
+        if self.splitter.orientation() != orientation:
+            self.splitter.setOrientation(orientation)
+            total = self.splitter.height() if vertical else self.splitter.width()
+            self.splitter.setSizes([int(total * 0.6), total - int(total * 0.6)] if vertical
+                                   else [int(total * 0.7), total - int(total * 0.7)])
+        super().resizeEvent(event)
 
     # ---------------------------------------------------------------- data
     def _grid_key(self) -> str | None:

@@ -26,12 +26,14 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -150,7 +152,14 @@ class PromptEditor(QWidget):
         top_layout.addLayout(edit_row)
         top_layout.addLayout(file_row)
         splitter.addWidget(top)
-        splitter.addWidget(strips)
+        # Long prompts wrap onto several strip rows; scrolling them keeps the dock from
+        # forcing the window taller than a laptop screen.
+        strips_scroll = QScrollArea()
+        strips_scroll.setWidget(strips)
+        strips_scroll.setWidgetResizable(True)
+        strips_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        strips_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        splitter.addWidget(strips_scroll)
         splitter.addWidget(findings)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 1)

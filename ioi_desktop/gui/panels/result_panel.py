@@ -183,6 +183,9 @@ class ResultPanel(QWidget):
         self.head_roles: HeadRoles | None = None
         self._roles_from_results = True
         self._partial: dict[str, np.ndarray] = {}
+        # Drawing postponed while the panel is hidden (see ``_drawing_deferred``).
+        self._stale = False
+        self._stale_rows: dict[str, Mapping[str, Any]] = {}
         self._head_maps: list[Heatmap] = []
         self._position_maps: list[Heatmap] = []
         self.roles_checkbox = QCheckBox("Known head roles")
@@ -200,11 +203,43 @@ class ResultPanel(QWidget):
         """Render finished results (from a run or an opened session)."""
         self.results = ResultsView(run_results)
         self._partial.clear()
+        self._stale_rows.clear()
         if self._roles_from_results:
             self.head_roles = self._find_roles(self.results)
+        if self._drawing_deferred():
+            self._stale = True
+            return
+        self._draw_results()
+
+    def _draw_results(self) -> None:
+        self._stale = False
+        self._stale_rows.clear()
         self.render_results()
         self._update_roles_overlay()
         self.update_selection(self.selection.current, frozenset({"prompt", "layer", "head", "position", "key_pos"}))
+
+    def _drawing_deferred(self) -> bool:
+        """True while this panel sits in a hidden tab of a shown window: it draws when shown.
+
+        Drawing every panel when a run ends took most of a second; only the
+        visible ones need to be current. Panels used on their own (not inside
+        a shown window) always draw at once.
+        """
+        window = self.window()
+        return window is not self and window.isVisible() and not self.isVisible()
+
+    def ensure_drawn(self) -> None:
+        """Draw results or streamed rows that arrived while the panel was hidden."""
+        if self._stale and self.results is not None:
+            self._draw_results()
+        for array_name, meta in list(self._stale_rows.items()):
+            del self._stale_rows[array_name]
+            if array_name in self._partial:
+                self.render_rows(array_name, self._partial[array_name], meta)
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        self.ensure_drawn()
 
     def show_rows(self, array_name: str, index: Any, values: np.ndarray, meta: Mapping[str, Any] | None = None) -> None:
         """Fill in streamed rows of an array this panel shows; others are ignored."""
@@ -223,18 +258,24 @@ class ResultPanel(QWidget):
             grid = grown
         grid[row] = values
         self._partial[array_name] = grid
+        if self._drawing_deferred():
+            self._stale_rows[array_name] = meta or {}
+            return
         self.render_rows(array_name, grid, meta or {})
 
     def clear(self) -> None:
         """Forget results (e.g. a new run starts or the prompt set changed)."""
         self.results = None
         self._partial.clear()
+        self._stale = False
+        self._stale_rows.clear()
         self.clear_views()
 
     def export(self, folder: Path | str) -> list[Path]:
         """Write every figure as PNG and SVG and every table as CSV into ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        self.ensure_drawn()
         if not self.isVisible() and (self.width() < 600 or self.height() < 400):
             # A panel in a hidden tab may never have been laid out.
             self.resize(max(self.width(), 1000), max(self.height(), 650))

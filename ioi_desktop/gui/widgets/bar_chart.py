@@ -14,8 +14,11 @@ import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QColor
 
-from ioi_desktop.gui.widgets.colors import NEGATIVE, POSITIVE, SERIES_COLORS, theme_colors
+from ioi_desktop.gui.widgets.colors import NEGATIVE, POSITIVE, SERIES_COLORS, configure_pyqtgraph, theme_colors
 from ioi_desktop.gui.widgets.heatmap import fit_axis, set_legend_text_color, tick_labels
+
+# The theme was chosen before pyqtgraph was imported: apply it to pyqtgraph's defaults now.
+configure_pyqtgraph()
 
 
 class BarChart(pg.GraphicsLayoutWidget):

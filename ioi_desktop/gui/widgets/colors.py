@@ -5,12 +5,18 @@ diverging red-white-blue map with levels symmetric around 0, so white always
 means "no effect" and the sign is read from the hue; this is plotly's ``RdBu``,
 the map TransformerLens's demo uses (negative red, positive blue).
 Probabilities and attention weights use the sequential ``viridis`` map from 0.
+
+The two colour maps are pyqtgraph objects, built on first use: the token strip
+and the prompt editor take their role colours from here while the window is
+still starting, and importing pyqtgraph then would delay the window by a second.
 """
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QWidget
 
@@ -21,8 +27,6 @@ _RDBU = [
     (209, 229, 240), (146, 197, 222), (67, 147, 195), (33, 102, 172), (5, 48, 97),
 ]
 
-DIVERGING = pg.ColorMap(np.linspace(0.0, 1.0, len(_RDBU)), [QColor(*c) for c in _RDBU], name="RdBu")
-SEQUENTIAL = pg.colormap.get("viridis")
 POSITIVE = QColor(*_RDBU[9])
 NEGATIVE = QColor(*_RDBU[1])
 
@@ -51,6 +55,44 @@ ROLE_MARKERS = [
     ("h", QColor(255, 80, 80)),
     ("x", QColor(230, 230, 230)),
 ]
+
+
+@cache
+def _colour_maps() -> dict[str, Any]:
+    import pyqtgraph as pg
+
+    return {
+        "DIVERGING": pg.ColorMap(np.linspace(0.0, 1.0, len(_RDBU)), [QColor(*c) for c in _RDBU], name="RdBu"),
+        "SEQUENTIAL": pg.colormap.get("viridis"),
+    }
+
+
+def configure_pyqtgraph(dark: bool | None = None) -> None:
+    """pyqtgraph's global plot colours and antialiasing for the light or dark theme.
+
+    ``dark=None`` reads the theme the application chose (``gui.app.apply_theme``
+    stores it as the ``ioi_dark_theme`` property). The plotting widgets call
+    this when their module is first imported, so the app can set its theme
+    without importing pyqtgraph while the window is starting.
+    """
+    import pyqtgraph as pg
+    from PySide6.QtCore import QCoreApplication
+
+    if dark is None:
+        app = QCoreApplication.instance()
+        dark = bool(app.property("ioi_dark_theme")) if app is not None else False
+    pg.setConfigOptions(
+        background=(30, 30, 32) if dark else "w",
+        foreground=(225, 225, 225) if dark else (40, 40, 40),
+        antialias=True,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """``DIVERGING`` (RdBu) and ``SEQUENTIAL`` (viridis), pyqtgraph ColorMaps made on first access."""
+    if name in ("DIVERGING", "SEQUENTIAL"):
+        return _colour_maps()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def symmetric_levels(values: np.ndarray) -> tuple[float, float]:

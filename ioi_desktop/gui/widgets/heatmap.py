@@ -17,19 +17,23 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics
-from PySide6.QtWidgets import QGraphicsRectItem
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsRectItem
 
 from ioi_desktop.gui.widgets.colors import (
     DIVERGING,
     ROLE_MARKERS,
     SEQUENTIAL,
+    configure_pyqtgraph,
     sequential_levels,
     symmetric_levels,
     text_color_on,
     theme_colors,
 )
+
+# The theme was chosen before pyqtgraph was imported: apply it to pyqtgraph's defaults now.
+configure_pyqtgraph()
 
 HoverText = Callable[[int, int, float], str]
 
@@ -93,6 +97,68 @@ def marker_styles(names: Iterable[str], descriptions: Mapping[str, str] | None =
     return {name: ROLE_MARKERS[i % len(ROLE_MARKERS)] for i, name in enumerate(order)}
 
 
+class CellTextItem(QGraphicsItem):
+    """Short strings written in the cells of a grid, drawn by one item.
+
+    One ``pg.TextItem`` per cell costs a QGraphicsItem, a document layout and
+    a scene update each: a 13 x 15 logit-lens grid took most of a second to
+    rewrite, and it is rewritten for every streamed row. This item keeps the
+    strings and their colours in lists and paints them all at once, at a fixed
+    point size whatever the zoom (it maps each cell centre to device pixels and
+    draws there without the view's scaling), so an update is a list swap and
+    one repaint.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._texts: list[list[str]] = []
+        self._colors: list[list[QColor]] = []
+        self._font = QFont()
+        self.setZValue(10)
+
+    def set_texts(self, texts: list[list[str]], font: QFont) -> None:
+        self.prepareGeometryChange()
+        self._texts = texts
+        self._font = font
+        self._colors = [[QColor(0, 0, 0)] * len(row) for row in texts]
+        self.update()
+
+    def set_colors(self, colors: list[list[QColor]]) -> None:
+        self._colors = colors
+        self.update()
+
+    def texts(self) -> list[list[str]]:
+        return self._texts
+
+    def colors(self) -> list[list[QColor]]:
+        return self._colors
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt override
+        n_rows = len(self._texts)
+        n_cols = max((len(row) for row in self._texts), default=0)
+        # Text may reach past its cell; half a cell of slack keeps the edges repainted.
+        return QRectF(-1.0, -1.0, n_cols + 1.0, n_rows + 1.0)
+
+    def paint(self, painter: QPainter, option, widget=None) -> None:
+        if not self._texts:
+            return
+        transform = painter.transform()
+        cell = transform.map(QPointF(1.0, 1.0)) - transform.map(QPointF(0.0, 0.0))
+        width, height = abs(cell.x()), abs(cell.y())
+        painter.save()
+        painter.resetTransform()
+        painter.setFont(self._font)
+        flags = int(Qt.AlignmentFlag.AlignCenter) | int(Qt.TextFlag.TextDontClip)
+        for row, (texts, colors) in enumerate(zip(self._texts, self._colors)):
+            for col, (text, color) in enumerate(zip(texts, colors)):
+                if not text:
+                    continue
+                centre = transform.map(QPointF(col, row))
+                painter.setPen(color)
+                painter.drawText(QRectF(centre.x() - width / 2, centre.y() - height / 2, width, height), flags, text)
+        painter.restore()
+
+
 class Heatmap(pg.GraphicsLayoutWidget):
     """A 2-D grid of values with labelled axes, a colour bar, hover read-out and cell clicks.
 
@@ -114,7 +180,6 @@ class Heatmap(pg.GraphicsLayoutWidget):
         self._fixed_levels: tuple[float, float] | None = None
         self._hover_text: HoverText | None = None
         self._value_format = "{:+.4g}"
-        self._cell_texts: list[pg.TextItem] = []
         self._selected: tuple[int, int] | None = None
 
         self.plot = self.addPlot(row=0, col=0, title=title or None)
@@ -129,8 +194,14 @@ class Heatmap(pg.GraphicsLayoutWidget):
         # The first and last position labels may reach a little past the grid's edge.
         self.plot.getAxis("bottom").setStyle(hideOverlappingLabels=False)
 
+        # Thin the tick labels when the plot area itself changes size: the widget's own
+        # resizeEvent comes before the layout has resized the view, which then still
+        # has its old height and the row labels of a short grid overlap.
+        self.plot.vb.sigResized.connect(lambda _view: self._update_ticks())
         self.image = pg.ImageItem(axisOrder="row-major")
         self.plot.addItem(self.image)
+        self.cell_text_item = CellTextItem()
+        self.plot.addItem(self.cell_text_item)
         self.colorbar = pg.ColorBarItem(values=(-1.0, 1.0), colorMap=DIVERGING, interactive=False,
                                         width=14, colorMapMenu=False)
         self.colorbar.setImageItem(self.image, insert_in=self.plot)
@@ -214,15 +285,11 @@ class Heatmap(pg.GraphicsLayoutWidget):
         label_height = metrics.height() + 2
         view = self.plot.vb.boundingRect()
         # Before the first layout the view has no size yet; assume the usual one.
-        width = view.width() if view.width() > 50 else 400.0
-        height = view.height() if view.height() > 50 else 300.0
+        laid_out = view.width() > 1 and view.height() > 1
+        width = view.width() if laid_out else 400.0
+        height = view.height() if laid_out else 300.0
         self.plot.getAxis("bottom").setTicks([tick_labels(self._col_labels, max(1, int(width // label_width)))])
         self.plot.getAxis("left").setTicks([tick_labels(self._row_labels, max(1, int(height // label_height)))])
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        super().resizeEvent(event)
-        if hasattr(self, "plot"):
-            self._update_ticks()
 
     def set_row(self, row: int, values: np.ndarray) -> None:
         """Fill one row (streamed partial results); levels follow what is known so far."""
@@ -281,41 +348,39 @@ class Heatmap(pg.GraphicsLayoutWidget):
 
     def set_cell_text(self, texts: np.ndarray | Sequence[Sequence[str]] | None, font_size: int = 8) -> None:
         """Write a short string in each cell (e.g. the logit lens's top token); None removes them."""
-        for item in self._cell_texts:
-            self.plot.removeItem(item)
-        self._cell_texts = []
-        if texts is None:
-            return
         font = QFont()
         font.setPointSize(font_size)
-        for (row, col), text in np.ndenumerate(np.asarray(texts, dtype=object)):
-            if not text:
-                continue
-            item = pg.TextItem(str(text), anchor=(0.5, 0.5))
-            item.setFont(font)
-            item.setPos(col, row)
-            item.setZValue(10)
-            item.setData(0, (row, col))
-            self.plot.addItem(item)
-            self._cell_texts.append(item)
+        rows = [] if texts is None else [[str(text) if text else "" for text in row] for row in texts]
+        self.cell_text_item.set_texts(rows, font)
         self._update_text_colors()
 
     def cell_texts(self) -> list[str]:
-        return [item.toPlainText() for item in self._cell_texts]
+        """The non-empty cell strings, row by row."""
+        return [text for row in self.cell_text_item.texts() for text in row if text]
+
+    def cell_text_colors(self) -> list[QColor]:
+        """The colours of the non-empty cell strings, in the order of :meth:`cell_texts`."""
+        return [color for texts, colors in zip(self.cell_text_item.texts(), self.cell_text_item.colors())
+                for text, color in zip(texts, colors) if text]
 
     def _update_text_colors(self) -> None:
-        if not self._cell_texts or self._levels is None:
+        texts = self.cell_text_item.texts()
+        if not texts or self._levels is None:
             return
         low, high = self._levels
+        n_rows, n_cols = self._values.shape
+        values = np.full((len(texts), max(len(row) for row in texts)), np.nan, dtype=np.float64)
+        values[: min(n_rows, values.shape[0]), : min(n_cols, values.shape[1])] = \
+            self._values[: values.shape[0], : values.shape[1]]
+        fraction = np.clip((values - low) / (high - low), 0.0, 1.0) if high > low else np.full(values.shape, 0.5)
+        # Black or white text, whichever reads better on the cell's colour (one lookup per distinct shade).
         cmap = self.colorbar.colorMap()
-        for item in self._cell_texts:
-            row, col = item.data(0)
-            value = float(self._values[row, col]) if row < self._values.shape[0] and col < self._values.shape[1] else np.nan
-            if not np.isfinite(value):
-                item.setColor(theme_colors(self)[1])
-                continue
-            fraction = float(np.clip((value - low) / (high - low), 0.0, 1.0)) if high > low else 0.5
-            item.setColor(text_color_on(cmap.map(fraction, mode=pg.ColorMap.QCOLOR)))
+        shades = np.round(np.nan_to_num(fraction, nan=-1.0) * 255).astype(int)
+        on_shade = {shade: text_color_on(cmap.map(shade / 255, mode=pg.ColorMap.QCOLOR))
+                    for shade in np.unique(shades[shades >= 0]).tolist()}
+        not_computed = theme_colors(self)[1]
+        self.cell_text_item.set_colors([[on_shade.get(shades[r, c], not_computed) if shades[r, c] >= 0 else not_computed
+                                         for c in range(len(row))] for r, row in enumerate(texts)])
 
     def set_markers(self, cells: Mapping[tuple[int, int], str], descriptions: Mapping[str, str] | None = None,
                     show_legend: bool = True) -> None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
-from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette, QPen
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtWidgets import QFrame, QScrollArea, QSizePolicy, QWidget
 
 from ioi_desktop.gui.widgets.colors import OTHER_ROLE_COLOR, ROLE_COLORS
 
@@ -231,3 +231,41 @@ class TokenStrip(QWidget):
                 tip += f"\n{self._weight_label or 'weight'}: {self._weights[position]:.3f}"
             self.setToolTip(tip)
         super().mouseMoveEvent(event)
+
+
+class TokenStripScroller(QScrollArea):
+    """A token strip that asks for room to show all its rows but can be squeezed to one and scrolled.
+
+    A long prompt wraps onto several rows; as a plain widget the strip would
+    make every row part of its panel's minimum height, and a window holding a
+    few of them no longer fits a laptop screen.
+    """
+
+    def __init__(self, strip: TokenStrip, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.strip = strip
+        self.setWidget(strip)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        strip.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        # New tokens change how tall the strip wants to be.
+        if watched is self.strip and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()
+        return super().eventFilter(watched, event)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        width = self.viewport().width() if self.viewport().width() > 60 else self.strip.sizeHint().width()
+        return QSize(self.strip.sizeHint().width(), self.strip.heightForWidth(width))
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        one_row = self.strip.heightForWidth(100_000)
+        return QSize(60, min(one_row, self.sizeHint().height()))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        if event.size().width() != event.oldSize().width():
+            self.updateGeometry()

@@ -87,9 +87,9 @@ def test_heatmap_cell_text_contrasts_with_cell_colour(qtbot):
     heatmap.set_data(np.array([[0.0, 1.0]], dtype=np.float32), signed=False, levels=(0.0, 1.0))
     heatmap.set_cell_text([["dark", "light"]])
     assert heatmap.cell_texts() == ["dark", "light"]
-    dark, light = heatmap._cell_texts
+    dark, light = heatmap.cell_text_colors()
     # viridis: 0 is dark purple (white text), 1 is yellow (black text).
-    assert dark.color.lightness() > 200 and light.color.lightness() < 50
+    assert dark.lightness() > 200 and light.lightness() < 50
     heatmap.set_cell_text(None)
     assert heatmap.cell_texts() == []
 
