@@ -1,0 +1,191 @@
+"""Attribution patching: a linear estimate of every activation patch from one backward pass.
+
+Exact activation patching (``patching``) runs the model once per patched cell.
+Attribution patching (Nanda 2023; AtP in Kramar et al. 2024) replaces each run
+by its first-order Taylor expansion around the corrupted run:
+
+    patched - corrupted  ~=  sum over the patched entries of
+                             (clean activation - corrupted activation) * d metric / d activation
+
+where the gradient is taken once, on the corrupted run, for every activation
+at the same time. The metric is the set-mean logit difference at END, as in
+``patching``, and scores are normalized the same way,
+``estimate / (clean - corrupted)``, so ``atp_<grid>`` sits next to the exact
+``patch_<grid>``; their difference is the estimate's error (the GUI computes
+it where both exist). The estimate is known to be poor where the model is far
+from linear: MLP0, the residual stream and saturated attention heads.
+
+Grids (same axes and position alignment as ``patching``): ``atp_resid_pre``,
+``atp_attn_out``, ``atp_mlp_out`` [layer, pos]; ``atp_head_z``, ``atp_head_v``,
+``atp_head_pattern``, ``atp_head_q``, ``atp_head_k`` [layer, head];
+``atp_head_z_by_pos`` [layer, pos, head]; each also as ``<name>_raw``
+(corrupted mean + estimate, comparable with ``patch_<grid>_raw``).
+
+Options: ``sweeps`` (names as in ``patching.SWEEPS``, default all).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisResult, Progress
+from ioi_desktop.core.analyses.patching import (
+    SWEEPS,
+    logit_diff_at_end,
+    position_axis,
+    selected_sweeps,
+)
+from ioi_desktop.core.errors import AnalysisError
+
+NAME = "attribution_patching"
+PREFIX = "atp_"
+
+NORMALIZATION = (
+    "estimate / (clean - corrupted) with estimate = sum of (clean - corrupted activation) x gradient "
+    "of the set-mean END logit difference on the corrupted run; the error against exact patching "
+    "is atp_<grid> - patch_<grid>; *_raw arrays hold corrupted mean + estimate"
+)
+
+
+def array_name(sweep: str) -> str:
+    """``atp_head_z`` for sweep ``head_z``."""
+    return PREFIX + SWEEPS[sweep].array[len("patch_"):]
+
+
+def hooks_needed(ctx: AnalysisContext) -> set[str]:
+    """The clean activations of every patched kind (the corrupted ones come from its own pass)."""
+    from ioi_desktop.core.hooks import hook_name
+
+    kinds = {SWEEPS[name].kind for name in selected_sweeps(ctx.options)}
+    n_layers = int(ctx.handle.model.cfg.n_layers)
+    return {hook_name(kind, layer) for kind in kinds for layer in range(n_layers)}
+
+
+def count_units(ctx: AnalysisContext) -> int:
+    """Progress units ``run`` reports: the gradient pass, then one per grid."""
+    return 1 + len(selected_sweeps(ctx.options))
+
+
+def corrupted_gradients(model, tokens, targets, names: list[str]):
+    """Corrupted-run activations at ``names`` and the gradient of the metric with respect to each.
+
+    The graph starts at the token embedding (made a leaf that requires grad), so
+    no parameter gradient is computed or stored and the model is left untouched.
+    Returns ``(activations, gradients, per-prompt metric)``.
+    """
+    import torch
+
+    from ioi_desktop.core.hooks import EMBED
+
+    captured: dict[str, torch.Tensor] = {}
+
+    def start_graph(activation, hook):
+        return activation.detach().requires_grad_(True)
+
+    def capture(name):
+        # Keyed by the requested name (aliased hook points report another name). Returned
+        # so the model runs on exactly this tensor: some bridge hooks show a reshaped view
+        # of the real activation, and only a returned tensor is fed back into the forward.
+        def hook_fn(activation, hook):
+            captured[name] = activation
+            return activation
+
+        return hook_fn
+
+    fwd_hooks = [(EMBED, start_graph)] + [(name, capture(name)) for name in names]
+    with torch.enable_grad(), model.hooks(fwd_hooks=fwd_hooks):
+        logits = model(tokens)
+        per_prompt = logit_diff_at_end(logits, targets)
+        acts = [captured[n] for n in names]
+        grads = torch.autograd.grad(per_prompt.mean(), acts, allow_unused=True)
+    gradients = {
+        name: (torch.zeros_like(act) if grad is None else grad).detach()
+        for name, act, grad in zip(names, acts, grads)
+    }
+    return {name: act.detach() for name, act in zip(names, acts)}, gradients, per_prompt.detach()
+
+
+def estimate_rows(sweep: str, delta, grad, positions) -> "torch.Tensor":
+    """One layer's estimated change of the metric for every entry of ``sweep``'s grid row.
+
+    ``delta`` = clean - corrupted activation and ``grad`` its metric gradient,
+    both in the hook's layout; ``positions`` [entry, prompt] (-1 = absent).
+    """
+    import torch
+
+    spec = SWEEPS[sweep]
+    product = delta * grad
+    if spec.axes == ("layer", "head"):
+        if spec.kind == "pattern":  # [prompt, head, query_pos, key_pos]
+            return product.sum(dim=(0, 2, 3))
+        return product.sum(dim=(0, 1, 3))  # [prompt, pos, head, d_head]
+    per_pos = product.sum(dim=-1)  # [prompt, pos] or [prompt, pos, head]
+    positions = torch.as_tensor(positions, dtype=torch.long, device=per_pos.device)
+    prompt = torch.arange(positions.shape[1], device=per_pos.device)
+    picked = per_pos[prompt[None, :], positions.clamp(min=0)]  # [entry, prompt, (head)]
+    present = (positions >= 0).to(picked.dtype)
+    if picked.dim() == 3:
+        present = present[..., None]
+    return (picked * present).sum(dim=1)
+
+
+def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
+    """One forward and one backward pass on the corrupted prompts, then every estimate grid."""
+    import torch
+
+    from ioi_desktop.core.hooks import hook_name
+
+    names = selected_sweeps(ctx.options)
+    model, batch = ctx.handle.model, ctx.batch
+    n_layers = int(model.cfg.n_layers)
+    progress.set_total(1 + len(names))
+    kinds = sorted({SWEEPS[name].kind for name in names})
+    hooks = [hook_name(kind, layer) for kind in kinds for layer in range(n_layers)]
+    ctx.runs.require("clean", set(hooks))
+    clean_cache = ctx.runs.cache("clean")
+    clean_logits = ctx.runs.logits("clean")
+    device = clean_logits.device
+    to_long = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.long, device=device)
+    targets = (to_long(batch.end_pos), to_long(batch.correct_ids), to_long(batch.incorrect_ids))
+    progress.check_cancelled()
+    corrupt_acts, grads, corrupt_per_prompt = corrupted_gradients(
+        model, to_long(batch.corrupt_tokens), targets, hooks
+    )
+    progress.advance(1, "attribution patching: gradients")
+    clean_mean = float(logit_diff_at_end(clean_logits, targets).float().mean())
+    corrupt_mean = float(corrupt_per_prompt.float().mean())
+    span = clean_mean - corrupt_mean
+    if not np.isfinite(span) or span == 0.0:
+        raise AnalysisError(
+            "The clean and corrupted prompts give the same mean logit difference, so attribution "
+            "scores cannot be normalized.",
+            "Check that the corrupted prompts differ from the clean ones in a way the model notices.",
+        )
+    positions, pos_labels, alignment = position_axis(batch)
+    arrays: dict[str, np.ndarray] = {}
+    axes: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        progress.check_cancelled()
+        kind = SWEEPS[name].kind
+        rows = []
+        for layer in range(n_layers):
+            hook = hook_name(kind, layer)
+            delta = clean_cache[hook].to(grads[hook].dtype) - corrupt_acts[hook]
+            row = estimate_rows(name, delta, grads[hook], positions).float().cpu().numpy()
+            progress.rows(array_name(name), layer, (row / span).astype(np.float32))
+            rows.append(row)
+        estimate = np.stack(rows).astype(np.float32)
+        arrays[array_name(name)] = np.ascontiguousarray(estimate / span, dtype=np.float32)
+        arrays[array_name(name) + "_raw"] = np.ascontiguousarray(corrupt_mean + estimate, dtype=np.float32)
+        axes[array_name(name)] = axes[array_name(name) + "_raw"] = SWEEPS[name].axes
+        progress.advance(1, f"attribution patching: {name}")
+    labels = {"pos": pos_labels} if any("pos" in a for a in axes.values()) else {}
+    meta = {
+        "engine": "bridge",
+        "normalization": NORMALIZATION,
+        "clean_logit_diff": clean_mean,
+        "corrupt_logit_diff": corrupt_mean,
+        "position_alignment": alignment,
+        "sweeps": names,
+    }
+    return AnalysisResult(name=NAME, arrays=arrays, axes=axes, labels=labels, meta=meta)

@@ -1,0 +1,267 @@
+"""Exact activation patching, clean into corrupted, as in the Exploratory Analysis Demo.
+
+Activation patching runs the model on the corrupted prompts while replacing
+one activation (a layer's residual stream at one position, one head's output,
+...) with its value from the clean run, and measures how much of the clean
+behaviour comes back. The metric is the logit difference
+``logit(correct) - logit(incorrect)`` at each prompt's END position, averaged
+over the set, normalized as in the demo:
+
+    score = (patched - corrupted) / (clean - corrupted)
+
+so 0 means no effect and 1 means fully restored. Sweeps (array names):
+
+- ``patch_resid_pre``, ``patch_attn_out``, ``patch_mlp_out`` [layer, pos];
+- ``patch_head_z``, ``patch_head_v``, ``patch_head_pattern``, ``patch_head_q``,
+  ``patch_head_k`` [layer, head] (the head's activation at every position);
+- ``patch_head_z_by_pos`` [layer, pos, head].
+
+Each also comes as ``<name>_raw``: the patched mean logit difference before
+normalization. Results equal ``transformer_lens.patching.get_act_patch_*``
+(tests check it) but come from ``core.engine``, which recomputes only what a
+patch can change instead of one full forward per cell.
+
+Positions: for sets whose prompts all have the same length the ``pos`` axis is
+the token positions (labelled with prompt 0's tokens). Otherwise prompts are
+aligned by named role (IO, S1, S2, END, ...): the ``pos`` axis lists the roles
+and each prompt is patched at its own position for that role.
+
+Options: ``sweeps`` (short names from ``SWEEPS``, default all), ``batch_size``
+(sequences per pass; None sizes it to free memory, halving on out-of-memory),
+``engine`` ("auto", "fast" or "bridge").
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisResult, Progress
+from ioi_desktop.core.errors import AnalysisError
+
+NAME = "patching"
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One patching grid: which activation, and over which axes."""
+
+    array: str
+    kind: str  # hook kind in core.hooks
+    axes: tuple[str, ...]
+
+
+SWEEPS: dict[str, Sweep] = {
+    "resid_pre": Sweep("patch_resid_pre", "resid_pre", ("layer", "pos")),
+    "attn_out": Sweep("patch_attn_out", "attn_out", ("layer", "pos")),
+    "mlp_out": Sweep("patch_mlp_out", "mlp_out", ("layer", "pos")),
+    "head_z": Sweep("patch_head_z", "z", ("layer", "head")),
+    "head_v": Sweep("patch_head_v", "v", ("layer", "head")),
+    "head_pattern": Sweep("patch_head_pattern", "pattern", ("layer", "head")),
+    "head_q": Sweep("patch_head_q", "q", ("layer", "head")),
+    "head_k": Sweep("patch_head_k", "k", ("layer", "head")),
+    "head_z_by_pos": Sweep("patch_head_z_by_pos", "z", ("layer", "pos", "head")),
+}
+
+NORMALIZATION = (
+    "(patched - corrupted) / (clean - corrupted), on the logit difference at each prompt's END "
+    "position averaged over the prompt set; *_raw arrays hold the patched mean logit difference"
+)
+
+
+def selected_sweeps(options) -> list[str]:
+    """The sweep names asked for in ``options["sweeps"]`` (default: all), validated."""
+    wanted = options.get("sweeps") or list(SWEEPS)
+    if isinstance(wanted, str):
+        wanted = [s.strip() for s in wanted.split(",") if s.strip()]
+    names = [w[len("patch_"):] if w.startswith("patch_") else w for w in wanted]
+    unknown = [w for w in names if w not in SWEEPS]
+    if unknown:
+        raise AnalysisError(
+            f"Unknown patching sweep {unknown[0]!r}.", f"Choose from: {', '.join(SWEEPS)}."
+        )
+    return list(dict.fromkeys(names))
+
+
+def hooks_needed(ctx: AnalysisContext) -> set[str]:
+    """Hooks both cached runs must hold: the patched activations plus what the engines restart from."""
+    from ioi_desktop.core.engine.inputs import hooks_for_kinds
+
+    kinds = {SWEEPS[name].kind for name in selected_sweeps(ctx.options)}
+    return hooks_for_kinds(kinds, int(ctx.handle.model.cfg.n_layers))
+
+
+def count_units(ctx: AnalysisContext) -> int:
+    """Progress units ``run`` reports: one per layer of each sweep."""
+    return len(selected_sweeps(ctx.options)) * int(ctx.handle.model.cfg.n_layers)
+
+
+def position_axis(batch) -> tuple[np.ndarray, list[str], str]:
+    """Where each ``pos`` entry is in each prompt: ``(positions [entry, prompt], labels, alignment)``.
+
+    Equal-length sets use absolute positions labelled ``"3: Mary"`` from prompt
+    0; other sets use the named roles, -1 where a prompt lacks the role.
+    """
+    n_prompts = len(batch.end_pos)
+    if batch.equal_length:
+        n_pos = batch.clean_tokens.shape[1]
+        positions = np.repeat(np.arange(n_pos)[:, None], n_prompts, axis=1)
+        labels = [f"{i}: {token}" for i, token in enumerate(batch.str_tokens[0][:n_pos])]
+        return positions, labels, "absolute"
+    roles = [(name, np.asarray(pos)) for name, pos in batch.roles.items() if (np.asarray(pos) >= 0).any()]
+    positions = np.stack([pos for _name, pos in roles]).astype(np.int64)
+    return positions, [name for name, _pos in roles], "roles"
+
+
+def logit_diff_at_end(logits, batch_tensors) -> "torch.Tensor":
+    """Per-prompt ``logit[correct] - logit[incorrect]`` at each prompt's END: [prompt]."""
+    import torch
+
+    end_pos, correct, incorrect = batch_tensors
+    rows = torch.arange(end_pos.shape[0], device=logits.device)
+    at_end = logits[rows, end_pos]
+    return at_end[rows, correct] - at_end[rows, incorrect]
+
+
+def build_inputs(model, batch, runs, kinds) -> tuple["PatchInputs", "torch.Tensor"]:
+    """``PatchInputs`` from the shared cached runs (fetching the hooks the engines read),
+    and the clean run's per-prompt logit difference."""
+    import torch
+
+    from ioi_desktop.core.engine import PatchInputs, hooks_for_kinds
+
+    names = hooks_for_kinds(kinds, int(model.cfg.n_layers))
+    runs.require("clean", names)
+    runs.require("corrupt", names)
+    clean_logits, corrupt_logits = runs.logits("clean"), runs.logits("corrupt")
+    device = corrupt_logits.device
+    to_long = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.long, device=device)
+    targets = (to_long(batch.end_pos), to_long(batch.correct_ids), to_long(batch.incorrect_ids))
+    clean_cache, corrupt_cache = runs.cache("clean"), runs.cache("corrupt")
+    inputs = PatchInputs(
+        clean=lambda name: clean_cache[name],
+        corrupt=lambda name: corrupt_cache[name],
+        corrupt_tokens=to_long(batch.corrupt_tokens),
+        end_pos=targets[0],
+        correct_ids=targets[1],
+        incorrect_ids=targets[2],
+        corrupt_logit_diff=logit_diff_at_end(corrupt_logits, targets).float(),
+    )
+    return inputs, logit_diff_at_end(clean_logits, targets).float()
+
+
+def settings_masks(sweep: Sweep, positions, n_pos: int, n_heads: int, device) -> "torch.Tensor":
+    """Boolean masks of every patch setting of one layer of ``sweep`` (see ``engine.inputs``).
+
+    Settings are ordered as the grid row: pos entries, heads, or (pos, head) row-major.
+    """
+    import torch
+
+    positions = torch.as_tensor(positions, dtype=torch.long, device=device)  # [entry, prompt]
+    n_entries, n_prompts = positions.shape
+    prompt = torch.arange(n_prompts, device=device)
+    present = positions >= 0
+    at = positions.clamp(min=0)
+    if sweep.axes == ("layer", "pos"):
+        masks = torch.zeros(n_entries, n_prompts, n_pos, dtype=torch.bool, device=device)
+        entry = torch.arange(n_entries, device=device)[:, None].expand(-1, n_prompts)
+        masks[entry, prompt.expand(n_entries, -1), at] = present
+        return masks
+    if sweep.axes == ("layer", "head"):
+        masks = torch.zeros(n_heads, n_prompts, n_pos, n_heads, dtype=torch.bool, device=device)
+        heads = torch.arange(n_heads, device=device)
+        masks[heads, :, :, heads] = True
+        return masks
+    masks = torch.zeros(n_entries, n_heads, n_prompts, n_pos, n_heads, dtype=torch.bool, device=device)
+    entry = torch.arange(n_entries, device=device)[:, None, None]
+    head = torch.arange(n_heads, device=device)[None, :, None]
+    masks[entry, head, prompt[None, None, :], at[:, None, :], head] = present[:, None, :]
+    return masks.view(n_entries * n_heads, n_prompts, n_pos, n_heads)
+
+
+def head_count(activation, kind: str) -> int:
+    """Heads in a cached activation: [prompt, head, q, k] for patterns, [..., head, d_head] otherwise."""
+    if kind == "pattern":
+        return int(activation.shape[1])
+    return int(activation.shape[-2]) if activation.dim() == 4 else 0
+
+
+def sweep_layer(engine, sweep: Sweep, layer: int, masks, chunk: int) -> tuple["torch.Tensor", int]:
+    """Patched mean logit difference of every setting of one layer, and the chunk size that fit."""
+    from ioi_desktop.core.engine.batching import map_chunks
+
+    per_prompt, chunk = map_chunks(
+        lambda part: engine.patched_logit_diffs(sweep.kind, layer, masks[part]), masks.shape[0], chunk
+    )
+    return per_prompt.mean(dim=1), chunk
+
+
+def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
+    """Run the selected sweeps, streaming each grid row (one layer) as it finishes."""
+    import torch
+
+    from ioi_desktop.core.engine import select_engine
+    from ioi_desktop.core.engine.batching import bytes_per_row, settings_per_chunk
+    from ioi_desktop.core.hooks import hook_name
+
+    names = selected_sweeps(ctx.options)
+    model, batch = ctx.handle.model, ctx.batch
+    cfg = model.cfg
+    n_layers = int(cfg.n_layers)
+    progress.set_total(len(names) * n_layers)
+    inputs, clean_per_prompt = build_inputs(model, batch, ctx.runs, {SWEEPS[n].kind for n in names})
+    clean_mean = float(clean_per_prompt.mean())
+    corrupt_mean = float(inputs.corrupt_logit_diff.mean())
+    span = clean_mean - corrupt_mean
+    if not np.isfinite(span) or span == 0.0:
+        raise AnalysisError(
+            "The clean and corrupted prompts give the same mean logit difference, so patching "
+            "scores cannot be normalized.",
+            "Check that the corrupted prompts differ from the clean ones in a way the model notices.",
+        )
+    engine, reason = select_engine(model, inputs, str(ctx.options.get("engine") or "auto"))
+    positions, pos_labels, alignment = position_axis(batch)
+    n_pos, n_prompts = inputs.n_pos, inputs.n_prompts
+    device = inputs.corrupt_logit_diff.device
+    batch_size = ctx.options.get("batch_size")
+    row_bytes = bytes_per_row(n_pos, int(cfg.d_model), int(getattr(cfg, "d_mlp", 4 * cfg.d_model)), int(cfg.n_heads))
+    chunk = settings_per_chunk(None if batch_size is None else int(batch_size), n_prompts, row_bytes, device)
+
+    arrays: dict[str, np.ndarray] = {}
+    axes: dict[str, tuple[str, ...]] = {}
+    seconds: dict[str, float] = {}
+    for name in names:
+        sweep = SWEEPS[name]
+        n_heads = head_count(inputs.clean(hook_name(sweep.kind, 0)), sweep.kind)
+        masks = settings_masks(sweep, positions, n_pos, n_heads, device)
+        grid_shape = {"pos": positions.shape[0], "head": n_heads}
+        row_shape = tuple(grid_shape[a] for a in sweep.axes[1:])
+        raw = np.zeros((n_layers, *row_shape), dtype=np.float32)
+        began = time.perf_counter()
+        for layer in range(n_layers):
+            progress.check_cancelled()
+            values, chunk = sweep_layer(engine, sweep, layer, masks, chunk)
+            raw[layer] = values.view(row_shape).to(torch.float32).cpu().numpy()
+            progress.rows(sweep.array, layer, ((raw[layer] - corrupt_mean) / span).astype(np.float32))
+            progress.advance(1, f"patching {name}: layer {layer + 1}/{n_layers}")
+        seconds[name] = time.perf_counter() - began
+        arrays[sweep.array] = np.ascontiguousarray((raw - corrupt_mean) / span, dtype=np.float32)
+        arrays[sweep.array + "_raw"] = raw
+        axes[sweep.array] = axes[sweep.array + "_raw"] = sweep.axes
+
+    labels = {"pos": pos_labels} if any("pos" in a for a in axes.values()) else {}
+    meta = {
+        "engine": engine.name,
+        "engine_reason": reason,
+        "normalization": NORMALIZATION,
+        "clean_logit_diff": clean_mean,
+        "corrupt_logit_diff": corrupt_mean,
+        "position_alignment": alignment,
+        "sweeps": names,
+        "seconds": seconds,
+        "settings_per_pass": chunk,
+    }
+    return AnalysisResult(name=NAME, arrays=arrays, axes=axes, labels=labels, meta=meta)
