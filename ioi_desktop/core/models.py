@@ -500,6 +500,10 @@ def load_model(spec: ModelSpec | None = None, progress=None) -> ModelHandle:
         )
         report("Processing weights (fold LayerNorm, center, ...)")
         processing = spec.processing()
+        if processing["refactor_factored_attn_matrices"] and bridge.cfg.positional_embedding_type == "rotary":
+            # TransformerLens cannot refactor W_Q/W_K when rotary embeddings sit between them.
+            processing["refactor_factored_attn_matrices"] = False
+            report("Skipping refactor_factored_attn_matrices: not defined for rotary position embeddings")
         if any(processing.values()):
             bridge.enable_compatibility_mode(disable_warnings=True, **processing)
         else:
@@ -533,7 +537,7 @@ def load_model(spec: ModelSpec | None = None, progress=None) -> ModelHandle:
         n_params=int(n_params),
         device=str(device),
         dtype=str(spec.dtype),
-        processing=spec.processing(),
+        processing=processing,
         closed_vocab=_is_closed_vocab(tokenizer),
         load_seconds=round(time.perf_counter() - started, 3),
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import save_tiny_gpt2
+from tiny_models import make_word_tokenizer, save_tiny_gpt2
 from ioi_desktop.core import models
 from ioi_desktop.core.errors import DeviceError, ModelLoadError
 from ioi_desktop.core.models import ModelSpec, load_model
@@ -252,3 +252,26 @@ def test_cli_bad_model_is_one_clear_line(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "does not exist" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_rotary_model_loads_without_the_qk_refactor(tmp_path):
+    """TransformerLens cannot refactor W_Q/W_K around rotary embeddings: that flag is skipped and recorded."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+
+    tokenizer = make_word_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+        vocab_size=len(tokenizer), max_position_embeddings=32, bos_token_id=0, eos_token_id=0,
+    )
+    folder = tmp_path / "tiny-llama"
+    LlamaForCausalLM(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    messages = []
+    handle = load_model(ModelSpec(source=str(folder), device="cpu"), progress=messages.append)
+    assert handle.info.architecture == "LlamaForCausalLM"
+    assert handle.info.processing["refactor_factored_attn_matrices"] is False
+    assert handle.info.processing["fold_ln"] is True
+    assert any("rotary" in message for message in messages)
+    assert handle.model(handle.model.to_tokens(PROMPT)).shape[-1] == len(tokenizer)

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import RUN_TIMEOUT_MS, save_screenshot
+from gui_helpers import RUN_TIMEOUT_MS, save_screenshot
 from PySide6.QtCore import QPointF, Qt, QTimer
 
 from ioi_desktop.core.analyses import analysis_names

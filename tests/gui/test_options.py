@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import RUN_TIMEOUT_MS
+from gui_helpers import RUN_TIMEOUT_MS
 from PySide6.QtWidgets import QDialogButtonBox
 
 from ioi_desktop.core.analyses import ANALYSES

@@ -11,14 +11,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from patching_helpers import (  # noqa: E402
+    SWEEP_NAMES,
     notebook_pairs,
     random_gpt2_bridge,
     tl_reference_cells,
     tokenized_pairs,
-)
-
-SWEEP_NAMES = (
-    "resid_pre", "attn_out", "mlp_out", "head_z", "head_v", "head_pattern", "head_q", "head_k", "head_z_by_pos",
 )
 
 

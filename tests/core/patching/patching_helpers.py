@@ -16,6 +16,9 @@ TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "data" / "gpt2-tokenizer"
 
 # The Exploratory Analysis Demo's prompts: 4 templates x 2 name orders; the
 # corrupted prompt of a pair is its neighbour's clean prompt (S2 swapped).
+SWEEP_NAMES = (
+    "resid_pre", "attn_out", "mlp_out", "head_z", "head_v", "head_pattern", "head_q", "head_k", "head_z_by_pos",
+)
 TEMPLATES = (
     ("When John and Mary went to the shops,{} gave the bag to", " Mary", " John"),
     ("When Tom and James went to the park,{} gave the ball to", " Tom", " James"),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SWEEP_NAMES
+from patching_helpers import SWEEP_NAMES
 from patching_helpers import RecordingProgress, context, notebook_pairs, tokenized_pairs
 from ioi_desktop.core.analyses import patching
 from ioi_desktop.core.errors import AnalysisError, Cancelled, DeviceError
