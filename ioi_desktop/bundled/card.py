@@ -1,0 +1,309 @@
+"""Head roles and the model card of the bundled model, from its measured numbers.
+
+``python -m ioi_desktop.bundled.card resources/models/ioi-mini``
+
+Reads ``training.json`` and ``eval.json`` (written by ``train`` and
+``evaluate``) and writes ``roles.json`` (format ``ioi-desktop/head-roles``,
+the same one ``resources/roles/gpt2-small.json`` uses for the IOI paper's
+classes) and ``README.md``. Roles are assigned by fixed thresholds on the
+evaluation's numbers, so every role in the file is backed by the evidence
+quoted next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ioi_desktop.bundled import corpus, evaluate
+
+ROLES_FORMAT = "ioi-desktop/head-roles"
+LEGEND = {
+    "duplicate token": "Attends from S2 back to S1, the earlier occurrence of the same name, marking S as repeated.",
+    "previous token": "Attends to the previous position (measured on repeated random words).",
+    "induction": "Attends to the word after the previous occurrence of the current word (measured on repeated random words).",
+    "name mover": "Attends from END to the indirect object and raises it (positive direct effect on logit(IO) - logit(S)).",
+    "negative name mover": "Attends from END to a name and writes against the right answer (negative direct effect on logit(IO) - logit(S)).",
+    "subject suppressor": "Attends from END to S2 and lowers the subject's logit (positive direct effect on logit(IO) - logit(S) by pushing S down).",
+    "upstream": "Has a z-patching effect >= 0.1 but little direct effect on the logits: it acts through later layers (heads or MLPs).",
+}
+DIRECT_BAR = 0.5
+PREVIOUS_TOKEN_BAR = 0.5
+INDUCTION_BAR = 0.3
+
+
+def assign_roles(report: dict) -> list[dict]:
+    """Per-head roles with their evidence, from an ``eval.json`` report."""
+    circuit = report["circuit"]
+    att = {k: np.array(v) for k, v in circuit["attention"].items()}
+    dla = np.array(circuit["dla"])
+    abc = np.array(circuit["patching"]["abc"]["effects"])
+    s2io = np.array(circuit["patching"]["s2_to_io"]["effects"])
+    types = {k: np.array(v) for k, v in report["head_types"].items()}
+    # Normalised patching effects only mean something when clean and corrupted runs differ enough.
+    meaningful = [np.array(r["effects"]) for r in circuit["patching"].values() if r["gap"] >= evaluate.GAP_BAR] or [np.zeros_like(abc)]
+    n_layers, n_heads = dla.shape
+    roles = []
+    for layer in range(n_layers):
+        for head in range(n_heads):
+            evidence = (
+                f"S2->S1 {att['s2_to_s1'][layer, head]:.2f}, END->IO {att['end_to_io'][layer, head]:.2f}, "
+                f"END->S2 {att['end_to_s2'][layer, head]:.2f}, DLA {dla[layer, head]:+.2f}, "
+                f"z patching ABC {abc[layer, head]:+.2f} / S2->IO {s2io[layer, head]:+.2f}"
+            )
+            found = []
+            to_io, to_s2, direct = att["end_to_io"][layer, head], att["end_to_s2"][layer, head], dla[layer, head]
+            if to_io >= evaluate.MOVER_ATTENTION_BAR and direct >= DIRECT_BAR:
+                found.append("name mover")
+            elif max(to_io, to_s2) >= evaluate.MOVER_ATTENTION_BAR and direct <= -DIRECT_BAR:
+                found.append("negative name mover")
+            elif to_s2 >= evaluate.MOVER_ATTENTION_BAR and direct >= DIRECT_BAR:
+                found.append("subject suppressor")
+            if layer < n_layers - 1 and att["s2_to_s1"][layer, head] >= evaluate.DUPLICATE_BAR:
+                found.append("duplicate token")
+            if types["induction"][layer, head] >= INDUCTION_BAR:
+                found.append("induction")
+            if types["previous_token"][layer, head] >= PREVIOUS_TOKEN_BAR:
+                found.append("previous token")
+            patched = max(abs(effects[layer, head]) for effects in meaningful)
+            if not found and patched >= evaluate.PATCHING_BAR and abs(direct) < DIRECT_BAR:
+                found.append("upstream")
+            if found and ("previous token" in found or "induction" in found):
+                type_note = (
+                    f"; repeated words: previous-token {types['previous_token'][layer, head]:.2f}, "
+                    f"duplicate {types['duplicate_token'][layer, head]:.2f}, induction {types['induction'][layer, head]:.2f}"
+                )
+            else:
+                type_note = ""
+            roles += [{"layer": layer, "head": head, "role": role, "evidence": evidence + type_note} for role in found]
+    return roles
+
+
+def roles_document(report: dict, model: str) -> dict:
+    return {
+        "format": ROLES_FORMAT,
+        "version": 1,
+        "model": model,
+        "source": "python -m ioi_desktop.bundled.evaluate (eval.json); roles by the thresholds in ioi_desktop/bundled/card.py",
+        "roles": assign_roles(report),
+        "legend": LEGEND,
+    }
+
+
+def _heads(roles: list[dict], role: str) -> str:
+    found = [f"L{r['layer']}H{r['head']}" for r in roles if r["role"] == role]
+    return ", ".join(found) if found else "none"
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    return lines
+
+
+def _grid_table(values: list[list[float]], fmt: str = "{:+.2f}") -> list[str]:
+    n_heads = len(values[0])
+    rows = [["layer"] + [f"H{h}" for h in range(n_heads)]]
+    rows += [[f"L{l}"] + [fmt.format(v) for v in row] for l, row in enumerate(values)]
+    return _table(rows)
+
+
+def _comparison(circuit: dict, n_layers: int) -> str:
+    """An honest one-paragraph reading of the mechanism, driven by the measured criteria."""
+    effects = np.maximum(np.abs(np.array(circuit["patching"]["abc"]["effects"])), np.abs(np.array(circuit["patching"]["s2_to_io"]["effects"])))
+    layer, head = np.unravel_index(int(effects.argmax()), effects.shape)
+    att = circuit["attention"]
+    top = (
+        f"L{layer}H{head} (z patching ABC {circuit['patching']['abc']['effects'][layer][head]:+.2f}, "
+        f"S2->IO {circuit['patching']['s2_to_io']['effects'][layer][head]:+.2f}; END->S2 {att['end_to_s2'][layer][head]:.2f}, "
+        f"END->IO {att['end_to_io'][layer][head]:.2f})"
+    )
+    if circuit["criteria"]["all_required_ok"]:
+        return (
+            f"With {n_layers} layers the steps are compressed: repeat detection at S2 and movement at END appear, in "
+            f"far fewer heads; the strongest patching effect is {top}. Roles here come from attention, DLA and per-head "
+            "patching only, not from the paper's path patching, so 'upstream' heads are candidates for the S-inhibition "
+            "step rather than proven ones."
+        )
+    return (
+        f"This checkpoint does not show a GPT-2-like multi-step circuit: almost all of the patching effect sits in one "
+        f"head, {top}, which finds S2 from END so that later layers can rule S out: the 'copy the names, subtract the "
+        "subject' shortcut that small models trained on templates learn. Heads' direct effects are small (largest "
+        f"|DLA| {np.abs(np.array(circuit['dla'])).max():.2f} against a clean logit difference of "
+        f"{circuit['patching']['abc']['clean_logit_diff']:.2f}), so the answer itself is written by the MLPs at END. "
+        "Issue 3's unmet requirements are listed above."
+    )
+
+
+def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) -> str:
+    """The README.md of the model folder."""
+    config = json.loads((folder / "config.json").read_text())
+    tc = training["config"]
+    circuit, criteria = report["circuit"], report["circuit"]["criteria"]
+    words = corpus.load_word_lists()
+    lines = [
+        f"# {folder.name}: a small GPT-2-style model trained from scratch on IOI",
+        "",
+        "The default model of IOI Desktop. No pretrained weights can be downloaded where the app runs, so this "
+        "model is trained from scratch by code in this repository (`ioi_desktop/bundled/`) on Indirect Object "
+        "Identification sentences and a little filler text. It is a toy: a closed vocabulary of "
+        f"{training['vocab_size']} tokens and {training['n_params']:,} parameters.",
+        "",
+        "## Architecture",
+        "",
+        f"`transformers.GPT2LMHeadModel`: {config['n_layer']} layers x {config['n_head']} heads, d_model {config['n_embd']}, "
+        f"d_head {config['n_embd'] // config['n_head']}, d_mlp {config['n_inner']}, context {config['n_positions']} tokens, "
+        f"GELU MLPs, LayerNorm, tied embedding/unembedding, no dropout. Weights: `model.safetensors` "
+        f"({training['weights_bytes'] / 1e6:.2f} MB, float32).",
+        "",
+        "## Tokenizer",
+        "",
+        "Word-level (`tokenizers` WordLevel) behind GPT-2's ByteLevel pre-tokenizer, so a word keeps its leading space: "
+        "\" Mary\" is one token, `ĠMary`, as in GPT-2. `<|endoftext|>` (id 0) is BOS, EOS and padding; every training "
+        "sequence starts with it, as TransformerLens's `to_tokens` prepends it. The demo's 8 prompts are 15 tokens with BOS.",
+        "",
+        f"Known words: {len(words.names)} names (the IOI paper's plus the demo's John, Mary, Tom, James, Dan, Sid, "
+        "Martin, Amy), the paper's places, objects and animals, the words of its templates, of the demo's prompts "
+        "(shops, park, bag, ball, apple, drink, bottle of milk) and of the filler grammar, \"Roll call\", \"again\", and "
+        "punctuation. Capitalised words also exist without the leading space (sentence start). Anything else becomes "
+        "`<unk>`: `ioi_desktop.bundled.tokenizer.unknown_words(tokenizer, text)` lists the unknown words of a text.",
+        "",
+        "## Training",
+        "",
+        "```",
+        f"python -m ioi_desktop.bundled.train --out resources/models/{folder.name} --seed {tc['seed']} --steps {tc['steps']} "
+        f"--layers {tc['n_layer']} --heads {tc['n_head']} --d-model {tc['d_model']} --batch-size {tc['batch_size']} "
+        f"--lr {tc['learning_rate']:g} --answer-weight {tc['answer_weight']:g} "
+        f"--mix {','.join(f'{k}={v:g}' for k, v in tc['mix'].items())} --prefix-share {training['data_mix']['ioi_with_earlier_once_mentioned_name']:g} --probe-every {tc['probe_every']} "
+        f"--select-from {tc['select_from']:g} --threads {tc['threads']}",
+        f"python -m ioi_desktop.bundled.evaluate resources/models/{folder.name}",
+        f"python -m ioi_desktop.bundled.card resources/models/{folder.name}",
+        "```",
+        "",
+        f"Seed {tc['seed']}; {tc['steps']} steps of batch {tc['batch_size']}; AdamW (lr {tc['learning_rate']}, weight decay "
+        f"{tc['weight_decay']}, betas 0.9/0.98), {tc['warmup_steps']} warm-up steps then cosine decay; next-token cross "
+        f"entropy on every token with answer tokens weighted x{tc['answer_weight']:g}. Wall time "
+        f"{training['train_seconds'] / 60:.1f} min with {training['torch_threads']} torch thread(s) on a shared 2-core CPU "
+        f"(torch {training['torch_version']}), checkpoint probes included. Saved checkpoint: step {training['chosen_step']} "
+        "(selected by quality, then circuit metrics, from probes every "
+        f"{tc['probe_every']} steps in the last {100 * (1 - tc['select_from']):.0f}% of the run).",
+        "",
+        "Data mix (sequences): " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in tc["mix"].items()) + ".",
+        "- IOI: the paper's template families BABA, BABA_LONG, BABA_EARLY_IOS, BABA_LATE_IOS in both name orders "
+        "(BABA and ABBA), ABC templates, and demo-style templates (\"When [B] and [A] went to the shops, [B] gave the bag to [A]\"); "
+        f"{100 * training['data_mix']['ioi_with_earlier_once_mentioned_name']:.0f}% of them follow a sentence that mentions another name once.",
+        "- Roll call: \"Roll call: Amy, John, Mary, John again, ...\": \" again\" follows exactly the repeated names.",
+        "- Induction: a random run of words, repeated.",
+        "- Filler: sentences from a small grammar over the same words.",
+        f"- Held out from training: {training['data_mix']['held_out_name_pairs']} name pairs (never IO and S together) "
+        "and one template per family:",
+        *[f"  - {k}: \"{v}\"" for k, v in corpus.HELD_OUT_TEMPLATES.items()],
+        "",
+        "## Quality",
+        "",
+        "Measured by `python -m ioi_desktop.bundled.evaluate` through TransformerLens (TransformerBridge, weights "
+        "processed with fold_ln, center_writing_weights, center_unembed, fold_value_biases, "
+        "refactor_factored_attn_matrices; BOS prepended). Bar: IO ranked above S on >= 95% of prompts and mean "
+        f"logit(IO) - logit(S) >= 3.0 in every family. Bar met: **{report['quality_ok']}**.",
+        "",
+    ]
+    rows = [["split", "family", "prompts", "IO > S", "mean logit diff", "min logit diff"]]
+    for split, families in report["quality"].items():
+        for family, r in families.items():
+            rows.append([split.replace("_", " "), family, str(r["prompts"]), f"{100 * r['accuracy']:.1f}%", f"{r['mean_logit_diff']:.2f}", f"{r['min_logit_diff']:.2f}"])
+    lines += _table(rows)
+    demo = report["demo"]
+    lines += ["", f"The TransformerLens demo's 8 prompts (all correct: **{demo['all_correct']}**, mean logit diff {demo['mean_logit_diff']:.2f}; GPT-2 small: 3.55):", ""]
+    lines += _table([["prompt", "IO", "S", "logit diff", "top-1"]] + [[r["prompt"], r["io"], r["s"], f"{r['logit_diff']:.2f}", repr(r["top1"])] for r in demo["prompts"]])
+    sanity = demo["sanity"]
+    lines += ["", f"Sanity prompt \"{sanity['prompt']}\": top-1 {sanity['top1']!r}, p = {sanity['p_top1']:.2f} (GPT-2 small: \" Mary\", p = 0.70).", ""]
+
+    abc, s2io = circuit["patching"]["abc"], circuit["patching"]["s2_to_io"]
+    yes = lambda flag: "met" if flag else "NOT met"  # noqa: E731
+    lines += [
+        "## Circuit",
+        "",
+        f"Measured on {circuit['prompts']} paper-template prompts (all five families, held-out name pairs, fresh draws). "
+        "Attention = mean attention probability; DLA = direct logit attribution of the head's output at END on "
+        "logit(IO) - logit(S) (`stack_head_results` + `apply_ln_to_stack`); z patching = the head's z from the clean "
+        "run written into a corrupted run at all positions, (patched - corrupted) / (clean - corrupted) on the mean logit "
+        "difference.",
+        "",
+        f"- Duplicate-token head in a layer before the last (S2->S1 >= 0.3): {yes(criteria['duplicate_ok'])}; "
+        f"best {criteria['best_duplicate']:.2f} ({_heads(roles, 'duplicate token')}).",
+        f"- Mover head (END->IO or END->S2 >= 0.5 with |DLA| >= 1.0): {yes(criteria['mover_ok'])}; "
+        + (", ".join(f"L{l}H{h}" for l, h in criteria["mover_heads"]) or f"largest |DLA| {np.abs(np.array(circuit['dla'])).max():.2f}") + ".",
+        f"- Per-head z patching >= 0.1 in >= 2 layers under both corruptions with gap >= 1.0: {yes(criteria['patching_ok'])}; "
+        f"ABC: layers {criteria['patching_layers']['abc']}, gap {abc['gap']:.2f} (clean {abc['clean_logit_diff']:.2f}, "
+        f"corrupted {abc['corrupted_logit_diff']:.2f}); S2->IO: layers {criteria['patching_layers']['s2_to_io']}, "
+        f"gap {s2io['gap']:.2f} (corrupted {s2io['corrupted_logit_diff']:.2f}).",
+        f"- Stretch, a GPT-2-style name mover (END->IO >= 0.5, positive DLA): {yes(criteria['name_mover_ok'])}"
+        + (f" ({', '.join(f'L{l}H{h}' for l, h in criteria['name_mover_heads'])})." if criteria["name_mover_ok"] else "."),
+        "",
+        "Head roles (`roles.json`, thresholds in `ioi_desktop/bundled/card.py`):",
+        "",
+    ]
+    lines += _table([["head", "role", "evidence"]] + [[f"L{r['layer']}H{r['head']}", r["role"], r["evidence"]] for r in roles])
+    lines += ["", "Per-head numbers:", ""]
+    for title, grid in (
+        ("Attention S2->S1", circuit["attention"]["s2_to_s1"]),
+        ("Attention END->IO", circuit["attention"]["end_to_io"]),
+        ("Attention END->S2", circuit["attention"]["end_to_s2"]),
+        ("DLA on logit(IO) - logit(S)", circuit["dla"]),
+        ("z patching, ABC", abc["effects"]),
+        ("z patching, S2->IO", s2io["effects"]),
+    ):
+        lines += [f"{title}:", ""] + _grid_table(grid) + [""]
+    lines += [
+        "### Compared with GPT-2 small",
+        "",
+        "GPT-2 small (Wang et al. 2022; `resources/roles/gpt2-small.json`): duplicate-token (0.1, 0.10, 3.0) and "
+        "induction heads (5.5, 5.8, 5.9, 6.9) mark S as repeated at S2; S-inhibition heads (7.3, 7.9, 8.6, 8.10) "
+        "carry that from S2 to END; name movers (9.9, 9.6, 10.0) attend END->IO and copy it; negative name movers "
+        "(10.7, 11.10) and backup name movers complete it.",
+        "",
+        f"{folder.name} (same measurements, same thresholds): duplicate token {_heads(roles, 'duplicate token')}; "
+        f"induction {_heads(roles, 'induction')}; previous token {_heads(roles, 'previous token')}; name movers "
+        f"{_heads(roles, 'name mover')}; subject suppressors (END->S2, push S down) {_heads(roles, 'subject suppressor')}; "
+        f"negative movers {_heads(roles, 'negative name mover')}; upstream heads with only indirect effects "
+        f"{_heads(roles, 'upstream')}. " + _comparison(circuit, config["n_layer"]),
+        "",
+        "Screenshots of the app's panels: to be added once the GUI's panels exist.",
+        "",
+        "## Limits",
+        "",
+        "- A toy model of a toy world: it knows only the words listed above and writes plausible text only in the "
+        "styles of its corpus. Unknown words become `<unk>`; prompts with them are out of distribution.",
+        "- Its IOI skill covers the paper's template families and the demo's prompts; other phrasings may fail.",
+        "- Context is 64 tokens.",
+        "- Training is seeded; the same command on the same software reproduces the weights, other torch "
+        "versions or thread counts give slightly different ones of the same quality.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(folder: str | Path) -> None:
+    from ioi_desktop.core.atomic import write_text_atomic
+
+    folder = Path(folder)
+    training = json.loads((folder / "training.json").read_text())
+    report = json.loads((folder / "eval.json").read_text())
+    document = roles_document(report, folder.name)
+    write_text_atomic(folder / "roles.json", json.dumps(document, indent=1) + "\n")
+    write_text_atomic(folder / "README.md", model_card(folder, training, report, document["roles"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ioi_desktop.bundled.card", description=__doc__.splitlines()[0])
+    parser.add_argument("folder", help="model folder with training.json and eval.json")
+    write_card(parser.parse_args(argv).folder)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

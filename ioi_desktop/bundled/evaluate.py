@@ -1,0 +1,412 @@
+"""Evaluate the bundled IOI model through TransformerLens: quality and circuit.
+
+``python -m ioi_desktop.bundled.evaluate resources/models/ioi-mini [--json FILE]``
+
+The folder is booted as a ``TransformerBridge`` with the demo notebook's weight
+processing (fold_ln, center_writing_weights, center_unembed,
+fold_value_biases, refactor_factored_attn_matrices), prompts get BOS prepended
+as ``to_tokens`` does, and everything is computed with plain TransformerLens
+hooks and ``ActivationCache`` methods:
+
+- Quality per family (BABA, ABBA, long, early-IO, late-IO), on held-out name
+  pairs with training templates and on held-out templates: the share of
+  prompts with logit(IO) > logit(S) and the mean logit difference
+  logit(IO) - logit(S) at the last position. Bar: >= 95% and >= 3.0.
+- The demo's 8 prompts and its sanity prompt.
+- Circuit metrics on paper-template prompts with fresh names:
+  per-head mean attention S2->S1 (duplicate-token detection) and END->IO /
+  END->S2 (moving a name to the answer position); per-head direct logit
+  attribution (DLA) of each head's output at END on logit(IO) - logit(S)
+  (``stack_head_results`` + ``apply_ln_to_stack``, exact with fold_ln); and
+  per-head z patching: each head's z from the clean run written into a
+  corrupted run, scored (patched - corrupted) / (clean - corrupted) on the
+  mean logit difference. Corruptions: ABC (IO, S1 and S2 each replaced by a
+  fresh name, so no name repeats) and S2->IO (S2 replaced by IO, which turns
+  the answer around).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ioi_desktop.bundled import corpus
+
+PROCESSING_FLAGS = {
+    "fold_ln": True,
+    "center_writing_weights": True,
+    "center_unembed": True,
+    "fold_value_biases": True,
+    "refactor_factored_attn_matrices": True,
+}
+ACCURACY_BAR = 0.95
+LOGIT_DIFF_BAR = 3.0
+DUPLICATE_BAR = 0.3
+MOVER_ATTENTION_BAR = 0.5
+MOVER_DLA_BAR = 1.0
+PATCHING_BAR = 0.1
+GAP_BAR = 1.0
+
+
+@dataclass(frozen=True)
+class PromptBatch:
+    """Right-padded token ids with BOS first, and each prompt's named positions."""
+
+    tokens: "torch.Tensor"  # [batch, pos]
+    io_pos: "torch.Tensor"  # [batch]
+    s1_pos: "torch.Tensor"
+    s2_pos: "torch.Tensor"
+    end_pos: "torch.Tensor"
+    io_id: "torch.Tensor"
+    s_id: "torch.Tensor"
+    families: tuple[str, ...]
+
+
+def boot_bridge(folder: str | os.PathLike):
+    """A TransformerBridge booted offline from a model folder, processed as in the demo notebook."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformer_lens.model_bridge import TransformerBridge
+
+    bridge = TransformerBridge.boot_transformers(str(folder), device="cpu")
+    bridge.enable_compatibility_mode(disable_warnings=True, **PROCESSING_FLAGS)
+    bridge.eval()
+    return bridge
+
+
+def build_batch(tokenizer, prompts: list[corpus.IOIPrompt]) -> PromptBatch:
+    """Tokenize prompts with BOS prepended and locate IO, S1, S2 and END."""
+    import torch
+
+    rows, io_pos, s1_pos, s2_pos, io_ids, s_ids = [], [], [], [], [], []
+    for prompt in prompts:
+        ids = [tokenizer.bos_token_id] + tokenizer(prompt.text, add_special_tokens=False)["input_ids"]
+        io_id = tokenizer.convert_tokens_to_ids("Ġ" + prompt.io)
+        s_id = tokenizer.convert_tokens_to_ids("Ġ" + prompt.s)
+        s_at = [i for i, t in enumerate(ids) if t == s_id]
+        rows.append(ids)
+        io_pos.append(ids.index(io_id))
+        s1_pos.append(s_at[0])
+        s2_pos.append(s_at[-1])
+        io_ids.append(io_id)
+        s_ids.append(s_id)
+    width = max(len(r) for r in rows)
+    tokens = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = torch.tensor(row)
+    as_tensor = lambda values: torch.tensor(values, dtype=torch.long)  # noqa: E731
+    return PromptBatch(
+        tokens=tokens,
+        io_pos=as_tensor(io_pos),
+        s1_pos=as_tensor(s1_pos),
+        s2_pos=as_tensor(s2_pos),
+        end_pos=as_tensor([len(r) - 1 for r in rows]),
+        io_id=as_tensor(io_ids),
+        s_id=as_tensor(s_ids),
+        families=tuple(p.family for p in prompts),
+    )
+
+
+def logit_diffs(logits, batch: PromptBatch):
+    """logit(IO) - logit(S) at each prompt's last position: [batch]."""
+    import torch
+
+    rows = torch.arange(len(batch.end_pos))
+    final = logits[rows, batch.end_pos]
+    return final[rows, batch.io_id] - final[rows, batch.s_id]
+
+
+def abc_tokens(batch: PromptBatch, name_ids: list[int], seed: int):
+    """ABC corruption: IO, S1 and S2 each replaced by a distinct fresh name."""
+    rng = random.Random(seed)
+    tokens = batch.tokens.clone()
+    for i in range(len(tokens)):
+        used = {int(batch.io_id[i]), int(batch.s_id[i])}
+        a, b, c = rng.sample([n for n in name_ids if n not in used], 3)
+        tokens[i, batch.io_pos[i]], tokens[i, batch.s1_pos[i]], tokens[i, batch.s2_pos[i]] = a, b, c
+    return tokens
+
+
+def s2_to_io_tokens(batch: PromptBatch):
+    """S2->IO corruption: the second mention of S becomes IO, so S is now the answer."""
+    import torch
+
+    tokens = batch.tokens.clone()
+    tokens[torch.arange(len(tokens)), batch.s2_pos] = batch.io_id
+    return tokens
+
+
+def quality(bridge, tokenizer, prompt_sets: dict[str, list[corpus.IOIPrompt]]) -> dict:
+    """Accuracy (IO above S) and logit-difference statistics per family."""
+    import torch
+
+    out = {}
+    with torch.no_grad():
+        for family, prompts in prompt_sets.items():
+            batch = build_batch(tokenizer, prompts)
+            diffs = logit_diffs(bridge(batch.tokens), batch).numpy()
+            out[family] = {
+                "prompts": int(len(diffs)),
+                "accuracy": float((diffs > 0).mean()),
+                "mean_logit_diff": float(diffs.mean()),
+                "min_logit_diff": float(diffs.min()),
+            }
+    return out
+
+
+def demo_prompts(bridge, tokenizer) -> dict:
+    """The demo's 8 prompts (logit diffs, top-1) and its sanity prompt (top-1 and p)."""
+    import torch
+
+    prompts = [corpus.IOIPrompt(p, io, s, "demo", "", "") for p, io, s in corpus.DEMO_PROMPTS]
+    batch = build_batch(tokenizer, prompts)
+    with torch.no_grad():
+        logits = bridge(batch.tokens)
+    diffs = logit_diffs(logits, batch)
+    rows = []
+    for i, prompt in enumerate(prompts):
+        top = int(logits[i, batch.end_pos[i]].argmax())
+        rows.append(
+            {
+                "prompt": prompt.text,
+                "io": prompt.io,
+                "s": prompt.s,
+                "logit_diff": float(diffs[i]),
+                "top1": tokenizer.convert_ids_to_tokens(top).replace("Ġ", " "),
+                "correct": bool(diffs[i] > 0),
+            }
+        )
+    text, io, s = corpus.SANITY_PROMPT
+    sanity = build_batch(tokenizer, [corpus.IOIPrompt(text, io, s, "sanity", "", "")])
+    with torch.no_grad():
+        probs = bridge(sanity.tokens)[0, -1].softmax(-1)
+    top = int(probs.argmax())
+    return {
+        "prompts": rows,
+        "all_correct": all(r["correct"] for r in rows),
+        "mean_logit_diff": float(diffs.mean()),
+        "sanity": {
+            "prompt": text,
+            "top1": tokenizer.convert_ids_to_tokens(top).replace("Ġ", " "),
+            "p_top1": float(probs[top]),
+            "p_io": float(probs[sanity.io_id[0]]),
+        },
+    }
+
+
+def circuit_metrics(bridge, tokenizer, prompts: list[corpus.IOIPrompt], seed: int = 0) -> dict:
+    """Per-head attention, DLA and z-patching numbers on ``prompts`` (see the module docstring)."""
+    import torch
+
+    batch = build_batch(tokenizer, prompts)
+    n_layers, n_heads = bridge.cfg.n_layers, bridge.cfg.n_heads
+    rows = torch.arange(len(prompts))
+    wanted = lambda name: name.endswith(("attn.hook_pattern", "attn.hook_z", "ln_final.hook_scale"))  # noqa: E731
+    with torch.no_grad():
+        clean_logits, cache = bridge.run_with_cache(batch.tokens, names_filter=wanted)
+        clean_ld = logit_diffs(clean_logits, batch)
+
+        attention = {"s2_to_s1": [], "end_to_io": [], "end_to_s2": []}
+        for layer in range(n_layers):
+            pattern = cache[f"blocks.{layer}.attn.hook_pattern"]  # [batch, head, query_pos, key_pos]
+            attention["s2_to_s1"].append(pattern[rows, :, batch.s2_pos, batch.s1_pos].mean(0).tolist())
+            attention["end_to_io"].append(pattern[rows, :, batch.end_pos, batch.io_pos].mean(0).tolist())
+            attention["end_to_s2"].append(pattern[rows, :, batch.end_pos, batch.s2_pos].mean(0).tolist())
+
+        # Every head's output at every position, scaled by the final LayerNorm, then read at END.
+        stack = cache.stack_head_results(layer=-1)  # [component, batch, pos, d_model]
+        stack = cache.apply_ln_to_stack(stack, layer=-1)
+        stack = stack[:, rows, batch.end_pos]  # [component, batch, d_model]
+        directions = (bridge.W_U[:, batch.io_id] - bridge.W_U[:, batch.s_id]).T  # [batch, d_model]
+        dla = (stack * directions).sum(-1).mean(-1).reshape(n_layers, n_heads)
+
+        name_ids = [tokenizer.convert_tokens_to_ids("Ġ" + n) for n in corpus.load_word_lists().names]
+        patching = {}
+        for scheme, corrupted in (("abc", abc_tokens(batch, name_ids, seed)), ("s2_to_io", s2_to_io_tokens(batch))):
+            corrupt_ld = logit_diffs(bridge(corrupted), batch).mean()
+            gap = clean_ld.mean() - corrupt_ld
+            effects = np.zeros((n_layers, n_heads), dtype=np.float32)
+            for layer in range(n_layers):
+                clean_z = cache[f"blocks.{layer}.attn.hook_z"]
+                for head in range(n_heads):
+
+                    def write_clean_head(z, hook, head=head, clean_z=clean_z):
+                        z[:, :, head] = clean_z[:, :, head]
+                        return z
+
+                    patched = bridge.run_with_hooks(corrupted, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", write_clean_head)])
+                    effects[layer, head] = float((logit_diffs(patched, batch).mean() - corrupt_ld) / gap)
+            patching[scheme] = {
+                "clean_logit_diff": float(clean_ld.mean()),
+                "corrupted_logit_diff": float(corrupt_ld),
+                "gap": float(gap),
+                "effects": effects.tolist(),
+            }
+    return {
+        "prompts": len(prompts),
+        "attention": attention,
+        "dla": dla.tolist(),
+        "patching": patching,
+        "criteria": circuit_criteria(attention, dla.numpy(), patching),
+    }
+
+
+def head_type_scores(bridge, tokenizer, seed: int = 0, length: int = 10, count: int = 20) -> dict:
+    """Previous-token, duplicate-token and induction scores on repeated random words.
+
+    Each sequence is BOS + r + r for a random word run r of ``length`` words.
+    In the second copy, a duplicate-token head attends from a word to its
+    first occurrence (offset ``length``), an induction head to the word after
+    it (offset ``length - 1``); a previous-token head attends to the previous
+    position everywhere. Scores are mean attention probabilities: [layer][head].
+    """
+    import torch
+
+    words = corpus.load_word_lists()
+    pool = [tokenizer.convert_tokens_to_ids("Ġ" + w) for w in words.names + words.animals + words.objects]
+    rng = random.Random(seed)
+    runs = [rng.sample(pool, length) for _ in range(count)]
+    tokens = torch.tensor([[tokenizer.bos_token_id] + run + run for run in runs])
+    second = torch.arange(length + 1, 2 * length + 1)
+    with torch.no_grad():
+        _, cache = bridge.run_with_cache(tokens, names_filter=lambda name: name.endswith("attn.hook_pattern"))
+    scores = {"previous_token": [], "duplicate_token": [], "induction": []}
+    for layer in range(bridge.cfg.n_layers):
+        pattern = cache[f"blocks.{layer}.attn.hook_pattern"]  # [batch, head, query_pos, key_pos]
+        positions = torch.arange(1, tokens.shape[1])
+        scores["previous_token"].append(pattern[:, :, positions, positions - 1].mean((0, 2)).tolist())
+        scores["duplicate_token"].append(pattern[:, :, second, second - length].mean((0, 2)).tolist())
+        scores["induction"].append(pattern[:, :, second, second - length + 1].mean((0, 2)).tolist())
+    return scores
+
+
+def circuit_criteria(attention: dict, dla: np.ndarray, patching: dict) -> dict:
+    """Which of issue 3's circuit requirements hold, and the heads that meet them."""
+    s2_s1 = np.array(attention["s2_to_s1"])
+    to_io, to_s2 = np.array(attention["end_to_io"]), np.array(attention["end_to_s2"])
+    n_layers, n_heads = s2_s1.shape
+    heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
+    duplicate = [(l, h) for l, h in heads if l < n_layers - 1 and s2_s1[l, h] >= DUPLICATE_BAR]
+    movers = [
+        (l, h) for l, h in heads if max(to_io[l, h], to_s2[l, h]) >= MOVER_ATTENTION_BAR and abs(dla[l, h]) >= MOVER_DLA_BAR
+    ]
+    name_movers = [(l, h) for l, h in heads if to_io[l, h] >= MOVER_ATTENTION_BAR and dla[l, h] > 0]
+    patch_layers = {}
+    for scheme, result in patching.items():
+        effects = np.abs(np.array(result["effects"]))
+        patch_layers[scheme] = [int(l) for l in range(n_layers) if effects[l].max() >= PATCHING_BAR]
+    gaps_ok = all(r["gap"] >= GAP_BAR for r in patching.values())
+    patching_ok = gaps_ok and all(len(layers) >= 2 for layers in patch_layers.values())
+    return {
+        "duplicate_heads": [list(x) for x in duplicate],
+        "best_duplicate": float(s2_s1[:-1].max()),
+        "mover_heads": [list(x) for x in movers],
+        "name_mover_heads": [list(x) for x in name_movers],
+        "patching_layers": patch_layers,
+        "duplicate_ok": bool(duplicate),
+        "mover_ok": bool(movers),
+        "patching_ok": bool(patching_ok),
+        "name_mover_ok": bool(name_movers),
+        "all_required_ok": bool(duplicate and movers and patching_ok),
+    }
+
+
+def circuit_score(criteria: dict, attention: dict, dla: list) -> float:
+    """Ranks checkpoints: required criteria first, then the stretch name mover, then margins."""
+    to_io = np.array(attention["end_to_io"])
+    margin = min(criteria["best_duplicate"] / DUPLICATE_BAR, 1.5) + min(float((to_io * (np.array(dla) > 0)).max()) / MOVER_ATTENTION_BAR, 1.5)
+    flags = criteria["duplicate_ok"] + criteria["mover_ok"] + criteria["patching_ok"]
+    return 10.0 * flags + 5.0 * criteria["name_mover_ok"] + margin
+
+
+def quality_ok(results: dict) -> bool:
+    return all(r["accuracy"] >= ACCURACY_BAR and r["mean_logit_diff"] >= LOGIT_DIFF_BAR for r in results.values())
+
+
+def evaluate_folder(folder: str | os.PathLike, per_family: int = 200, circuit_prompts: int = 40, seed: int = 12345) -> dict:
+    """The full report for a saved model folder."""
+    import torch
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    bridge = boot_bridge(folder)
+    held_names = quality(bridge, tokenizer, corpus.eval_prompts(seed, per_family, held_out_templates=False))
+    held_templates = quality(bridge, tokenizer, corpus.eval_prompts(seed + 1, per_family, held_out_templates=True))
+    circuit_set = [p for ps in corpus.eval_prompts(seed + 2, circuit_prompts, held_out_templates=False).values() for p in ps]
+    report = {
+        "model": Path(folder).name,
+        "processing": PROCESSING_FLAGS,
+        "bars": {"accuracy": ACCURACY_BAR, "mean_logit_diff": LOGIT_DIFF_BAR},
+        "quality": {"held_out_name_pairs": held_names, "held_out_templates": held_templates},
+        "quality_ok": quality_ok(held_names) and quality_ok(held_templates),
+        "demo": demo_prompts(bridge, tokenizer),
+        "circuit": circuit_metrics(bridge, tokenizer, circuit_set, seed),
+        "head_types": head_type_scores(bridge, tokenizer, seed),
+    }
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = [f"Model {report['model']}: quality bar met: {report['quality_ok']}"]
+    for split, families in report["quality"].items():
+        lines.append(f"  {split}:")
+        for family, r in families.items():
+            lines.append(
+                f"    {family:9s} n={r['prompts']:4d} IO>S {100 * r['accuracy']:6.2f}%  mean logit diff {r['mean_logit_diff']:6.2f}  min {r['min_logit_diff']:6.2f}"
+            )
+    demo = report["demo"]
+    lines.append(f"  demo prompts all correct: {demo['all_correct']} (mean logit diff {demo['mean_logit_diff']:.3f})")
+    for row in demo["prompts"]:
+        lines.append(f"    {row['logit_diff']:7.3f}  top1 {row['top1']!r:10s} {row['prompt']}")
+    sanity = demo["sanity"]
+    lines.append(f"  sanity: top1 {sanity['top1']!r} p={sanity['p_top1']:.3f} (p(IO)={sanity['p_io']:.3f})")
+    circuit = report["circuit"]
+    lines.append(f"  circuit on {circuit['prompts']} prompts:")
+    for key in ("s2_to_s1", "end_to_io", "end_to_s2"):
+        lines.append(f"    attention {key}: " + _grid(circuit["attention"][key]))
+    lines.append("    DLA on logit(IO)-logit(S): " + _grid(circuit["dla"]))
+    for scheme, r in circuit["patching"].items():
+        lines.append(
+            f"    z patching {scheme} (clean {r['clean_logit_diff']:.2f}, corrupted {r['corrupted_logit_diff']:.2f}, gap {r['gap']:.2f}): "
+            + _grid(r["effects"])
+        )
+    lines.append(f"    criteria: {json.dumps(circuit['criteria'])}")
+    for key, grid in report["head_types"].items():
+        lines.append(f"  {key} score (repeated random words): " + _grid(grid))
+    return "\n".join(lines)
+
+
+def _grid(values: list[list[float]]) -> str:
+    return " | ".join(f"L{l}: " + " ".join(f"{v:+.2f}" for v in row) for l, row in enumerate(values))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ioi_desktop.bundled.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("folder", help="model folder (Hugging Face format)")
+    parser.add_argument("--json", help="also write the report to this file (eval.json next to the weights is always written)")
+    parser.add_argument("--per-family", type=int, default=200, help="quality prompts per family and split")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    import torch
+
+    from ioi_desktop.core.atomic import write_text_atomic
+
+    torch.set_num_threads(args.threads)
+    report = evaluate_folder(args.folder, per_family=args.per_family)
+    text = json.dumps(report, indent=1)
+    write_text_atomic(Path(args.folder) / "eval.json", text)
+    if args.json:
+        write_text_atomic(args.json, text)
+    print(format_report(report))
+    return 0 if report["quality_ok"] and report["demo"]["all_correct"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

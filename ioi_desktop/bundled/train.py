@@ -1,0 +1,293 @@
+"""Train the bundled IOI model from scratch, from a seed, on CPU.
+
+``python -m ioi_desktop.bundled.train --out resources/models/ioi-mini [--seed S] [--steps N] [--threads T]``
+
+A GPT-2-architecture model (``transformers.GPT2LMHeadModel``, tied
+embeddings, no dropout) is trained as a language model on the corpus of
+:mod:`ioi_desktop.bundled.corpus` with the word-level tokenizer of
+:mod:`ioi_desktop.bundled.tokenizer`. The loss is next-token cross entropy on
+every token, with answer tokens (the IO at the end of an IOI sentence, " again"
+in a roll call) weighted ``answer_weight`` times, so the task is learned fast
+while the model still models the rest of the text. AdamW, linear warm-up then
+cosine decay.
+
+Checkpoint selection: from ``select_from`` of the run on, every
+``probe_every`` steps the model is booted into TransformerLens and scored on
+quality (per family, held-out names and templates) and on the circuit metrics
+of :mod:`ioi_desktop.bundled.evaluate`; the saved weights are those of the best
+probe that meets the quality bar (the final step if none does). Everything is
+seeded, so the same command gives the same weights on the same software stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ioi_desktop.bundled import corpus
+
+MAX_WEIGHTS_BYTES = 20 * 1024 * 1024
+
+
+@dataclass
+class TrainingConfig:
+    seed: int = 0
+    steps: int = 1400
+    batch_size: int = 32
+    learning_rate: float = 1e-2
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    answer_weight: float = 16.0
+    n_layer: int = 4
+    n_head: int = 4
+    d_model: int = 64
+    n_positions: int = 64
+    threads: int = 1
+    probe_every: int = 100
+    select_from: float = 0.5
+    probe_prompts: int = 24
+    mix: dict = field(default_factory=lambda: dict(corpus.DEFAULT_MIX))
+    prefix_share: float = corpus.PREFIX_SHARE
+
+
+def build_model(config: TrainingConfig, vocab_size: int, bos_id: int):
+    """A freshly initialised GPT-2 model of the configured size."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(config.seed)
+    gpt2_config = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=config.n_positions,
+        n_embd=config.d_model,
+        n_layer=config.n_layer,
+        n_head=config.n_head,
+        n_inner=4 * config.d_model,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=bos_id,
+        eos_token_id=bos_id,
+        pad_token_id=bos_id,
+        tie_word_embeddings=True,
+    )
+    return GPT2LMHeadModel(gpt2_config)
+
+
+def encode_examples(tokenizer, examples: list[corpus.Segments], answer_weight: float):
+    """Token ids (BOS first, right-padded) and per-target loss weights (0 on padding).
+
+    ``weights[b, t]`` weighs the prediction of token ``t + 1`` from position ``t``.
+    """
+    import torch
+
+    flat = [text for example in examples for text, _ in example]
+    encoded = iter(tokenizer(flat, add_special_tokens=False)["input_ids"])
+    rows, row_weights = [], []
+    for example in examples:
+        ids, weights = [tokenizer.bos_token_id], []
+        for _, weighted in example:
+            piece = next(encoded)
+            ids += piece
+            weights += [answer_weight if weighted else 1.0] * len(piece)
+        rows.append(ids)
+        row_weights.append(weights)
+    width = max(len(r) for r in rows)
+    tokens = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    weights = torch.zeros((len(rows), width - 1))
+    for i, (ids, w) in enumerate(zip(rows, row_weights)):
+        tokens[i, : len(ids)] = torch.tensor(ids)
+        weights[i, : len(w)] = torch.tensor(w)
+    return tokens, weights
+
+
+def weighted_loss(model, tokens, weights):
+    import torch.nn.functional as F
+
+    logits = model(tokens).logits[:, :-1]
+    losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1), reduction="none")
+    return (losses * weights.reshape(-1)).sum() / weights.sum()
+
+
+def learning_rate(step: int, config: TrainingConfig) -> float:
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def probe_checkpoint(model, tokenizer, config: TrainingConfig) -> dict:
+    """Quality and circuit metrics of the current weights, through TransformerLens."""
+    from ioi_desktop.bundled import evaluate
+
+    with tempfile.TemporaryDirectory(prefix="ioi-probe-") as folder:
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        bridge = evaluate.boot_bridge(folder)
+    n = config.probe_prompts
+    names = evaluate.quality(bridge, tokenizer, corpus.eval_prompts(777, n, held_out_templates=False))
+    templates = evaluate.quality(bridge, tokenizer, corpus.eval_prompts(778, n, held_out_templates=True))
+    circuit_set = [p for ps in corpus.eval_prompts(779, n // 2, held_out_templates=False).values() for p in ps]
+    circuit = evaluate.circuit_metrics(bridge, tokenizer, circuit_set, seed=779)
+    ok = evaluate.quality_ok(names) and evaluate.quality_ok(templates)
+    worst = min(
+        (r["accuracy"], r["mean_logit_diff"]) for results in (names, templates) for r in results.values()
+    )
+    return {
+        "quality_ok": ok,
+        "worst_accuracy": worst[0],
+        "worst_mean_logit_diff": min(r["mean_logit_diff"] for res in (names, templates) for r in res.values()),
+        "criteria": circuit["criteria"],
+        "score": evaluate.circuit_score(circuit["criteria"], circuit["attention"], circuit["dla"]),
+    }
+
+
+def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
+    """Train, select a checkpoint, and save the model folder; returns the training record."""
+    import torch
+
+    from ioi_desktop.bundled.tokenizer import build_tokenizer, save_tokenizer
+    from ioi_desktop.core.atomic import write_text_atomic
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    import transformers
+
+    # Padding is right-aligned and masked out of the loss; the padding warning is noise here.
+    transformers.logging.set_verbosity_error()
+    torch.set_num_threads(config.threads)
+    started = time.perf_counter()
+    tokenizer = build_tokenizer()
+    model = build_model(config, len(tokenizer), tokenizer.bos_token_id)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
+    sampler = corpus.CorpusSampler(config.seed, config.mix, config.prefix_share)
+    losses: list[float] = []
+    probes: list[dict] = []
+    best: tuple[tuple, int, dict] | None = None
+    first_probe = int(config.steps * config.select_from)
+    model.train()
+    for step in range(config.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, config)
+        tokens, weights = encode_examples(tokenizer, [sampler.sample() for _ in range(config.batch_size)], config.answer_weight)
+        loss = weighted_loss(model, tokens, weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+        done = step + 1
+        if done % 100 == 0:
+            log(f"step {done} loss {sum(losses[-100:]) / 100:.4f} ({time.perf_counter() - started:.0f} s)")
+        if config.probe_every and done >= first_probe and (done % config.probe_every == 0 or done == config.steps):
+            model.eval()
+            probe = probe_checkpoint(model, tokenizer, config) | {"step": done}
+            model.train()
+            probes.append(probe)
+            rank = (probe["quality_ok"], probe["score"] if probe["quality_ok"] else probe["worst_accuracy"], done)
+            log(f"probe {json.dumps(probe)}")
+            if best is None or rank > best[0]:
+                best = (rank, done, copy.deepcopy(model.state_dict()))
+    chosen_step = config.steps
+    if best is not None:
+        chosen_step = best[1]
+        model.load_state_dict(best[2])
+    elapsed = time.perf_counter() - started
+    model.eval()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out), safe_serialization=True)
+    save_tokenizer(tokenizer, out)
+    size = (out / "model.safetensors").stat().st_size
+    if size > MAX_WEIGHTS_BYTES:
+        raise RuntimeError(f"model.safetensors is {size} bytes, over the {MAX_WEIGHTS_BYTES} byte limit")
+    window = max(1, config.steps // 20)
+    record = {
+        "config": asdict(config),
+        "vocab_size": len(tokenizer),
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "weights_bytes": size,
+        "chosen_step": chosen_step,
+        "train_seconds": round(elapsed, 1),
+        "torch_threads": config.threads,
+        "torch_version": torch.__version__,
+        "loss_curve": {
+            "every_steps": window,
+            "mean_loss": [round(sum(losses[i : i + window]) / len(losses[i : i + window]), 4) for i in range(0, len(losses), window)],
+        },
+        "probes": probes,
+        "data_mix": {
+            "sequences": config.mix,
+            "ioi_template_groups": corpus.IOI_GROUP_MIX,
+            "ioi_with_earlier_once_mentioned_name": config.prefix_share,
+            "held_out_templates": corpus.HELD_OUT_TEMPLATES,
+            "held_out_name_pairs": len(corpus.held_out_pairs()),
+        },
+    }
+    write_text_atomic(out / "training.json", json.dumps(record, indent=1))
+    log(f"saved step {chosen_step} to {out} after {elapsed:.0f} s")
+    return record
+
+
+def _parse_mix(text: str) -> dict:
+    mix = {}
+    for item in text.split(","):
+        kind, _, share = item.partition("=")
+        if kind not in corpus.DEFAULT_MIX:
+            raise argparse.ArgumentTypeError(f"unknown sequence kind {kind!r}; known: {', '.join(corpus.DEFAULT_MIX)}")
+        mix[kind] = float(share)
+    return mix
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = TrainingConfig()
+    parser = argparse.ArgumentParser(prog="python -m ioi_desktop.bundled.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="folder to write the model into")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--steps", type=int, default=defaults.steps)
+    parser.add_argument("--threads", type=int, default=defaults.threads, help="torch CPU threads")
+    parser.add_argument("--layers", type=int, default=defaults.n_layer)
+    parser.add_argument("--d-model", type=int, default=defaults.d_model)
+    parser.add_argument("--heads", type=int, default=defaults.n_head)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.learning_rate)
+    parser.add_argument("--answer-weight", type=float, default=defaults.answer_weight)
+    parser.add_argument(
+        "--mix",
+        type=_parse_mix,
+        default=defaults.mix,
+        help="sequence shares, e.g. ioi=0.7,roll_call=0.12,induction=0.08,filler=0.1",
+    )
+    parser.add_argument("--prefix-share", type=float, default=defaults.prefix_share, help="share of IOI sentences after a sentence with another name")
+    parser.add_argument("--probe-every", type=int, default=defaults.probe_every, help="0 disables checkpoint selection")
+    parser.add_argument("--select-from", type=float, default=defaults.select_from, help="fraction of the run after which probes start")
+    args = parser.parse_args(argv)
+    config = TrainingConfig(
+        seed=args.seed,
+        steps=args.steps,
+        threads=args.threads,
+        n_layer=args.layers,
+        d_model=args.d_model,
+        n_head=args.heads,
+        batch_size=args.batch_size,
+        probe_every=args.probe_every,
+        select_from=args.select_from,
+        learning_rate=args.lr,
+        answer_weight=args.answer_weight,
+        mix=args.mix,
+        prefix_share=args.prefix_share,
+    )
+    train(config, args.out, log=lambda line: print(line, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The training corpus: seeded, covers every kind of sequence, keeps the held-out templates and pairs out."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from ioi_desktop.bundled import corpus
+
+
+def _texts(seed: int, count: int) -> list[list[tuple[str, bool]]]:
+    sampler = corpus.CorpusSampler(seed)
+    return [sampler.sample() for _ in range(count)]
+
+
+def test_same_seed_same_corpus_and_other_seed_differs():
+    assert _texts(5, 50) == _texts(5, 50)
+    assert _texts(5, 50) != _texts(6, 50)
+
+
+def test_swap_first_clause_turns_baba_into_abba():
+    template = "Then, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to [A]"
+    assert corpus.swap_first_clause(template) == "Then, [A] and [B] went to the [PLACE]. [B] gave a [OBJECT] to [A]"
+
+
+def test_ioi_sequences_end_with_the_weighted_indirect_object():
+    sampler = corpus.CorpusSampler(1)
+    for _ in range(300):
+        (text, weighted), (answer, answer_weighted) = sampler.ioi()
+        assert not weighted and answer_weighted
+        io = answer.strip()
+        assert len(re.findall(rf"\b{io}\b", text)) == 1  # the IO is mentioned once, in the first clause
+
+
+def test_held_out_templates_and_pairs_never_trained():
+    held_pairs = corpus.held_out_pairs()
+    held_texts = {
+        re.escape(t).replace(r"\[B\]", r"\w+").replace(r"\[A\]", r"\w+").replace(r"\[PLACE\]", r"\w+").replace(r"\[OBJECT\]", r"\w+")
+        for t in corpus.HELD_OUT_TEMPLATES.values()
+    }
+    sampler = corpus.CorpusSampler(2)
+    for _ in range(2000):
+        (text, _), (answer, _) = sampler.ioi()
+        io = answer.strip()
+        names = set(re.findall(r"\b[A-Z][a-z]+\b", text)) & set(corpus.load_word_lists().names)
+        repeated = [n for n in names if len(re.findall(rf"\b{n}\b", text)) == 2]
+        if len(repeated) == 1:  # BABA/ABBA-style sentence (ABC ones repeat two names)
+            assert frozenset((io, repeated[0])) not in held_pairs
+        for pattern in held_texts:
+            assert not re.search(pattern, text), text
+
+
+def test_mix_contains_every_kind_and_roll_call_marks_repeats():
+    sampler = corpus.CorpusSampler(4)
+    kinds = Counter()
+    for _ in range(600):
+        kind = sampler._pick(sampler.mix)
+        segments = getattr(sampler, kind)()
+        kinds[kind] += 1
+        if kind == "roll_call":
+            seen = set()
+            for i, (piece, weighted) in enumerate(segments):
+                if piece == corpus.ROLL_CALL_REPEAT:
+                    assert weighted and segments[i - 1][0] in seen
+                elif piece.startswith(" "):
+                    if i + 1 < len(segments) and segments[i + 1][0] != corpus.ROLL_CALL_REPEAT:
+                        assert piece not in seen
+                    seen.add(piece)
+    assert set(kinds) == set(corpus.DEFAULT_MIX)
+
+
+def test_eval_prompts_use_held_out_pairs_and_templates():
+    held = corpus.held_out_pairs()
+    by_family = corpus.eval_prompts(0, 10, held_out_templates=False)
+    assert [f for f, _, _ in corpus.EVAL_FAMILIES] == list(by_family)
+    for prompts in by_family.values():
+        assert all(frozenset((p.io, p.s)) in held for p in prompts)
+    templates = set(corpus.HELD_OUT_TEMPLATES.values())
+    for prompts in corpus.eval_prompts(0, 10, held_out_templates=True).values():
+        assert all(p.template in templates for p in prompts)
+    assert {p.order for p in by_family["ABBA"]} == {"ABBA"} and {p.order for p in by_family["long"]} == {"BABA", "ABBA"}

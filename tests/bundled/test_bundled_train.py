@@ -1,0 +1,39 @@
+"""Training: a tiny model's loss falls within a few steps, and the saved folder is complete."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from ioi_desktop.bundled import corpus
+from ioi_desktop.bundled.tokenizer import build_tokenizer
+from ioi_desktop.bundled.train import TrainingConfig, encode_examples, learning_rate, train
+
+
+def test_encode_examples_prepends_bos_and_weights_answers():
+    tokenizer = build_tokenizer()
+    examples = [[("When John and Mary went to the shops, John gave the bag to", False), (" Mary", True)], [("The cat was at the park.", False)]]
+    tokens, weights = encode_examples(tokenizer, examples, answer_weight=4.0)
+    assert tokens.shape == (2, 16) and tokens[:, 0].tolist() == [0, 0]  # BOS + 14 prompt tokens + answer
+    assert tokenizer.convert_ids_to_tokens(int(tokens[0, 15])) == "ĠMary"
+    assert weights[0, 14] == 4.0 and weights[0, :14].eq(1.0).all()
+    assert weights[1, :7].eq(1.0).all() and weights[1, 7:].eq(0.0).all()  # padding carries no loss
+
+
+def test_learning_rate_warms_up_then_decays():
+    config = TrainingConfig(steps=100, warmup_steps=10, learning_rate=1e-3)
+    rates = [learning_rate(s, config) for s in range(100)]
+    assert rates[0] < rates[9] == max(rates) and rates[-1] < 0.01 * max(rates)
+
+
+def test_a_few_steps_reduce_the_loss(tmp_path):
+    torch.set_num_threads(1)
+    config = TrainingConfig(seed=0, steps=60, batch_size=32, n_layer=1, n_head=2, d_model=32, warmup_steps=5, probe_every=0, learning_rate=1e-2)
+    record = train(config, tmp_path, log=lambda line: None)
+    curve = record["loss_curve"]["mean_loss"]
+    assert curve[-1] < 0.8 * curve[0]
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "training.json"):
+        assert (tmp_path / name).is_file(), name
+    saved = json.loads((tmp_path / "training.json").read_text())
+    assert saved["config"]["seed"] == 0 and saved["data_mix"]["held_out_templates"] == corpus.HELD_OUT_TEMPLATES
