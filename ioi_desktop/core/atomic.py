@@ -12,6 +12,16 @@ from pathlib import Path
 from ioi_desktop.core.errors import FileFormatError
 
 
+def _mode_for(target: Path) -> int:
+    """Keep an existing file's permissions; new files get 0666 minus the umask."""
+    try:
+        return target.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
@@ -24,6 +34,8 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
             "Choose a folder you can write to.",
         ) from exc
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        os.chmod(tmp, _mode_for(target))
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
