@@ -3,7 +3,8 @@
 Each subcommand lives in ``ioi_desktop/commands/<name>.py`` and provides
 ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``. Expected failures
 (:class:`~ioi_desktop.core.errors.IOIError`) print one line on stderr and exit 2;
-nothing prints a traceback for them.
+unexpected ones (bugs) print one line naming the log file that holds the
+traceback and exit 1.
 """
 
 from __future__ import annotations
@@ -59,6 +60,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ioi-desktop {args.command}: interrupted.", file=sys.stderr)
         return 130
+    except MemoryError:
+        print(f"ioi-desktop {args.command}: the machine ran out of memory. "
+              "Use fewer or shorter prompts, a smaller model, or a smaller --batch-size.", file=sys.stderr)
+        return 2
+    except Exception as error:  # a bug: keep the traceback for the report, not on screen
+        import traceback
+
+        from ioi_desktop.core.error_log import write_error_log
+
+        log = write_error_log(f"ioi-desktop {args.command}", traceback.format_exc())
+        where = f" Details were written to {log}; please include them in a bug report." if log else ""
+        print(f"ioi-desktop {args.command}: unexpected error ({type(error).__name__}: {error}).{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ class ModelInfo:
         return (
             f"{self.name} ({self.architecture}): {self.n_layers} layers x {self.n_heads} heads, "
             f"d_model {self.d_model}, vocab {self.d_vocab}, context {self.n_ctx}, "
-            f"{_format_count(self.n_params)} parameters on {self.device} ({self.dtype}); "
+            f"{format_count(self.n_params)} parameters on {self.device} ({self.dtype}); "
             f"weight processing: {', '.join(steps)}"
         )
 
@@ -447,7 +447,10 @@ def _load_tokenizer(folder: Path):
 def _load_hf_model(folder: Path, use_safetensors: bool, torch_dtype):
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    # A progress bar on stderr would break the CLI's one-line errors and clutter logs.
+    hf_logging.disable_progress_bar()
     try:
         return AutoModelForCausalLM.from_pretrained(
             str(folder), local_files_only=True, use_safetensors=use_safetensors, dtype=torch_dtype
@@ -588,7 +591,7 @@ def list_local_models() -> list[LocalModel]:
     return found
 
 
-def _format_count(n: int) -> str:
+def format_count(n: int) -> str:
     for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
         if n >= size:
             return f"{n / size:.2f}{unit}"

@@ -351,6 +351,8 @@ def _parse_analysis(
         claimed.add(array_name)
         if not isinstance(spec, dict) or not isinstance(spec.get("axes"), list) or not isinstance(spec.get("shape"), list):
             raise _problem(path, f"has no axes/shape for the array {array_name!r}")
+        if not all(isinstance(axis, str) for axis in spec["axes"]):
+            raise _problem(path, f"has axis names of the array {array_name!r} that are not text")
         if array_name not in arrays:
             raise _problem(path.with_name(NPZ_NAME), f"lacks the array {array_name!r}")
         array = arrays[array_name]

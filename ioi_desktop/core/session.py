@@ -81,13 +81,27 @@ def save_session(path: str | Path, session: Session) -> Path:
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(_MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False))
         if session.results is not None:
-            from ioi_desktop.core.results import save_results
-
-            with tempfile.TemporaryDirectory(prefix="ioi-session-") as folder:
-                save_results(session.results, folder)
-                for file in sorted(Path(folder).iterdir()):
-                    archive.write(file, _RESULTS_DIR + file.name)
+            _add_results(archive, session.results, target)
     return write_bytes_atomic(target, buffer.getvalue())
+
+
+def _add_results(archive: zipfile.ZipFile, results: Any, target: Path) -> None:
+    """The results files, written through a temporary folder, into the archive under results/."""
+    from ioi_desktop.core.results import save_results
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="ioi-session-") as folder:
+            save_results(results, folder)
+            for file in sorted(Path(folder).iterdir()):
+                archive.write(file, _RESULTS_DIR + file.name)
+    except (FileFormatError, OSError) as exc:
+        # A full or unwritable temporary folder: say which file the user was saving.
+        cause = exc.__cause__ if isinstance(exc, FileFormatError) else exc
+        reason = (cause.strerror or str(cause)) if isinstance(cause, OSError) else exc.message
+        raise FileFormatError(
+            f"Saving {target.name} failed while preparing its results ({reason}); the previous file is unchanged.",
+            "Free some disk space (also in the temporary folder) or choose another folder, then save again.",
+        ) from exc
 
 
 def load_session(path: str | Path) -> Session:
@@ -155,7 +169,7 @@ def _read_manifest(archive: zipfile.ZipFile, source: Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise FileFormatError(f"{source.name} is not an IOI Desktop session file.", "Choose a file saved with File > Save session.")
     version = manifest.get("version")
-    if not isinstance(version, int) or version > VERSION or version < 1:
+    if isinstance(version, bool) or not isinstance(version, int) or version > VERSION or version < 1:
         raise FileFormatError(
             f"{source.name} is a session of format version {version}; this IOI Desktop reads version {VERSION}.",
             "Open it with the IOI Desktop version that saved it, or update IOI Desktop.",

@@ -275,3 +275,23 @@ def test_rotary_model_loads_without_the_qk_refactor(tmp_path):
     assert handle.info.processing["fold_ln"] is True
     assert any("rotary" in message for message in messages)
     assert handle.model(handle.model.to_tokens(PROMPT)).shape[-1] == len(tokenizer)
+
+
+def test_cli_unexpected_error_is_one_line_and_logged(tmp_path, monkeypatch, capsys):
+    """A bug in a command prints one line naming the log; the traceback goes to the log file."""
+    from ioi_desktop import cli
+    from ioi_desktop.commands import models as models_command
+
+    monkeypatch.setenv("IOI_DESKTOP_DATA", str(tmp_path / "data"))
+
+    def broken(args):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(models_command, "run", broken)
+    assert cli.main(["models"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "unexpected error (ZeroDivisionError: division by zero)" in err[0]
+    log = tmp_path / "data" / "logs" / "ioi-desktop.log"
+    assert str(log) in err[0]
+    assert "Traceback" in log.read_text() and "ZeroDivisionError" in log.read_text()

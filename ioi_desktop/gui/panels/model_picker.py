@@ -28,23 +28,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ioi_desktop.core.models import DTYPES, format_bytes, format_count
+
 BUNDLED = "bundled"
 _BROWSE = "__browse__"
-DTYPES = ("float32", "float16", "bfloat16")
-
-
-def _format_count(n: int) -> str:
-    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}"
-    return str(n)
-
-
-def _format_bytes(n: int) -> str:
-    for unit, size in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
 
 
 class ModelPicker(QWidget):
@@ -141,7 +128,7 @@ class ModelPicker(QWidget):
         for model in local_models:
             if model.source != "hub" or self.source_combo.findData(model.name) >= 0:
                 continue
-            label = f"{model.name} (HF cache, {_format_bytes(model.size_bytes)})"
+            label = f"{model.name} (HF cache, {format_bytes(model.size_bytes)})"
             at = self.source_combo.count() - 1
             self.source_combo.insertItem(at, label, model.name)
             if not model.supported:
@@ -184,7 +171,7 @@ class ModelPicker(QWidget):
         self._loaded_text = (
             f"<b>{info.name}</b> ({info.architecture})<br>"
             f"{info.n_layers} layers × {info.n_heads} heads, d_model {info.d_model}, "
-            f"{_format_count(info.n_params)} parameters<br>"
+            f"{format_count(info.n_params)} parameters<br>"
             f"vocabulary {info.d_vocab:,}, context {info.n_ctx}<br>"
             f"on {info.device} ({info.dtype}), loaded in {info.load_seconds:.1f} s"
         )
