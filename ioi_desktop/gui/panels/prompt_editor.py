@@ -86,10 +86,9 @@ class PromptEditor(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.Stretch)
         header.setSectionResizeMode(1, QHeaderView.Stretch)
-        for column in (2, 3):
+        # Answers and the check mark take what they need; the prompts get the rest.
+        for column in (2, 3, CHECK_COLUMN):
             header.setSectionResizeMode(column, QHeaderView.ResizeToContents)
-        header.setSectionResizeMode(CHECK_COLUMN, QHeaderView.Interactive)
-        header.resizeSection(CHECK_COLUMN, 110)
         self.table.verticalHeader().setDefaultSectionSize(24)
         self.table.itemChanged.connect(self._on_item_changed)
         self.table.currentCellChanged.connect(self._on_current_cell_changed)
