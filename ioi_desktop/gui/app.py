@@ -68,6 +68,23 @@ def apply_theme(app: QApplication, dark: bool | None = None) -> bool:
     return dark
 
 
+def _set_icon(app: QApplication) -> None:
+    """The window/taskbar icon, from the same resources folder as everything else."""
+    from PySide6.QtGui import QIcon
+
+    from ioi_desktop.core.errors import FileFormatError
+    from ioi_desktop.core.paths import resource_path
+
+    try:
+        icon = resource_path("icons", "ioi-desktop.png")
+    except FileFormatError:
+        return
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
+    # Lets Linux desktops match the window to ioi-desktop.desktop (StartupWMClass).
+    app.setDesktopFileName("ioi-desktop")
+
+
 def create_application(argv: list[str] | None = None) -> QApplication:
     """The QApplication (reused if one exists), named for QSettings, themed."""
     QCoreApplication.setOrganizationName(ORGANIZATION)
@@ -77,6 +94,7 @@ def create_application(argv: list[str] | None = None) -> QApplication:
     if app is None:
         app = QApplication([sys.argv[0] if sys.argv else "ioi-desktop", *(argv or [])])
     apply_theme(app)
+    _set_icon(app)
     app.styleHints().colorSchemeChanged.connect(lambda _scheme: apply_theme(app))
     return app
 

@@ -30,3 +30,11 @@ def test_application_is_named_for_settings(qtbot):
     create_application()
     assert QCoreApplication.applicationName() == APP_NAME
     assert QCoreApplication.organizationName()
+
+
+def test_application_has_the_app_icon(qapp):
+    from ioi_desktop.gui.app import create_application
+
+    app = create_application()
+    assert not app.windowIcon().isNull()
+    assert app.windowIcon().availableSizes()
