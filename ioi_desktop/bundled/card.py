@@ -129,6 +129,27 @@ def _comparison(circuit: dict, n_layers: int) -> str:
             "patching only, not from the paper's path patching, so 'upstream' heads are candidates for the S-inhibition "
             "step rather than proven ones."
         )
+    if circuit["criteria"]["mover_ok"]:
+        dla = np.array(circuit["dla"])
+        movers = ", ".join(
+            f"L{l}H{h} (END->S2 {att['end_to_s2'][l][h]:.2f}, END->IO {att['end_to_io'][l][h]:.2f}, DLA {dla[l, h]:+.2f})"
+            for l, h in circuit["criteria"]["mover_heads"]
+        )
+        return (
+            f"This checkpoint shows a shorter chain than GPT-2 small's: the strongest patching effect is {top}, and the "
+            f"mover head(s) {movers} then write the answer directly at END. A mover that attends to S2 with positive DLA "
+            "suppresses the subject rather than copying the indirect object as GPT-2 small's name movers do. All heads "
+            f"together write {dla.sum():+.2f} of the clean logit difference "
+            f"{circuit['patching']['abc']['clean_logit_diff']:.2f} directly; the rest comes from the MLPs. "
+            + (
+                ""
+                if circuit["criteria"]["duplicate_ok"]
+                else f"No head attends from S2 back to S1 at the {evaluate.DUPLICATE_BAR} bar (best "
+                f"{circuit['criteria']['best_duplicate']:.2f}), so the repeat detection that GPT-2 small's duplicate-token "
+                "and induction heads perform is not localised in one head here. "
+            )
+            + "Issue 3's unmet requirements are listed above."
+        )
     return (
         f"This checkpoint does not show a GPT-2-like multi-step circuit: almost all of the patching effect sits in one "
         f"head, {top}, which finds S2 from END so that later layers can rule S out: the 'copy the names, subtract the "
@@ -176,7 +197,7 @@ def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) ->
         "",
         "```",
         f"python -m ioi_desktop.bundled.train --out resources/models/{folder.name} --seed {tc['seed']} --steps {tc['steps']} "
-        f"--layers {tc['n_layer']} --heads {tc['n_head']} --d-model {tc['d_model']} --batch-size {tc['batch_size']} "
+        f"--layers {tc['n_layer']} --heads {tc['n_head']} --d-model {tc['d_model']} --mlp-inner {tc.get('mlp_inner', 0)} --batch-size {tc['batch_size']} "
         f"--lr {tc['learning_rate']:g} --answer-weight {tc['answer_weight']:g} "
         f"--mix {','.join(f'{k}={v:g}' for k, v in tc['mix'].items())} --prefix-share {training['data_mix']['ioi_with_earlier_once_mentioned_name']:g} --probe-every {tc['probe_every']} "
         f"--select-from {tc['select_from']:g} --threads {tc['threads']}",

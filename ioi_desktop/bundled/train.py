@@ -40,16 +40,17 @@ MAX_WEIGHTS_BYTES = 20 * 1024 * 1024
 @dataclass
 class TrainingConfig:
     seed: int = 0
-    steps: int = 1400
+    steps: int = 3000
     batch_size: int = 32
     learning_rate: float = 1e-2
     weight_decay: float = 0.01
     warmup_steps: int = 100
     answer_weight: float = 16.0
-    n_layer: int = 4
+    n_layer: int = 5
     n_head: int = 4
     d_model: int = 64
     n_positions: int = 64
+    mlp_inner: int = 32
     threads: int = 1
     probe_every: int = 100
     select_from: float = 0.5
@@ -70,7 +71,8 @@ def build_model(config: TrainingConfig, vocab_size: int, bos_id: int):
         n_embd=config.d_model,
         n_layer=config.n_layer,
         n_head=config.n_head,
-        n_inner=4 * config.d_model,
+        # A narrow MLP leaves less room for the MLPs to write the answer, so heads must move it.
+        n_inner=config.mlp_inner or 4 * config.d_model,
         resid_pdrop=0.0,
         embd_pdrop=0.0,
         attn_pdrop=0.0,
@@ -257,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=defaults.n_layer)
     parser.add_argument("--d-model", type=int, default=defaults.d_model)
     parser.add_argument("--heads", type=int, default=defaults.n_head)
+    parser.add_argument("--mlp-inner", type=int, default=defaults.mlp_inner, help="MLP hidden width (0: 4 x d_model)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.learning_rate)
     parser.add_argument("--answer-weight", type=float, default=defaults.answer_weight)
@@ -277,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         n_layer=args.layers,
         d_model=args.d_model,
         n_head=args.heads,
+        mlp_inner=args.mlp_inner,
         batch_size=args.batch_size,
         probe_every=args.probe_every,
         select_from=args.select_from,

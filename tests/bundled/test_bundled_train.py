@@ -8,7 +8,7 @@ import torch
 
 from ioi_desktop.bundled import corpus
 from ioi_desktop.bundled.tokenizer import build_tokenizer
-from ioi_desktop.bundled.train import TrainingConfig, encode_examples, learning_rate, train
+from ioi_desktop.bundled.train import TrainingConfig, build_model, encode_examples, learning_rate, train
 
 
 def test_encode_examples_prepends_bos_and_weights_answers():
@@ -37,3 +37,10 @@ def test_a_few_steps_reduce_the_loss(tmp_path):
         assert (tmp_path / name).is_file(), name
     saved = json.loads((tmp_path / "training.json").read_text())
     assert saved["config"]["seed"] == 0 and saved["data_mix"]["held_out_templates"] == corpus.HELD_OUT_TEMPLATES
+
+
+def test_mlp_inner_sets_the_mlp_width_and_zero_means_four_times_d_model():
+    narrow = build_model(TrainingConfig(n_layer=1, n_head=2, d_model=32, mlp_inner=16), vocab_size=50, bos_id=0)
+    default_width = build_model(TrainingConfig(n_layer=1, n_head=2, d_model=32, mlp_inner=0), vocab_size=50, bos_id=0)
+    assert narrow.transformer.h[0].mlp.c_fc.weight.shape == (32, 16)
+    assert default_width.transformer.h[0].mlp.c_fc.weight.shape == (32, 128)
