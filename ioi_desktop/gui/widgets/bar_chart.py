@@ -11,17 +11,17 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 
 from ioi_desktop.gui.widgets.colors import NEGATIVE, POSITIVE, SERIES_COLORS, configure_pyqtgraph, theme_colors
-from ioi_desktop.gui.widgets.heatmap import fit_axis, set_legend_text_color, tick_labels
+from ioi_desktop.gui.widgets.heatmap import ThemedPlot, fit_axis, set_legend_text_color, tick_labels
 
 # The theme was chosen before pyqtgraph was imported: apply it to pyqtgraph's defaults now.
 configure_pyqtgraph()
 
 
-class BarChart(pg.GraphicsLayoutWidget):
+class BarChart(ThemedPlot):
     """Bars per category; ``bar_clicked(index)`` on a left click on a category."""
 
     bar_clicked = Signal(int)
@@ -153,21 +153,7 @@ class BarChart(pg.GraphicsLayoutWidget):
         if index is not None:
             self.bar_clicked.emit(index)
 
-    def changeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        # Qt sends palette changes during construction too, before the plot exists.
-        if event.type() == QEvent.Type.PaletteChange and hasattr(self, "plot"):
-            self._apply_theme()
-        super().changeEvent(event)
-
-    def _apply_theme(self) -> None:
-        background, foreground = theme_colors(self)
-        self.setBackground(background)
-        pen = pg.mkPen(foreground)
-        for side in ("left", "bottom"):
-            self.plot.getAxis(side).setPen(pen)
-            self.plot.getAxis(side).setTextPen(pen)
+    def _apply_theme(self) -> QColor:
+        foreground = super()._apply_theme()
         self._zero.setPen(pg.mkPen(foreground, width=1))
-        self.plot.titleLabel.setAttr("color", foreground)
-        self.plot.titleLabel.setText(self.plot.titleLabel.text)
-        self.hover_label.setAttr("color", foreground)
-        set_legend_text_color(self.legend, foreground)
+        return foreground

@@ -159,7 +159,36 @@ class CellTextItem(QGraphicsItem):
         painter.restore()
 
 
-class Heatmap(pg.GraphicsLayoutWidget):
+class ThemedPlot(pg.GraphicsLayoutWidget):
+    """A plot widget that follows the light/dark palette.
+
+    Subclasses build ``plot`` (a PlotItem), ``hover_label`` and ``legend``;
+    ``_apply_theme`` recolours them and returns the foreground colour so a
+    subclass can recolour its own items after calling it.
+    """
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        # Qt sends palette changes during construction too, before the plot exists.
+        if event.type() == QEvent.Type.PaletteChange and hasattr(self, "plot"):
+            self._apply_theme()
+        super().changeEvent(event)
+
+    def _apply_theme(self) -> QColor:
+        background, foreground = theme_colors(self)
+        self.setBackground(background)
+        pen = pg.mkPen(foreground)
+        for side in ("left", "bottom"):
+            axis = self.plot.getAxis(side)
+            axis.setPen(pen)
+            axis.setTextPen(pen)
+        self.plot.titleLabel.setAttr("color", foreground)
+        self.plot.titleLabel.setText(self.plot.titleLabel.text)
+        self.hover_label.setAttr("color", foreground)
+        set_legend_text_color(self.legend, foreground)
+        return foreground
+
+
+class Heatmap(ThemedPlot):
     """A 2-D grid of values with labelled axes, a colour bar, hover read-out and cell clicks.
 
     ``cell_clicked(row, col)`` is emitted on a left click inside the grid.
@@ -464,23 +493,9 @@ class Heatmap(pg.GraphicsLayoutWidget):
         if cell is not None:
             self.cell_clicked.emit(*cell)
 
-    def changeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        # Qt sends palette changes during construction too, before the plot exists.
-        if event.type() == QEvent.Type.PaletteChange and hasattr(self, "plot"):
-            self._apply_theme()
-        super().changeEvent(event)
-
     def _apply_theme(self) -> None:
-        background, foreground = theme_colors(self)
-        self.setBackground(background)
+        foreground = super()._apply_theme()
         pen = pg.mkPen(foreground)
-        for side in ("left", "bottom"):
-            axis = self.plot.getAxis(side)
-            axis.setPen(pen)
-            axis.setTextPen(pen)
         self.colorbar.axis.setPen(pen)
         self.colorbar.axis.setTextPen(pen)
-        self.plot.titleLabel.setAttr("color", foreground)
-        self.plot.titleLabel.setText(self.plot.titleLabel.text)
-        self.hover_label.setAttr("color", foreground)
-        set_legend_text_color(self.legend, foreground)
+        return foreground
