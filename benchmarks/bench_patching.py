@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 # The model and prompt builders are shared with the patching tests.
 sys.path.insert(0, str(ROOT / "tests" / "core" / "patching"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 SUITE = ("resid_pre", "attn_out", "mlp_out", "head_z", "head_v", "head_pattern")
 FULL_SHAPE = {"n_layer": 12, "n_head": 12, "n_embd": 768}

@@ -12,8 +12,6 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "data" / "gpt2-tokenizer"
-
 # The Exploratory Analysis Demo's prompts: 4 templates x 2 name orders; the
 # corrupted prompt of a pair is its neighbour's clean prompt (S2 swapped).
 SWEEP_NAMES = (
@@ -40,15 +38,9 @@ def notebook_pairs() -> list[tuple[str, str, str, str]]:
 
 def gpt2_tokenizer():
     """GPT-2's real BPE tokenizer from the files in tests/data (no network)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from tiny_models import make_gpt2_tokenizer
 
-    backend = Tokenizer(models.BPE.from_file(str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt")))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>"
-    )
+    return make_gpt2_tokenizer()
 
 
 def random_gpt2_bridge(n_layer=2, n_head=4, n_embd=32, seed=0, attn_gain=6.0, folder: Path | None = None):
