@@ -14,7 +14,9 @@ hooks and ``ActivationCache`` methods:
   logit(IO) - logit(S) at the last position. Bar: >= 95% and >= 3.0.
 - The demo's 8 prompts and its sanity prompt.
 - Circuit metrics on paper-template prompts with fresh names:
-  per-head mean attention S2->S1 (duplicate-token detection) and END->IO /
+  per-head mean attention S2->S1 (duplicate-token detection; the criterion
+  takes the lower of the BABA-order and ABBA-order means, so a head that
+  attends to a fixed position does not pass for one) and END->IO /
   END->S2 (moving a name to the answer position); per-head direct logit
   attribution (DLA) of each head's output at END on logit(IO) - logit(S)
   (``stack_head_results`` + ``apply_ln_to_stack``, exact with fold_ln); and
@@ -22,7 +24,10 @@ hooks and ``ActivationCache`` methods:
   corrupted run, scored (patched - corrupted) / (clean - corrupted) on the
   mean logit difference. Corruptions: ABC (IO, S1 and S2 each replaced by a
   fresh name, so no name repeats) and S2->IO (S2 replaced by IO, which turns
-  the answer around).
+  the answer around). The duplicate-token heads (S2->S1 >= 0.3, before the
+  last layer) are also patched together, since heads sharing a job can each
+  look unneeded on their own, both their z and their attention patterns
+  alone (which shows whether where they look is what matters).
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ class PromptBatch:
     io_id: "torch.Tensor"
     s_id: "torch.Tensor"
     families: tuple[str, ...]
+    orders: tuple[str, ...] = ()
 
 
 def boot_bridge(folder: str | os.PathLike):
@@ -110,6 +116,7 @@ def build_batch(tokenizer, prompts: list[corpus.IOIPrompt]) -> PromptBatch:
         io_id=as_tensor(io_ids),
         s_id=as_tensor(s_ids),
         families=tuple(p.family for p in prompts),
+        orders=tuple(p.order for p in prompts),
     )
 
 
@@ -212,12 +219,22 @@ def circuit_metrics(bridge, tokenizer, prompts: list[corpus.IOIPrompt], seed: in
         clean_logits, cache = bridge.run_with_cache(batch.tokens, names_filter=wanted)
         clean_ld = logit_diffs(clean_logits, batch)
 
-        attention = {"s2_to_s1": [], "end_to_io": [], "end_to_s2": []}
+        attention = {"s2_to_s1": [], "s2_to_io": [], "end_to_io": [], "end_to_s2": []}
+        orders = sorted(set(batch.orders))
+        by_order = {order: [] for order in orders}
+        order_rows = {order: torch.tensor([o == order for o in batch.orders]) for order in orders}
         for layer in range(n_layers):
             pattern = cache[f"blocks.{layer}.attn.hook_pattern"]  # [batch, head, query_pos, key_pos]
-            attention["s2_to_s1"].append(pattern[rows, :, batch.s2_pos, batch.s1_pos].mean(0).tolist())
+            s2_s1 = pattern[rows, :, batch.s2_pos, batch.s1_pos]  # [batch, head]
+            attention["s2_to_s1"].append(s2_s1.mean(0).tolist())
+            for order in orders:
+                by_order[order].append(s2_s1[order_rows[order]].mean(0).tolist())
+            attention["s2_to_io"].append(pattern[rows, :, batch.s2_pos, batch.io_pos].mean(0).tolist())
             attention["end_to_io"].append(pattern[rows, :, batch.end_pos, batch.io_pos].mean(0).tolist())
             attention["end_to_s2"].append(pattern[rows, :, batch.end_pos, batch.s2_pos].mean(0).tolist())
+        # Per name order: in BABA S1 comes first, in ABBA second, so a head that attends to a fixed
+        # position scores about 0.5 on the mean over both orders and near 0 in one of them.
+        attention["s2_to_s1_by_order"] = by_order
 
         # Every head's output at every position, scaled by the final LayerNorm, then read at END.
         stack = cache.stack_head_results(layer=-1)  # [component, batch, pos, d_model]
@@ -227,6 +244,8 @@ def circuit_metrics(bridge, tokenizer, prompts: list[corpus.IOIPrompt], seed: in
         dla = (stack * directions).sum(-1).mean(-1).reshape(n_layers, n_heads)
 
         name_ids = [tokenizer.convert_tokens_to_ids("Ġ" + n) for n in corpus.load_word_lists().names]
+        s2_s1 = duplicate_scores(attention)
+        duplicate_heads = [(l, h) for l in range(n_layers - 1) for h in range(n_heads) if s2_s1[l, h] >= DUPLICATE_BAR]
         patching = {}
         for scheme, corrupted in (("abc", abc_tokens(batch, name_ids, seed)), ("s2_to_io", s2_to_io_tokens(batch))):
             corrupt_ld = logit_diffs(bridge(corrupted), batch).mean()
@@ -235,18 +254,26 @@ def circuit_metrics(bridge, tokenizer, prompts: list[corpus.IOIPrompt], seed: in
             for layer in range(n_layers):
                 clean_z = cache[f"blocks.{layer}.attn.hook_z"]
                 for head in range(n_heads):
-
-                    def write_clean_head(z, hook, head=head, clean_z=clean_z):
-                        z[:, :, head] = clean_z[:, :, head]
-                        return z
-
-                    patched = bridge.run_with_hooks(corrupted, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", write_clean_head)])
+                    hook = (f"blocks.{layer}.attn.hook_z", _clean_head_writer(clean_z, head))
+                    patched = bridge.run_with_hooks(corrupted, fwd_hooks=[hook])
                     effects[layer, head] = float((logit_diffs(patched, batch).mean() - corrupt_ld) / gap)
+            # The duplicate-token heads together: heads that share a job can each look unneeded alone.
+            joint = joint_pattern = None
+            if duplicate_heads:
+                hooks = [(f"blocks.{l}.attn.hook_z", _clean_head_writer(cache[f"blocks.{l}.attn.hook_z"], h)) for l, h in duplicate_heads]
+                joint = float((logit_diffs(bridge.run_with_hooks(corrupted, fwd_hooks=hooks), batch).mean() - corrupt_ld) / gap)
+                # Their attention patterns alone (values stay corrupted): does *where* they look carry the effect?
+                hooks = [(f"blocks.{l}.attn.hook_pattern", _clean_head_writer(cache[f"blocks.{l}.attn.hook_pattern"], h, axis=1))
+                         for l, h in duplicate_heads]
+                joint_pattern = float((logit_diffs(bridge.run_with_hooks(corrupted, fwd_hooks=hooks), batch).mean() - corrupt_ld) / gap)
             patching[scheme] = {
                 "clean_logit_diff": float(clean_ld.mean()),
                 "corrupted_logit_diff": float(corrupt_ld),
                 "gap": float(gap),
                 "effects": effects.tolist(),
+                "duplicate_heads": [list(x) for x in duplicate_heads],
+                "duplicate_heads_joint_effect": joint,
+                "duplicate_heads_joint_pattern_effect": joint_pattern,
             }
     return {
         "prompts": len(prompts),
@@ -255,6 +282,21 @@ def circuit_metrics(bridge, tokenizer, prompts: list[corpus.IOIPrompt], seed: in
         "patching": patching,
         "criteria": circuit_criteria(attention, dla.numpy(), patching),
     }
+
+
+def _clean_head_writer(clean, head: int, axis: int = 2):
+    """A hook that writes one head's clean activation into the running (corrupted) forward pass.
+
+    The head axis is 2 for ``hook_z`` ([batch, pos, head, d_head]) and 1 for
+    ``hook_pattern`` ([batch, head, query, key]).
+    """
+
+    def write(activation, hook):
+        index = (slice(None),) * axis + (head,)
+        activation[index] = clean[index]
+        return activation
+
+    return write
 
 
 def head_type_scores(bridge, tokenizer, seed: int = 0, length: int = 10, count: int = 20) -> dict:
@@ -286,9 +328,22 @@ def head_type_scores(bridge, tokenizer, seed: int = 0, length: int = 10, count: 
     return scores
 
 
+def duplicate_scores(attention: dict) -> np.ndarray:
+    """Per head, mean attention S2->S1 in the name order where it is lowest: [layer, head].
+
+    A duplicate-token head finds S1 because it holds the same name as S2,
+    whatever the order; a head that attends to a position (the first
+    clause's second name, say) reaches S1 in one order only. Taking the
+    lower of the BABA and ABBA means tells the two apart, where the mean
+    over all prompts gives both about 0.5.
+    """
+    by_order = attention.get("s2_to_s1_by_order") or {"all": attention["s2_to_s1"]}
+    return np.min(np.stack([np.array(grid) for grid in by_order.values()]), axis=0)
+
+
 def circuit_criteria(attention: dict, dla: np.ndarray, patching: dict) -> dict:
     """Which of issue 3's circuit requirements hold, and the heads that meet them."""
-    s2_s1 = np.array(attention["s2_to_s1"])
+    s2_s1 = duplicate_scores(attention)
     to_io, to_s2 = np.array(attention["end_to_io"]), np.array(attention["end_to_s2"])
     n_layers, n_heads = s2_s1.shape
     heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
@@ -369,14 +424,20 @@ def format_report(report: dict) -> str:
     lines.append(f"  sanity: top1 {sanity['top1']!r} p={sanity['p_top1']:.3f} (p(IO)={sanity['p_io']:.3f})")
     circuit = report["circuit"]
     lines.append(f"  circuit on {circuit['prompts']} prompts:")
-    for key in ("s2_to_s1", "end_to_io", "end_to_s2"):
+    for key in ("s2_to_s1", "s2_to_io", "end_to_io", "end_to_s2"):
         lines.append(f"    attention {key}: " + _grid(circuit["attention"][key]))
+    for order, grid in circuit["attention"]["s2_to_s1_by_order"].items():
+        lines.append(f"    attention s2_to_s1, {order} order only: " + _grid(grid))
     lines.append("    DLA on logit(IO)-logit(S): " + _grid(circuit["dla"]))
     for scheme, r in circuit["patching"].items():
         lines.append(
             f"    z patching {scheme} (clean {r['clean_logit_diff']:.2f}, corrupted {r['corrupted_logit_diff']:.2f}, gap {r['gap']:.2f}): "
             + _grid(r["effects"])
         )
+        if r.get("duplicate_heads_joint_effect") is not None:
+            heads = ", ".join(f"L{l}H{h}" for l, h in r["duplicate_heads"])
+            lines.append(f"    z patching {scheme}, duplicate-token heads {heads} together: {r['duplicate_heads_joint_effect']:+.3f}"
+                         f" (their patterns only: {r['duplicate_heads_joint_pattern_effect']:+.3f})")
     lines.append(f"    criteria: {json.dumps(circuit['criteria'])}")
     for key, grid in report["head_types"].items():
         lines.append(f"  {key} score (repeated random words): " + _grid(grid))

@@ -79,3 +79,19 @@ def test_eval_prompts_use_held_out_pairs_and_templates():
     for prompts in corpus.eval_prompts(0, 10, held_out_templates=True).values():
         assert all(p.template in templates for p in prompts)
     assert {p.order for p in by_family["ABBA"]} == {"ABBA"} and {p.order for p in by_family["long"]} == {"BABA", "ABBA"}
+
+
+def test_duplicate_score_takes_the_weaker_name_order():
+    import numpy as np
+
+    from ioi_desktop.bundled import evaluate
+
+    # Head 0 attends to whichever name sits second in the first clause: S1 in ABBA prompts only.
+    # Head 1 attends to S1 in both orders, as a duplicate-token head does.
+    attention = {
+        "s2_to_s1": [[0.5, 0.6]],
+        "s2_to_s1_by_order": {"ABBA": [[0.98, 0.55]], "BABA": [[0.02, 0.65]]},
+    }
+    np.testing.assert_allclose(evaluate.duplicate_scores(attention), [[0.02, 0.55]])
+    # Without per-order numbers (older reports) the mean is all there is.
+    np.testing.assert_allclose(evaluate.duplicate_scores({"s2_to_s1": [[0.5, 0.6]]}), [[0.5, 0.6]])
