@@ -44,3 +44,21 @@ def test_mlp_inner_sets_the_mlp_width_and_zero_means_four_times_d_model():
     default_width = build_model(TrainingConfig(n_layer=1, n_head=2, d_model=32, mlp_inner=0), vocab_size=50, bos_id=0)
     assert narrow.transformer.h[0].mlp.c_fc.weight.shape == (32, 16)
     assert default_width.transformer.h[0].mlp.c_fc.weight.shape == (32, 128)
+
+
+def test_a_second_stage_starts_from_the_first_stage_weights(tmp_path):
+    import pytest
+
+    torch.set_num_threads(1)
+    tiny = dict(batch_size=16, n_layer=1, n_head=2, d_model=32, mlp_inner=32, warmup_steps=2, probe_every=0, learning_rate=1e-2)
+    first = train(TrainingConfig(seed=0, steps=40, **tiny), tmp_path / "stage1", log=lambda line: None)
+    second = train(TrainingConfig(seed=1, steps=2, init_from=str(tmp_path / "stage1"), **tiny), tmp_path / "stage2", log=lambda line: None)
+    fresh = train(TrainingConfig(seed=1, steps=2, **tiny), tmp_path / "fresh", log=lambda line: None)
+    # Starting from trained weights, the first steps' loss is that of the end of stage 1, not of a fresh model.
+    assert second["loss_curve"]["mean_loss"][0] < 0.9 * fresh["loss_curve"]["mean_loss"][0]
+    assert second["init_from"] == {"folder": "stage1", "chosen_step": 40, "config": first["config"], "train_seconds": first["train_seconds"]}
+    wider = dict(tiny, d_model=64)
+    with pytest.raises(ValueError, match="use the same --layers, --heads, --d-model and --mlp-inner"):
+        train(TrainingConfig(seed=1, steps=1, init_from=str(tmp_path / "stage1"), **wider), tmp_path / "bad", log=lambda line: None)
+    with pytest.raises(FileNotFoundError, match="expected training.json and model.safetensors"):
+        train(TrainingConfig(seed=1, steps=1, init_from=str(tmp_path / "nothing"), **tiny), tmp_path / "bad2", log=lambda line: None)
