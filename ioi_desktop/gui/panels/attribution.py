@@ -48,10 +48,10 @@ class AttributionPanel(ResultPanel):
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.components = BarChart(title="Per component (mean over prompts)", category_title="component",
+        self.components = BarChart(title="Per component<br>(mean over prompts)", category_title="component",
                                    value_title="logit difference", horizontal=True)
         self.components.setMinimumWidth(200)
-        self.heads = self.link_head_map(Heatmap(title="Per head (mean over prompts)", row_title="layer",
+        self.heads = self.link_head_map(Heatmap(title="Per head<br>(mean over prompts)", row_title="layer",
                                                 col_title="head"))
         self.heads.setMinimumWidth(240)
         splitter.addWidget(self.components)
@@ -82,14 +82,15 @@ class AttributionPanel(ResultPanel):
             self.clear_views()
             self.status.setText("These results have no attribution; run direct logit attribution.")
             return
-        self.components.plot.setTitle(f"Per component ({scope})")
+        # Two lines: a one-line title is wider than a narrow pane and would push the plot out of it.
+        self.components.plot.setTitle(f"Per component<br>({scope})")
         parts = []
         if components is not None:
             labels = self.results.axis_labels("dla_components", 0) or [str(i) for i in range(len(components))]
             self.components.set_bars(labels, {"logit difference": components}, by_sign=True)
             parts.append(f"components sum to {float(components.sum()):+.3g}")
         if heads is not None:
-            self.heads.set_titles(f"Per head ({scope})", "layer", "head")
+            self.heads.set_titles(f"Per head<br>({scope})", "layer", "head")
             self.heads.set_data(heads, signed=True)
             layer, head = divmod(int(abs(heads).argmax()), heads.shape[1])
             parts.append(f"strongest head L{layer}H{head} ({float(heads[layer, head]):+.3g})")

@@ -67,7 +67,8 @@ class LogitLensPanel(ResultPanel):
         self.grid.set_hover_text(self._describe_cell)
         splitter.addWidget(self.grid)
 
-        self.lens_view = pg.PlotWidget(title="Logit difference lens (at END)")
+        # Two lines: one would be wider than the narrow pane and push the plot out of it.
+        self.lens_view = pg.PlotWidget(title="Logit difference lens<br>(at END)")
         self.lens_view.setMinimumWidth(180)
         self.lens_view.setMenuEnabled(False)
         self.lens_view.hideButtons()
@@ -82,8 +83,9 @@ class LogitLensPanel(ResultPanel):
         self.lens_prompt = self.lens_view.plot([], [], pen=pg.mkPen(SERIES_COLORS[1], width=1.5,
                                                                     style=Qt.PenStyle.DashLine),
                                                name="selected prompt")
-        # Top right: the lens stays near 0 in early layers, so the legend covers no line there.
-        self.lens_legend = self.lens_view.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        # Bottom left: the lens rises from about 0 in early layers (top) to the answer's logit
+        # difference at the end (bottom right), so that corner is usually free of lines.
+        self.lens_legend = self.lens_view.addLegend(offset=(5, -5), labelTextSize="8pt")
         self.lens_legend.addItem(self.lens_mean, "mean over prompts")
         self.lens_legend.addItem(self.lens_prompt, "selected prompt")
         splitter.addWidget(self.lens_view)
@@ -203,8 +205,15 @@ class LogitLensPanel(ResultPanel):
         positions = np.arange(len(mean), dtype=np.float64)
         self.lens_mean.setData(mean.astype(np.float64), positions)
         by_prompt = self._array("logit_lens_logit_diff_by_prompt")
+        shown = [mean.astype(np.float64)]
         if by_prompt is not None and self._prompt() < by_prompt.shape[0]:
-            self.lens_prompt.setData(by_prompt[self._prompt()].astype(np.float64), positions)
+            shown.append(by_prompt[self._prompt()].astype(np.float64))
+            self.lens_prompt.setData(shown[-1], positions)
+        # Both lines and zero in view (auto-range can lag behind the second line's data).
+        values = np.concatenate([v[np.isfinite(v)] for v in shown] + [np.zeros(1)])
+        low, high = float(values.min()), float(values.max())
+        pad = 0.06 * ((high - low) or 1.0)
+        self.lens_view.setXRange(low - pad, high + pad, padding=0)
         ticks = tick_labels(labels, max_ticks=30)
         self.lens_view.getAxis("left").setTicks([ticks])
         fit_axis(self.lens_view.getAxis("left"), [label for _, label in ticks])

@@ -324,13 +324,30 @@ class PatchingPanel(ResultPanel):
         # Name the few heads farthest from the origin, as the demo's hover names would.
         distance = np.hypot(np.nan_to_num(pattern), np.nan_to_num(value))
         _, foreground = theme_colors(self)
+        peak = float(distance.max())
         for flat in np.argsort(-distance, axis=None)[:6]:
+            if distance.flat[flat] < 0.1 * peak or peak == 0.0:
+                break  # points crowded at the origin: their names would only cover each other
             layer, head = divmod(int(flat), n_heads)
             label = pg.TextItem(f"L{layer}H{head}", anchor=(0, 1), color=foreground)
             label.setPos(float(pattern[layer, head]), float(value[layer, head]))
             self.scatter_view.addItem(label)
             self._scatter_labels.append(label)
+        self._fit_scatter_range(pattern, value)
         self._mark_scatter_selection()
+
+    def _fit_scatter_range(self, pattern: np.ndarray, value: np.ndarray) -> None:
+        """Room to the right of and above the points: names sit up and right of their point, and
+        auto-range ignores text, so the farthest head's name would be cut off at the edge."""
+        xs, ys = pattern[np.isfinite(pattern)], value[np.isfinite(value)]
+        if not xs.size or not ys.size:
+            return
+        x_low, x_high = min(0.0, float(xs.min())), max(0.0, float(xs.max()))
+        y_low, y_high = min(0.0, float(ys.min())), max(0.0, float(ys.max()))
+        x_span, y_span = (x_high - x_low) or 0.1, (y_high - y_low) or 0.1
+        view = self.scatter_view.getViewBox()
+        view.setXRange(x_low - 0.08 * x_span, x_high + 0.3 * x_span, padding=0)
+        view.setYRange(y_low - 0.08 * y_span, y_high + 0.15 * y_span, padding=0)
 
     def _point_tip(self, x: float, y: float, data: tuple[int, int]) -> str:
         layer, head = data
