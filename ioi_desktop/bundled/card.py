@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ioi_desktop.bundled import corpus, evaluate
+from ioi_desktop.bundled.train import TrainingConfig
 
 ROLES_FORMAT = "ioi-desktop/head-roles"
 LEGEND = {
@@ -30,16 +31,21 @@ LEGEND = {
     "negative name mover": "Attends from END to a name and writes against the right answer (negative direct effect on logit(IO) - logit(S)).",
     "subject suppressor": "Attends from END to S2 and lowers the subject's logit (positive direct effect on logit(IO) - logit(S) by pushing S down).",
     "upstream": "Has a z-patching effect >= 0.1 but little direct effect on the logits: it acts through later layers (heads or MLPs).",
+    "direct writer": "Has a z-patching effect >= 0.1 and a direct effect on logit(IO) - logit(S), without attending from END to one name at >= 0.5.",
 }
 DIRECT_BAR = 0.5
 PREVIOUS_TOKEN_BAR = 0.5
 INDUCTION_BAR = 0.3
+# Where a two-stage recipe puts its first stage (the second starts from it).
+STAGE_ONE_FOLDER = "build/ioi-mini-stage1"
 
 
 def assign_roles(report: dict) -> list[dict]:
     """Per-head roles with their evidence, from an ``eval.json`` report."""
     circuit = report["circuit"]
-    att = {k: np.array(v) for k, v in circuit["attention"].items()}
+    att = {k: np.array(v) for k, v in circuit["attention"].items() if k != "s2_to_s1_by_order"}
+    by_order = {k: np.array(v) for k, v in circuit["attention"]["s2_to_s1_by_order"].items()}
+    duplicate = evaluate.duplicate_scores(circuit["attention"])
     dla = np.array(circuit["dla"])
     abc = np.array(circuit["patching"]["abc"]["effects"])
     s2io = np.array(circuit["patching"]["s2_to_io"]["effects"])
@@ -50,8 +56,9 @@ def assign_roles(report: dict) -> list[dict]:
     roles = []
     for layer in range(n_layers):
         for head in range(n_heads):
+            orders = " / ".join(f"{grid[layer, head]:.2f} {order}" for order, grid in by_order.items())
             evidence = (
-                f"S2->S1 {att['s2_to_s1'][layer, head]:.2f}, END->IO {att['end_to_io'][layer, head]:.2f}, "
+                f"S2->S1 {orders}, S2->IO {att['s2_to_io'][layer, head]:.2f}, END->IO {att['end_to_io'][layer, head]:.2f}, "
                 f"END->S2 {att['end_to_s2'][layer, head]:.2f}, DLA {dla[layer, head]:+.2f}, "
                 f"z patching ABC {abc[layer, head]:+.2f} / S2->IO {s2io[layer, head]:+.2f}"
             )
@@ -63,15 +70,15 @@ def assign_roles(report: dict) -> list[dict]:
                 found.append("negative name mover")
             elif to_s2 >= evaluate.MOVER_ATTENTION_BAR and direct >= DIRECT_BAR:
                 found.append("subject suppressor")
-            if layer < n_layers - 1 and att["s2_to_s1"][layer, head] >= evaluate.DUPLICATE_BAR:
+            if layer < n_layers - 1 and duplicate[layer, head] >= evaluate.DUPLICATE_BAR:
                 found.append("duplicate token")
             if types["induction"][layer, head] >= INDUCTION_BAR:
                 found.append("induction")
             if types["previous_token"][layer, head] >= PREVIOUS_TOKEN_BAR:
                 found.append("previous token")
             patched = max(abs(effects[layer, head]) for effects in meaningful)
-            if not found and patched >= evaluate.PATCHING_BAR and abs(direct) < DIRECT_BAR:
-                found.append("upstream")
+            if not found and patched >= evaluate.PATCHING_BAR:
+                found.append("upstream" if abs(direct) < DIRECT_BAR else "direct writer")
             if found and ("previous token" in found or "induction" in found):
                 type_note = (
                     f"; repeated words: previous-token {types['previous_token'][layer, head]:.2f}, "
@@ -123,12 +130,7 @@ def _comparison(circuit: dict, n_layers: int) -> str:
         f"END->IO {att['end_to_io'][layer][head]:.2f})"
     )
     if circuit["criteria"]["all_required_ok"]:
-        return (
-            f"With {n_layers} layers the steps are compressed: repeat detection at S2 and movement at END appear, in "
-            f"far fewer heads; the strongest patching effect is {top}. Roles here come from attention, DLA and per-head "
-            "patching only, not from the paper's path patching, so 'upstream' heads are candidates for the S-inhibition "
-            "step rather than proven ones."
-        )
+        return _multi_step_reading(circuit, n_layers, top)
     if circuit["criteria"]["mover_ok"]:
         dla = np.array(circuit["dla"])
         movers = ", ".join(
@@ -158,6 +160,132 @@ def _comparison(circuit: dict, n_layers: int) -> str:
         f"{circuit['patching']['abc']['clean_logit_diff']:.2f}), so the answer itself is written by the MLPs at END. "
         "Issue 3's unmet requirements are listed above."
     )
+
+
+def train_command(tc: dict, out: str) -> str:
+    """The ``train`` command line that reproduces a run from its recorded config."""
+    defaults = TrainingConfig()
+    command = (
+        f"python -m ioi_desktop.bundled.train --out {out} --seed {tc['seed']} --steps {tc['steps']} "
+        f"--layers {tc['n_layer']} --heads {tc['n_head']} --d-model {tc['d_model']} --mlp-inner {tc.get('mlp_inner', 0)} "
+        f"--batch-size {tc['batch_size']} --lr {tc['learning_rate']:g} --answer-weight {tc['answer_weight']:g} "
+        f"--mix {','.join(f'{k}={v:g}' for k, v in tc['mix'].items())} --prefix-share {tc['prefix_share']:g} "
+        f"--probe-every {tc['probe_every']} --probe-prompts {tc.get('probe_prompts', 24)} "
+        f"--probe-circuit-prompts {tc.get('probe_circuit_prompts', tc.get('probe_prompts', 24) // 2)} --select-from {tc['select_from']:g} "
+        f"--threads {tc['threads']}"
+    )
+    if tc.get("warmup_steps", defaults.warmup_steps) != defaults.warmup_steps:
+        command += f" --warmup-steps {tc['warmup_steps']}"
+    if tc.get("init_from"):
+        command += f" --init-from {STAGE_ONE_FOLDER}"
+    return command
+
+
+def _train_commands(folder: Path, training: dict) -> list[str]:
+    """One command, or two when the run started from an earlier run's weights (a polishing stage)."""
+    final = train_command(training["config"], f"resources/models/{folder.name}")
+    stage_one = training.get("init_from")
+    return [final] if not stage_one else [train_command(stage_one["config"], STAGE_ONE_FOLDER), final]
+
+
+def _stage_text(tc: dict, record: dict) -> str:
+    """One run's optimiser, schedule, time and chosen checkpoint, in a sentence or two."""
+    return (
+        f"seed {tc['seed']}; {tc['steps']} steps of batch {tc['batch_size']}; AdamW (lr {tc['learning_rate']:g}, weight decay "
+        f"{tc['weight_decay']}, betas 0.9/0.98), {tc['warmup_steps']} warm-up steps then cosine decay. Wall time "
+        f"{record['train_seconds'] / 60:.1f} min with {tc['threads']} torch thread(s) on a shared 2-core CPU, checkpoint "
+        f"probes included. Saved checkpoint: step {record['chosen_step']} (probes every {tc['probe_every']} steps in the last "
+        f"{100 * (1 - tc['select_from']):.0f}% of the run, {tc.get('probe_prompts', 24)} quality prompts per family and split; "
+        "the best circuit score among probes that meet the quality bar, else the best worst-family accuracy)."
+    )
+
+
+def _training_paragraphs(training: dict) -> list[str]:
+    tc = training["config"]
+    loss = (
+        f"Next-token cross entropy on every token with answer tokens weighted x{tc['answer_weight']:g}; "
+        f"torch {training['torch_version']}."
+    )
+    stage_one = training.get("init_from")
+    if not stage_one:
+        return [_stage_text(tc, training)[0].upper() + _stage_text(tc, training)[1:] + " " + loss, ""]
+    total = (stage_one["train_seconds"] + training["train_seconds"]) / 60
+    return [
+        f"Two runs, {total:.1f} min in all. Stage 1 learns the task from fresh weights at a high learning rate: "
+        + _stage_text(stage_one["config"], stage_one),
+        "",
+        "Stage 2 starts from stage 1's weights and polishes them at a lower learning rate (and, here, a larger batch), "
+        "which is where the duplicate-token head sharpens and quality rises above the bar: " + _stage_text(tc, training),
+        "",
+        loss + " Both stages use the same corpus generator with their own seeds.",
+        "",
+    ]
+
+
+def _screenshots(folder: Path) -> list[str]:
+    """The card's screenshot section, from what ``screenshots`` saved (``screenshots/screenshots.json``)."""
+    index = folder / "screenshots" / "screenshots.json"
+    lines = ["### In the app", ""]
+    if not index.is_file():
+        return lines + [f"No screenshots yet: run `python -m ioi_desktop.bundled.screenshots {folder}` after `evaluate`.", ""]
+    shots = [shot for shot in json.loads(index.read_text(encoding="utf-8")) if (folder / "screenshots" / shot["file"]).is_file()]
+    lines += ["Taken by `python -m ioi_desktop.bundled.screenshots` from the real app (offscreen) on the demo's 8 prompts.", ""]
+    for shot in shots:
+        lines += [f"![{shot['caption']}](screenshots/{shot['file']})", "", f"*{shot['caption']}*", ""]
+    return lines
+
+
+def _multi_step_reading(circuit: dict, n_layers: int, top: str) -> str:
+    """The reading of a checkpoint that meets every required criterion: which steps, and how sure."""
+    criteria, att, dla = circuit["criteria"], circuit["attention"], np.array(circuit["dla"])
+    scores = evaluate.duplicate_scores(att)
+    duplicates = ", ".join(f"L{l}H{h} (S2->S1 {scores[l, h]:.2f} in its weaker name order)" for l, h in criteria["duplicate_heads"])
+    movers = criteria["mover_heads"]
+    mover_text = ", ".join(
+        f"L{l}H{h} (END->S2 {att['end_to_s2'][l][h]:.2f}, END->IO {att['end_to_io'][l][h]:.2f}, DLA {dla[l, h]:+.2f})" for l, h in movers
+    )
+    suppressors = [(l, h) for l, h in movers if att["end_to_s2"][l][h] > att["end_to_io"][l][h] and dla[l, h] > 0]
+    parts = [
+        f"In {n_layers} layers the steps are fewer and shorter than GPT-2 small's. Duplicate-token head(s) {duplicates} "
+        "attend from S2 back to S1, as GPT-2 small's 0.1 and 3.0 do. Mover head(s) "
+        f"{mover_text} attend from END to one name and write the answer directly. The strongest per-head patching "
+        f"effect is {top}."
+    ]
+    if suppressors:
+        parts.append(
+            "Unlike GPT-2 small's name movers, which copy IO, a mover here attends to S2 and pushes S down. In GPT-2 small "
+            "that job is split between the S-inhibition heads, which attend END->S2 and steer the name movers away from S, "
+            "and the negative name movers."
+        )
+    joints = {s: circuit["patching"][s].get("duplicate_heads_joint_effect") for s in ("abc", "s2_to_io")}
+    if all(v is not None for v in joints.values()):
+        used = max(abs(v) for v in joints.values()) >= evaluate.PATCHING_BAR
+        pattern = {s: circuit["patching"][s].get("duplicate_heads_joint_pattern_effect") or 0.0 for s in joints}
+        pattern_used = max(pattern.values()) >= evaluate.PATCHING_BAR
+        parts.append(
+            f"Patching the duplicate-token heads' z together restores {joints['abc']:+.2f} (ABC) and "
+            f"{joints['s2_to_io']:+.2f} (S2->IO) of the gap: "
+            + (
+                "their output is used downstream"
+                + (
+                    f"; their attention patterns alone restore {pattern['abc']:+.2f} (ABC) and {pattern['s2_to_io']:+.2f} "
+                    "(S2->IO), so where they look matters, not only which token they read. (Under ABC every name is "
+                    "new, so a clean pattern in the corrupted run points at a name unrelated to the clean answer.)"
+                    if pattern_used
+                    else "."
+                )
+                if used
+                else "z patching finds no downstream use of their output. The movers find S2 without them, so the "
+                "repeat detection exists but is not on the path these corruptions measure. GPT-2 small's duplicate-token "
+                "heads also have small per-head z-patching effects; the IOI paper found their role by path patching, "
+                "which this evaluation does not do."
+            )
+        )
+    parts.append(
+        "Roles here come from attention, DLA and per-head patching only, so 'upstream' heads (patching effect without "
+        "a direct effect) act through later layers, in ways path patching would have to pin down."
+    )
+    return " ".join(parts)
 
 
 def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) -> str:
@@ -196,23 +324,13 @@ def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) ->
         "## Training",
         "",
         "```",
-        f"python -m ioi_desktop.bundled.train --out resources/models/{folder.name} --seed {tc['seed']} --steps {tc['steps']} "
-        f"--layers {tc['n_layer']} --heads {tc['n_head']} --d-model {tc['d_model']} --mlp-inner {tc.get('mlp_inner', 0)} --batch-size {tc['batch_size']} "
-        f"--lr {tc['learning_rate']:g} --answer-weight {tc['answer_weight']:g} "
-        f"--mix {','.join(f'{k}={v:g}' for k, v in tc['mix'].items())} --prefix-share {training['data_mix']['ioi_with_earlier_once_mentioned_name']:g} --probe-every {tc['probe_every']} "
-        f"--select-from {tc['select_from']:g} --threads {tc['threads']}",
+        *_train_commands(folder, training),
         f"python -m ioi_desktop.bundled.evaluate resources/models/{folder.name}",
+        f"python -m ioi_desktop.bundled.screenshots resources/models/{folder.name}",
         f"python -m ioi_desktop.bundled.card resources/models/{folder.name}",
         "```",
         "",
-        f"Seed {tc['seed']}; {tc['steps']} steps of batch {tc['batch_size']}; AdamW (lr {tc['learning_rate']}, weight decay "
-        f"{tc['weight_decay']}, betas 0.9/0.98), {tc['warmup_steps']} warm-up steps then cosine decay; next-token cross "
-        f"entropy on every token with answer tokens weighted x{tc['answer_weight']:g}. Wall time "
-        f"{training['train_seconds'] / 60:.1f} min with {training['torch_threads']} torch thread(s) on a shared 2-core CPU "
-        f"(torch {training['torch_version']}), checkpoint probes included. Saved checkpoint: step {training['chosen_step']} "
-        "(selected by quality, then circuit metrics, from probes every "
-        f"{tc['probe_every']} steps in the last {100 * (1 - tc['select_from']):.0f}% of the run).",
-        "",
+        *_training_paragraphs(training),
         "Data mix (sequences): " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in tc["mix"].items()) + ".",
         "- IOI: the paper's template families BABA, BABA_LONG, BABA_EARLY_IOS, BABA_LATE_IOS in both name orders "
         "(BABA and ABBA), ABC templates, and demo-style templates (\"When [B] and [A] went to the shops, [B] gave the bag to [A]\"); "
@@ -254,14 +372,27 @@ def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) ->
         "run written into a corrupted run at all positions, (patched - corrupted) / (clean - corrupted) on the mean logit "
         "difference.",
         "",
-        f"- Duplicate-token head in a layer before the last (S2->S1 >= 0.3): {yes(criteria['duplicate_ok'])}; "
-        f"best {criteria['best_duplicate']:.2f} ({_heads(roles, 'duplicate token')}).",
+        f"- Duplicate-token head in a layer before the last (S2->S1 >= 0.3 in both name orders, BABA and ABBA): "
+        f"{yes(criteria['duplicate_ok'])}; best {criteria['best_duplicate']:.2f} ({_heads(roles, 'duplicate token')}). "
+        "Both orders count because a head that attends to a fixed position (the first clause's second name, say) "
+        "reaches S1 in one order only, yet scores about 0.5 on the mean over all prompts"
+        f"; the best mean over all prompts here is {float(np.array(circuit['attention']['s2_to_s1'])[:-1].max()):.2f}.",
         f"- Mover head (END->IO or END->S2 >= 0.5 with |DLA| >= 1.0): {yes(criteria['mover_ok'])}; "
         + (", ".join(f"L{l}H{h}" for l, h in criteria["mover_heads"]) or f"largest |DLA| {np.abs(np.array(circuit['dla'])).max():.2f}") + ".",
         f"- Per-head z patching >= 0.1 in >= 2 layers under both corruptions with gap >= 1.0: {yes(criteria['patching_ok'])}; "
         f"ABC: layers {criteria['patching_layers']['abc']}, gap {abc['gap']:.2f} (clean {abc['clean_logit_diff']:.2f}, "
         f"corrupted {abc['corrupted_logit_diff']:.2f}); S2->IO: layers {criteria['patching_layers']['s2_to_io']}, "
         f"gap {s2io['gap']:.2f} (corrupted {s2io['corrupted_logit_diff']:.2f}).",
+        *(
+            [
+                f"- The duplicate-token heads' z patched together: ABC {abc['duplicate_heads_joint_effect']:+.2f}, "
+                f"S2->IO {s2io['duplicate_heads_joint_effect']:+.2f}; their attention patterns alone (values left "
+                f"corrupted): ABC {abc['duplicate_heads_joint_pattern_effect']:+.2f}, "
+                f"S2->IO {s2io['duplicate_heads_joint_pattern_effect']:+.2f}."
+            ]
+            if abc.get("duplicate_heads_joint_effect") is not None
+            else []
+        ),
         f"- Stretch, a GPT-2-style name mover (END->IO >= 0.5, positive DLA): {yes(criteria['name_mover_ok'])}"
         + (f" ({', '.join(f'L{l}H{h}' for l, h in criteria['name_mover_heads'])})." if criteria["name_mover_ok"] else "."),
         "",
@@ -272,6 +403,8 @@ def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) ->
     lines += ["", "Per-head numbers:", ""]
     for title, grid in (
         ("Attention S2->S1", circuit["attention"]["s2_to_s1"]),
+        *((f"Attention S2->S1, {order} prompts only", grid) for order, grid in circuit["attention"]["s2_to_s1_by_order"].items()),
+        ("Attention S2->IO", circuit["attention"]["s2_to_io"]),
         ("Attention END->IO", circuit["attention"]["end_to_io"]),
         ("Attention END->S2", circuit["attention"]["end_to_s2"]),
         ("DLA on logit(IO) - logit(S)", circuit["dla"]),
@@ -290,11 +423,10 @@ def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) ->
         f"{folder.name} (same measurements, same thresholds): duplicate token {_heads(roles, 'duplicate token')}; "
         f"induction {_heads(roles, 'induction')}; previous token {_heads(roles, 'previous token')}; name movers "
         f"{_heads(roles, 'name mover')}; subject suppressors (END->S2, push S down) {_heads(roles, 'subject suppressor')}; "
-        f"negative movers {_heads(roles, 'negative name mover')}; upstream heads with only indirect effects "
-        f"{_heads(roles, 'upstream')}. " + _comparison(circuit, config["n_layer"]),
+        f"negative movers {_heads(roles, 'negative name mover')}; direct writers {_heads(roles, 'direct writer')}; upstream "
+        f"heads with only indirect effects {_heads(roles, 'upstream')}. " + _comparison(circuit, config["n_layer"]),
         "",
-        "Screenshots of the app's panels: to be added once the GUI's panels exist.",
-        "",
+        *_screenshots(folder),
         "## Limits",
         "",
         "- A toy model of a toy world: it knows only the words listed above and writes plausible text only in the "
@@ -308,14 +440,24 @@ def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) ->
     return "\n".join(lines)
 
 
+def write_roles(folder: str | Path) -> dict:
+    """Write ``roles.json`` from ``eval.json``; returns the document."""
+    from ioi_desktop.core.atomic import write_text_atomic
+
+    folder = Path(folder)
+    report = json.loads((folder / "eval.json").read_text())
+    document = roles_document(report, folder.name)
+    write_text_atomic(folder / "roles.json", json.dumps(document, indent=1) + "\n")
+    return document
+
+
 def write_card(folder: str | Path) -> None:
     from ioi_desktop.core.atomic import write_text_atomic
 
     folder = Path(folder)
     training = json.loads((folder / "training.json").read_text())
     report = json.loads((folder / "eval.json").read_text())
-    document = roles_document(report, folder.name)
-    write_text_atomic(folder / "roles.json", json.dumps(document, indent=1) + "\n")
+    document = write_roles(folder)
     write_text_atomic(folder / "README.md", model_card(folder, training, report, document["roles"]))
 
 
