@@ -1,0 +1,115 @@
+"""The shipped model's circuit: the recorded numbers come back from the weights, and the card says what they say.
+
+``eval.json`` is written by ``python -m ioi_desktop.bundled.evaluate``; these
+tests recompute its circuit measurements from the shipped weights, check the
+criteria of issue 3 against the recomputed numbers (not the recorded ones),
+and check that ``roles.json`` and the model card are exactly what
+``ioi_desktop.bundled.card`` derives from the recorded evaluation, with the
+screenshots it names present.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from ioi_desktop.bundled import card, corpus, evaluate
+from ioi_desktop.core.paths import bundled_model_dir
+
+pytestmark = pytest.mark.slow
+
+EVAL_SEED = 12345  # evaluate_folder's default
+CIRCUIT_PROMPTS = 40  # evaluate_folder's default, per family
+
+
+@pytest.fixture(scope="module")
+def report():
+    return json.loads((bundled_model_dir() / "eval.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def recomputed(report):
+    """The circuit measurements recomputed from the weights, with evaluate_folder's prompts and seed."""
+    torch.set_num_threads(1)
+    torch.manual_seed(EVAL_SEED)
+    folder = bundled_model_dir()
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    bridge = evaluate.boot_bridge(folder)
+    prompts = [p for ps in corpus.eval_prompts(EVAL_SEED + 2, CIRCUIT_PROMPTS, held_out_templates=False).values() for p in ps]
+    assert len(prompts) == report["circuit"]["prompts"]
+    return evaluate.circuit_metrics(bridge, tokenizer, prompts, EVAL_SEED)
+
+
+def test_recorded_circuit_numbers_come_back_from_the_weights(report, recomputed):
+    recorded = report["circuit"]
+    for key in ("s2_to_s1", "end_to_io", "end_to_s2"):
+        np.testing.assert_allclose(recomputed["attention"][key], recorded["attention"][key], atol=1e-4, err_msg=key)
+    np.testing.assert_allclose(recomputed["dla"], recorded["dla"], atol=1e-3)
+    for scheme in ("abc", "s2_to_io"):
+        np.testing.assert_allclose(recomputed["patching"][scheme]["effects"], recorded["patching"][scheme]["effects"], atol=1e-3)
+        assert recomputed["patching"][scheme]["gap"] == pytest.approx(recorded["patching"][scheme]["gap"], abs=1e-3)
+    ours, theirs = dict(recomputed["criteria"]), dict(recorded["criteria"])
+    assert ours.pop("best_duplicate") == pytest.approx(theirs.pop("best_duplicate"), abs=1e-4)
+    assert ours == theirs
+    for scheme in ("abc", "s2_to_io"):
+        for key in ("duplicate_heads_joint_effect", "duplicate_heads_joint_pattern_effect"):
+            assert recomputed["patching"][scheme][key] == pytest.approx(recorded["patching"][scheme][key], abs=1e-3)
+
+
+def test_criteria_flags_agree_with_the_recomputed_numbers(recomputed):
+    """Each of issue 3's required criteria, checked from the raw grids rather than from evaluate's own flags."""
+    attention, dla, criteria = recomputed["attention"], np.array(recomputed["dla"]), recomputed["criteria"]
+    # A duplicate-token head in a layer before the last, in both name orders.
+    by_order = [np.array(grid) for grid in attention["s2_to_s1_by_order"].values()]
+    assert len(by_order) == 2
+    assert criteria["duplicate_ok"] == bool((np.minimum(*by_order)[:-1] >= evaluate.DUPLICATE_BAR).any())
+    # A mover: END attends to one name position and the head moves logit(IO) - logit(S) directly.
+    to_name = np.maximum(np.array(attention["end_to_io"]), np.array(attention["end_to_s2"]))
+    assert criteria["mover_ok"] == bool(((to_name >= evaluate.MOVER_ATTENTION_BAR) & (np.abs(dla) >= evaluate.MOVER_DLA_BAR)).any())
+    # Per-head z patching effects in two or more layers under both corruptions, with a meaningful gap.
+    ok = True
+    for scheme in ("abc", "s2_to_io"):
+        result = recomputed["patching"][scheme]
+        layers = [layer for layer, row in enumerate(result["effects"]) if np.abs(row).max() >= evaluate.PATCHING_BAR]
+        ok = ok and result["gap"] >= evaluate.GAP_BAR and len(layers) >= 2
+    assert criteria["patching_ok"] == ok
+
+
+def test_the_shipped_model_meets_what_its_card_claims(report):
+    """The card states which criteria are met; the mover and patching ones are."""
+    criteria = report["circuit"]["criteria"]
+    assert criteria["mover_ok"] and criteria["patching_ok"]
+    text = (bundled_model_dir() / "README.md").read_text(encoding="utf-8")
+    for flag, bullet in (("duplicate_ok", "- Duplicate-token head"), ("mover_ok", "- Mover head"), ("patching_ok", "- Per-head z patching")):
+        line = next(line for line in text.splitlines() if line.startswith(bullet))
+        assert ("NOT met" not in line) == criteria[flag], line
+
+
+def test_roles_file_and_card_are_derived_from_the_recorded_evaluation(report):
+    folder = bundled_model_dir()
+    training = json.loads((folder / "training.json").read_text(encoding="utf-8"))
+    expected_roles = card.roles_document(report, folder.name)
+    assert json.loads((folder / "roles.json").read_text(encoding="utf-8")) == json.loads(json.dumps(expected_roles))
+    assert (folder / "README.md").read_text(encoding="utf-8") == card.model_card(folder, training, report, expected_roles["roles"])
+    roles = {(r["layer"], r["head"]): r["role"] for r in expected_roles["roles"]}
+    for layer, head in report["circuit"]["criteria"]["duplicate_heads"]:
+        assert roles[(layer, head)] == "duplicate token"
+
+
+def test_card_shows_the_screenshots_it_names():
+    folder = bundled_model_dir()
+    shots = json.loads((folder / "screenshots" / "screenshots.json").read_text(encoding="utf-8"))
+    text = (folder / "README.md").read_text(encoding="utf-8")
+    names = {shot["file"] for shot in shots}
+    assert {"window.png", "patching_head_z.png", "attribution.png", "logit_lens.png"} <= names
+    assert any(name.startswith("attention_mover_") for name in names)
+    assert any(name.startswith("attention_duplicate_") for name in names)
+    for shot in shots:
+        path = folder / "screenshots" / shot["file"]
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", shot["file"]
+        assert path.stat().st_size < 400_000, f"{shot['file']} is large for a model card"
+        assert f"](screenshots/{shot['file']})" in text
