@@ -441,13 +441,16 @@ def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) ->
 
 
 def write_roles(folder: str | Path) -> dict:
-    """Write ``roles.json`` from ``eval.json``; returns the document."""
+    """Write ``roles.json`` from ``eval.json`` (untouched when already up to date); returns the document."""
     from ioi_desktop.core.atomic import write_text_atomic
 
     folder = Path(folder)
     report = json.loads((folder / "eval.json").read_text())
     document = roles_document(report, folder.name)
-    write_text_atomic(folder / "roles.json", json.dumps(document, indent=1) + "\n")
+    text = json.dumps(document, indent=1) + "\n"
+    path = folder / "roles.json"
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        write_text_atomic(path, text)
     return document
 
 

@@ -15,7 +15,10 @@ pytestmark = pytest.mark.slow
 
 def test_screenshots_of_the_bundled_model_show_its_circuit_heads(qapp, tmp_path):
     logged = []
+    roles = bundled_model_dir() / "roles.json"
+    before = roles.stat().st_mtime_ns
     shots = screenshots.take_screenshots(bundled_model_dir(), tmp_path, log=logged.append)
+    assert roles.stat().st_mtime_ns == before, "an up-to-date roles.json was rewritten"
     heads = screenshots.circuit_heads(bundled_model_dir())
     names = [shot.file for shot in shots]
     expected = ["patching_head_z.png", "attribution.png", "logit_lens.png"]
