@@ -208,14 +208,16 @@ def _training_paragraphs(training: dict) -> list[str]:
     )
     stage_one = training.get("init_from")
     if not stage_one:
-        return [_stage_text(tc, training)[0].upper() + _stage_text(tc, training)[1:] + " " + loss, ""]
+        text = _stage_text(tc, training)
+        return [text[0].upper() + text[1:] + " " + loss, ""]
+    larger_batch = " and a larger batch" if tc["batch_size"] > stage_one["config"]["batch_size"] else ""
     total = (stage_one["train_seconds"] + training["train_seconds"]) / 60
     return [
         f"Two runs, {total:.1f} min in all. Stage 1 learns the task from fresh weights at a high learning rate: "
         + _stage_text(stage_one["config"], stage_one),
         "",
-        "Stage 2 starts from stage 1's weights and polishes them at a lower learning rate (and, here, a larger batch), "
-        "which is where the duplicate-token head sharpens and quality rises above the bar: " + _stage_text(tc, training),
+        f"Stage 2 starts from stage 1's weights and polishes them at a lower learning rate{larger_batch}: "
+        + _stage_text(tc, training),
         "",
         loss + " Both stages use the same corpus generator with their own seeds.",
         "",
