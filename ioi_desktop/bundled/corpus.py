@@ -26,14 +26,15 @@ and about a tenth of all name pairs.
 from __future__ import annotations
 
 import functools
-import json
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from ioi_desktop.core.paths import resource_path
+from ioi_desktop.core.pairs import WordLists, default_word_lists, family_templates, swap_first_clause
 
 DEMO_NAMES = ("John", "Mary", "Tom", "James", "Dan", "Sid", "Martin", "Amy")
+# The paper's template groups, in the dataset file's order (the tokenizer's word order follows it).
+PAPER_GROUPS = ("BABA", "BABA_LONG", "BABA_LATE_IOS", "BABA_EARLY_IOS", "ABC")
 DEMO_PLACES = ("shops", "park")
 DEMO_THINGS = ("the bag", "the ball", "an apple", "a drink", "a bottle of milk")
 
@@ -111,15 +112,6 @@ _SLOT = re.compile(r"\[([A-Z]+)\]")
 
 
 @dataclass(frozen=True)
-class WordLists:
-    names: tuple[str, ...]
-    places: tuple[str, ...]
-    objects: tuple[str, ...]
-    animals: tuple[str, ...]
-    templates: dict
-
-
-@dataclass(frozen=True)
 class IOIPrompt:
     """An IOI prompt without its answer: ``text + " " + io`` is the full sentence."""
 
@@ -137,17 +129,14 @@ Segments = list[tuple[str, bool]]
 
 @functools.lru_cache(maxsize=1)
 def load_word_lists() -> WordLists:
-    """The IOI paper's word lists and templates plus the demo's names."""
-    with open(resource_path("data", "ioi_paper_dataset.json"), encoding="utf-8") as handle:
-        data = json.load(handle)
-    names = tuple(data["names"]) + tuple(n for n in DEMO_NAMES if n not in data["names"])
-    return WordLists(
-        names=names,
-        places=tuple(data["places"]),
-        objects=tuple(data["objects"]),
-        animals=tuple(data["animals"]),
-        templates={k: tuple(v) for k, v in data["templates"].items()},
-    )
+    """The IOI paper's word lists (those of the pair builder) plus the demo's names."""
+    paper = default_word_lists()
+    return replace(paper, names=paper.names + tuple(n for n in DEMO_NAMES if n not in paper.names))
+
+
+def paper_templates(group: str) -> tuple[str, ...]:
+    """One of the paper's template groups (PAPER_GROUPS), as the dataset file lists them."""
+    return tuple(template for _, template in family_templates(group))
 
 
 def training_templates(group: str) -> tuple[str, ...]:
@@ -155,7 +144,7 @@ def training_templates(group: str) -> tuple[str, ...]:
     if group == "DEMO":
         return DEMO_TEMPLATES
     held = HELD_OUT_TEMPLATES.get(group)
-    return tuple(t for t in load_word_lists().templates[group] if t != held)
+    return tuple(t for t in paper_templates(group) if t != held)
 
 
 @functools.lru_cache(maxsize=1)
@@ -167,13 +156,6 @@ def held_out_pairs() -> frozenset[frozenset[str]]:
     pairs = [p for p in pairs if p not in demo]
     rng = random.Random(_HOLDOUT_SEED)
     return frozenset(rng.sample(pairs, int(len(pairs) * HELD_OUT_PAIR_SHARE)))
-
-
-def swap_first_clause(template: str) -> str:
-    """BABA -> ABBA: swap the first [B] and the first [A] (the first clause's names)."""
-    first_b, first_a = template.index("[B]"), template.index("[A]")
-    lo, hi = sorted((first_b, first_a))
-    return template[:lo] + template[hi : hi + 3] + template[lo + 3 : hi] + template[lo : lo + 3] + template[hi + 3 :]
 
 
 def fill_template(template: str, words: dict[str, str]) -> str:
@@ -315,7 +297,7 @@ def vocabulary_words() -> list[str]:
     """Every word and punctuation mark the corpus, the paper and the demo use."""
     words = load_word_lists()
     texts: list[str] = [ROLL_CALL_OPENING, ROLL_CALL_REPEAT, *DEMO_THINGS, *DEMO_PLACES, *DEMO_TEMPLATES]
-    texts += [t for group in words.templates.values() for t in group]
+    texts += [t for group in PAPER_GROUPS for t in paper_templates(group)]
     texts += list(FILLER_TEMPLATES) + [p[0] for p in DEMO_PROMPTS] + [SANITY_PROMPT[0]]
     texts += list(words.names + words.places + words.objects + words.animals) + [EXTRA_PUNCTUATION]
     found: dict[str, None] = {}
