@@ -32,10 +32,10 @@ from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisResult, Prog
 from ioi_desktop.core.analyses.patching import (
     SWEEPS,
     logit_diff_at_end,
+    normalization_span,
     position_axis,
     selected_sweeps,
 )
-from ioi_desktop.core.errors import AnalysisError
 
 NAME = "attribution_patching"
 PREFIX = "atp_"
@@ -154,13 +154,7 @@ def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
     progress.advance(1, "attribution patching: gradients")
     clean_mean = float(logit_diff_at_end(clean_logits, targets).float().mean())
     corrupt_mean = float(corrupt_per_prompt.float().mean())
-    span = clean_mean - corrupt_mean
-    if not np.isfinite(span) or span == 0.0:
-        raise AnalysisError(
-            "The clean and corrupted prompts give the same mean logit difference, so attribution "
-            "scores cannot be normalized.",
-            "Check that the corrupted prompts differ from the clean ones in a way the model notices.",
-        )
+    span = normalization_span(clean_mean, corrupt_mean, "attribution")
     positions, pos_labels, alignment = position_axis(batch)
     arrays: dict[str, np.ndarray] = {}
     axes: dict[str, tuple[str, ...]] = {}

@@ -116,6 +116,18 @@ def position_axis(batch) -> tuple[np.ndarray, list[str], str]:
     return positions, [name for name, _pos in roles], "roles"
 
 
+def normalization_span(clean_mean: float, corrupt_mean: float, what: str) -> float:
+    """clean - corrupted mean logit difference, the denominator of normalized scores; refused when 0 or not finite."""
+    span = clean_mean - corrupt_mean
+    if not np.isfinite(span) or span == 0.0:
+        raise AnalysisError(
+            f"The clean and corrupted prompts give the same mean logit difference, so {what} "
+            "scores cannot be normalized.",
+            "Check that the corrupted prompts differ from the clean ones in a way the model notices.",
+        )
+    return span
+
+
 def logit_diff_at_end(logits, batch_tensors) -> "torch.Tensor":
     """Per-prompt ``logit[correct] - logit[incorrect]`` at each prompt's END: [prompt]."""
     import torch
@@ -215,13 +227,7 @@ def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
     inputs, clean_per_prompt = build_inputs(model, batch, ctx.runs, {SWEEPS[n].kind for n in names})
     clean_mean = float(clean_per_prompt.mean())
     corrupt_mean = float(inputs.corrupt_logit_diff.mean())
-    span = clean_mean - corrupt_mean
-    if not np.isfinite(span) or span == 0.0:
-        raise AnalysisError(
-            "The clean and corrupted prompts give the same mean logit difference, so patching "
-            "scores cannot be normalized.",
-            "Check that the corrupted prompts differ from the clean ones in a way the model notices.",
-        )
+    span = normalization_span(clean_mean, corrupt_mean, "patching")
     engine, reason = select_engine(model, inputs, str(ctx.options.get("engine") or "auto"))
     positions, pos_labels, alignment = position_axis(batch)
     n_pos, n_prompts = inputs.n_pos, inputs.n_prompts
