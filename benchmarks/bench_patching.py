@@ -62,14 +62,15 @@ def _ours(model, batch, sweeps, engine):
     from ioi_desktop.core.engine import hooks_for_kinds  # imported before timing, like TL's module
     from patching_helpers import context
 
-    ctx = context(model, batch, {"sweeps": list(sweeps), "engine": engine})
+    ctx = context(model, batch)
+    options = patching.Options(sweeps=tuple(sweeps), engine=engine)
     names = hooks_for_kinds({patching.SWEEPS[s].kind for s in sweeps}, int(model.cfg.n_layers))
     ctx.runs.declare(names)
     ctx.runs.require("clean", names)
     began = time.perf_counter()
     with torch.no_grad():
         ctx.runs.require("corrupt", names)
-        result = patching.run(ctx, _Quiet())
+        result = patching.run(ctx, options, _Quiet())
     seconds = time.perf_counter() - began
     return seconds, {s: result.arrays[patching.SWEEPS[s].array + "_raw"] for s in sweeps}, result.meta
 

@@ -17,40 +17,64 @@ This analysis does its own forward pass; it needs nothing from the prompt set.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-import torch
+import numpy as np
+from jaxtyping import Float32
 
 from ioi_desktop.core import hooks
-from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisResult, Progress
-from ioi_desktop.core.analyses.logit_diff import as_float32
+from ioi_desktop.core.analyses.base import (
+    AnalysisContext,
+    AnalysisOptions,
+    AnalysisResult,
+    Progress,
+    array,
+    meta,
+    option,
+)
 from ioi_desktop.core.errors import AnalysisError
 
 NAME = "head_scores"
-DEFAULTS = {"seq_len": 100, "batch": 2, "seed": 0}
+MAX_SEQ_LEN = 4096
 
 
-def hooks_needed(ctx: AnalysisContext) -> set[str]:
+@dataclass(frozen=True)
+class Options(AnalysisOptions):
+    analysis = NAME
+    seq_len: int = option(100, "Length of each half of the repeated random sequence (clipped to half the "
+                          "model's context)", low=2, high=MAX_SEQ_LEN)
+    batch: int = option(2, "How many random sequences to score on", low=1, high=1024)
+    seed: int = option(0, "Seed of the random token sequences", low=0, high=2**31 - 1)
+
+
+@dataclass(frozen=True, eq=False)
+class Result(AnalysisResult):
+    analysis = NAME
+    title = "Head types"
+    head_score_prev: Float32[np.ndarray, "layer head"] | None = array("previous-token score: mean attention q -> q-1")
+    head_score_dup: Float32[np.ndarray, "layer head"] | None = array("duplicate-token score: mean attention q -> q-n")
+    head_score_induction: Float32[np.ndarray, "layer head"] | None = array("induction score: mean attention q -> q-n+1")
+    seq_len: int | None = meta("half-length n of the repeated sequences used (after clipping)")
+    batch: int | None = meta("number of sequences")
+    seed: int | None = meta("random seed")
+    token_range: list | None = meta("[low, high) of the random token ids")
+
+
+def hooks_needed(ctx: AnalysisContext, options: Options) -> set[str]:
     """None from the shared runs: the scores use their own random sequences."""
     return set()
 
 
-def count_units(ctx: AnalysisContext) -> int:
+def count_units(ctx: AnalysisContext, options: Options) -> int:
     return 1 + ctx.handle.info.n_layers
 
 
-def settings(options: Any, n_ctx: int) -> dict[str, int]:
+def settings(options: Options, n_ctx: int) -> dict[str, int]:
     """Sequence half-length (clipped to half the context), batch size and seed."""
-    chosen = {key: options.get(key, default) for key, default in DEFAULTS.items()}
-    for key, value in chosen.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "seed" else 2 if key == "seq_len" else 1):
-            raise AnalysisError(f"The head-score option {key} must be a whole number (seq_len at least 2), not {value!r}.",
-                                f"Use the default {DEFAULTS[key]}.")
     if n_ctx < 4:
         raise AnalysisError(f"The model's context of {n_ctx} tokens is too short for head scores.",
                             "Head scores need a context of at least 4 tokens.")
-    chosen["seq_len"] = min(chosen["seq_len"], n_ctx // 2)
-    return chosen
+    return {"seq_len": min(options.seq_len, n_ctx // 2), "batch": options.batch, "seed": options.seed}
 
 
 def token_range(d_vocab: int) -> tuple[int, int]:
@@ -59,26 +83,31 @@ def token_range(d_vocab: int) -> tuple[int, int]:
     return min(100, high // 2), high
 
 
-def repeated_random_tokens(d_vocab: int, seq_len: int, batch: int, seed: int) -> torch.Tensor:
+def repeated_random_tokens(d_vocab: int, seq_len: int, batch: int, seed: int) -> "torch.Tensor":
     """[batch, 2 * seq_len] int64: seeded random tokens followed by the same tokens again."""
+    import torch
+
     low, high = token_range(d_vocab)
     generator = torch.Generator().manual_seed(seed)
     first = torch.randint(low, high, (batch, seq_len), generator=generator)
     return torch.cat([first, first], dim=1)
 
 
-def diagonal_score(pattern: torch.Tensor, offset: int) -> torch.Tensor:
+def diagonal_score(pattern: "torch.Tensor", offset: int) -> "torch.Tensor":
     """[head]: mean over batch and positions of ``pattern[..., q, q - offset]``."""
     diagonal = pattern.diagonal(offset=offset, dim1=-1, dim2=-2)
     return diagonal.float().mean(dim=(0, -1))
 
 
-def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
-    from ioi_desktop.core.runner import model_device
+def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
+    import torch
+
+    from ioi_desktop.core.analyses.metrics import as_float32
+    from ioi_desktop.core.devices import model_device
 
     model = ctx.handle.model
     info = ctx.handle.info
-    chosen = settings(ctx.options, int(info.n_ctx))
+    chosen = settings(options, int(info.n_ctx))
     n = chosen["seq_len"]
     progress.set_total(1 + int(info.n_layers))
     tokens = repeated_random_tokens(int(info.d_vocab), n, chosen["batch"], chosen["seed"]).to(model_device(model))
@@ -97,10 +126,8 @@ def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
         for kind in scores:
             progress.rows(f"head_score_{kind}", layer, as_float32(scores[kind][-1]))
         progress.advance(1, f"head scores of layer {layer}")
-    arrays = {f"head_score_{kind}": as_float32(torch.stack(rows)) for kind, rows in scores.items()}
-    return AnalysisResult(
-        name=NAME,
-        arrays=arrays,
-        axes={name: ("layer", "head") for name in arrays},
-        meta={**chosen, "token_range": list(token_range(int(info.d_vocab)))},
+    return Result(
+        **{f"head_score_{kind}": as_float32(torch.stack(rows)) for kind, rows in scores.items()},
+        **chosen,
+        token_range=list(token_range(int(info.d_vocab))),
     )

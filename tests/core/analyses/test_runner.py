@@ -129,7 +129,7 @@ def test_bad_requests_raise_clear_errors(gpt2_handle):
     batch = notebook_batch(gpt2_handle)
     with pytest.raises(AnalysisError, match="no analysis called 'nope'"):
         Runner().run(gpt2_handle, batch, ["nope"])
-    with pytest.raises(AnalysisError, match="top tokens"):
+    with pytest.raises(AnalysisError, match=r"option logit_diff.top_k must be a whole number from 1 to 100, not 0\."):
         Runner().run(gpt2_handle, batch, ["logit_diff"], {"logit_diff": {"top_k": 0}})
     with pytest.raises(AnalysisError, match="batch size"):
         Runner().run(gpt2_handle, batch, ["logit_diff"], batch_size=0)

@@ -141,14 +141,19 @@ class RecordingProgress:
         self.received.append((array, index, np.array(values)))
 
 
-def context(model, batch, options=None):
+def context(model, batch, batch_size=None, handle=None):
     """An ``AnalysisContext`` over ``model`` with the runner's shared cached runs."""
     from ioi_desktop.core.analyses.base import AnalysisContext
     from ioi_desktop.core.runner import SharedRuns
 
-    handle = SimpleNamespace(model=model, tokenizer=model.tokenizer, info=None)
+    handle = handle or SimpleNamespace(model=model, tokenizer=model.tokenizer, info=None)
     runs = SharedRuns(model, batch)
-    return AnalysisContext(handle=handle, batch=batch, options=dict(options or {}), runs=runs)
+    return AnalysisContext(handle=handle, batch=batch, runs=runs, batch_size=batch_size)
+
+
+def run_with(module, ctx, options=None, progress=None):
+    """``module.run`` with its Options made from ``options`` (a dict; checked like the runner does)."""
+    return module.run(ctx, module.Options.from_dict(options), progress or RecordingProgress())
 
 
 def logit_diff_metric(batch):

@@ -37,7 +37,8 @@ def llama(tmp_path_factory):
 @pytest.mark.slow
 def test_rotary_model_matches_transformer_lens(llama, tiny):
     batch = tiny.batch
-    result = patching.run(context(llama, batch, {"sweeps": ["head_z", "resid_pre", "head_q"]}), RecordingProgress())
+    result = patching.run(context(llama, batch), patching.Options(sweeps=("head_z", "resid_pre", "head_q")),
+                          RecordingProgress())
     assert result.meta["engine"] == "bridge"
     assert "LlamaForCausalLM" in result.meta["engine_reason"]
     with torch.no_grad():
