@@ -99,12 +99,13 @@ class RowsEvent:
     array: str
     index: tuple[int, ...]
     values: np.ndarray
-    result_type: type | None = None
+    shape: tuple[int, ...]
+    result_type: type
 
     @property
     def axes(self) -> tuple[str, ...]:
         """The array's named axes (from its Result type)."""
-        return self.result_type.array_spec(self.array).axes if self.result_type is not None else ()
+        return self.result_type.array_spec(self.array).axes
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
@@ -262,8 +263,8 @@ class _AnalysisProgress:
     name: str
     tracker: _Tracker
     cancel_token: CancelToken
+    result_type: type
     on_rows: RowsCallback | None = None
-    result_type: type | None = None
 
     def set_total(self, units: int) -> None:
         self.tracker.set_total(self.name, units)
@@ -274,13 +275,12 @@ class _AnalysisProgress:
     def check_cancelled(self) -> None:
         self.cancel_token.raise_if_cancelled()
 
-    def rows(self, array: str, index: tuple[int, ...] | int, values: np.ndarray) -> None:
+    def rows(self, array: str, index: tuple[int, ...] | int, values: np.ndarray, shape: tuple[int, ...]) -> None:
+        key = (int(index),) if isinstance(index, (int, np.integer)) else tuple(int(i) for i in index)
+        shape = tuple(int(n) for n in shape)
+        values = self.result_type.check_rows(array, key, np.asarray(values), shape)
         if self.on_rows is not None:
-            key = (int(index),) if isinstance(index, (int, np.integer)) else tuple(int(i) for i in index)
-            values = np.asarray(values)
-            if self.result_type is not None:
-                values = self.result_type.check_rows(array, key, values)
-            self.on_rows(RowsEvent(self.name, array, key, values, self.result_type))
+            self.on_rows(RowsEvent(self.name, array, key, values, shape, self.result_type))
 
 
 # ------------------------------------------------------------------ runner
@@ -357,6 +357,7 @@ class Runner:
         on_progress: ProgressCallback | None = None,
         on_rows: RowsCallback | None = None,
         on_result: ResultCallback | None = None,
+        on_start: Callable[[dict], None] | None = None,
         cancel_token: CancelToken | None = None,
     ) -> RunResults:
         """Run ``analyses`` (default: all, in display order) and return their results.
@@ -366,7 +367,9 @@ class Runner:
         (prompts per forward pass, None = all at once) is the shared forward
         passes' and every analysis's ``ctx.batch_size``. Raises ``Cancelled`` when the token
         is cancelled (results finished before that were already passed to
-        ``on_result``), and ``IOIError`` subclasses for bad input.
+        ``on_result``), and ``IOIError`` subclasses for bad input. ``on_start``
+        gets the run's metadata (model, prompts, options; no timings yet)
+        before the first analysis runs, so partial results can be labelled.
         """
         names = list(analyses) if analyses is not None else analysis_names()
         if not names:
@@ -392,6 +395,13 @@ class Runner:
         tracker = _Tracker(planned, on_progress)
         runs.on_forward = lambda which: tracker.advance("forward", 1, f"ran the model on the {which} prompts")
 
+        run_options = {name: chosen[name].to_dict() for name in names}
+        if batch_size is not None:
+            for name in names:
+                run_options[name]["batch_size"] = int(batch_size)
+        prompt_set = None if prompts is batch else prompts
+        if on_start is not None:
+            on_start(run_metadata(handle, batch, names, run_options, {}, {}, prompt_set=prompt_set))
         results: dict[str, AnalysisResult] = {}
         timings: dict[str, float] = {}
         forward_seconds_before = runs.forward_seconds
@@ -402,7 +412,7 @@ class Runner:
                     forward_before = runs.forward_seconds
                     started = time.perf_counter()
                     tracker.emit(name, f"Running {name}")
-                    progress = _AnalysisProgress(name, tracker, token, on_rows, modules[name].Result)
+                    progress = _AnalysisProgress(name, tracker, token, modules[name].Result, on_rows)
                     result = _run_analysis(modules[name], ctx, chosen[name], progress)
                     timings[name] = time.perf_counter() - started - (runs.forward_seconds - forward_before)
                     self._results[keys[name]] = result
@@ -419,12 +429,7 @@ class Runner:
             timings["forward"] = runs.forward_seconds - forward_seconds_before
         finally:
             runs.on_forward = None
-        run_options = {name: chosen[name].to_dict() for name in names}
-        if batch_size is not None:
-            for name in names:
-                run_options[name]["batch_size"] = int(batch_size)
-        meta = run_metadata(handle, batch, names, run_options, timings, results,
-                            prompt_set=None if prompts is batch else prompts)
+        meta = run_metadata(handle, batch, names, run_options, timings, results, prompt_set=prompt_set)
         meta["cached"] = [name for name in names if name not in pending]
         return RunResults(results=results, meta=meta)
 

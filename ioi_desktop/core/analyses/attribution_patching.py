@@ -222,7 +222,7 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
             hook = hook_name(kind, layer)
             delta = clean_cache[hook].to(grads[hook].dtype) - corrupt_acts[hook]
             row = estimate_rows(name, delta, grads[hook], positions).float().cpu().numpy()
-            progress.rows(array_name(name), layer, (row / span).astype(np.float32))
+            progress.rows(array_name(name), layer, (row / span).astype(np.float32), (n_layers, *row.shape))
             rows.append(row)
         estimate = np.stack(rows).astype(np.float32)
         arrays[array_name(name)] = np.ascontiguousarray(estimate / span, dtype=np.float32)

@@ -19,8 +19,8 @@ An analysis module (``ioi_desktop/core/analyses/<name>.py``) exposes:
 - ``run(ctx, options, progress) -> Result``: pure computation from the model
   handle and the tokenized prompt set; it calls ``progress.check_cancelled()``
   between units of work, ``progress.advance(...)`` after each, and
-  ``progress.rows(field, index, values)`` when a block of an array field is
-  finished, so views fill in while it runs. Streamed rows are checked against
+  ``progress.rows(field, index, values, shape)`` when a block of an array
+  field (of full shape ``shape``) is finished, so views fill in while it runs. Streamed rows are checked against
   the field's type (:meth:`AnalysisResult.check_rows`).
 
 Analysis modules import torch only inside functions, so that the types can be
@@ -57,8 +57,9 @@ class Progress(Protocol):
     def check_cancelled(self) -> None:
         """Raise ``errors.Cancelled`` if the user asked to stop."""
 
-    def rows(self, array: str, index: tuple[int, ...] | int, values: np.ndarray) -> None:
-        """Stream finished rows of the array field ``array`` (e.g. ``patch_head_z`` row ``layer``)."""
+    def rows(self, array: str, index: tuple[int, ...] | int, values: np.ndarray, shape: tuple[int, ...]) -> None:
+        """Stream finished rows of the array field ``array`` (e.g. ``patch_head_z`` row ``layer``)
+        whose full shape will be ``shape``."""
 
 
 # ------------------------------------------------------------------ options
@@ -478,15 +479,18 @@ class AnalysisResult:
         raise KeyError(f"{cls.analysis} has no array {name!r}")
 
     @classmethod
-    def check_rows(cls, name: str, index: tuple[int, ...], values: np.ndarray) -> np.ndarray:
-        """A streamed block of array field ``name`` at leading ``index``, checked against the field's type."""
+    def check_rows(cls, name: str, index: tuple[int, ...], values: np.ndarray,
+                   shape: tuple[int, ...]) -> np.ndarray:
+        """A streamed block of array field ``name`` (full ``shape``) at leading ``index``, checked
+        against the field's type: dtype, number of axes, and that the block fits at ``index``."""
         spec = cls.array_spec(name)
         values = np.ascontiguousarray(values)
         if values.dtype.name != spec.dtype:
             raise TypeError(f"rows of {cls.analysis}.{name} must be {spec.dtype}, not {values.dtype}")
-        if len(index) + values.ndim != len(spec.axes):
-            raise ValueError(f"rows of {cls.analysis}.{name} at {index} have {values.ndim} axes; "
-                             f"the array has {spec.axes}")
+        if len(shape) != len(spec.axes) or tuple(shape[len(index):]) != values.shape or not all(
+                0 <= i < n for i, n in zip(index, shape)):
+            raise ValueError(f"rows of {cls.analysis}.{name} {values.shape} at {index} do not fit an array "
+                             f"of shape {tuple(shape)} over {spec.axes}")
         return values
 
     # --- generic views

@@ -124,7 +124,7 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
         scores["dup"].append(diagonal_score(pattern, n))
         scores["induction"].append(diagonal_score(pattern, n - 1))
         for kind in scores:
-            progress.rows(f"head_score_{kind}", layer, as_float32(scores[kind][-1]))
+            progress.rows(f"head_score_{kind}", layer, as_float32(scores[kind][-1]), (len(names), *scores[kind][-1].shape))
         progress.advance(1, f"head scores of layer {layer}")
     return Result(
         **{f"head_score_{kind}": as_float32(torch.stack(rows)) for kind, rows in scores.items()},

@@ -188,9 +188,9 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
             grid["ids"].append(as_int32(row["ids"]))
             for key in ("probs", "diff", "p_correct"):
                 grid[key].append(as_float32(row[key]))
-            progress.rows("logit_lens_grid_logit_diff", index, grid["diff"][-1])
-            progress.rows("logit_lens_grid_top_ids", index, grid["ids"][-1])
-            progress.rows("logit_lens_grid_top_probs", index, grid["probs"][-1])
+            for array, key in (("logit_lens_grid_logit_diff", "diff"), ("logit_lens_grid_top_ids", "ids"),
+                               ("logit_lens_grid_top_probs", "probs")):
+                progress.rows(array, index, grid[key][-1], (len(rows), *grid[key][-1].shape))
             progress.advance(1, f"logit lens grid at {label}")
     top_ids = np.ascontiguousarray(np.stack(grid["ids"]), dtype=np.int32)
     return Result(

@@ -307,7 +307,7 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
             progress.check_cancelled()
             values, chunk = sweep_layer(engine, sweep, layer, masks, chunk)
             raw[layer] = values.view(row_shape).to(torch.float32).cpu().numpy()
-            progress.rows(sweep.array, layer, ((raw[layer] - corrupt_mean) / span).astype(np.float32))
+            progress.rows(sweep.array, layer, ((raw[layer] - corrupt_mean) / span).astype(np.float32), raw.shape)
             progress.advance(1, f"patching {name}: layer {layer + 1}/{n_layers}")
         seconds[name] = time.perf_counter() - began
         arrays[sweep.array] = np.ascontiguousarray((raw - corrupt_mean) / span, dtype=np.float32)

@@ -137,7 +137,7 @@ class RecordingProgress:
         if self.cancel_after is not None and self.done >= self.cancel_after:
             raise Cancelled()
 
-    def rows(self, array, index, values) -> None:
+    def rows(self, array, index, values, shape) -> None:
         self.received.append((array, index, np.array(values)))
 
 
