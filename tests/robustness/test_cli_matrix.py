@@ -233,7 +233,7 @@ def test_out_of_memory_inside_an_analysis_is_a_device_error(capsys, tmp_path, mo
 
     import ioi_desktop.core.analyses.dla as dla
 
-    def out_of_memory(ctx, progress):
+    def out_of_memory(ctx, options, progress):
         raise torch.OutOfMemoryError("simulated")
 
     monkeypatch.setattr(dla, "run", out_of_memory)

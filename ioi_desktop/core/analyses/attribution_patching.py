@@ -98,14 +98,19 @@ def array_name(sweep: str) -> str:
     return PREFIX + SWEEPS[sweep].array[len("patch_"):]
 
 
+def error_grid(exact: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+    """The estimate's error, ``estimate - exact`` (normalized scores; NaN where a row is still missing)."""
+    return np.ascontiguousarray(np.asarray(estimate, np.float32) - np.asarray(exact, np.float32))
+
+
 def estimate_error(exact: patching.Result | None, estimate: Result | None, sweep: str) -> np.ndarray | None:
-    """``atp_<grid> - patch_<grid>`` (normalized scores), or None unless both grids exist with one shape."""
+    """``atp_<grid> - patch_<grid>`` of two results, or None unless both grids exist with one shape."""
     if exact is None or estimate is None:
         return None
     a, b = getattr(exact, SWEEPS[sweep].array), getattr(estimate, array_name(sweep))
     if a is None or b is None or a.shape != b.shape:
         return None
-    return np.ascontiguousarray(b - a, dtype=np.float32)
+    return error_grid(a, b)
 
 
 def hooks_needed(ctx: AnalysisContext, options: Options) -> set[str]:

@@ -60,6 +60,8 @@ class Result(AnalysisResult):
     accuracy_clean: float | None = meta("share of clean prompts with logit difference > 0")
     mean_corrupt: float | None = meta("mean corrupted logit difference")
     accuracy_corrupt: float | None = meta("share of corrupted prompts with logit difference > 0")
+    mean_p_correct_clean: float | None = meta("mean p(correct) at END, clean prompts")
+    mean_p_correct_corrupt: float | None = meta("mean p(correct) at END, corrupted prompts")
     token_text: dict | None = meta("decoded text of every top-k token id, keyed by the id as a string")
 
 
@@ -113,6 +115,7 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
         fields[f"logit_diff_top_probs_{which}"] = as_float32(top_probs)
         fields[f"mean_{which}"] = float(diff.mean())
         fields[f"accuracy_{which}"] = float((diff > 0).float().mean())
+        fields[f"mean_p_correct_{which}"] = float(probs[rows, correct].mean())
         progress.advance(1, f"logit difference on the {which} prompts")
     ids = np.concatenate([fields["logit_diff_top_ids_clean"], fields["logit_diff_top_ids_corrupt"]], axis=None)
     return Result(**fields, token_text=token_text(ctx.handle.tokenizer, ids),
