@@ -184,15 +184,16 @@ def _packages(missing: list[str], column: int) -> list[str]:
 
 def install_hint(missing: list[str], family: str | None) -> str:
     """How to install the packages that provide ``missing`` on this distribution."""
+    them = "it" if len(missing) == 1 else "them"
     apt = "sudo apt install " + " ".join(_packages(missing, 0))
     dnf = "sudo dnf install " + " ".join(_packages(missing, 1))
     if not _packages(missing, 0):
-        return "install the packages of your distribution that provide them"
+        return f"install the packages of your distribution that provide {them}"
     if family == "debian":
-        return f"install them with: {apt}"
+        return f"install {them} with: {apt}"
     if family == "fedora":
-        return f"install them with: {dnf}"
-    return f"install them with your package manager (Debian/Ubuntu: {apt}; Fedora: {dnf})"
+        return f"install {them} with: {dnf}"
+    return f"install {them} with your package manager (Debian/Ubuntu: {apt}; Fedora: {dnf})"
 
 
 def missing_message(missing: list[str], family: str | None) -> str:

@@ -102,7 +102,10 @@ def test_unknown_distribution_gets_both_commands_and_unknown_sonames_are_named(p
     assert "Fedora: sudo dnf install xcb-util-wm)" in message
     only_unknown = check_platform_libraries({}, "linux", plugins, fake_resolver({"libqxcb.so": ["libfoo.so.1"]}), DEBIAN)
     assert "a library that this system lacks (libfoo.so.1)" in only_unknown
-    assert "sudo" not in only_unknown and "packages of your distribution" in only_unknown
+    assert "sudo" not in only_unknown and "packages of your distribution that provide it," in only_unknown
+    one = check_platform_libraries({}, "linux", plugins, fake_resolver({"libqxcb.so": ["libxcb-cursor.so.0"]}), DEBIAN)
+    assert one.endswith("a library that this system lacks (libxcb-cursor.so.0); "
+                        "install it with: sudo apt install libxcb-cursor0, then start ioi-desktop again.")
 
 
 def test_all_libraries_present_prints_nothing(plugins):
