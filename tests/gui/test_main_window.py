@@ -410,6 +410,7 @@ def test_smoke_mode_end_to_end(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     summary = out.stdout.strip().splitlines()[-1]
     assert summary.startswith("smoke test passed: model ioi-mini") and "mean logit diff" in summary
+    assert "on the offscreen platform" in summary
     assert shot.is_file() and shot.stat().st_size > 10_000
 
 
