@@ -38,6 +38,7 @@ import numpy as np
 from ioi_desktop.core.analyses.base import AnalysisResult
 from ioi_desktop.core.atomic import write_bytes_atomic, write_text_atomic
 from ioi_desktop.core.errors import FileFormatError
+from ioi_desktop.core.positions import position_labels
 
 RESULTS_FORMAT = "ioi-desktop/results"
 RESULTS_VERSION = 1
@@ -112,31 +113,6 @@ class RunResults:
 
 
 # ------------------------------------------------------------------ metadata
-
-
-def position_labels(batch: Any) -> list[str]:
-    """Labels of the ``pos`` axis of a tokenized set.
-
-    Equal-length sets: ``"<index>: <token of prompt 0>"`` plus the role name where
-    every prompt has that role at that position (``"14: to (END)"``). Sets of
-    unequal length have no shared absolute positions: the label says only the
-    index and, where the prompts agree, the role.
-    """
-    width = int(np.asarray(batch.clean_tokens).shape[1])
-    roles_here: dict[int, str] = {}
-    for role, positions in batch.roles.items():
-        positions = np.asarray(positions)
-        if positions.size and (positions >= 0).all() and (positions == positions[0]).all():
-            roles_here.setdefault(int(positions[0]), role)
-    labels = []
-    for pos in range(width):
-        text = f"{pos}"
-        if batch.equal_length:
-            text += f": {batch.str_tokens[0][pos]}"
-        if pos in roles_here:
-            text += f" ({roles_here[pos]})"
-        labels.append(text)
-    return labels
 
 
 def library_versions() -> dict[str, str]:

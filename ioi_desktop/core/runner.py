@@ -43,6 +43,7 @@ import numpy as np
 
 from ioi_desktop.core.analyses import analysis_names, get_analysis
 from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisResult
+from ioi_desktop.core.devices import model_device
 from ioi_desktop.core.errors import AnalysisError, Cancelled, DeviceError, PromptError
 from ioi_desktop.core.results import RunResults, run_metadata
 
@@ -209,15 +210,6 @@ def _check_which(which: str) -> str:
     if which not in RUNS:
         raise ValueError(f"run must be 'clean' or 'corrupt', not {which!r}")
     return which
-
-
-def model_device(model: Any):
-    """The device the model's weights live on."""
-    for parameter in model.parameters():
-        return parameter.device
-    import torch
-
-    return torch.device("cpu")
 
 
 # ------------------------------------------------------------------ progress

@@ -17,7 +17,7 @@ import torch
 from ioi_desktop.core import hooks
 from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisResult, Progress
 from ioi_desktop.core.analyses.logit_diff import as_float32, prompt_labels
-from ioi_desktop.core.results import position_labels
+from ioi_desktop.core.positions import position_labels
 
 NAME = "attention"
 

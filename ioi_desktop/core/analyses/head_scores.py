@@ -24,6 +24,7 @@ import torch
 from ioi_desktop.core import hooks
 from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisResult, Progress
 from ioi_desktop.core.analyses.logit_diff import as_float32
+from ioi_desktop.core.devices import model_device
 from ioi_desktop.core.errors import AnalysisError
 
 NAME = "head_scores"
@@ -74,8 +75,6 @@ def diagonal_score(pattern: torch.Tensor, offset: int) -> torch.Tensor:
 
 
 def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
-    from ioi_desktop.core.runner import model_device
-
     model = ctx.handle.model
     info = ctx.handle.info
     chosen = settings(ctx.options, int(info.n_ctx))

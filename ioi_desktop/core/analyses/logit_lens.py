@@ -42,7 +42,7 @@ from ioi_desktop.core.analyses.logit_diff import (
     token_text,
     top_k_option,
 )
-from ioi_desktop.core.results import position_labels
+from ioi_desktop.core.positions import position_labels
 
 NAME = "logit_lens"
 # Bound the [prompts, pos, d_vocab] logits block unembedded at once.
