@@ -1,6 +1,6 @@
 """Screenshots of the app's panels on a model folder, for its model card.
 
-``python -m ioi_desktop.bundled.screenshots resources/models/ioi-mini``
+``python -m ioi_desktop.gui.tools.screenshots resources/models/ioi-mini``
 
 Drives the real window and worker offscreen. It first writes the folder's
 ``roles.json`` from its ``eval.json``, so the panels overlay the roles, then
@@ -184,7 +184,7 @@ def take_screenshots(folder: str | os.PathLike, out: str | os.PathLike | None = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ioi_desktop.bundled.screenshots", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ioi_desktop.gui.tools.screenshots", description=__doc__.splitlines()[0])
     parser.add_argument("folder", help="model folder with eval.json (run evaluate first)")
     parser.add_argument("--out", help="where to write the PNGs (default: <folder>/screenshots)")
     args = parser.parse_args(argv)
