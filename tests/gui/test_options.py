@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from gui_helpers import RUN_TIMEOUT_MS
 from PySide6.QtWidgets import QDialogButtonBox
 
 from ioi_desktop.core.analyses import ANALYSES
 from ioi_desktop.core.analyses.patching import SWEEPS
 from ioi_desktop.gui.dialogs.analysis_options import AnalysisOptionsDialog, RunOptions, load_options, save_options
+
+from tests.support.gui_helpers import RUN_TIMEOUT_MS
 
 ALL_ANALYSES = [info.name for info in ANALYSES]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from patching_helpers import RecordingProgress, context, gpt2_tokenizer, tl_reference_cells
 from ioi_desktop.core.analyses import patching
+
+from tests.support.patching_helpers import RecordingProgress, context, gpt2_tokenizer, tl_reference_cells
 
 
 @pytest.fixture(scope="module")

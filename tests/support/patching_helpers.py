@@ -38,7 +38,7 @@ def notebook_pairs() -> list[tuple[str, str, str, str]]:
 
 def gpt2_tokenizer():
     """GPT-2's real BPE tokenizer from the files in tests/data (no network)."""
-    from tiny_models import make_gpt2_tokenizer
+    from tests.support.tiny_models import make_gpt2_tokenizer
 
     return make_gpt2_tokenizer()
 
