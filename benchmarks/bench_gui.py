@@ -14,7 +14,7 @@
    ``ticks`` the ticks in between. The test
    (tests/gui/test_main_window.py) checks that the timer fires during the run.
 
-    python -m benchmarks.bench_gui [--repeat 8] [--json FILE] [--threads 1]
+    python -m benchmarks.bench_gui [--repeat 32] [--json FILE] [--threads 1]
 
 Run it from the repository root as a module, so ``tests.support`` is importable.
 """
@@ -60,6 +60,7 @@ def gui_responsiveness(folder: Path, repeat: int) -> dict:
     from ioi_desktop.core.prompts import PromptSet
     from ioi_desktop.gui.app import create_application
     from ioi_desktop.gui.main_window import MainWindow
+    from ioi_desktop.gui.tools.screenshots import wait_until
 
     from tests.support.tiny_models import save_tiny_gpt2
 
@@ -72,7 +73,7 @@ def gui_responsiveness(folder: Path, repeat: int) -> dict:
     window.worker.model_loaded.emit(handle)
     notebook = window.prompt_editor.prompt_set()
     window.set_prompt_set(PromptSet(notebook.pairs * repeat, notebook.meta))
-    _wait(app, lambda: window.prompt_editor.valid, "the prompt set to validate")
+    wait_until(app, lambda: window.prompt_editor.valid, "the prompt set to validate", RUN_TIMEOUT_S)
 
     ticks, reports = [], []
     timer = QTimer()
@@ -82,7 +83,7 @@ def gui_responsiveness(folder: Path, repeat: int) -> dict:
     timer.start()
     if not window.run():
         raise RuntimeError(f"the run did not start: {window.run_blocked_reason()}")
-    _wait(app, lambda: not window.worker.busy, "the run to finish")
+    wait_until(app, lambda: not window.worker.busy, "the run to finish", RUN_TIMEOUT_S)
     timer.stop()
     if window.results is None:
         raise RuntimeError(f"the run failed: {window.step_label.text()}")
@@ -98,18 +99,10 @@ def gui_responsiveness(folder: Path, repeat: int) -> dict:
     }
 
 
-def _wait(app, condition, what: str) -> None:
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        app.processEvents()
-        time.sleep(0.005)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=8, help="the notebook's 8 pairs repeated this often (default 8)")
+    parser.add_argument("--repeat", type=int, default=32,
+                        help="the notebook's 8 pairs repeated this often (default 32, as the test)")
     parser.add_argument("--json", type=Path, help="write the measurements to this file")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = parser.parse_args(argv)

@@ -3,8 +3,8 @@
 Linked views (glue's "hub" idea): a panel never calls another panel. When the
 user clicks a head cell, the panel sets ``layer`` and ``head`` here; every
 subscribed view hears about it and redraws its own marker. The model is plain
-Python (no Qt, no torch) so the CLI and tests can use it, and the GUI wraps it
-in a thin signal adapter.
+Python (no Qt, no torch) so the CLI and tests can use it; the GUI's panels
+subscribe to it directly (plain callbacks, no Qt signals).
 
 Rules:
 - ``None`` means "nothing selected" for that field; ``prompt`` always has a value.

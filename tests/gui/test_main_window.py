@@ -105,7 +105,7 @@ def test_gui_thread_stays_responsive_during_a_run(qtbot, ran_window):
     # A later run (the first one of a session also imports the analysis modules) on a bigger
     # set, recomputed from scratch, so the worker computes for a while.
     notebook = window.prompt_editor.prompt_set()
-    window.set_prompt_set(PromptSet(notebook.pairs * 8, notebook.meta))  # new tokens: nothing is cached
+    window.set_prompt_set(PromptSet(notebook.pairs * 32, notebook.meta))  # new tokens: nothing is cached
     qtbot.waitUntil(lambda: window.prompt_editor.valid, timeout=5000)
     events = []
     timer = QTimer()
@@ -141,12 +141,15 @@ def test_cancel_then_rerun(qtbot, loaded_window):
     def press_cancel(*args):
         window.actions_by_name["cancel"].trigger()
 
-    window.worker.progress_changed.connect(press_cancel)
+    # Cancel as soon as the run has started: a run of the tiny model can finish before
+    # its first (throttled) progress report, so a report is no reliable moment to cancel.
+    # Cancelling inside each analysis is tests/robustness/test_gui_recovery.py's.
+    window.worker.job_started.connect(press_cancel)
     with qtbot.waitSignal(window.worker.run_cancelled, timeout=RUN_TIMEOUT_MS):
         assert window.run()
     assert window.results is None
     assert "cancelled" in window.step_label.text()
-    window.worker.progress_changed.disconnect(press_cancel)
+    window.worker.job_started.disconnect(press_cancel)
     results = run_and_wait(qtbot, window)
     assert results.analyses == analysis_names()
 

@@ -43,7 +43,8 @@ class ScreenshotError(RuntimeError):
     """The app did not reach the state a screenshot needs."""
 
 
-def _wait(app, condition, what: str, timeout: float = TIMEOUT_S) -> None:
+def wait_until(app, condition, what: str, timeout: float = TIMEOUT_S) -> None:
+    """Process events until ``condition()``; ScreenshotError naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -103,11 +104,11 @@ def take_screenshots(folder: str | os.PathLike, out: str | os.PathLike | None = 
             window.start(load_model=False)
             if not window.load_model(ModelSpec(source=str(folder), device="cpu")):
                 raise ScreenshotError("the worker refused to load the model")
-            _wait(app, lambda: window.handle is not None and not window.worker.busy, "the model to load")
-            _wait(app, lambda: window.prompt_editor.valid, "the prompts to validate", timeout=30)
+            wait_until(app, lambda: window.handle is not None and not window.worker.busy, "the model to load")
+            wait_until(app, lambda: window.prompt_editor.valid, "the prompts to validate", timeout=30)
             if not window.run():
                 raise ScreenshotError(f"Run was blocked: {window.run_blocked_reason()}")
-            _wait(app, lambda: not window.worker.busy, "the run to finish")
+            wait_until(app, lambda: not window.worker.busy, "the run to finish")
             if window.results is None:
                 raise ScreenshotError(f"the run failed: {window.step_label.text()}")
             log(f"ran every analysis on {folder.name} in {window.last_run_seconds:.1f} s")
