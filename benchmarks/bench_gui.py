@@ -12,7 +12,8 @@
    last progress report; ``longest_gap_s`` the longest stretch in it without a
    timer tick (a blocked GUI thread shows as a gap as long as the run);
    ``ticks`` the ticks in between. The test
-   (tests/gui/test_main_window.py) checks that the timer fires during the run.
+   (tests/gui/test_main_window.py) checks that a GUI-thread timer fires while an
+   analysis computes in the worker thread.
 
     python -m benchmarks.bench_gui [--repeat 32] [--json FILE] [--threads 1]
 
