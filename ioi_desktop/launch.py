@@ -72,7 +72,6 @@ def launch(argv: list[str]) -> int:
     window.show()
     app.processEvents()
     shown_after = time.perf_counter() - _STARTED
-    window.startup_seconds = shown_after
     # The pyqtgraph panels take about a second to build: do it once the window is on screen.
     window.build_result_panels()
     if not args.smoke_test:

@@ -95,7 +95,6 @@ class MainWindow(QMainWindow):
         self.pair_builder: QWidget | None = None
         self.options_dialog: QWidget | None = None
         self.panel_errors: list[str] = []  # panel bugs caught while drawing (shown in the status bar)
-        self.startup_seconds: float | None = None  # set by launch: process start -> window shown
         self._run_started = 0.0
         self._last_run_seconds = 0.0
         self._default_state = QByteArray()

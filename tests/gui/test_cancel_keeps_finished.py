@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from gui_helpers import RUN_TIMEOUT_MS
+from tests.support.gui_helpers import RUN_TIMEOUT_MS
 
 from ioi_desktop.core.analyses import analysis_names
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from gui_helpers import RUN_TIMEOUT_MS
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDialogButtonBox, QSpinBox
 
 from ioi_desktop.core.analyses import ANALYSES, option_types
 from ioi_desktop.core.analyses.patching import SWEEPS
 from ioi_desktop.core.workbench import Workbench
 from ioi_desktop.gui.dialogs.analysis_options import AnalysisOptionsDialog, load_settings, save_settings
+
+from tests.support.gui_helpers import RUN_TIMEOUT_MS
 
 ALL_ANALYSES = [info.name for info in ANALYSES]
 

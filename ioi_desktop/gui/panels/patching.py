@@ -287,6 +287,11 @@ class PatchingPanel(ResultPanel):
         self.status.setText(text)
 
     # ------------------------------------------------------------- scatter
+    @property
+    def scatter_labels(self) -> tuple[pg.TextItem, ...]:
+        """The head names written next to the scatter's points (read-only)."""
+        return tuple(self._scatter_labels)
+
     def _clear_scatter_labels(self) -> None:
         for label in self._scatter_labels:
             self.scatter_view.removeItem(label)

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from analysis_fixtures import reference_caches
 
 from ioi_desktop.core.analyses.metrics import rank_labels
 from ioi_desktop.core.runner import Runner
+
+from tests.support.analysis_fixtures import reference_caches
 
 TOL = 1e-5
 

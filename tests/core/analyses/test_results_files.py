@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from ioi_desktop.core.errors import FileFormatError
-from ioi_desktop.core.results import RESULTS_VERSION, RunResults, load_results, position_labels, save_results
+from ioi_desktop.core.results import position_labels
+from ioi_desktop.core.results import RESULTS_VERSION, RunResults, load_results, save_results
 
 
 @pytest.fixture(scope="module")

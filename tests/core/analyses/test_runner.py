@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from analysis_fixtures import notebook_batch, ragged_batch
 
 from ioi_desktop.core import hooks
 from ioi_desktop.core.errors import AnalysisError, Cancelled, PromptError
 from ioi_desktop.core.runner import CancelToken, Runner, SharedRuns
+
+from tests.support.analysis_fixtures import notebook_batch, ragged_batch
 
 ANALYSES = ["logit_diff", "logit_lens", "dla", "attention"]
 

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from patching_helpers import RecordingProgress, context, logit_diff_metric
 from ioi_desktop.core.analyses import attribution_patching as atp
 from ioi_desktop.core.analyses import patching
 from ioi_desktop.core.hooks import hook_name
+
+from tests.support.patching_helpers import RecordingProgress, context, logit_diff_metric
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from patching_helpers import SWEEP_NAMES
-from patching_helpers import RecordingProgress, context, notebook_pairs, run_with, tokenized_pairs
 from ioi_desktop.core.analyses import patching
 from ioi_desktop.core.errors import AnalysisError, Cancelled, DeviceError
+
+from tests.support.patching_helpers import (
+    SWEEP_NAMES,
+    RecordingProgress,
+    context,
+    notebook_pairs,
+    run_with,
+    tokenized_pairs,
+)
 
 TOLERANCE = 1e-5
 
@@ -107,6 +114,7 @@ def test_small_batches_give_the_same_grids(tiny, results):
 
 
 def test_out_of_memory_halves_the_chunk():
+    """The patching engine halves its chunk on out-of-memory; only one setting at a time failing is an error."""
     from ioi_desktop.core.engine.batching import map_chunks
 
     sizes = []
@@ -124,7 +132,7 @@ def test_out_of_memory_halves_the_chunk():
     def always_fails(part):
         raise torch.OutOfMemoryError("simulated")
 
-    with pytest.raises(DeviceError):
+    with pytest.raises(DeviceError, match="ran out of memory while patching even one setting at a time"):
         map_chunks(always_fails, 3, 1)
 
 
@@ -148,7 +156,7 @@ def _unequal_pairs():
 def test_unequal_lengths_patch_each_prompt_at_its_own_role_position(tiny, engine):
     from ioi_desktop.core.hooks import hook_name
 
-    from patching_helpers import logit_diff_metric
+    from tests.support.patching_helpers import logit_diff_metric
 
     model, batch = tiny.model, tokenized_pairs(_unequal_pairs())
     assert not batch.equal_length

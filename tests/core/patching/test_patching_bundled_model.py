@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from patching_helpers import RecordingProgress, context, tl_reference_cells
 from ioi_desktop.core.analyses import attribution_patching, patching
 from ioi_desktop.core.paths import bundled_model_dir
+
+from tests.support.patching_helpers import RecordingProgress, context, tl_reference_cells
 
 
 def _bundled_ready() -> bool:

@@ -91,7 +91,7 @@ def test_head_click_in_patching_selects_head_everywhere(qtbot, selection, run_re
 def test_scatter_point_click_selects_head(qtbot, selection, run_results):
     patching = make_panel(qtbot, PatchingPanel, selection, run_results)
     point = next(p for p in patching.scatter.points() if p.data() == (8, 6))
-    patching._on_point_clicked(patching.scatter, [point])
+    patching.scatter.sigClicked.emit(patching.scatter, [point], None)  # what a click on the point sends
     assert (selection.layer, selection.head) == (8, 6)
 
 
@@ -268,7 +268,7 @@ def test_plots_follow_a_dark_palette(qtbot, selection, run_results):
         app.setPalette(dark)
         qtbot.waitUntil(lambda: panel.exact.backgroundBrush().color().lightness() < 60)
         assert panel.scatter_view.backgroundBrush().color().lightness() < 60
-        assert all(label.color.lightness() > 200 for label in panel._scatter_labels)
+        assert all(label.color.lightness() > 200 for label in panel.scatter_labels)
         save_screenshot(panel, "panel_patching_dark")
     finally:
         app.setPalette(light)

@@ -38,7 +38,7 @@ def notebook_pairs() -> list[tuple[str, str, str, str]]:
 
 def gpt2_tokenizer():
     """GPT-2's real BPE tokenizer from the files in tests/data (no network)."""
-    from tiny_models import make_gpt2_tokenizer
+    from tests.support.tiny_models import make_gpt2_tokenizer
 
     return make_gpt2_tokenizer()
 
@@ -50,7 +50,6 @@ def random_gpt2_bridge(n_layer=2, n_head=4, n_embd=32, seed=0, attn_gain=6.0, fo
     query/key/value weights so patching effects are far from zero in tests.
     """
     import torch
-    from transformer_lens.model_bridge import TransformerBridge
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
@@ -63,10 +62,21 @@ def random_gpt2_bridge(n_layer=2, n_head=4, n_embd=32, seed=0, attn_gain=6.0, fo
     folder = Path(folder or tempfile.mkdtemp(prefix="ioi-patching-"))
     hf_model.save_pretrained(folder)
     gpt2_tokenizer().save_pretrained(folder)
+    return boot_processed_bridge(folder)
+
+
+def boot_processed_bridge(folder: Path, refactor_factored_attn_matrices: bool = True):
+    """The model saved in ``folder`` as a TransformerBridge with the notebook's weight processing.
+
+    Rotary models cannot refactor the QK circuit: pass
+    ``refactor_factored_attn_matrices=False`` for them (the other flags apply).
+    """
+    from transformer_lens.model_bridge import TransformerBridge
+
     bridge = TransformerBridge.boot_transformers(str(folder), device="cpu")
     bridge.enable_compatibility_mode(
         fold_ln=True, center_writing_weights=True, center_unembed=True,
-        fold_value_biases=True, refactor_factored_attn_matrices=True,
+        fold_value_biases=True, refactor_factored_attn_matrices=refactor_factored_attn_matrices,
     )
     bridge.eval()
     return bridge
