@@ -66,6 +66,8 @@ ANALYSES: tuple[AnalysisInfo, ...] = (
         "The linear (gradient) estimate of the same patching grids from one forward and one "
         "backward pass.",
     ),
+    AnalysisInfo("ablation", "Ablation what-if", "Ablate a set of heads and see the new logit difference and every head's DLA before and after (backup and negative heads)."),
+    AnalysisInfo("path_patching", "Path patching", "Direct path patching (Wang et al.): sender heads' clean write reaching only each later head's q, k or v, or the logits."),
     AnalysisInfo(
         "head_scores",
         "Head types",

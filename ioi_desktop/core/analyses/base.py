@@ -71,7 +71,8 @@ class OptionSpec:
 
     ``kind`` is ``"int"``, ``"float"``, ``"bool"``, ``"choice"`` (one of
     ``choices``) or ``"choices"`` (a non-empty subset of ``choices``, in the
-    order given). ``none_text`` is set when the option may be None ("automatic",
+    order given) or ``"text"`` (free text, e.g. a head list ``"9.9,9.6"``, that
+    the analysis checks against the model when it runs). ``none_text`` is set when the option may be None ("automatic",
     "the model's size"), and says what None means.
     """
 
@@ -104,6 +105,8 @@ class OptionSpec:
             text = "true or false"
         elif self.kind == "choice":
             text = "one of " + ", ".join(self.choices)
+        elif self.kind == "text":
+            text = "text"
         else:
             text = "a comma-separated list of " + ", ".join(self.choices)
         return text + (f", or 'auto' ({self.none_text})" if self.none_text else "")
@@ -125,6 +128,9 @@ class OptionSpec:
             ok = isinstance(value, bool)
         elif self.kind == "choice":
             ok = isinstance(value, str) and value in self.choices
+        elif self.kind == "text":
+            ok = isinstance(value, str)
+            value = value.strip() if ok else value
         elif self.kind == "choices":
             if isinstance(value, str):
                 value = [part.strip() for part in value.split(",") if part.strip()]
@@ -275,6 +281,8 @@ def _option_kind(hint: Any, choices: tuple[str, ...]) -> str:
         return "float"
     if base is str and choices:
         return "choice"
+    if base is str:
+        return "text"
     raise TypeError(f"unsupported option type {hint!r}")
 
 

@@ -77,12 +77,17 @@ class BridgeBlocksEngine:
 
     def patched_logit_diffs(self, kind: str, layer: int, masks: torch.Tensor) -> torch.Tensor:
         """Per-prompt logit difference of each patch setting: [setting, prompt]."""
+        with torch.no_grad():
+            return self.logit_diffs_of(kind, layer, patched_activation(self.inputs, kind, layer, masks))
+
+    def logit_diffs_of(self, kind: str, layer: int, new: torch.Tensor) -> torch.Tensor:
+        """Per-prompt logit difference with activation ``kind`` of ``layer`` replaced by ``new``:
+        [setting, prompt] for ``new`` [setting, *activation shape]."""
         inputs, model = self.inputs, self.model
         with torch.no_grad():
-            new = patched_activation(inputs, kind, layer, masks)
             changed, first = first_changed_pos(kind, new, inputs.corrupt(hook_name(kind, layer)))
             changed &= first <= inputs.end_pos.unsqueeze(0)
-            out = inputs.corrupt_logit_diff.unsqueeze(0).expand(masks.shape[0], -1).clone()
+            out = inputs.corrupt_logit_diff.unsqueeze(0).expand(new.shape[0], -1).clone()
             settings = changed.any(dim=1).nonzero().flatten()
             if settings.numel() == 0:
                 return out

@@ -234,13 +234,18 @@ class FastGPT2Engine:
         ``masks`` (see ``inputs.patched_activation``) marks where the clean
         activation replaces the corrupted one.
         """
+        with torch.no_grad():
+            return self.logit_diffs_of(kind, layer, patched_activation(self.inputs, kind, layer, masks))
+
+    def logit_diffs_of(self, kind: str, layer: int, new: torch.Tensor) -> torch.Tensor:
+        """Per-prompt logit difference with activation ``kind`` of ``layer`` replaced by ``new``:
+        [setting, prompt] for ``new`` [setting, *activation shape] (any values, e.g. path patching's)."""
         inputs = self.inputs
         with torch.no_grad():
-            new = patched_activation(inputs, kind, layer, masks)
             changed, first = first_changed_pos(kind, new, inputs.corrupt(hook_name(kind, layer)))
             # A prompt whose END is before the first change cannot see it.
             changed &= first <= inputs.end_pos.unsqueeze(0)
-            out = inputs.corrupt_logit_diff.unsqueeze(0).expand(masks.shape[0], -1).clone()
+            out = inputs.corrupt_logit_diff.unsqueeze(0).expand(new.shape[0], -1).clone()
             stop = int(inputs.end_pos.max()) + 1
             start_of_setting = torch.where(changed, first, stop).amin(dim=1)
             for start in torch.unique(start_of_setting).tolist():

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
     QLabel,
+    QLineEdit,
     QScrollArea,
     QSpinBox,
     QVBoxLayout,
@@ -76,6 +77,8 @@ class OptionEditor:
             self.widget.addItems(list(spec.choices))
         elif spec.kind == "bool":
             self.widget = QCheckBox()
+        elif spec.kind == "text":
+            self.widget = QLineEdit()
         else:
             self.widget = QSpinBox() if spec.kind == "int" else QDoubleSpinBox()
             low = spec.low if spec.low is not None else -(2**31 - 1)
@@ -97,6 +100,8 @@ class OptionEditor:
             self.widget.setCurrentText(str(value))
         elif spec.kind == "bool":
             self.widget.setChecked(bool(value))
+        elif spec.kind == "text":
+            self.widget.setText(str(value or ""))
         else:
             self.widget.setValue(self.widget.minimum() if value is None else value)
 
@@ -108,6 +113,8 @@ class OptionEditor:
             return self.widget.currentText()
         if spec.kind == "bool":
             return self.widget.isChecked()
+        if spec.kind == "text":
+            return self.widget.text().strip()
         if spec.none_text and self.widget.value() == self.widget.minimum():
             return None
         return self.widget.value()
