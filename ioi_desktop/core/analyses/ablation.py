@@ -162,7 +162,7 @@ def strongest_dla_head(ctx: AnalysisContext) -> tuple[int, int]:
     """The head with the largest mean DLA at END on the clean run (the preset's head)."""
     import torch
 
-    n_layers = int(ctx.handle.info.n_layers)
+    n_layers = int(ctx.handle.model.cfg.n_layers)
     with torch.no_grad():
         by_head = dla_by_head(ctx.handle.model, ctx.runs.cache("clean"), ctx.batch, n_layers).mean(dim=0)
     flat = int(by_head.flatten().argmax())
@@ -307,7 +307,7 @@ def reference_runs(ctx: AnalysisContext, options: Options, role: str, names: set
 
 
 def hooks_needed(ctx: AnalysisContext, options: Options) -> set[str]:
-    n_layers = int(ctx.handle.info.n_layers)
+    n_layers = int(ctx.handle.model.cfg.n_layers)
     names = dla_hooks(n_layers)
     if options.mlp_layers and not getattr(ctx.handle.model.cfg, "attn_only", False):
         names.update(hooks.hook_names("mlp_out", n_layers))
@@ -320,7 +320,7 @@ def count_units(ctx: AnalysisContext, options: Options) -> int:
 
 def check_options(ctx: AnalysisContext, options: Options) -> tuple[list, list, str, str]:
     """The heads, MLP layers, position name and preset text; AnalysisError for bad input, before any work."""
-    info = ctx.handle.info
+    info = ctx.handle.model.cfg
     n_layers, n_heads = int(info.n_layers), int(info.n_heads)
     heads = parse_heads(options.heads, n_layers, n_heads)
     layers = parse_layers(options.mlp_layers, n_layers)
@@ -346,7 +346,7 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
 
     heads, layers, role, preset = check_options(ctx, options)
     model, batch = ctx.handle.model, ctx.batch
-    n_layers = int(ctx.handle.info.n_layers)
+    n_layers = int(ctx.handle.model.cfg.n_layers)
     progress.set_total(3)
     ctx.runs.require("clean", hooks_needed(ctx, options))
     if options.method == "resample" and not options.reference:

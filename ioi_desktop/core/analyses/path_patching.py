@@ -101,7 +101,7 @@ NORMALIZATION = (
 def hooks_needed(ctx: AnalysisContext, options: Options) -> set[str]:
     from ioi_desktop.core.engine.inputs import hooks_for_kinds
 
-    n_layers = int(ctx.handle.info.n_layers)
+    n_layers = int(ctx.handle.model.cfg.n_layers)
     names = {hooks.LN_FINAL_SCALE, hooks.resid_final_name(n_layers), *hooks.hook_names("z", n_layers)}
     if any(r != "logits" for r in options.receivers):
         names |= hooks_for_kinds({r for r in options.receivers if r != "logits"}, n_layers)
@@ -109,7 +109,7 @@ def hooks_needed(ctx: AnalysisContext, options: Options) -> set[str]:
 
 
 def count_units(ctx: AnalysisContext, options: Options) -> int:
-    return len(options.receivers) * int(ctx.handle.info.n_layers)
+    return len(options.receivers) * int(ctx.handle.model.cfg.n_layers)
 
 
 def head_writes(model: Any, clean: Any, corrupt: Any, layer: int) -> "torch.Tensor":
@@ -200,7 +200,7 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
     from ioi_desktop.core.engine.batching import bytes_per_row, map_chunks, settings_per_chunk
 
     model, batch = ctx.handle.model, ctx.batch
-    info = ctx.handle.info
+    info = ctx.handle.model.cfg
     n_layers, n_heads = int(info.n_layers), int(info.n_heads)
     senders = parse_heads(options.senders, n_layers, n_heads, "senders")
     receiver = parse_heads(options.receiver_head, n_layers, n_heads, "receiver_head")
