@@ -16,7 +16,7 @@ import sys
 from ioi_desktop import __version__
 from ioi_desktop.core.errors import IOIError
 
-COMMANDS = ("models", "pairs", "analyze")
+COMMANDS = ("models", "pairs", "analyze", "ablate", "path-patch")
 
 
 def _build_parser() -> tuple[argparse.ArgumentParser, dict]:
@@ -30,9 +30,9 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict]:
     modules = {}
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"ioi_desktop.commands.{name}")
+            module = importlib.import_module(f"ioi_desktop.commands.{name.replace('-', '_')}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"ioi_desktop.commands.{name}":
+            if exc.name != f"ioi_desktop.commands.{name.replace('-', '_')}":
                 raise
             continue
         command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)

@@ -12,23 +12,28 @@ HELP = "Run analyses on a prompt-pairs file headless and write results.json + re
 _BAR_WIDTH = 30
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every headless run shares (analyze, ablate, path-patch)."""
     parser.add_argument("--model", default="bundled",
                         help="'bundled' (default), a model folder, or a model name in the Hugging Face cache")
     parser.add_argument("--pairs", metavar="FILE", help="prompt pairs (.json or .csv, see docs/pairs-format.md)")
     parser.add_argument("--out", metavar="DIR", help="folder to write results.json and results.npz into")
-    parser.add_argument("--analyses", metavar="A,B,...",
-                        help="comma-separated analyses (default: all): logit_diff, logit_lens, dla, attention, "
-                        "patching, attribution_patching, head_scores")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     parser.add_argument("--dtype", default="float32", help="float32 (default), float16 or bfloat16")
     parser.add_argument("--batch-size", type=int, metavar="N", help="prompts per forward pass (default: all at once)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_arguments(parser)
+    parser.add_argument("--analyses", metavar="A,B,...",
+                        help="comma-separated analyses (default: all): logit_diff, logit_lens, dla, attention, "
+                        "patching, attribution_patching, ablation, path_patching, head_scores")
     parser.add_argument("--set", action="append", default=[], metavar="ANALYSIS.OPTION=VALUE",
                         help="set an analysis option, e.g. --set patching.sweeps=head_z,resid_pre "
                         "--set head_scores.seq_len=50 (repeatable; see --list-options)")
     parser.add_argument("--list-options", action="store_true",
                         help="print every analysis option with its default and help, and exit")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def list_options() -> str:
@@ -87,6 +92,18 @@ def run(args: argparse.Namespace) -> int:
         raise AnalysisError(f"--set gives options of {unused[0]}, which this run does not include.",
                             f"Add {unused[0]} to --analyses, or drop that --set.")
     options = {name: types[name](**given.get(name, {})) for name in names}
+    return run_and_save(args, names, options, command="analyze")
+
+
+def run_and_save(args: argparse.Namespace, names: list[str], options: dict, command: str) -> int:
+    """Check the shared arguments, load the model, run ``names`` and write the results files."""
+    from ioi_desktop.core.errors import AnalysisError
+    from ioi_desktop.core.pairfiles import read_pairs
+
+    for flag in ("pairs", "out"):
+        if getattr(args, flag) is None:
+            raise AnalysisError(f"{command} needs --{flag}.",
+                                f"For example: ioi-desktop {command} --pairs pairs.json --out results")
     if args.batch_size is not None and args.batch_size < 1:
         raise AnalysisError(f"--batch-size must be at least 1, not {args.batch_size}.", "Leave it out to use all prompts at once.")
     out = Path(args.out)

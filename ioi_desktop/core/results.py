@@ -236,7 +236,7 @@ def _check_array(name: str, array: np.ndarray) -> np.ndarray:
         raise ValueError(f"array {name!r} has dtype {array.dtype}, expected one of {ALLOWED_DTYPES}")
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ValueError(f"array {name!r} contains NaN or infinity")
-    return np.ascontiguousarray(array)
+    return array if array.flags.c_contiguous else np.array(array, order="C")  # keeps 0-d arrays 0-d
 
 
 def save_results(results: RunResults, folder: str | Path) -> Path:

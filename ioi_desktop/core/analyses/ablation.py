@@ -87,7 +87,7 @@ class Result(AnalysisResult):
     heads: list | None = meta("the ablated heads as [layer, head] pairs")
     mlp_layers: list | None = meta("the ablated MLP layers")
     method: str | None = meta("zero, mean, reference or resample")
-    positions: str | None = meta("all, END or the role ablated")
+    ablated_positions: str | None = meta("all, END or the role ablated")
     reference: str | None = meta("the reference pairs file, if one was used")
     preset: str | None = meta("the preset the heads came from, if the heads option was empty")
     mean_clean: float | None = meta("mean logit difference without ablation")
@@ -403,7 +403,7 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
         heads=[[int(l), int(h)] for l, h in heads],
         mlp_layers=[int(l) for l in layers],
         method=options.method,
-        positions=role,
+        ablated_positions=role,
         reference=options.reference or None,
         preset=preset or None,
         mean_clean=float(clean.mean()),

@@ -492,7 +492,7 @@ class AnalysisResult:
         """A streamed block of array field ``name`` (full ``shape``) at leading ``index``, checked
         against the field's type: dtype, number of axes, and that the block fits at ``index``."""
         spec = cls.array_spec(name)
-        values = np.ascontiguousarray(values)
+        values = np.ascontiguousarray(values) if np.ndim(values) else np.asarray(values)
         if values.dtype.name != spec.dtype:
             raise TypeError(f"rows of {cls.analysis}.{name} must be {spec.dtype}, not {values.dtype}")
         if len(shape) != len(spec.axes) or tuple(shape[len(index):]) != values.shape or not all(
@@ -558,6 +558,8 @@ def _schema(cls: type) -> tuple[list[ArraySpec], list[LabelSpec], list[MetaSpec]
         arrays_, labels_, metas = [], [], []
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
             kind = f.metadata.get("kind")
+            if isinstance(getattr(AnalysisResult, f.name, None), property):
+                raise TypeError(f"{cls.__name__}.{f.name} hides AnalysisResult.{f.name}; choose another name")
             if kind == "array":
                 hint = _strip_optional(hints[f.name])
                 if not (isinstance(hint, type) and issubclass(hint, jaxtyping.AbstractArray)):

@@ -145,7 +145,7 @@ def test_default_is_the_backup_preset_on_the_strongest_head(case):
     strongest = np.unravel_index(before.argmax(), before.shape)
     assert result.meta["heads"] == [[int(strongest[0]), int(strongest[1])]]
     assert result.meta["preset"] == ablation.PRESET
-    assert result.meta["positions"] == "END" and result.meta["method"] == "zero"
+    assert result.meta["ablated_positions"] == "END" and result.meta["method"] == "zero"
 
 
 def test_mlp_ablation_matches_hooked_run(case):
