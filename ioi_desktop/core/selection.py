@@ -14,6 +14,11 @@ Rules:
   echo a selection back cannot loop).
 - Observers that are bound methods are held weakly: a deleted panel does not
   keep receiving callbacks and does not need to unsubscribe.
+
+Besides the one selected head there is a *pinned* head set (Ctrl/Cmd-click in
+any head heatmap), the set the ablation what-if and path patching act on. A
+change of it notifies observers with ``changed == {"pinned"}``; it is saved in
+sessions as ``selection["pinned"] = [[layer, head], ...]``.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class SelectionModel:
     def __init__(self, initial: Selection | None = None) -> None:
         self._current = initial or Selection()
         self._observers = Observers()
+        self._pinned: tuple[tuple[int, int], ...] = ()
 
     @property
     def current(self) -> Selection:
@@ -124,6 +130,41 @@ class SelectionModel:
     def select_query(self, position: Optional[int], key_pos: Optional[int] = None) -> frozenset:
         """A query position (and optionally a key position) of the attention pattern."""
         return self.update(position=position, key_pos=key_pos)
+
+    # --- the pinned head set
+
+    @property
+    def pinned(self) -> tuple[tuple[int, int], ...]:
+        """The pinned heads as (layer, head), in the order they were pinned."""
+        return self._pinned
+
+    def pinned_text(self) -> str:
+        """``"9.9,9.6"``: the pinned set as the ablation and path-patching options write heads."""
+        return ",".join(f"{layer}.{head}" for layer, head in self._pinned)
+
+    def set_pinned(self, heads) -> frozenset:
+        """Replace the pinned set (repeats dropped); notifies with ``{"pinned"}`` if it changed."""
+        checked: list[tuple[int, int]] = []
+        for layer, head in heads:
+            pair = (_checked("layer", layer), _checked("head", head))
+            if pair not in checked:
+                checked.append(pair)
+        if tuple(checked) == self._pinned:
+            return frozenset()
+        self._pinned = tuple(checked)
+        changed = frozenset({"pinned"})
+        self._notify(self._current, changed)
+        return changed
+
+    def toggle_pin(self, layer: int, head: int) -> frozenset:
+        """Pin the head, or unpin it if it is pinned (Ctrl/Cmd-click)."""
+        pair = (_checked("layer", layer), _checked("head", head))
+        if pair in self._pinned:
+            return self.set_pinned([p for p in self._pinned if p != pair])
+        return self.set_pinned([*self._pinned, pair])
+
+    def clear_pinned(self) -> frozenset:
+        return self.set_pinned([])
 
     def clear(self) -> frozenset:
         """Back to prompt 0 with nothing else selected (e.g. a new prompt set)."""

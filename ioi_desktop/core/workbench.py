@@ -50,6 +50,9 @@ class SettingsChanged:
 @dataclass(frozen=True)
 class RunStarted:
     analyses: tuple[str, ...]
+    # True when the run adds to the results shown (e.g. an ablation of the pinned heads):
+    # only the panels of ``analyses`` clear.
+    keep_others: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,15 +160,22 @@ class ResultsStore:
 
     # --- a run
 
-    def begin(self, analyses: tuple[str, ...], provenance: Mapping[str, Provenance]) -> None:
-        """A run of ``analyses`` starts: earlier results are dropped (as the panels clear)."""
-        self._results.clear()
-        self._provenance.clear()
+    def begin(self, analyses: tuple[str, ...], provenance: Mapping[str, Provenance],
+              keep_others: bool = False) -> None:
+        """A run of ``analyses`` starts: earlier results are dropped (as the panels clear);
+        with ``keep_others`` only those of ``analyses`` are."""
+        if keep_others:
+            for name in analyses:
+                self._results.pop(name, None)
+                self._provenance.pop(name, None)
+        else:
+            self._results.clear()
+            self._provenance.clear()
+            self._meta = {}
         self._partial.clear()
-        self._meta = {}
         self._running = tuple(analyses)
         self._pending_provenance = dict(provenance)
-        self.hub.publish(RunStarted(self._running))
+        self.hub.publish(RunStarted(self._running, keep_others))
 
     def set_meta(self, meta: Mapping[str, Any]) -> None:
         """The run's metadata (model, prompts, options); known before the first analysis finishes."""
@@ -195,7 +205,7 @@ class ResultsStore:
     def end(self, status: str, run_results: Any = None) -> None:
         """The run ended; on success ``run_results`` carries the final metadata (timings)."""
         if run_results is not None:
-            self._meta = dict(run_results.meta)
+            self._meta = {**self._meta, **dict(run_results.meta)}
             for name, result in run_results.results.items():
                 if name not in self._results:
                     self.add_result(result)
@@ -294,8 +304,9 @@ class Workbench:
         return Provenance(model, prompt_set_hash(prompts) if prompts is not None else "",
                           len(prompts) if prompts is not None else 0, options)
 
-    def begin_run(self, request: RunRequest) -> None:
-        self.results.begin(request.analyses, {name: self.provenance(name) for name in request.analyses})
+    def begin_run(self, request: RunRequest, keep_others: bool = False) -> None:
+        self.results.begin(request.analyses, {name: self.provenance(name) for name in request.analyses},
+                           keep_others)
 
     # --- settings and sessions
 
@@ -340,7 +351,8 @@ class Workbench:
             model_info=self.handle.info.to_dict() if self.handle is not None else None,
             prompt_set=self.prompt_set,
             settings=self.settings(),
-            selection=self.selection.current.as_dict(),
+            selection={**self.selection.current.as_dict(),
+                       "pinned": [list(pair) for pair in self.selection.pinned]},
             layout=dict(layout),
             results=self.results.run_results(),
         )
@@ -356,6 +368,10 @@ class Workbench:
         except (TypeError, ValueError):
             # A hand-edited selection is not worth refusing the session for.
             self.selection.clear()
+        try:
+            self.selection.set_pinned(tuple(pair) for pair in session.selection.get("pinned") or ())
+        except (TypeError, ValueError):
+            self.selection.clear_pinned()
 
 
 def _from_flat_settings(data: Mapping[str, Any], per_analysis: dict[str, Any]) -> dict[str, Any]:

@@ -175,6 +175,8 @@ class MainWindow(QMainWindow):
             panel = panel_class(self.selection)
             panel.observe(self.workbench.results)
             panel.draw_failed.connect(self._on_panel_failed)
+            if hasattr(panel, "run_requested"):
+                panel.run_requested.connect(self.run_only)
             self.panels.append(panel)
             dock = self._add_dock(panel, panel_class.TITLE, Qt.RightDockWidgetArea)
             self.view_menu.insertAction(self._view_separator, dock.toggleViewAction())
@@ -407,6 +409,34 @@ class MainWindow(QMainWindow):
         # The worker's reports are queued to this thread, so none arrives before the store is ready.
         self._run_started = time.monotonic()
         self.workbench.begin_run(request)
+        return True
+
+    def run_only(self, analysis: str, changes: dict) -> bool:
+        """Run one analysis with these option changes (a panel's Ablate / Path patch action),
+        keeping every other result shown; False (with the reason shown) if it cannot start."""
+        from ioi_desktop.core.workbench import RunRequest
+
+        reason = self.run_blocked_reason()
+        if reason and self.selected_analyses():  # the analyses ticked for Run do not matter here
+            self.step_label.setText(reason)
+            return False
+        if self.read_only or self.handle is None or not self.prompt_editor.valid:
+            self.step_label.setText(reason or "Run is available once a model has loaded.")
+            return False
+        current = self.workbench.options[analysis]
+        try:
+            options = type(current).from_dict({**current.to_dict(), **changes})
+        except IOIError as error:
+            self._report("Cannot run", error)
+            return False
+        self.workbench.set_options(analysis, options)
+        prompt_set = self.prompt_editor.prompt_set()
+        self.workbench.set_prompt_set(prompt_set)
+        request = RunRequest((analysis,), {analysis: options}, self.workbench.batch_size)
+        if not self.worker.run_analyses(self.handle, prompt_set, request):
+            return False
+        self._run_started = time.monotonic()
+        self.workbench.begin_run(request, keep_others=True)
         return True
 
     def cancel(self) -> None:

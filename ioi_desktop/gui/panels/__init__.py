@@ -22,6 +22,8 @@ _RESULT_PANELS = (
     ("attribution", "AttributionPanel"),
     ("attention", "AttentionPanel"),
     ("patching", "PatchingPanel"),
+    ("ablation", "AblationPanel"),
+    ("path_patching", "PathPatchingPanel"),
     ("head_scores", "HeadScoresPanel"),
 )
 _CLASSES = {name: module for module, name in _RESULT_PANELS} | {"ResultPanel": "result_panel"}

@@ -91,6 +91,7 @@ class PatchingPanel(ResultPanel):
         for heatmap in (self.exact, self.estimate, self.error):
             heatmap.setMinimumSize(180, 200)
             heatmap.cell_clicked.connect(self._on_cell_clicked)
+            heatmap.cell_ctrl_clicked.connect(self._on_cell_ctrl_clicked)
             grids.addWidget(heatmap)
         splitter.addWidget(self.grid_area)
 
@@ -389,6 +390,13 @@ class PatchingPanel(ResultPanel):
             self.selection.select_head(row, col)
         else:
             self.selection.select_cell(row, col)
+
+    def _on_cell_ctrl_clicked(self, row: int, col: int) -> None:
+        """Ctrl/Cmd-click on a head grid pins or unpins that head (other grids: a plain click)."""
+        if _KIND.get(self._grid_key()) == "head":
+            self.selection.toggle_pin(row, col)
+        else:
+            self._on_cell_clicked(row, col)
 
     def update_selection(self, selection: Selection, changed: frozenset) -> None:
         if "head" in changed and _KIND.get(self._grid_key()) == "head_by_pos":

@@ -13,7 +13,8 @@ redraw their own markers when it changes.
 
 Two kinds of grids are linked here once for all panels:
 - head maps (layer x head): a click selects that head; the selected head is
-  outlined; known head roles can be overlaid;
+  outlined; known head roles can be overlaid; Ctrl/Cmd-click pins or unpins
+  the head (the selection's pinned set, which ablation and path patching use);
 - position maps (layer x position): a click selects (layer, position); that
   cell is outlined.
 """
@@ -201,8 +202,8 @@ class ResultPanel(QWidget):
             self.draw_failed.emit(f"The {self.TITLE} panel could not draw this ({method.__name__}: "
                                   f"{type(error).__name__}: {error})")
 
-    def _on_run_started(self, _event: RunStarted) -> None:
-        if self._alive():
+    def _on_run_started(self, event: RunStarted) -> None:
+        if self._alive() and (not event.keep_others or set(event.analyses) & set(self.analyses())):
             self._guarded(self.clear)
 
     def _on_rows_added(self, event: RowsAdded) -> None:
@@ -348,6 +349,7 @@ class ResultPanel(QWidget):
     def link_head_map(self, heatmap: Heatmap) -> Heatmap:
         """A layer x head grid: clicks select the head; it shows the selection and known roles."""
         heatmap.cell_clicked.connect(lambda layer, head: self.selection.select_head(layer, head))
+        heatmap.cell_ctrl_clicked.connect(lambda layer, head: self.selection.toggle_pin(layer, head))
         heatmap.set_hover_text(lambda layer, head, value: self.describe_head(heatmap, layer, head, value))
         self._head_maps.append(heatmap)
         return heatmap

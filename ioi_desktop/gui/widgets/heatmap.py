@@ -195,6 +195,7 @@ class Heatmap(ThemedPlot):
     """
 
     cell_clicked = Signal(int, int)
+    cell_ctrl_clicked = Signal(int, int)  # a left click with Ctrl (Cmd on macOS) held
 
     def __init__(self, parent=None, *, title: str = "", row_title: str = "", col_title: str = "") -> None:
         super().__init__(parent)
@@ -495,7 +496,11 @@ class Heatmap(ThemedPlot):
         if event.button() != Qt.MouseButton.LeftButton:
             return
         cell = self.cell_at(event.scenePos())
-        if cell is not None:
+        if cell is None:
+            return
+        if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            self.cell_ctrl_clicked.emit(*cell)
+        else:
             self.cell_clicked.emit(*cell)
 
     def _apply_theme(self) -> None:

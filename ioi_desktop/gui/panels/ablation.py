@@ -1,0 +1,177 @@
+"""Ablation what-if: the pinned head set, its ablation, and every head's DLA before and after.
+
+The chip row shows the selection's pinned heads (Ctrl/Cmd-click a head in any
+head heatmap to pin or unpin it; click a chip to unpin; Clear empties the set).
+"Ablate pinned heads" asks the window to run the ablation analysis on that set
+(``run_requested``); with no pinned head it runs the preset "Backup heads of
+the strongest DLA head". The three grids are each head's DLA at END before and
+after the ablation and their difference (after - before): heads that gain are
+backup heads, heads that grow more negative are negative heads. Clicking a
+cell selects that head everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from ioi_desktop.core.analyses import ablation
+from ioi_desktop.gui.panels.result_panel import ResultPanel
+from ioi_desktop.gui.widgets.export import export_grid_csv
+from ioi_desktop.gui.widgets.heatmap import Heatmap
+
+GRIDS = (
+    ("ablation_dla_head_before", "DLA before"),
+    ("ablation_dla_head_after", "DLA after ablation"),
+    ("difference", "After − before"),
+)
+
+
+class PinnedChips(QWidget):
+    """The pinned head set as chips (click one to unpin) with a Clear button."""
+
+    def __init__(self, selection, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.selection = selection
+        self.row = QHBoxLayout(self)
+        self.row.setContentsMargins(0, 0, 0, 0)
+        self.label = QLabel("Pinned:")
+        self.row.addWidget(self.label)
+        self.chips: list[QPushButton] = []
+        self.clear_button = QPushButton("Clear")
+        self.clear_button.setObjectName("clear_pinned")
+        self.clear_button.clicked.connect(lambda: self.selection.clear_pinned())
+        self.row.addStretch(1)
+        self.row.addWidget(self.clear_button)
+        selection.subscribe(self._on_selection)
+        self.refresh()
+
+    def _on_selection(self, _selection, changed) -> None:
+        if "pinned" in changed:
+            self.refresh()
+
+    def refresh(self) -> None:
+        for chip in self.chips:
+            self.row.removeWidget(chip)
+            chip.deleteLater()
+        self.chips = []
+        for index, (layer, head) in enumerate(self.selection.pinned):
+            chip = QPushButton(f"L{layer}H{head} ×")
+            chip.setObjectName(f"pinned_chip_{layer}_{head}")
+            chip.setToolTip("Unpin this head")
+            chip.setFlat(True)
+            chip.clicked.connect(lambda _=False, l=layer, h=head: self.selection.toggle_pin(l, h))
+            self.row.insertWidget(1 + index, chip)
+            self.chips.append(chip)
+        self.label.setText("Pinned:" if self.chips else "Pinned: none (Ctrl/Cmd-click heads in any head map)")
+        self.clear_button.setEnabled(bool(self.chips))
+
+    def texts(self) -> list[str]:
+        return [chip.text() for chip in self.chips]
+
+
+class AblationPanel(ResultPanel):
+    TITLE = "Ablation"
+    RESULTS = (ablation.Result,)
+    INLINE_ROLE_LEGEND = False
+    # (analysis, option changes): the window runs that analysis alone, keeping the other results.
+    run_requested = Signal(str, dict)
+
+    def __init__(self, selection, parent: QWidget | None = None) -> None:
+        super().__init__(selection, parent)
+        layout = QVBoxLayout(self)
+        self.chips = PinnedChips(selection)
+        layout.addWidget(self.chips)
+        actions = QHBoxLayout()
+        self.ablate_button = QPushButton("Ablate pinned heads")
+        self.ablate_button.setObjectName("ablate_pinned")
+        self.ablate_button.setToolTip("Zero-ablate the pinned heads at END (no pinned head: the backup preset, "
+                                      "the head with the largest DLA); method and positions in Run > Options")
+        self.ablate_button.clicked.connect(self.request_ablation)
+        actions.addWidget(self.ablate_button)
+        actions.addStretch(1)
+        actions.addWidget(self.roles_checkbox)
+        layout.addLayout(actions)
+        self.status = QLabel("Pin heads and press Ablate, or run the ablation analysis.")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        grids = QHBoxLayout()
+        self.heatmaps: dict[str, Heatmap] = {}
+        for name, title in GRIDS:
+            heatmap = self.link_head_map(Heatmap(title=title, row_title="layer", col_title="head"))
+            heatmap.setMinimumSize(180, 180)
+            self.heatmaps[name] = heatmap
+            grids.addWidget(heatmap, 1)
+        layout.addLayout(grids, 1)
+        layout.addWidget(self.roles_legend)
+
+    def request_ablation(self) -> None:
+        self.run_requested.emit(ablation.NAME, {"heads": self.selection.pinned_text()})
+
+    def grids(self) -> dict[str, np.ndarray]:
+        result = None if self.results is None else self.results.result(ablation.Result)
+        if result is None or result.ablation_dla_head_before is None:
+            return {}
+        before, after = result.ablation_dla_head_before, result.ablation_dla_head_after
+        return {"ablation_dla_head_before": before, "ablation_dla_head_after": after,
+                "difference": (after - before).astype(np.float32)}
+
+    def render_results(self) -> None:
+        grids = self.grids()
+        if not grids:
+            self.clear_views()
+            return
+        scale = float(max(np.abs(grids["ablation_dla_head_before"]).max(),
+                          np.abs(grids["ablation_dla_head_after"]).max(), 1e-6))
+        for name, values in grids.items():
+            self.heatmaps[name].set_data(values, signed=True, levels=(-scale, scale), value_format="{:+.3g}")
+        result = self.results.result(ablation.Result)
+        self.status.setText(summary(result, grids["difference"]))
+
+    def clear_views(self) -> None:
+        for heatmap in self.heatmaps.values():
+            heatmap.clear_data()
+        self.status.setText("Pin heads and press Ablate, or run the ablation analysis.")
+
+    def figures(self) -> list[tuple[str, QWidget]]:
+        return [("all", self)] if self.grids() else []
+
+    def tables(self) -> list[tuple[str, Callable[[Path], Path]]]:
+        found = []
+        for name, values in self.grids().items():
+            layers = [str(i) for i in range(values.shape[0])]
+            heads = [f"head {i}" for i in range(values.shape[1])]
+            found.append((name, lambda path, v=values, r=layers, c=heads: export_grid_csv(path, v, r, c, "layer")))
+        return found
+
+
+def summary(result, difference: np.ndarray) -> str:
+    """One paragraph: what was ablated, the logit difference before/after, predicted vs actual drop, who compensates."""
+    heads = ", ".join(f"L{l}H{h}" for l, h in result.heads or []) or "no head"
+    mlps = "".join(f", MLP {l}" for l in result.mlp_layers or [])
+    text = (f"{result.preset + ': ' if result.preset else ''}{result.method}-ablated {heads}{mlps} at "
+            f"{result.ablated_positions}. Mean logit difference {_num(result.mean_clean)} → "
+            f"{_num(result.mean_ablated)} (drop {_num(result.actual_drop)}; their DLA predicted "
+            f"{_num(float(result.ablation_predicted_drop))}).")
+    ablated = {tuple(pair) for pair in result.heads or []}
+    order = [tuple(int(i) for i in np.unravel_index(k, difference.shape)) for k in np.argsort(difference, axis=None)]
+    # "Compensating": a DLA rise of more than 2% of the clean logit difference.
+    threshold = 0.02 * max(abs(result.mean_clean or 0.0), 1e-6)
+    gainers = [(l, h) for l, h in reversed(order) if (l, h) not in ablated and difference[l, h] > threshold][:3]
+    losers = [(l, h) for l, h in order if (l, h) not in ablated and difference[l, h] < -threshold][:2]
+    if gainers:
+        text += " Compensating: " + ", ".join(f"L{l}H{h} {difference[l, h]:+.3g}" for l, h in gainers) + "."
+    else:
+        text += " No other head's DLA rises by more than 2% of the clean logit difference."
+    if losers:
+        text += " Falling: " + ", ".join(f"L{l}H{h} {difference[l, h]:+.3g}" for l, h in losers) + "."
+    return text
+
+
+def _num(value: float) -> str:
+    """Two decimals for logit differences of everyday size, three significant digits for tiny ones."""
+    return f"{value:.2f}" if abs(value) >= 0.1 else f"{value:.3g}"

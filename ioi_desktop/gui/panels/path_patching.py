@@ -1,0 +1,144 @@
+"""Path patching: which heads feed which heads' queries, keys and values, and the logits.
+
+Grids (layer x head, normalized like the other patching grids) for each
+receiver input computed: over receiver heads for the forward question (the
+senders' write reaching only that head's q, k or v), over sender heads for
+the reverse question (each earlier head into the one receiver). The last grid
+is each head's direct path to the logits. "Path patch from the selected head"
+and "into the selected head" ask the window to run the analysis
+(``run_requested``). Clicking a cell selects that head everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from ioi_desktop.core.analyses import path_patching
+from ioi_desktop.gui.panels.result_panel import ResultPanel
+from ioi_desktop.gui.widgets.export import export_grid_csv
+from ioi_desktop.gui.widgets.heatmap import Heatmap
+
+GRIDS = (
+    ("path_patch_q", "into q"),
+    ("path_patch_k", "into k"),
+    ("path_patch_v", "into v"),
+    ("path_patch_logits", "each head → logits"),
+)
+
+
+class PathPatchingPanel(ResultPanel):
+    TITLE = "Path patching"
+    RESULTS = (path_patching.Result,)
+    STREAMED = ("path_patch_q", "path_patch_k", "path_patch_v", "path_patch_logits")
+    INLINE_ROLE_LEGEND = False
+    run_requested = Signal(str, dict)
+
+    def __init__(self, selection, parent: QWidget | None = None) -> None:
+        super().__init__(selection, parent)
+        layout = QVBoxLayout(self)
+        actions = QHBoxLayout()
+        self.from_button = QPushButton("Path patch from the selected head")
+        self.from_button.setObjectName("path_patch_from")
+        self.from_button.clicked.connect(self.request_from_selected)
+        self.into_button = QPushButton("… into the selected head")
+        self.into_button.setObjectName("path_patch_into")
+        self.into_button.clicked.connect(self.request_into_selected)
+        actions.addWidget(self.from_button)
+        actions.addWidget(self.into_button)
+        actions.addStretch(1)
+        actions.addWidget(self.roles_checkbox)
+        layout.addLayout(actions)
+        self.status = QLabel("Select a head and path-patch from it or into it.")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        grids = QHBoxLayout()
+        self.heatmaps: dict[str, Heatmap] = {}
+        for name, title in GRIDS:
+            heatmap = self.link_head_map(Heatmap(title=title, row_title="layer", col_title="head"))
+            heatmap.setMinimumSize(160, 160)
+            self.heatmaps[name] = heatmap
+            grids.addWidget(heatmap, 1)
+        layout.addLayout(grids, 1)
+        layout.addWidget(self.roles_legend)
+
+    def _selected(self) -> str | None:
+        layer, head = self.selection.layer, self.selection.head
+        if layer is None or head is None:
+            self.status.setText("Select a head first (click it in any head map).")
+            return None
+        return f"{layer}.{head}"
+
+    def request_from_selected(self) -> None:
+        head = self._selected()
+        if head is not None:
+            self.run_requested.emit(path_patching.NAME, {"senders": head, "receiver_head": "",
+                                                         "receivers": ["q", "k", "v", "logits"]})
+
+    def request_into_selected(self) -> None:
+        head = self._selected()
+        if head is not None:
+            self.run_requested.emit(path_patching.NAME, {"receiver_head": head, "receivers": ["q", "k", "v"]})
+
+    def render_results(self) -> None:
+        result = None if self.results is None else self.results.result(path_patching.Result)
+        if result is None:
+            self.clear_views()
+            return
+        for name, title in GRIDS:
+            values = result.arrays.get(name)
+            # Grids this run did not compute are hidden, not shown empty.
+            self.heatmaps[name].setVisible(values is not None)
+            if values is None:
+                self.heatmaps[name].clear_data()
+                continue
+            self.heatmaps[name].set_data(values, signed=True, value_format="{:+.3g}")
+        self.status.setText(summary(result))
+
+    def render_rows(self, array_name: str, grid: np.ndarray) -> None:
+        if array_name in self.heatmaps:
+            self.heatmaps[array_name].setVisible(True)
+            self.heatmaps[array_name].set_data(grid, signed=True, value_format="{:+.3g}")
+            self.status.setText("Path patching…")
+
+    def clear_views(self) -> None:
+        for heatmap in self.heatmaps.values():
+            heatmap.clear_data()
+            heatmap.setVisible(True)
+        self.status.setText("Select a head and path-patch from it or into it.")
+
+    def figures(self) -> list[tuple[str, QWidget]]:
+        result = None if self.results is None else self.results.result(path_patching.Result)
+        return [("all", self)] if result is not None else []
+
+    def tables(self) -> list[tuple[str, Callable[[Path], Path]]]:
+        result = None if self.results is None else self.results.result(path_patching.Result)
+        found = []
+        for name, _title in GRIDS:
+            values = None if result is None else result.arrays.get(name)
+            if values is not None:
+                layers = [str(i) for i in range(values.shape[0])]
+                heads = [f"head {i}" for i in range(values.shape[1])]
+                found.append((name, lambda path, v=values, r=layers, c=heads: export_grid_csv(path, v, r, c, "layer")))
+        return found
+
+
+def summary(result) -> str:
+    """The question asked and the strongest cell of each grid."""
+    if result.question == "reverse":
+        layer, head = result.receiver_head
+        text = f"Which heads feed L{layer}H{head} (grids over senders)."
+    else:
+        senders = ", ".join(f"L{l}H{h}" for l, h in result.senders or [])
+        text = f"{result.preset + ': ' if result.preset else ''}paths from {senders} (grids over receivers)."
+    strongest = []
+    for name, title in GRIDS:
+        values = result.arrays.get(name)
+        if values is not None and values.size:
+            layer, head = np.unravel_index(int(np.abs(values).argmax()), values.shape)
+            strongest.append(f"{title}: L{layer}H{head} {values[layer, head]:+.3g}")
+    return text + (" Strongest — " + "; ".join(strongest) + "." if strongest else "")
