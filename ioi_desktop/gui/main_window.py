@@ -254,6 +254,11 @@ class MainWindow(QMainWindow):
         a("cancel", "&Cancel", self.cancel, Qt.Key_Escape, "Stop the current job (Esc)")
         a("run_options", "&Options…", self.open_run_options, None,
           "Choose the analyses, the patching grids, the batch size, top tokens and head-type settings")
+        a("ablate_pinned", "A&blate pinned heads",
+          lambda: self.run_only("ablation", {"heads": self.selection.pinned_text()}), None,
+          "Ablate the pinned heads (Ctrl/Cmd-click heads to pin them; none pinned: the backup preset)")
+        a("path_patch_selected", "&Path patch from the selected head", self._path_patch_selected, None,
+          "Direct path patching from the selected head into every later head's q, k, v and the logits")
         a("reset_layout", "&Reset layout", self.reset_layout)
         a("about", "&About IOI Desktop", self.show_about)
         self.actions_by_name["cancel"].setEnabled(False)
@@ -291,6 +296,8 @@ class MainWindow(QMainWindow):
         analyses_menu.setToolTipsVisible(True)
         analyses_menu.addActions(list(self.analysis_actions.values()))
         run_menu.addAction(acts["run_options"])
+        run_menu.addSeparator()
+        run_menu.addActions([acts["ablate_pinned"], acts["path_patch_selected"]])
         self.view_menu = menu.addMenu("&View")
         for dock in self.docks.values():
             self.view_menu.addAction(dock.toggleViewAction())
@@ -307,6 +314,8 @@ class MainWindow(QMainWindow):
         bar.setToolButtonStyle(Qt.ToolButtonTextOnly)
         acts = self.actions_by_name
         bar.addActions([acts["run"], acts["cancel"]])
+        bar.addSeparator()
+        bar.addActions([acts["ablate_pinned"], acts["path_patch_selected"]])
         bar.addSeparator()
         bar.addActions([acts["build_pairs"], acts["open_session"], acts["save_session"], acts["export_all"]])
         self.addToolBar(Qt.TopToolBarArea, bar)
@@ -438,6 +447,14 @@ class MainWindow(QMainWindow):
         self._run_started = time.monotonic()
         self.workbench.begin_run(request, keep_others=True)
         return True
+
+    def _path_patch_selected(self) -> bool:
+        layer, head = self.selection.layer, self.selection.head
+        if layer is None or head is None:
+            self.step_label.setText("Select a head first (click it in any head map).")
+            return False
+        return self.run_only("path_patching", {"senders": f"{layer}.{head}", "receiver_head": "",
+                                               "receivers": ["q", "k", "v", "logits"]})
 
     def cancel(self) -> None:
         if self.worker.cancel():

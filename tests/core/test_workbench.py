@@ -118,3 +118,33 @@ def test_prompt_set_and_selection_events():
     prompts = notebook_prompt_set()
     bench.set_prompt_set(prompts)
     assert seen.events == [PromptSetChanged(prompts)]
+
+
+def test_a_run_that_keeps_others_replaces_only_its_own_results():
+    from ioi_desktop.core.workbench import RunRequest
+
+    bench = Workbench()
+    bench.set_prompt_set(notebook_prompt_set())
+    bench.begin_run(bench.run_request())
+    kept = logit_diff.Result(logit_diff_clean=np.ones(8, dtype=np.float32))
+    bench.results.add_result(kept)
+    bench.results.end("finished")
+    seen = Recorder(bench, RunStarted)
+    options = bench.options["patching"]
+    bench.begin_run(RunRequest(("patching",), {"patching": options}, None), keep_others=True)
+    assert seen.events == [RunStarted(("patching",), True)]
+    assert bench.results.run_results()["logit_diff"] is kept
+    bench.begin_run(bench.run_request())
+    assert bench.results.run_results() is None or "logit_diff" not in bench.results.run_results().results
+
+
+def test_sessions_keep_the_pinned_head_set():
+    bench = Workbench()
+    bench.set_prompt_set(notebook_prompt_set())
+    bench.selection.toggle_pin(2, 1)
+    bench.selection.toggle_pin(0, 3)
+    session = bench.session({})
+    assert session.selection["pinned"] == [[2, 1], [0, 3]]
+    other = Workbench()
+    other.restore(session)
+    assert other.selection.pinned == ((2, 1), (0, 3))

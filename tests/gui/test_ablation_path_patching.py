@@ -106,3 +106,16 @@ def test_a_bad_head_set_is_one_message(qtbot, loaded_window, monkeypatch):
     qtbot.waitUntil(lambda: not window.worker.busy, timeout=RUN_TIMEOUT_MS)
     qtbot.waitUntil(lambda: bool(shown), timeout=5000)
     assert "outside this model" in shown[0] and "\n" not in shown[0]
+
+
+def test_toolbar_actions_ablate_the_pinned_set_and_path_patch_from_the_selected_head(qtbot, loaded_window):
+    window = loaded_window
+    window.selection.set_pinned([(1, 0)])
+    window.actions_by_name["ablate_pinned"].trigger()
+    _wait_idle(qtbot, window)
+    assert window.results["ablation"].meta["heads"] == [[1, 0]]
+    window.selection.select_head(0, 3)
+    window.actions_by_name["path_patch_selected"].trigger()
+    _wait_idle(qtbot, window)
+    assert window.results["path_patching"].meta["senders"] == [[0, 3]]
+    assert window.results["ablation"].meta["heads"] == [[1, 0]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QCheckBox, QComboBox, QDialogButtonBox, QSpinBox
+from PySide6.QtWidgets import QCheckBox, QComboBox, QDialogButtonBox, QLineEdit, QSpinBox
 
 from ioi_desktop.core.analyses import ANALYSES, option_types
 from ioi_desktop.core.analyses.patching import SWEEPS
@@ -22,7 +22,7 @@ def test_dialog_has_a_widget_for_every_option_of_every_type_with_its_default(qtb
             editor = dialog.editors[name][spec.name]
             assert editor.value() == (list(spec.default) if isinstance(spec.default, tuple) else spec.default)
             assert spec.help in editor.widget.toolTip()
-            widget_type = {"int": QSpinBox, "choice": QComboBox, "bool": QCheckBox}.get(spec.kind)
+            widget_type = {"int": QSpinBox, "choice": QComboBox, "bool": QCheckBox, "text": QLineEdit}.get(spec.kind)
             if widget_type is not None:
                 assert isinstance(editor.widget, widget_type)
             if spec.kind == "int":
@@ -44,18 +44,21 @@ def test_dialog_edits_options_and_blocks_ok_without_a_sweep(qtbot):
     dialog.editors["logit_lens"]["top_k"].widget.setValue(12)
     dialog.editors["head_scores"]["seed"].widget.setValue(42)
     dialog.editors["patching"]["engine"].widget.setCurrentText("bridge")
+    dialog.editors["ablation"]["heads"].widget.setText(" 1.2,0.3 ")
     dialog.analysis_checks["dla"].setChecked(False)
     chosen = dialog.settings()
     assert chosen["analyses"] == [name for name in ALL_ANALYSES if name != "dla"]
     assert chosen["batch_size"] == 8
     assert chosen["options"]["patching"] == {"sweeps": ["head_pattern"], "engine": "bridge"}
     assert chosen["options"]["logit_lens"] == {"top_k": 12}
+    assert chosen["options"]["ablation"]["heads"] == "1.2,0.3"
     assert chosen["options"]["head_scores"]["seed"] == 42
     assert ok.isEnabled()
     # What the dialog returns is what the workbench accepts as typed Options.
     bench = Workbench()
     bench.apply_settings(chosen)
     assert bench.options["patching"].sweeps == ("head_pattern",) and bench.options["patching"].engine == "bridge"
+    assert bench.options["ablation"].heads == "1.2,0.3"
 
     sweeps.checks["head_pattern"].setChecked(False)
     assert not ok.isEnabled() and "Activation patching's sweeps" in dialog.problem.text()

@@ -129,3 +129,23 @@ def test_clear_and_key_position():
     assert model.key_pos == 2 and model.position == 5
     assert model.clear() == {"prompt", "layer", "head", "position", "key_pos"}
     assert model.current == Selection()
+
+
+def test_pinned_heads_toggle_notify_once_and_keep_their_order():
+    model = SelectionModel()
+    recorder = _Recorder()
+    model.subscribe(recorder.on_changed)
+    assert model.toggle_pin(9, 9) == frozenset({"pinned"})
+    model.toggle_pin(np.int64(9), 6)
+    assert model.pinned == ((9, 9), (9, 6)) and model.pinned_text() == "9.9,9.6"
+    assert model.set_pinned([(9, 9), (9, 6), (9, 9)]) == frozenset()  # the same set: nobody notified
+    model.toggle_pin(9, 9)
+    assert model.pinned == ((9, 6),)
+    assert [changed for _selection, changed in recorder.calls] == [frozenset({"pinned"})] * 3
+    assert (model.layer, model.head) == (None, None)  # pinning does not select
+    model.clear_pinned()
+    assert model.pinned == ()
+    with pytest.raises(ValueError):
+        model.toggle_pin(-1, 0)
+    with pytest.raises(TypeError):
+        model.set_pinned([(True, 0)])
