@@ -90,6 +90,7 @@ class Result(AnalysisResult):
     clean_logit_diff: float | None = meta("clean mean logit difference")
     corrupt_logit_diff: float | None = meta("corrupted mean logit difference")
     engine: str | None = meta("the patching engine that ran the receivers (fast, bridge)")
+    note: str | None = meta("why grids were left out, if the default run could not compute them")
 
 
 NORMALIZATION = (
@@ -132,6 +133,12 @@ class QKVReader:
     def __init__(self, model: Any, corrupt: Any) -> None:
         self.model, self.corrupt = model, corrupt
         self.checked: set[tuple[str, int]] = set()
+
+    def check(self, kind: str) -> None:
+        """Check every layer for ``kind`` (AnalysisError if this model's attention is not read this way)."""
+        for layer in range(int(self.model.cfg.n_layers)):
+            if (kind, layer) not in self.checked:
+                self._check(kind, layer)
 
     def __call__(self, kind: str, layer: int, resid: "torch.Tensor") -> "torch.Tensor":
         """[..., prompt, pos, head, d_head] from resid [..., prompt, pos, d_model]."""
@@ -226,7 +233,7 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
         span = normalization_span(clean_mean, corrupt_mean, "path patching")
         clean, corrupt = ctx.runs.cache("clean"), ctx.runs.cache("corrupt")
         arrays: dict[str, np.ndarray] = {}
-        engine_name = None
+        engine_name, note = None, None
         if kinds:
             engine, _reason = select_engine(model, inputs)
             engine_name = engine.name
@@ -236,6 +243,15 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
             chunk = settings_per_chunk(ctx.batch_size, inputs.n_prompts, row_bytes,
                                        inputs.corrupt_logit_diff.device)
             writes = [head_writes(model, clean, corrupt, layer) for layer in range(n_layers)]
+            try:
+                for kind in kinds:
+                    reader.check(kind)
+            except AnalysisError as exc:
+                # The default run (the preset) must not fail on a model whose attention it cannot
+                # read: it leaves the q/k/v grids out and says why; an explicit request is refused.
+                if not preset:
+                    raise
+                note, kinds = f"{exc.message} The q/k/v grids were left out.", []
             for kind in kinds:
                 raw = np.full((n_layers, n_heads), corrupt_mean, dtype=np.float32)
                 name = f"path_patch_{kind}"
@@ -270,6 +286,7 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
         clean_logit_diff=clean_mean,
         corrupt_logit_diff=corrupt_mean,
         engine=engine_name,
+        note=note,
     )
 
 

@@ -178,3 +178,15 @@ def test_bad_input_gives_one_sentence(three):
         with pytest.raises(AnalysisError) as info:
             _run(three, **options)
         assert words in info.value.message and "\n" not in str(info.value)
+
+
+def test_the_default_run_leaves_out_grids_it_cannot_compute_and_explicit_requests_are_refused(three, monkeypatch):
+    def refuse(self, kind):
+        raise AnalysisError("Path patching cannot compute this model's q inputs from the residual stream.", "")
+
+    monkeypatch.setattr(path_patching.QKVReader, "check", refuse)
+    result = _run(three)
+    assert "path_patch_q" not in result.arrays and "path_patch_logits" in result.arrays
+    assert "left out" in result.meta["note"]
+    with pytest.raises(AnalysisError):
+        _run(three, senders="0.1")
