@@ -210,3 +210,27 @@ def test_bad_input_gives_one_sentence(case):
     assert "does not fit this model's tokenizer" in _bad(
         handle, batch, method="reference", positions="end", reference=str(untokenizable))
     assert "does not fit" in _bad(handle, batch, method="reference", reference=str(folder / "missing.json"))
+
+
+def test_ragged_set_matches_each_prompt_run_alone(gpt2_handle):
+    """Prompts of different lengths (padded): END is each prompt's own; checked against unpadded hooked runs."""
+    from tests.support.analysis_fixtures import ragged_batch
+
+    batch = ragged_batch(gpt2_handle)
+    assert not batch.equal_length
+    model = gpt2_handle.model
+    result = ablation.run(context(model, batch, handle=gpt2_handle),
+                          ablation.Options(heads="1.3", method="resample", positions="end"), RecordingProgress())
+    for i, (row, crow, length) in enumerate(zip(batch.clean_tokens, batch.corrupt_tokens, batch.lengths)):
+        _l, corrupt = _cache(model, crow[None, :length])
+        z = corrupt["blocks.1.attn.hook_z"]
+
+        def hook(act, hook, z=z, end=length - 1):
+            act = act.clone()
+            act[:, end, 3] = z[:, end, 3]
+            return act
+
+        with torch.no_grad(), model.hooks(fwd_hooks=[("blocks.1.attn.hook_z", hook)]):
+            logits = model(torch.as_tensor(row[None, :length]))
+        expected_diff = float(logits[0, length - 1, batch.correct_ids[i]] - logits[0, length - 1, batch.incorrect_ids[i]])
+        assert abs(result.ablation_logit_diff[i] - expected_diff) <= 1e-4
