@@ -270,7 +270,6 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
             raw = grid.cpu().numpy().astype(np.float32)
             arrays["path_patch_logits_raw"] = raw
             arrays["path_patch_logits"] = np.ascontiguousarray((raw - corrupt_mean) / span, dtype=np.float32)
-            progress.rows("path_patch_logits", (), arrays["path_patch_logits"], raw.shape)
             progress.advance(n_layers, "path patching into the logits")
     return Result(
         **arrays,

@@ -34,7 +34,7 @@ GRIDS = (
 class PathPatchingPanel(ResultPanel):
     TITLE = "Path patching"
     RESULTS = (path_patching.Result,)
-    STREAMED = ("path_patch_q", "path_patch_k", "path_patch_v", "path_patch_logits")
+    STREAMED = ("path_patch_q", "path_patch_k", "path_patch_v")
     INLINE_ROLE_LEGEND = False
     run_requested = Signal(str, dict)
 

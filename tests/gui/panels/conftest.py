@@ -77,6 +77,7 @@ def _causal_softmax(scores: np.ndarray) -> np.ndarray:
 def build_run_results():
     """A RunResults with every array the panels read, in the core's names, shapes and labels."""
     from ioi_desktop.core.analyses import (
+        ablation as ablation_analysis,
         attention as attention_analysis,
         attribution_patching,
         dla as dla_analysis,
@@ -84,6 +85,7 @@ def build_run_results():
         logit_diff as logit_diff_analysis,
         logit_lens as logit_lens_analysis,
         patching as patching_analysis,
+        path_patching as path_patching_analysis,
     )
     from ioi_desktop.core.analyses.base import Positions
     from ioi_desktop.core.results import RunResults
@@ -220,7 +222,27 @@ def build_run_results():
         head_score_induction=f32(np.clip(head_grid({(5, 1): 0.93, (6, 9): 0.93, (5, 5): 0.93}, 0.05) + 0.05, 0, 1)),
     )
 
-    results = {r.name: r for r in (logit_diff, logit_lens, dla, attention, patching, attribution, head_scores)}
+    # The notebook's backup-name-mover experiment: L9H9 zero-ablated at END, L10H10 takes over.
+    after = f32(dla_head.copy())
+    after[9, 9], after[10, 10], after[10, 7] = 0.0, 1.23, -1.2
+    ablation = ablation_analysis.Result(
+        ablation_logit_diff=f32(clean * 2.92 / 3.55), ablation_logit_diff_clean=f32(clean),
+        ablation_dla_head_before=f32(dla_head), ablation_dla_head_after=after,
+        ablation_predicted_drop=np.array(float(dla_head[9, 9]), dtype=np.float32), prompt_labels=tuple(prompt_texts),
+        heads=[[9, 9]], mlp_layers=[], method="zero", ablated_positions="END", mean_clean=3.55, mean_ablated=2.92,
+        actual_drop=0.63,
+    )
+    into_q = head_grid({(9, 9): 0.21, (9, 6): 0.12, (10, 0): 0.08})
+    into_q[:8] = 0.0
+    path_patching = path_patching_analysis.Result(
+        path_patch_q=into_q, path_patch_q_raw=f32(into_q * 7.1 - 3.55),
+        path_patch_logits=head_grid({(9, 9): 0.4, (10, 7): -0.3}),
+        path_patch_logits_raw=f32(rng.normal(0, 1, (N_LAYERS, N_HEADS))),
+        question="forward", senders=[[7, 3], [7, 9]], receivers=["q", "logits"],
+    )
+
+    results = {r.name: r for r in (logit_diff, logit_lens, dla, attention, patching, attribution, ablation,
+                                   path_patching, head_scores)}
     meta = {
         "model": {"name": "gpt2-shaped test model", "n_layers": N_LAYERS, "n_heads": N_HEADS},
         "prompts": {"n_prompts": n_prompts, "str_tokens": str_tokens, "roles": roles,

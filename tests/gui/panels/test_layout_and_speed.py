@@ -27,7 +27,8 @@ def test_result_panels_are_listed_in_display_order_on_first_use():
     from ioi_desktop.gui import panels
 
     assert [cls.TITLE for cls in panels.RESULT_PANELS] == [
-        "Overview", "Logit lens", "Attribution", "Attention", "Patching", "Head scores"]
+        "Overview", "Logit lens", "Attribution", "Attention", "Patching", "Ablation", "Path patching",
+        "Head scores"]
     assert panels.PatchingPanel is PatchingPanel
 
 
