@@ -290,6 +290,41 @@ def _multi_step_reading(circuit: dict, n_layers: int, top: str) -> str:
     return " ".join(parts)
 
 
+def _backup_lines(backup: dict | None) -> list[str]:
+    """The backup-heads preset and the paths into its head, in words, from the recorded numbers."""
+    if not backup:
+        return []
+    layer, head = backup["head"]
+    before, after = np.array(backup["dla_before"]), np.array(backup["dla_after"])
+    change = after - before
+    change[layer, head] = 0.0
+    threshold = 0.02 * abs(backup["mean_clean"])
+    order = [np.unravel_index(i, change.shape) for i in np.argsort(-change, axis=None)]
+    rises = [(int(l), int(h)) for l, h in order if change[l, h] > threshold][:3]
+    falls = [(int(l), int(h)) for l, h in order[::-1] if change[l, h] < -threshold][:2]
+    drop = backup["mean_clean"] - backup["mean_ablated"]
+    text = (f"The app's preset \"Backup heads of the strongest DLA head\" (`ioi-desktop ablate` without `--heads`) "
+            f"zero-ablates L{layer}H{head}'s output at END on {backup['prompts']}: the mean logit difference goes "
+            f"from {backup['mean_clean']:.2f} to {backup['mean_ablated']:.2f}, a drop of {drop:.2f} against the "
+            f"{backup['predicted_drop']:.2f} its direct attribution predicts. ")
+    if rises:
+        text += ("Heads whose DLA rises by more than 2% of the clean logit difference: "
+                 + ", ".join(f"L{l}H{h} {before[l, h]:+.2f} -> {after[l, h]:+.2f}" for l, h in rises) + ". ")
+    else:
+        text += "No head's DLA rises by more than 2% of the clean logit difference: nothing compensates. "
+    if falls:
+        text += "Falling: " + ", ".join(f"L{l}H{h} {before[l, h]:+.2f} -> {after[l, h]:+.2f}" for l, h in falls) + ". "
+    strongest = []
+    for kind in "qkv":
+        grid = np.array(backup["paths_into"][kind])
+        l, h = np.unravel_index(int(np.abs(grid).argmax()), grid.shape)
+        strongest.append(f"{kind}: L{l}H{h} {grid[l, h]:+.2f}")
+    text += (f"Path patching into L{layer}H{head} (every earlier head alone as sender, normalised like the patching "
+             f"grids; `ioi-desktop path-patch --receiver-head {layer}.{head} --receivers q,k,v`), the strongest "
+             "path into each input: " + "; ".join(strongest) + ".")
+    return ["### Backup heads", "", text, ""]
+
+
 def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) -> str:
     """The README.md of the model folder."""
     config = json.loads((folder / "config.json").read_text())
@@ -414,6 +449,7 @@ def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) ->
         ("z patching, S2->IO", s2io["effects"]),
     ):
         lines += [f"{title}:", ""] + _grid_table(grid) + [""]
+    lines += _backup_lines(report.get("backup"))
     lines += [
         "### Compared with GPT-2 small",
         "",

@@ -404,8 +404,41 @@ def evaluate_folder(folder: str | os.PathLike, per_family: int = 200, circuit_pr
         "demo": demo_prompts(bridge, tokenizer),
         "circuit": circuit_metrics(bridge, tokenizer, circuit_set, seed),
         "head_types": head_type_scores(bridge, tokenizer, seed),
+        "backup": backup_experiment(folder),
     }
     return report
+
+
+def backup_experiment(folder: str | os.PathLike) -> dict:
+    """The app's backup preset on the demo's 8 prompts, and path patching into the preset's head.
+
+    Run through core's own analyses (``ablation`` with its defaults: zero-ablate
+    the head with the largest DLA at END; ``path_patching`` with that head as
+    the receiver, every earlier head as sender, q, k and v), as the app and
+    ``ioi-desktop ablate`` / ``path-patch`` compute them.
+    """
+    from ioi_desktop.core.analyses import ablation, path_patching
+    from ioi_desktop.core.models import ModelSpec, load_model
+    from ioi_desktop.core.pairs import notebook_prompt_set
+    from ioi_desktop.core.runner import Runner
+
+    handle = load_model(ModelSpec(source=str(folder), device="cpu"))
+    runner = Runner()
+    ablated = runner.run(handle, notebook_prompt_set(), ["ablation"], {"ablation": ablation.Options()})["ablation"]
+    (layer, head), = ablated.heads
+    paths = runner.run(handle, notebook_prompt_set(), ["path_patching"], {"path_patching": path_patching.Options(
+        receiver_head=f"{layer}.{head}", receivers=("q", "k", "v"))})["path_patching"]
+    rounded = lambda a: np.round(np.asarray(a, dtype=np.float64), 4).tolist()  # noqa: E731
+    return {
+        "prompts": "the TransformerLens demo's 8 prompts",
+        "head": [int(layer), int(head)],
+        "mean_clean": round(float(ablated.mean_clean), 4),
+        "mean_ablated": round(float(ablated.mean_ablated), 4),
+        "predicted_drop": round(float(ablated.ablation_predicted_drop), 4),
+        "dla_before": rounded(ablated.ablation_dla_head_before),
+        "dla_after": rounded(ablated.ablation_dla_head_after),
+        "paths_into": {kind: rounded(getattr(paths, f"path_patch_{kind}")) for kind in "qkv"},
+    }
 
 
 def format_report(report: dict) -> str:

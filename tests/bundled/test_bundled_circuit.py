@@ -113,3 +113,17 @@ def test_card_shows_the_screenshots_it_names():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", shot["file"]
         assert path.stat().st_size < 400_000, f"{shot['file']} is large for a model card"
         assert f"](screenshots/{shot['file']})" in text
+
+
+def test_recorded_backup_experiment_comes_back_from_the_weights(report):
+    """The card's backup-heads section: the ablation preset and the paths into its head, recomputed by core."""
+    torch.set_num_threads(1)
+    recorded = report["backup"]
+    recomputed = evaluate.backup_experiment(bundled_model_dir())
+    assert recomputed["head"] == recorded["head"]
+    for key in ("mean_clean", "mean_ablated", "predicted_drop"):
+        assert recomputed[key] == pytest.approx(recorded[key], abs=1e-3), key
+    for key in ("dla_before", "dla_after"):
+        np.testing.assert_allclose(recomputed[key], recorded[key], atol=1e-3, err_msg=key)
+    for kind in "qkv":
+        np.testing.assert_allclose(recomputed["paths_into"][kind], recorded["paths_into"][kind], atol=1e-3, err_msg=kind)
