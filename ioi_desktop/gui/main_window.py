@@ -177,6 +177,8 @@ class MainWindow(QMainWindow):
             panel.draw_failed.connect(self._on_panel_failed)
             if hasattr(panel, "run_requested"):
                 panel.run_requested.connect(self.run_only)
+            if hasattr(panel, "worker_idle"):
+                self.worker.busy_changed.connect(lambda busy, p=panel: None if busy else p.worker_idle())
             self.panels.append(panel)
             dock = self._add_dock(panel, panel_class.TITLE, Qt.RightDockWidgetArea)
             self.view_menu.insertAction(self._view_separator, dock.toggleViewAction())

@@ -119,3 +119,26 @@ def test_toolbar_actions_ablate_the_pinned_set_and_path_patch_from_the_selected_
     _wait_idle(qtbot, window)
     assert window.results["path_patching"].meta["senders"] == [[0, 3]]
     assert window.results["ablation"].meta["heads"] == [[1, 0]]
+
+
+def test_live_ablation_follows_the_pinned_set(qtbot, loaded_window):
+    window = loaded_window
+    panel = _panel(window, "Ablation")
+    from ioi_desktop.gui.worker import RUN
+
+    jobs = []
+    window.worker.job_started.connect(jobs.append)
+    panel.live_check.setChecked(True)
+    window.selection.set_pinned([(0, 1)])
+    window.selection.toggle_pin(1, 2)  # two quick changes: one debounced run of the final set
+    def ablated():
+        results = window.results
+        return None if results is None or "ablation" not in results.analyses else results["ablation"].meta["heads"]
+
+    qtbot.waitUntil(lambda: ablated() == [[0, 1], [1, 2]], timeout=RUN_TIMEOUT_MS)
+    _wait_idle(qtbot, window)
+    assert jobs.count(RUN) == 1
+    window.selection.toggle_pin(0, 1)
+    qtbot.waitUntil(lambda: ablated() == [[1, 2]], timeout=RUN_TIMEOUT_MS)
+    _wait_idle(qtbot, window)
+    panel.live_check.setChecked(False)

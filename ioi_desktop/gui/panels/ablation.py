@@ -8,6 +8,11 @@ the strongest DLA head". The three grids are each head's DLA at END before and
 after the ablation and their difference (after - before): heads that gain are
 backup heads, heads that grow more negative are negative heads. Clicking a
 cell selects that head everywhere.
+
+"Live" re-runs the ablation whenever the pinned set changes: debounced
+(``LIVE_DELAY_MS`` after the last change), on the worker thread like every run
+(so the window stays responsive and Cancel stops it); a change that arrives
+while a run is going is run once the worker is free (``worker_idle``).
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ioi_desktop.core.analyses import ablation
 from ioi_desktop.gui.panels.result_panel import ResultPanel
@@ -74,6 +79,9 @@ class PinnedChips(QWidget):
         return [chip.text() for chip in self.chips]
 
 
+LIVE_DELAY_MS = 400
+
+
 class AblationPanel(ResultPanel):
     TITLE = "Ablation"
     RESULTS = (ablation.Result,)
@@ -93,6 +101,10 @@ class AblationPanel(ResultPanel):
                                       "the head with the largest DLA); method and positions in Run > Options")
         self.ablate_button.clicked.connect(self.request_ablation)
         actions.addWidget(self.ablate_button)
+        self.live_check = QCheckBox("Live")
+        self.live_check.setObjectName("ablation_live")
+        self.live_check.setToolTip("Re-run the ablation whenever the pinned set changes")
+        actions.addWidget(self.live_check)
         actions.addStretch(1)
         actions.addWidget(self.roles_checkbox)
         layout.addLayout(actions)
@@ -108,9 +120,29 @@ class AblationPanel(ResultPanel):
             grids.addWidget(heatmap, 1)
         layout.addLayout(grids, 1)
         layout.addWidget(self.roles_legend)
+        self._live_timer = QTimer(self)
+        self._live_timer.setSingleShot(True)
+        self._live_timer.setInterval(LIVE_DELAY_MS)
+        self._live_timer.timeout.connect(self.request_ablation)
+        self._live_pending = False
+        selection.subscribe(self._on_pinned_changed)
 
     def request_ablation(self) -> None:
+        self._live_pending = False
         self.run_requested.emit(ablation.NAME, {"heads": self.selection.pinned_text()})
+
+    def _on_pinned_changed(self, _selection, changed) -> None:
+        if "pinned" in changed and self.live_check.isChecked():
+            self._live_pending = True
+            self._live_timer.start()
+
+    def worker_idle(self) -> None:
+        """The worker is free again: run a live change that could not start while it was busy."""
+        shown = None if self.results is None else self.results.result(ablation.Result)
+        wanted = [list(pair) for pair in self.selection.pinned]
+        stale = shown is not None and self.selection.pinned and shown.heads != wanted
+        if self.live_check.isChecked() and (self._live_pending or stale) and not self._live_timer.isActive():
+            self._live_timer.start()
 
     def grids(self) -> dict[str, np.ndarray]:
         result = None if self.results is None else self.results.result(ablation.Result)
