@@ -36,6 +36,10 @@ def test_pin_ablate_path_patch_click_and_session_round_trip(qtbot, loaded_window
     assert window.selection.pinned == ((1, 3), (0, 2))
     ablation_panel = _panel(window, "Ablation")
     assert ablation_panel.chips.texts() == ["L1H3 ×", "L0H2 ×"]
+    # The attention viewer shows the same shared set side by side.
+    viewer = next(p for p in window.panels if "attention" in p.analyses())
+    assert viewer.pinned_heads() == [(1, 3), (0, 2)]
+    assert viewer.pinned_maps[0].isVisibleTo(viewer) and viewer.pinned_maps[1].isVisibleTo(viewer)
     # Ctrl-click again unpins; a plain click selects without pinning.
     _click(qtbot, patching.exact, 0, 2, Qt.KeyboardModifier.ControlModifier)
     _click(qtbot, patching.exact, 0, 1)

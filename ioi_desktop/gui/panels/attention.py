@@ -9,8 +9,9 @@ head anywhere in the app shows it here at once, with no recomputation.
 Clicking a cell selects that query position: the token strip below shades
 every key by that query's attention and outlines the strongest keys. Keys:
 Left/Right step heads, Up/Down step layers, PageUp/PageDown step prompts.
-"Pin" keeps the current head on screen so several heads can be compared
-side by side.
+"Pin head" adds the current head to the selection's shared pinned set (the
+set Ctrl/Cmd-click builds in any head map, which ablation and path patching
+use); the last three pinned heads are shown side by side for comparison.
 """
 
 from __future__ import annotations
@@ -56,7 +57,6 @@ class AttentionPanel(ResultPanel):
     def __init__(self, selection, parent: QWidget | None = None) -> None:
         super().__init__(selection, parent)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        self._pins: list[tuple[int, int]] = []
         layout = QVBoxLayout(self)
         controls = QHBoxLayout()
         self.prompt_spin = self._spin("Prompt", controls, "Prompt (PageUp/PageDown)")
@@ -158,7 +158,6 @@ class AttentionPanel(ResultPanel):
             spin.blockSignals(True)
             spin.setRange(0, top - 1)
             spin.blockSignals(False)
-        self._pins = [(l, h) for l, h in self._pins if l < n_layers and h < n_heads]
         self._draw()
 
     def clear_views(self) -> None:
@@ -185,11 +184,12 @@ class AttentionPanel(ResultPanel):
         self.heatmap.set_titles(f"L{layer}H{head} — prompt {prompt}", "query", "key")
         self.heatmap.set_data(pattern, rows, cols, signed=False, levels=(0.0, 1.0), value_format="{:.3f}")
         patterns = self._patterns()
+        pins = self.pinned_heads()
         for index, pinned in enumerate(self.pinned_maps):
-            if index >= len(self._pins):
+            if index >= len(pins):
                 pinned.setVisible(False)
                 continue
-            pin_layer, pin_head = self._pins[index]
+            pin_layer, pin_head = pins[index]
             pinned.setVisible(True)
             pinned.set_titles(f"L{pin_layer}H{pin_head} (pinned)", "query", "key")
             values = patterns[prompt, pin_layer, pin_head, : pattern.shape[0], : pattern.shape[1]]
@@ -239,7 +239,7 @@ class AttentionPanel(ResultPanel):
     def update_selection(self, selection: Selection, changed: frozenset) -> None:
         if self.results is None or self._patterns() is None:
             return
-        if changed & {"prompt", "layer", "head"}:
+        if changed & {"prompt", "layer", "head", "pinned"}:
             self._draw()
         elif changed & {"position", "key_pos"}:
             self._draw_query()
@@ -254,16 +254,19 @@ class AttentionPanel(ResultPanel):
         if self._patterns() is None:
             return
         _, layer, head = self.shown_head()
-        if (layer, head) not in self._pins:
-            self._pins = (self._pins + [(layer, head)])[-_MAX_PINS:]
-        self._draw()
+        if (layer, head) not in self.selection.pinned:
+            self.selection.set_pinned([*self.selection.pinned, (layer, head)])
 
     def _on_unpin_clicked(self) -> None:
-        self._pins = []
-        self._draw()
+        self.selection.clear_pinned()
 
     def pinned_heads(self) -> list[tuple[int, int]]:
-        return list(self._pins)
+        """The shared pinned set's last ``_MAX_PINS`` heads that these results have (shown side by side)."""
+        patterns = self._patterns()
+        if patterns is None:
+            return []
+        n_layers, n_heads = patterns.shape[1:3]
+        return [(l, h) for l, h in self.selection.pinned if l < n_layers and h < n_heads][-_MAX_PINS:]
 
     def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt override
         patterns = self._patterns()
