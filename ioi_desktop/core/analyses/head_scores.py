@@ -17,40 +17,26 @@ This analysis does its own forward pass; it needs nothing from the prompt set.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 from jaxtyping import Float32
 
 from ioi_desktop.core import hooks
-from ioi_desktop.core.analyses.base import (
-    AnalysisContext,
-    AnalysisOptions,
-    AnalysisResult,
-    Progress,
-    array,
-    meta,
-    option,
-)
+from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisOptions, AnalysisResult, Progress, array, meta, option
 from ioi_desktop.core.errors import AnalysisError
 
 NAME = "head_scores"
 MAX_SEQ_LEN = 4096
 
 
-@dataclass(frozen=True)
-class Options(AnalysisOptions):
-    analysis = NAME
+class Options(AnalysisOptions, analysis=NAME):
     seq_len: int = option(100, "Length of each half of the repeated random sequence (clipped to half the "
                           "model's context)", low=2, high=MAX_SEQ_LEN)
     batch: int = option(2, "How many random sequences to score on", low=1, high=1024)
     seed: int = option(0, "Seed of the random token sequences", low=0, high=2**31 - 1)
 
 
-@dataclass(frozen=True, eq=False)
-class Result(AnalysisResult):
-    analysis = NAME
-    title = "Head types"
+class Result(AnalysisResult, analysis=NAME, title="Head types"):
     head_score_prev: Float32[np.ndarray, "layer head"] | None = array("previous-token score: mean attention q -> q-1")
     head_score_dup: Float32[np.ndarray, "layer head"] | None = array("duplicate-token score: mean attention q -> q-n")
     head_score_induction: Float32[np.ndarray, "layer head"] | None = array("induction score: mean attention q -> q-n+1")
