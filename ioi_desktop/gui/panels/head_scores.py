@@ -15,6 +15,7 @@ import numpy as np
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ioi_desktop.core.analyses import head_scores
+from ioi_desktop.core.grids import strongest_cell
 from ioi_desktop.gui.panels.result_panel import ResultPanel
 from ioi_desktop.gui.widgets.export import export_grid_csv
 from ioi_desktop.gui.widgets.heatmap import Heatmap
@@ -75,8 +76,8 @@ class HeadScoresPanel(ResultPanel):
             for name, title in SCORES:
                 values = self.results.array(name)
                 if values is not None:
-                    layer, head = np.unravel_index(int(np.argmax(values)), values.shape)
-                    top.append(f"{title.split()[0].lower()}: L{layer}H{head} ({values[layer, head]:.2f})")
+                    (layer, head), value = strongest_cell(values, by="max")
+                    top.append(f"{title.split()[0].lower()}: L{layer}H{head} ({value:.2f})")
             self.status.setText("Strongest heads — " + "; ".join(top) + ". Click a head to inspect it.")
         else:
             self.status.setText("These results have no head scores; run the head-scores analysis.")
