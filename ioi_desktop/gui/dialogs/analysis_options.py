@@ -7,6 +7,8 @@ runner's per-analysis ``options`` mapping (``ctx.options`` of each analysis):
   (resid_pre, attn_out, mlp_out, head z/v/pattern/q/k, head z by position);
   attribution patching estimates the same grids, so both get the same list;
 - ``logit_diff`` and ``logit_lens``: ``top_k``, how many top tokens to keep;
+- ``logit_lens``: ``lens_norm``, how the logit-difference lens applies the final
+  LayerNorm ("cached_final", the notebook's method, or "recompute");
 - ``head_scores``: ``seed`` and ``seq_len`` of the repeated random sequences;
 - every analysis: ``batch_size``, prompts per forward pass (absent = automatic).
 
@@ -25,6 +27,7 @@ from typing import Any, Mapping
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
@@ -53,6 +56,11 @@ SWEEP_TITLES = {
 }
 _SWEEP_ANALYSES = ("patching", "attribution_patching")
 _TOP_K_ANALYSES = ("logit_diff", "logit_lens")
+# logit_lens's lens_norm values (core.analyses.logit_lens.LENS_NORMS; not imported: it imports torch).
+LENS_NORM_CHOICES = (
+    ("cached_final", "Final LayerNorm scale cached (the notebook's method)"),
+    ("recompute", "LayerNorm recomputed at each point"),
+)
 MAX_BATCH_SIZE = 4096
 MAX_TOP_K = 100
 MAX_SEQ_LEN = 4096
@@ -67,6 +75,7 @@ class RunOptions:
     top_k: int | None = None
     head_seed: int = 0
     head_seq_len: int | None = None
+    lens_norm: str | None = None
     analyses: tuple[str, ...] = field(default_factory=lambda: tuple(info.name for info in ANALYSES))
 
     def runner_options(self, analyses: list[str] | tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
@@ -80,6 +89,8 @@ class RunOptions:
                 options[name]["sweeps"] = list(self.sweeps)
             if name in _TOP_K_ANALYSES and self.top_k is not None:
                 options[name]["top_k"] = self.top_k
+            if name == "logit_lens" and self.lens_norm is not None:
+                options[name]["lens_norm"] = self.lens_norm
             if name == "head_scores":
                 options[name]["seed"] = self.head_seed
                 if self.head_seq_len is not None:
@@ -94,6 +105,7 @@ class RunOptions:
             "top_k": self.top_k,
             "head_seed": self.head_seed,
             "head_seq_len": self.head_seq_len,
+            "lens_norm": self.lens_norm,
         }
 
     @classmethod
@@ -130,6 +142,7 @@ class RunOptions:
             top_k=whole("top_k", 1, MAX_TOP_K, default.top_k),
             head_seed=whole("head_seed", 0, 2**31 - 1, default.head_seed) or 0,
             head_seq_len=whole("head_seq_len", 2, MAX_SEQ_LEN, default.head_seq_len),
+            lens_norm=data.get("lens_norm") if data.get("lens_norm") in dict(LENS_NORM_CHOICES) else default.lens_norm,
             analyses=names("analyses", all_analyses, default.analyses),
         )
 
@@ -206,6 +219,13 @@ class AnalysisOptionsDialog(QDialog):
         self.top_k_spin = _spin(1, MAX_TOP_K, options.top_k, "Default (5)",
                                 "How many most likely next tokens the logit difference and logit lens keep")
         form.addRow("Top tokens (logit lens):", self.top_k_spin)
+        self.lens_norm_combo = QComboBox()
+        for key, label in LENS_NORM_CHOICES:
+            self.lens_norm_combo.addItem(label, key)
+        self.lens_norm_combo.setToolTip("How the logit-difference lens applies the final LayerNorm to each point; "
+                                        "the top-token grid always recomputes it (the standard logit lens)")
+        self._set_lens_norm(options.lens_norm)
+        form.addRow("Logit-difference lens:", self.lens_norm_combo)
         self.seed_spin = _spin(0, 2**31 - 1, options.head_seed,
                                tip="Seed of the random token sequences the head types are scored on")
         form.addRow("Head types seed:", self.seed_spin)
@@ -236,6 +256,10 @@ class AnalysisOptionsDialog(QDialog):
         for spin, value in ((self.batch_spin, options.batch_size), (self.top_k_spin, options.top_k),
                             (self.seed_spin, options.head_seed), (self.seq_len_spin, options.head_seq_len)):
             spin.setValue(spin.minimum() if value is None else value)
+        self._set_lens_norm(options.lens_norm)
+
+    def _set_lens_norm(self, value: str | None) -> None:
+        self.lens_norm_combo.setCurrentIndex(max(0, self.lens_norm_combo.findData(value or LENS_NORM_CHOICES[0][0])))
 
     def options(self) -> RunOptions:
         return replace(
@@ -246,6 +270,8 @@ class AnalysisOptionsDialog(QDialog):
             top_k=_spin_value(self.top_k_spin),
             head_seed=self.seed_spin.value(),
             head_seq_len=_spin_value(self.seq_len_spin),
+            # The default stays None (not passed), so the analysis's own default applies.
+            lens_norm=None if self.lens_norm_combo.currentData() == LENS_NORM_CHOICES[0][0] else self.lens_norm_combo.currentData(),
         )
 
     def problem_text(self) -> str:
@@ -261,6 +287,7 @@ class AnalysisOptionsDialog(QDialog):
         chosen = [name for name, check in self.analysis_checks.items() if check.isChecked()]
         self.sweeps_box.setEnabled(any(name in chosen for name in _SWEEP_ANALYSES))
         self.top_k_spin.setEnabled(any(name in chosen for name in _TOP_K_ANALYSES))
+        self.lens_norm_combo.setEnabled("logit_lens" in chosen)
         head_scores = "head_scores" in chosen
         self.seed_spin.setEnabled(head_scores)
         self.seq_len_spin.setEnabled(head_scores)
