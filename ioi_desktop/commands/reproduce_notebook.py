@@ -26,21 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the comparison to this JSON file")
 
 
-def missing_model_message(name: str) -> str | None:
-    """One sentence on bringing a hub model onto an offline machine; None when it is cached or ``name`` is a folder."""
-    from ioi_desktop.core.models import find_in_hf_cache, hf_cache_dir, looks_like_path
-
-    if looks_like_path(name) or find_in_hf_cache(name) is not None:
-        return None
-    return (f"{name} is not in this machine's Hugging Face cache ({hf_cache_dir()}): on a machine with network access "
-            f"run 'huggingface-cli download {name}', copy the folder models--{name.replace('/', '--')} from its "
-            f"Hugging Face hub cache into {hf_cache_dir()} here (or pass --model with a saved model folder), "
-            "then run this command again.")
-
-
 def run(args: argparse.Namespace) -> int:
     from ioi_desktop.core.atomic import write_text_atomic
-    from ioi_desktop.core.notebook_check import format_table, load_reference, reproduce
+    from ioi_desktop.core.notebook_check import format_table, load_reference, missing_model_message, reproduce
 
     reference = load_reference(args.reference)
     message = missing_model_message(args.model)

@@ -118,6 +118,18 @@ class Comparison:
         return sum(row.passed for row in self.rows)
 
 
+def missing_model_message(name: str) -> str | None:
+    """One sentence on bringing a hub model onto an offline machine; None when it is cached or ``name`` is a folder."""
+    from ioi_desktop.core.models import find_in_hf_cache, hf_cache_dir, looks_like_path
+
+    if looks_like_path(name) or find_in_hf_cache(name) is not None:
+        return None
+    return (f"{name} is not in this machine's Hugging Face cache ({hf_cache_dir()}): on a machine with network access "
+            f"run 'huggingface-cli download {name}', copy the folder models--{name.replace('/', '--')} from its "
+            f"Hugging Face hub cache (~/.cache/huggingface/hub) into {hf_cache_dir()} here (or pass a saved model "
+            "folder instead), then run this again.")
+
+
 def _sanity(handle: Any) -> tuple[str, float]:
     """Top-1 token of the demo's sanity prompt and its probability."""
     import torch
