@@ -120,3 +120,22 @@ def test_a_run_uses_the_chosen_sweeps(qtbot, loaded_window):
     assert results.has_array("patch_head_z")
     assert not results.has_array("patch_resid_pre") and not results.has_array("patch_head_v")
     assert results.array("logit_lens_grid_top_ids").shape[-1] == 3
+
+
+def test_lens_norm_option_reaches_the_logit_lens_and_round_trips(qtbot):
+    from ioi_desktop.core.analyses.logit_lens import LENS_NORMS
+    from ioi_desktop.gui.dialogs.analysis_options import LENS_NORM_CHOICES
+
+    assert [key for key, _ in LENS_NORM_CHOICES] == list(LENS_NORMS)
+    chosen = RunOptions(lens_norm="recompute")
+    assert chosen.runner_options(["logit_lens", "dla"]) == {"logit_lens": {"lens_norm": "recompute"}, "dla": {}}
+    assert RunOptions.from_dict(chosen.to_dict()) == chosen
+    assert RunOptions.from_dict({"lens_norm": "sometimes"}) == RunOptions()
+    dialog = AnalysisOptionsDialog(chosen)
+    qtbot.addWidget(dialog)
+    assert dialog.lens_norm_combo.currentData() == "recompute" and dialog.options() == chosen
+    dialog.lens_norm_combo.setCurrentIndex(dialog.lens_norm_combo.findData("cached_final"))
+    # The notebook's method is the analysis's default, so choosing it passes nothing.
+    assert dialog.options().lens_norm is None
+    dialog.analysis_checks["logit_lens"].setChecked(False)
+    assert not dialog.lens_norm_combo.isEnabled()

@@ -38,8 +38,9 @@ re-tokenizes them (random BPE ids do not survive decode + encode), runs one
 forward per sequence, and divides by every query row, including the first
 copy's rows where a duplicate or induction head has nothing to find (so its
 duplicate score cannot exceed n / (2n + 1)); one batched forward here scores
-token ids directly. This analysis does its own forward pass and needs
-nothing from the prompt set.
+token ids directly (measured on a GPT-2-small-shaped model, 2 x 201 tokens:
+0.32 s vs 1.20 s for the three types, ``benchmarks/bench_tl_tools.py``).
+This analysis does its own forward pass and needs nothing from the prompt set.
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@ Ours rather than TransformerLens's tools, with parity tests against both:
 scale) and unembeds the full vocabulary to read two logits, where a dot
 product with the answer direction suffices; prompts of unequal length are
 read at each prompt's own END, which one ``pos_slice`` cannot express.
+Measured (``benchmarks/bench_tl_tools.py``, GPT-2-small-shaped random model,
+the notebook's 8 pairs, 1 thread): lens points 0.001 s vs 0.20 s, grid 1.1 s
+vs 6.1 s, same numbers to 6e-6.
 
 (b) The grid (always LayerNorm recomputed at each row, the standard logit
 lens, as ``tools.analysis.logit_lens``): for ``resid_pre`` of every layer and
