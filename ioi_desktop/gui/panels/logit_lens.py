@@ -45,10 +45,10 @@ COLOURINGS = (
 _EMPTY = "Run the logit lens to see what each layer's residual stream predicts."
 # How the logit-difference lens applied the final LayerNorm (meta "lens_norm"), as its plot title says it.
 LENS_TITLES = {
-    "cached_final": "Logit difference lens (at END)<br>final LN scale cached (notebook)",
-    "recompute": "Logit difference lens (at END)<br>LN recomputed at each point",
+    "cached_final": "Logit difference lens<br>at END, cached final LN",
+    "recompute": "Logit difference lens<br>at END, LN recomputed",
 }
-GRID_NOTE = "LayerNorm recomputed per cell"
+GRID_NOTE = "LN recomputed per cell"
 
 
 class LogitLensPanel(ResultPanel):
@@ -187,7 +187,7 @@ class LogitLensPanel(ResultPanel):
         roles = self.results.roles(prompt) if self.results is not None else {}
         cols = axis_position_labels(None, tokens, values.shape[1], roles)
         levels = None if signed else (0.0, 1.0)
-        self.grid.set_titles(f"Top token by layer and position — prompt {prompt} ({GRID_NOTE})", "layer", "position")
+        self.grid.set_titles(f"Top token, {GRID_NOTE} — prompt {prompt}", "layer", "position")
         self.grid.set_data(values, self._row_labels(values.shape[0]), cols, signed=signed, levels=levels,
                            value_format="{:+.3g}" if signed else "{:.2f}")
         # While rows stream in, rows not computed yet are NaN (ids included): no text there.
