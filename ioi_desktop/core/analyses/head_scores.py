@@ -20,7 +20,8 @@ How the sequences are made (options, each recorded in ``meta``):
   from the tokenizer's ordinary word tokens (a space marker followed by
   letters, e.g. " Mary"; no special tokens; for the bundled word-level
   tokenizer that is its word vocabulary), without replacement within a run,
-  so each token's earlier copy is unique; "id_range" is the demo's
+  so each token's earlier copy is unique (a tokenizer with fewer word tokens
+  than a run needs falls back to "id_range", noted in ``meta``); "id_range" is the demo's
   ``torch.randint(100, 20000)`` (clipped to the vocabulary), with replacement.
 - ``seq_len`` (default the demo's 100, clipped so BOS and both copies fit
   the context), ``batch`` (default 2) and ``seed`` (default 0).
@@ -140,10 +141,17 @@ def repeated_word_tokens(pool: list[int], seq_len: int, batch: int, seed: int) -
 def make_sequences(tokenizer: Any, d_vocab: int, chosen: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
     """The scored token ids [batch, (1 +) 2 * seq_len] and a description of how they were drawn."""
     n, batch, seed = chosen["seq_len"], chosen["batch"], chosen["seed"]
-    if chosen["token_pool"] == "words":
-        pool = word_token_ids(tokenizer, d_vocab)
+    pool = word_token_ids(tokenizer, d_vocab) if chosen["token_pool"] == "words" else []
+    if chosen["token_pool"] == "words" and len(pool) >= n:
         tokens = repeated_word_tokens(pool, n, batch, seed)
         drawn = {"token_pool_size": len(pool), "sampling": "distinct ordinary word tokens within a run"}
+    elif chosen["token_pool"] == "words":
+        # A tokenizer without enough space-marked word tokens (byte- or character-level, say): the demo's ids.
+        tokens = repeated_random_tokens(d_vocab, n, batch, seed)
+        chosen["token_pool"] = "id_range"
+        drawn = {"token_range": list(token_range(d_vocab)), "sampling": "torch.randint over the id range, with replacement",
+                 "token_pool_note": f"the tokenizer has {len(pool)} ordinary word tokens, fewer than the {n} a run "
+                 "needs, so the ids were drawn from the demo's id range instead"}
     else:
         tokens = repeated_random_tokens(d_vocab, n, batch, seed)
         drawn = {"token_range": list(token_range(d_vocab)), "sampling": "torch.randint over the id range, with replacement"}

@@ -219,3 +219,22 @@ def test_bundled_duplicate_head_is_the_cards(bundled_handle):
     readme = " ".join((bundled_model_dir().parents[2] / "README.md").read_text(encoding="utf-8").split())
     assert f"duplicate-token head, {dup[0, 0]:.2f} at its defaults" in readme
     assert f"and {short[0, 0]:.2f} on 10-word runs" in readme
+
+
+def test_too_few_word_tokens_fall_back_to_the_demo_id_range_and_say_so():
+    from tiny_models import make_word_tokenizer
+
+    from ioi_desktop.core.analyses.head_scores import make_sequences, word_token_ids
+
+    tokenizer = make_word_tokenizer()
+    pool = word_token_ids(tokenizer, len(tokenizer))
+    assert 0 < len(pool) < 60 and not set(pool) & set(tokenizer.all_special_ids)
+    chosen = {"seq_len": 60, "batch": 2, "seed": 0, "prepend_bos": True, "token_pool": "words"}
+    tokens, drawn = make_sequences(tokenizer, len(tokenizer), chosen)
+    assert chosen["token_pool"] == "id_range" and "fewer than the 60" in drawn["token_pool_note"]
+    assert tokens.shape == (2, 121) and (tokens[:, 0] == tokenizer.bos_token_id).all()
+    assert torch.equal(tokens[:, 1:61], tokens[:, 61:])
+    enough = {**chosen, "seq_len": 10, "token_pool": "words"}
+    tokens, drawn = make_sequences(tokenizer, len(tokenizer), enough)
+    assert enough["token_pool"] == "words" and set(tokens[:, 1:].ravel().tolist()) <= set(pool)
+    assert all(len(set(row[1:11].tolist())) == 10 for row in tokens)
