@@ -3,7 +3,7 @@
 - the logit-difference lens (default, the notebook's method) against
   ``ActivationCache.accumulated_resid`` + ``apply_ln_to_stack`` with the cached
   final scale; its ``recompute`` option and the top-token grid against
-  ``tools.analysis.logit_lens``;
+  ``tools.analysis.logit_lens`` and ``logit_readout``;
 - DLA against ``tools.analysis.direct_logit_attribution`` (components and heads);
 - attribution patching against ``tools.analysis.attribution_patch`` (node
   granularity, denoising convention) after converting our normalized scores back;
@@ -111,6 +111,23 @@ def test_grid_equals_tools_logit_lens(gpt2_handle):
                                    (answers[..., 0] - answers[..., 1]).numpy(), atol=TOL)
         probs = logit_lens(model, cache=cache, positions=None, vocab=[c], return_type="probs").values[:, 0, :, 0]
         np.testing.assert_allclose(result.arrays["logit_lens_grid_p_correct"][:, p], probs.numpy(), atol=TOL)
+
+
+def test_grid_rows_equal_tools_logit_readout(gpt2_handle):
+    """Each grid row is the residual stream read through ln_final (recomputed), W_U and b_U."""
+    from transformer_lens.tools.analysis import logit_readout
+
+    from ioi_desktop.core.analyses.logit_lens import grid_point_names
+
+    batch = notebook_batch(gpt2_handle)
+    result = Runner().run(gpt2_handle, batch, ["logit_lens"])["logit_lens"]
+    for p, (_, cache) in enumerate(reference_caches(gpt2_handle, batch)):
+        for row, (_, name) in enumerate(grid_point_names(gpt2_handle.info.n_layers)):
+            top = logit_readout(gpt2_handle.model, cache[name][0], top_k=5, return_type="probs")
+            np.testing.assert_allclose(result.arrays["logit_lens_grid_top_probs"][row, p], top.values.numpy(), atol=TOL)
+            c = int(batch.correct_ids[p])
+            answer = logit_readout(gpt2_handle.model, cache[name][0], targets=c, return_type="probs")
+            np.testing.assert_allclose(result.arrays["logit_lens_grid_p_correct"][row, p], answer.values[:, 0].numpy(), atol=TOL)
 
 
 def test_bad_lens_norm_is_one_clear_sentence(gpt2_handle):
