@@ -15,10 +15,11 @@ Speedup = TransformerLens time / our time. ``max_abs_diff`` is the largest
 difference in the patched mean logit difference (before normalization) over
 every cell compared.
 
-    python benchmarks/bench_patching.py [--quick] [--head-z-only] [--json FILE] [--threads 1]
+    python -m benchmarks.bench_patching [--quick] [--head-z-only] [--json FILE] [--threads 1]
 
 ``--head-z-only`` skips the six-sweep suite (no ``speedup_suite``): a
-re-measurement of the head z numbers in a few minutes.
+re-measurement of the head z numbers in a few minutes. Run it from the
+repository root as a module, so ``tests.support`` is importable.
 """
 
 from __future__ import annotations
@@ -34,11 +35,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-# The model and prompt builders are shared with the patching tests.
-sys.path.insert(0, str(ROOT / "tests" / "core" / "patching"))
-sys.path.insert(0, str(ROOT / "tests"))
+# The model and prompt builders are shared with the patching tests (tests.support.patching_helpers).
 
 SUITE = ("resid_pre", "attn_out", "mlp_out", "head_z", "head_v", "head_pattern")
 FULL_SHAPE = {"n_layer": 12, "n_head": 12, "n_embd": 768}
@@ -51,7 +48,7 @@ class _Quiet:
     def set_total(self, units): ...
     def advance(self, units=1, message=""): ...
     def check_cancelled(self): ...
-    def rows(self, array, index, values): ...
+    def rows(self, array, index, values, shape): ...
 
 
 def _ours(model, batch, sweeps, engine):
@@ -60,22 +57,23 @@ def _ours(model, batch, sweeps, engine):
 
     from ioi_desktop.core.analyses import patching
     from ioi_desktop.core.engine import hooks_for_kinds  # imported before timing, like TL's module
-    from patching_helpers import context
+    from tests.support.patching_helpers import context
 
-    ctx = context(model, batch, {"sweeps": list(sweeps), "engine": engine})
+    ctx = context(model, batch)
+    options = patching.Options(sweeps=tuple(sweeps), engine=engine)
     names = hooks_for_kinds({patching.SWEEPS[s].kind for s in sweeps}, int(model.cfg.n_layers))
     ctx.runs.declare(names)
     ctx.runs.require("clean", names)
     began = time.perf_counter()
     with torch.no_grad():
         ctx.runs.require("corrupt", names)
-        result = patching.run(ctx, _Quiet())
+        result = patching.run(ctx, options, _Quiet())
     seconds = time.perf_counter() - began
     return seconds, {s: result.arrays[patching.SWEEPS[s].array + "_raw"] for s in sweeps}, result.meta
 
 
 def _tl(model, batch, sweep, clean_cache):
-    from patching_helpers import tl_reference
+    from tests.support.patching_helpers import tl_reference
 
     began = time.perf_counter()
     grid = tl_reference(model, batch, sweep, clean_cache)
@@ -94,7 +92,7 @@ def main(argv=None) -> int:
     import torch
     import transformer_lens.patching as tl_patching
 
-    from patching_helpers import notebook_pairs, random_gpt2_bridge, tokenized_pairs
+    from tests.support.patching_helpers import notebook_pairs, random_gpt2_bridge, tokenized_pairs
 
     torch.set_num_threads(args.threads)
     # TL's sweeps draw a progress bar per call; keep the output to the numbers.

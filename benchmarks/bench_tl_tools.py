@@ -19,7 +19,9 @@ of rows computes the same numbers from the same clean cache:
 - ``attribution_patching``: head z and MLP-out estimates (ours: one batched
   forward + backward; TL: ``attribution_patch``, two forwards and a backward per pair).
 
-    python benchmarks/bench_tl_tools.py [--small] [--json FILE] [--threads 1]
+    python -m benchmarks.bench_tl_tools [--small] [--json FILE] [--threads 1]
+
+Run it from the repository root as a module, so ``tests.support`` is importable.
 """
 
 from __future__ import annotations
@@ -36,10 +38,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "core" / "analyses"))
 
 FULL_SHAPE = {"n_layer": 12, "n_head": 12, "n_embd": 768}
 SMALL_SHAPE = {"n_layer": 3, "n_head": 4, "n_embd": 64}
@@ -58,7 +56,7 @@ class _Quiet:
     def set_total(self, units): ...
     def advance(self, units=1, message=""): ...
     def check_cancelled(self): ...
-    def rows(self, array, index, values): ...
+    def rows(self, array, index, values, shape): ...
 
 
 def main(argv=None) -> int:
@@ -73,13 +71,15 @@ def main(argv=None) -> int:
     from transformer_lens.head_detector import detect_head
     from transformer_lens.tools.analysis import attribution_patch, direct_logit_attribution, logit_lens
 
-    from analysis_fixtures import notebook_batch, save_random_gpt2
-    from tiny_models import make_gpt2_tokenizer
+    from tests.support.analysis_fixtures import notebook_batch, save_random_gpt2
+    from tests.support.tiny_models import make_gpt2_tokenizer
 
     from ioi_desktop.core.analyses import dla as dla_module
     from ioi_desktop.core.analyses import logit_lens as lens_module
+    from ioi_desktop.core.analyses.attribution_patching import Options as AtpOptions
     from ioi_desktop.core.analyses.attribution_patching import run as atp_run
     from ioi_desktop.core.analyses.base import AnalysisContext
+    from ioi_desktop.core.analyses.head_scores import Options as HeadOptions
     from ioi_desktop.core.analyses.head_scores import make_sequences, model_prepends_bos, score_heads, settings
     from ioi_desktop.core.models import ModelSpec, load_model
     from ioi_desktop.core.runner import SharedRuns
@@ -120,10 +120,10 @@ def main(argv=None) -> int:
         ))
         seconds["lens_grid"] = {"ours": ours_s, "transformer_lens": tl_s}
 
-    ctx = AnalysisContext(handle=handle, batch=batch, options={}, runs=SharedRuns(model, batch))
-    ctx.runs.declare(dla_module.hooks_needed(ctx))
+    ctx = AnalysisContext(handle=handle, batch=batch, runs=SharedRuns(model, batch))
+    ctx.runs.declare(dla_module.hooks_needed(ctx, dla_module.Options()))
     ctx.runs.cache("clean")
-    ours_s, ours = _timed(lambda: dla_module.run(ctx, _Quiet()), 3)
+    ours_s, ours = _timed(lambda: dla_module.run(ctx, dla_module.Options(), _Quiet()), 3)
     tl_s, tl = _timed(lambda: (
         direct_logit_attribution(model, answer_tokens=correct, incorrect_tokens=incorrect, unit="component", cache=cache),
         direct_logit_attribution(model, answer_tokens=correct, incorrect_tokens=incorrect, unit="head", cache=cache)), 3)
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
                              np.abs(ours.arrays["dla_head_by_prompt"].reshape(len(rows), -1)
                                     - tl[1].attribution[: n_layers * n_heads].T.numpy()).max()))
 
-    options = {"seq_len": 100, "batch": 2}
+    options = HeadOptions(seq_len=100, batch=2)
     ours_s, (scores, _) = _timed(lambda: score_heads(model, handle.tokenizer, options))
     chosen = settings(options, handle.info.n_ctx, model_prepends_bos(model, handle.tokenizer))
     sequences, _ = make_sequences(handle.tokenizer, handle.info.d_vocab, chosen)
@@ -146,8 +146,9 @@ def main(argv=None) -> int:
         diffs["head_scores"] = float(max((scores[kind] - t * (2 * n + 1) / scored).abs().max() for kind, t, scored in
                                          zip(("prev", "dup", "induction"), tl, (2 * n, n, n))))
 
-    atp_ctx = AnalysisContext(handle=handle, batch=batch, options={"sweeps": ["head_z", "mlp_out"]}, runs=SharedRuns(model, batch))
-    ours_s, ours = _timed(lambda: atp_run(atp_ctx, _Quiet()))
+    atp_ctx = AnalysisContext(handle=handle, batch=batch, runs=SharedRuns(model, batch))
+    atp_options = AtpOptions(sweeps=("head_z", "mlp_out"))
+    ours_s, ours = _timed(lambda: atp_run(atp_ctx, atp_options, _Quiet()))
     corrupt = torch.as_tensor(np.asarray(batch.corrupt_tokens))
     flags = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(True)

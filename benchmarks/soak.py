@@ -20,7 +20,7 @@ the growth is under ``--tolerance-mib`` (default 32 MiB). The same rule is
 applied to the load cycles with their last 5 against cycles 5-10. With fewer
 steps than the rule needs, the two halves of the series are compared.
 
-    python benchmarks/soak.py [--runs 50] [--cycles 20] [--json FILE] [--threads 1]
+    python -m benchmarks.soak [--runs 50] [--cycles 20] [--json FILE] [--threads 1]
 
 Exit status: 0 when both series plateau, 1 when either grows.
 """
@@ -39,8 +39,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 MIB = 2**20
 

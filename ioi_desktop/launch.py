@@ -11,6 +11,11 @@ works), loads the bundled model, runs every analysis on the notebook set
 through the real worker thread, selects the strongest head of the patching
 heatmap, optionally saves a screenshot of the whole window, prints a one-line
 summary and exits 0. Any failure prints the reason on stderr and exits 1.
+
+On Linux, before the QApplication exists, :mod:`ioi_desktop.gui.platform_check`
+checks that Qt's X11 platform plugin can load; when system libraries are
+missing it prints one message naming them and the install command, and
+``launch`` returns 2 (a Wayland session falls back to Qt's wayland plugin).
 """
 
 from __future__ import annotations
@@ -43,6 +48,14 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def launch(argv: list[str]) -> int:
     """Show the window, start loading the model, run the event loop; the exit code."""
     args = _parse(argv)
+    # Qt's own message for a missing X11 library names one library and the wrong fix;
+    # check them all before any QApplication exists (no Qt or torch import, one ldd call).
+    from ioi_desktop.gui.platform_check import check_platform_libraries
+
+    problem = check_platform_libraries()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     from PySide6.QtCore import QSettings, QTimer
 
     from ioi_desktop.gui.app import create_application
@@ -59,7 +72,6 @@ def launch(argv: list[str]) -> int:
     window.show()
     app.processEvents()
     shown_after = time.perf_counter() - _STARTED
-    window.startup_seconds = shown_after
     # The pyqtgraph panels take about a second to build: do it once the window is on screen.
     window.build_result_panels()
     if not args.smoke_test:

@@ -8,7 +8,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from tiny_models import make_gpt2_tokenizer  # noqa: E402  (after the offline switch)
+from tests.support.tiny_models import make_gpt2_tokenizer  # noqa: E402  (after the offline switch)
 
 
 @pytest.fixture(scope="session")

@@ -264,9 +264,9 @@ def _screenshots(folder: Path) -> list[str]:
     index = folder / "screenshots" / "screenshots.json"
     lines = ["### In the app", ""]
     if not index.is_file():
-        return lines + [f"No screenshots yet: run `python -m ioi_desktop.bundled.screenshots {folder}` after `evaluate`.", ""]
+        return lines + [f"No screenshots yet: run `python -m ioi_desktop.gui.tools.screenshots {folder}` after `evaluate`.", ""]
     shots = [shot for shot in json.loads(index.read_text(encoding="utf-8")) if (folder / "screenshots" / shot["file"]).is_file()]
-    lines += ["Taken by `python -m ioi_desktop.bundled.screenshots` from the real app (offscreen) on the demo's 8 prompts.", ""]
+    lines += ["Taken by `python -m ioi_desktop.gui.tools.screenshots` from the real app (offscreen) on the demo's 8 prompts.", ""]
     for shot in shots:
         lines += [f"![{shot['caption']}](screenshots/{shot['file']})", "", f"*{shot['caption']}*", ""]
     return lines
@@ -363,7 +363,7 @@ def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) ->
         "```",
         *_train_commands(folder, training),
         f"python -m ioi_desktop.bundled.evaluate resources/models/{folder.name}",
-        f"python -m ioi_desktop.bundled.screenshots resources/models/{folder.name}",
+        f"python -m ioi_desktop.gui.tools.screenshots resources/models/{folder.name}",
         f"python -m ioi_desktop.bundled.card resources/models/{folder.name}",
         "```",
         "",

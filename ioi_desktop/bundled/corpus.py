@@ -257,8 +257,12 @@ class CorpusSampler:
     def filler(self) -> Segments:
         return [(" ".join(self._filler_sentence() for _ in range(self.rng.randint(1, 4))), False)]
 
+    def next_kind(self) -> str:
+        """Draw the kind of the next sequence (a key of ``mix``; also the method that builds it)."""
+        return self._pick(self.mix)
+
     def sample(self) -> Segments:
-        return getattr(self, self._pick(self.mix))()
+        return getattr(self, self.next_kind())()
 
 
 def eval_prompts(seed: int, per_family: int, held_out_templates: bool) -> dict[str, list[IOIPrompt]]:

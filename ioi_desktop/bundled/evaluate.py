@@ -313,9 +313,9 @@ def head_type_scores(bridge, tokenizer, seed: int = 0, options: dict | None = No
     the panel shows: BOS first, then a run of distinct random word tokens and
     the same run again.
     """
-    from ioi_desktop.core.analyses.head_scores import score_heads
+    from ioi_desktop.core.analyses.head_scores import Options, score_heads
 
-    scores, meta = score_heads(bridge, tokenizer, {"seed": seed, **(options or {})})
+    scores, meta = score_heads(bridge, tokenizer, Options(**{"seed": seed, **(options or {})}))
     out = {name: scores[kind].tolist() for name, kind in (("previous_token", "prev"), ("duplicate_token", "dup"), ("induction", "induction"))}
     out["settings"] = {key: meta[key] for key in ("seq_len", "batch", "seed", "prepend_bos", "token_pool")}
     return out

@@ -15,15 +15,34 @@ _BAR_WIDTH = 30
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="bundled",
                         help="'bundled' (default), a model folder, or a model name in the Hugging Face cache")
-    parser.add_argument("--pairs", required=True, metavar="FILE", help="prompt pairs (.json or .csv, see docs/pairs-format.md)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder to write results.json and results.npz into")
+    parser.add_argument("--pairs", metavar="FILE", help="prompt pairs (.json or .csv, see docs/pairs-format.md)")
+    parser.add_argument("--out", metavar="DIR", help="folder to write results.json and results.npz into")
     parser.add_argument("--analyses", metavar="A,B,...",
                         help="comma-separated analyses (default: all): logit_diff, logit_lens, dla, attention, "
                         "patching, attribution_patching, head_scores")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     parser.add_argument("--dtype", default="float32", help="float32 (default), float16 or bfloat16")
     parser.add_argument("--batch-size", type=int, metavar="N", help="prompts per forward pass (default: all at once)")
+    parser.add_argument("--set", action="append", default=[], metavar="ANALYSIS.OPTION=VALUE",
+                        help="set an analysis option, e.g. --set patching.sweeps=head_z,resid_pre "
+                        "--set head_scores.seq_len=50 (repeatable; see --list-options)")
+    parser.add_argument("--list-options", action="store_true",
+                        help="print every analysis option with its default and help, and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def list_options() -> str:
+    """Every analysis's options: ``analysis.option = default`` with the allowed values and help."""
+    from ioi_desktop.core.analyses import ANALYSES, options_type
+
+    lines = []
+    for info in ANALYSES:
+        specs = options_type(info.name).specs()
+        lines.append(f"{info.name} ({info.title}){'' if specs else ': no options'}")
+        for spec in specs:
+            lines.append(f"  {spec.key} = {spec.default_text()}")
+            lines.append(f"      {spec.help}; {spec.allowed()}.")
+    return "\n".join(lines)
 
 
 class _ProgressBar:
@@ -49,11 +68,25 @@ class _ProgressBar:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ioi_desktop.core.analyses import parse_analysis_list
+    from ioi_desktop.core.analyses import option_types, parse_analysis_list
+    from ioi_desktop.core.analyses.base import parse_assignments
     from ioi_desktop.core.errors import AnalysisError
     from ioi_desktop.core.pairfiles import read_pairs
 
+    if args.list_options:
+        print(list_options())
+        return 0
+    for flag in ("pairs", "out"):
+        if getattr(args, flag) is None:
+            raise AnalysisError(f"analyze needs --{flag}.", "For example: ioi-desktop analyze --pairs pairs.json --out results")
     names = parse_analysis_list(args.analyses)
+    types = option_types()
+    given = parse_assignments(args.set, types)
+    unused = sorted(set(given) - set(names))
+    if unused:
+        raise AnalysisError(f"--set gives options of {unused[0]}, which this run does not include.",
+                            f"Add {unused[0]} to --analyses, or drop that --set.")
+    options = {name: types[name](**given.get(name, {})) for name in names}
     if args.batch_size is not None and args.batch_size < 1:
         raise AnalysisError(f"--batch-size must be at least 1, not {args.batch_size}.", "Leave it out to use all prompts at once.")
     out = Path(args.out)
@@ -69,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     handle = load_model(ModelSpec(source=args.model, device=args.device, dtype=args.dtype))
     bar = None if args.quiet else _ProgressBar()
     try:
-        results = Runner().run(handle, prompt_set, names, batch_size=args.batch_size, on_progress=bar)
+        results = Runner().run(handle, prompt_set, names, options, batch_size=args.batch_size, on_progress=bar)
     finally:
         if bar is not None:
             bar.close()

@@ -25,6 +25,7 @@ _BLOCK_HOOKS = {
     "scale_ln2": "ln2.hook_scale",
     "mlp_post": "mlp.hook_post",
 }
+BLOCK_HOOK_KINDS: tuple[str, ...] = tuple(_BLOCK_HOOKS)  # the ``kind`` values hook_name accepts
 
 # Hook points outside the blocks.
 EMBED = "hook_embed"

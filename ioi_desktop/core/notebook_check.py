@@ -67,7 +67,7 @@ def analysis_options(reference: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         "logit_lens": {"lens_norm": "cached_final", "top_k": 5},
         "patching": {"sweeps": list(PATCH_GRIDS)},
         "head_scores": dict(reference.get("head_scores_options")
-                            or {"token_pool": "id_range", "prepend_bos": False, "seq_len": 100, "batch": 2, "seed": 0}),
+                            or {"token_pool": "id_range", "prepend_bos": "no", "seq_len": 100, "batch": 2, "seed": 0}),
     }
 
 

@@ -20,7 +20,11 @@ BUNDLED_MODEL_NAME = "ioi-mini"
 _MARKER = "data"  # every valid resources folder has resources/data/
 
 
-def _candidates() -> list[Path]:
+def resource_dir_candidates() -> list[Path]:
+    """Where the resources folder may be, in the order tried.
+
+    ``$IOI_DESKTOP_RESOURCES``, a frozen build's folder, the checkout, the installed data package.
+    """
     found: list[Path] = []
     env = os.environ.get("IOI_DESKTOP_RESOURCES")
     if env:
@@ -37,7 +41,7 @@ def _candidates() -> list[Path]:
 
 def resources_dir() -> Path:
     """The folder holding the bundled model, word lists, icons and prompt sets."""
-    for candidate in _candidates():
+    for candidate in resource_dir_candidates():
         if (candidate / _MARKER).is_dir():
             return candidate
     raise FileFormatError(

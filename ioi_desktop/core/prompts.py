@@ -76,9 +76,6 @@ class PairMeta:
                 out[f.name] = value
         return out
 
-    def is_empty(self) -> bool:
-        return not self.to_dict()
-
 
 META_FIELDS = tuple(f.name for f in fields(PairMeta))
 

@@ -1,7 +1,8 @@
 """The results of one run, and their files: ``results.json`` + ``results.npz``.
 
-A :class:`RunResults` holds the :class:`~ioi_desktop.core.analyses.base.AnalysisResult`
-of every analysis that ran (by name, in run order) and the run's metadata:
+A :class:`RunResults` holds the typed ``Result`` (an
+:class:`~ioi_desktop.core.analyses.base.AnalysisResult` dataclass) of every
+analysis that ran (by name, in run order) and the run's metadata:
 model name and config, weight-processing flags, the prompt set, the tokens of
 every prompt as strings, role and position labels, analyses, options, library
 versions, timings and the patching engine used.
@@ -14,6 +15,13 @@ On disk (format documented in ``docs/results-format.md``):
 - ``results.json`` holds the format tag and version, the metadata, and for
   every analysis its arrays (axis names, shape, dtype), axis labels and meta,
   plus the SHA-256 of the ``.npz`` so a mismatched pair of files is caught.
+
+Files are written and read generically from the ``Result`` types' fields
+(arrays, labels, metadata; see ``docs/results-format.md``, generated from the
+types by :mod:`ioi_desktop.core.results_docs`). Version 2 adds, per analysis,
+position labels as data (``positions``: index, token, role per entry); version
+1 files (written before the typed contract) are still read, their position
+labels parsed from text.
 
 Both files are written atomically. :func:`load_results` checks the format,
 version, checksum, and every array's dtype, shape and labels, and raises
@@ -35,12 +43,13 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from ioi_desktop.core.analyses.base import AnalysisResult
+from ioi_desktop.core.analyses import analysis_names, result_type
+from ioi_desktop.core.analyses.base import AnalysisResult, Positions
 from ioi_desktop.core.atomic import write_bytes_atomic, write_text_atomic
 from ioi_desktop.core.errors import FileFormatError
 
 RESULTS_FORMAT = "ioi-desktop/results"
-RESULTS_VERSION = 1
+RESULTS_VERSION = 2
 JSON_NAME = "results.json"
 NPZ_NAME = "results.npz"
 # Arrays are float32 (scores) or int32 (token ids, positions); nothing else is written or read.
@@ -80,6 +89,11 @@ class RunResults:
     def get(self, analysis: str) -> AnalysisResult | None:
         return self.results.get(analysis)
 
+    def of_type(self, cls: type) -> AnalysisResult | None:
+        """The result of Result type ``cls`` (e.g. ``patching.Result``), or None."""
+        result = self.results.get(cls.analysis)
+        return result if isinstance(result, cls) else None
+
     def has_array(self, array: str) -> bool:
         return any(array in result.arrays for result in self.results.values())
 
@@ -115,28 +129,14 @@ class RunResults:
 
 
 def position_labels(batch: Any) -> list[str]:
-    """Labels of the ``pos`` axis of a tokenized set.
+    """Labels of the ``pos`` axis of a tokenized set as text (see ``Positions.text``).
 
     Equal-length sets: ``"<index>: <token of prompt 0>"`` plus the role name where
     every prompt has that role at that position (``"14: to (END)"``). Sets of
     unequal length have no shared absolute positions: the label says only the
     index and, where the prompts agree, the role.
     """
-    width = int(np.asarray(batch.clean_tokens).shape[1])
-    roles_here: dict[int, str] = {}
-    for role, positions in batch.roles.items():
-        positions = np.asarray(positions)
-        if positions.size and (positions >= 0).all() and (positions == positions[0]).all():
-            roles_here.setdefault(int(positions[0]), role)
-    labels = []
-    for pos in range(width):
-        text = f"{pos}"
-        if batch.equal_length:
-            text += f": {batch.str_tokens[0][pos]}"
-        if pos in roles_here:
-            text += f" ({roles_here[pos]})"
-        labels.append(text)
-    return labels
+    return Positions.of_set(batch).texts()
 
 
 def library_versions() -> dict[str, str]:
@@ -262,6 +262,7 @@ def save_results(results: RunResults, folder: str | Path) -> Path:
                     for array in result.arrays
                 },
                 "labels": _jsonable({axis: list(entries) for axis, entries in result.labels.items()}),
+                "positions": _jsonable({axis: p.to_dict() for axis, p in result.positions.items()}),
                 "meta": _jsonable(result.meta),
             }
             for name, result in results.results.items()
@@ -333,6 +334,8 @@ def _parse_analysis(
     path: Path, name: str, entry: object, arrays: dict[str, np.ndarray], claimed: set[str]
 ) -> AnalysisResult:
     where = f"analysis {name!r}"
+    if name not in analysis_names():
+        raise _problem(path, f"has an {where} this version of IOI Desktop does not know")
     if not isinstance(entry, dict) or not isinstance(entry.get("arrays"), dict):
         raise _problem(path, f"has an {where} without an 'arrays' object")
     labels = entry.get("labels", {})
@@ -374,7 +377,41 @@ def _parse_analysis(
                 )
         found[array_name] = array
         axes[array_name] = tuple(str(a) for a in spec["axes"])
-    return AnalysisResult(name=name, arrays=found, axes=axes, labels=labels, meta=meta)
+    positions = entry.get("positions", {})
+    if not isinstance(positions, dict):
+        raise _problem(path, f"has an {where} whose 'positions' is not an object")
+    return _typed_result(path, name, found, axes, labels, positions, meta)
+
+
+def _typed_result(path: Path, name: str, arrays: dict[str, np.ndarray], axes: dict[str, tuple[str, ...]],
+                  labels: dict[str, list[str]], positions: dict[str, Any], meta: dict[str, Any]) -> AnalysisResult:
+    """The analysis's Result from a file's arrays, labels and metadata (unknown metadata is dropped)."""
+    cls = result_type(name)
+    fields: dict[str, Any] = {}
+    for spec in cls.array_specs():
+        if spec.name in arrays:
+            if axes[spec.name] != spec.axes or arrays[spec.name].dtype.name != spec.dtype:
+                raise _problem(path, f"has the array {spec.name!r} over axes {list(axes[spec.name])} as "
+                                     f"{arrays[spec.name].dtype}, expected {list(spec.axes)} as {spec.dtype}")
+            fields[spec.name] = arrays.pop(spec.name)
+    if arrays:
+        raise _problem(path, f"has the array {sorted(arrays)[0]!r}, which analysis {name!r} does not make")
+    for spec in cls.label_specs():
+        if spec.positions and spec.axis in positions:
+            try:
+                fields[spec.name] = Positions.from_dict(positions[spec.axis])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise _problem(path, f"has unreadable positions for the axis {spec.axis!r} of {name!r}") from exc
+        elif spec.axis in labels:
+            texts = labels[spec.axis]
+            fields[spec.name] = Positions.from_texts(texts) if spec.positions else tuple(texts)
+    for spec in cls.meta_specs():
+        if spec.name in meta:
+            fields[spec.name] = meta[spec.name]
+    try:
+        return cls(**fields)
+    except (TypeError, ValueError) as exc:
+        raise _problem(path, f"has inconsistent data for analysis {name!r} ({exc})") from exc
 
 
 def load_results(folder: str | Path) -> RunResults:

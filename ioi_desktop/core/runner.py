@@ -42,7 +42,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ioi_desktop.core.analyses import analysis_names, get_analysis
-from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisResult
+from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisOptions, AnalysisResult
+from ioi_desktop.core.devices import model_device
 from ioi_desktop.core.errors import AnalysisError, Cancelled, DeviceError, PromptError
 from ioi_desktop.core.results import RunResults, run_metadata
 
@@ -91,12 +92,20 @@ class ProgressEvent:
 
 @dataclass(frozen=True)
 class RowsEvent:
-    """Finished rows of one array, e.g. ``patch_head_z`` row ``(layer,)``: values fill ``array[index]``."""
+    """Finished rows of one array field of a Result, e.g. ``patch_head_z`` row ``(layer,)``:
+    values fill ``array[index]``; checked against the field's dtype and axes (``result_type``)."""
 
     analysis: str
     array: str
     index: tuple[int, ...]
     values: np.ndarray
+    shape: tuple[int, ...]
+    result_type: type
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        """The array's named axes (from its Result type)."""
+        return self.result_type.array_spec(self.array).axes
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
@@ -211,15 +220,6 @@ def _check_which(which: str) -> str:
     return which
 
 
-def model_device(model: Any):
-    """The device the model's weights live on."""
-    for parameter in model.parameters():
-        return parameter.device
-    import torch
-
-    return torch.device("cpu")
-
-
 # ------------------------------------------------------------------ progress
 
 
@@ -263,6 +263,7 @@ class _AnalysisProgress:
     name: str
     tracker: _Tracker
     cancel_token: CancelToken
+    result_type: type
     on_rows: RowsCallback | None = None
 
     def set_total(self, units: int) -> None:
@@ -274,10 +275,12 @@ class _AnalysisProgress:
     def check_cancelled(self) -> None:
         self.cancel_token.raise_if_cancelled()
 
-    def rows(self, array: str, index: tuple[int, ...] | int, values: np.ndarray) -> None:
+    def rows(self, array: str, index: tuple[int, ...] | int, values: np.ndarray, shape: tuple[int, ...]) -> None:
+        key = (int(index),) if isinstance(index, (int, np.integer)) else tuple(int(i) for i in index)
+        shape = tuple(int(n) for n in shape)
+        values = self.result_type.check_rows(array, key, np.asarray(values), shape)
         if self.on_rows is not None:
-            key = (int(index),) if isinstance(index, (int, np.integer)) else tuple(int(i) for i in index)
-            self.on_rows(RowsEvent(self.name, array, key, np.asarray(values)))
+            self.on_rows(RowsEvent(self.name, array, key, values, shape, self.result_type))
 
 
 # ------------------------------------------------------------------ runner
@@ -348,21 +351,25 @@ class Runner:
         handle: Any,
         prompts: Any,
         analyses: Sequence[str] | None = None,
-        options: Mapping[str, Mapping[str, Any]] | None = None,
+        options: Mapping[str, AnalysisOptions | Mapping[str, Any]] | None = None,
         *,
         batch_size: int | None = None,
         on_progress: ProgressCallback | None = None,
         on_rows: RowsCallback | None = None,
         on_result: ResultCallback | None = None,
+        on_start: Callable[[dict], None] | None = None,
         cancel_token: CancelToken | None = None,
     ) -> RunResults:
         """Run ``analyses`` (default: all, in display order) and return their results.
 
-        ``options`` maps analysis name -> that analysis's options; ``batch_size``
-        (prompts per forward pass, None = all at once) is also passed to every
-        analysis as option ``batch_size``. Raises ``Cancelled`` when the token
+        ``options`` maps analysis name -> that analysis's ``Options`` (or its
+        ``to_dict`` form, checked; missing: the defaults); ``batch_size``
+        (prompts per forward pass, None = all at once) is the shared forward
+        passes' and every analysis's ``ctx.batch_size``. Raises ``Cancelled`` when the token
         is cancelled (results finished before that were already passed to
-        ``on_result``), and ``IOIError`` subclasses for bad input.
+        ``on_result``), and ``IOIError`` subclasses for bad input. ``on_start``
+        gets the run's metadata (model, prompts, options; no timings yet)
+        before the first analysis runs, so partial results can be labelled.
         """
         names = list(analyses) if analyses is not None else analysis_names()
         if not names:
@@ -370,26 +377,31 @@ class Runner:
         if batch_size is not None and int(batch_size) < 1:
             raise AnalysisError(f"The batch size must be at least 1, not {batch_size}.", "Use --batch-size 1 or more.")
         modules = {name: get_analysis(name) for name in names}
-        options = {name: dict((options or {}).get(name, {})) for name in names}
-        if batch_size is not None:
-            for name in names:
-                options[name].setdefault("batch_size", int(batch_size))
+        chosen = {name: analysis_options(modules[name], (options or {}).get(name)) for name in names}
         token = cancel_token or CancelToken()
         batch = tokenized(handle, prompts)
         runs = self._shared_runs(handle, batch, batch_size, token)
 
-        contexts = {name: AnalysisContext(handle=handle, batch=batch, options=options[name], runs=runs) for name in names}
-        keys = {name: (self._runs_key, name, json.dumps(options[name], sort_keys=True, default=str)) for name in names}
+        ctx = AnalysisContext(handle=handle, batch=batch, runs=runs,
+                              batch_size=None if batch_size is None else int(batch_size))
+        keys = {name: (self._runs_key, name, ctx.batch_size, json.dumps(chosen[name].to_dict(), sort_keys=True))
+                for name in names}
         pending = [name for name in names if keys[name] not in self._results]
         for name in pending:
-            runs.declare(set(modules[name].hooks_needed(contexts[name])))
+            runs.declare(set(modules[name].hooks_needed(ctx, chosen[name])))
         planned = {"forward": _FORWARD_UNITS}
         for name in names:
-            estimate = getattr(modules[name], "count_units", None)
-            planned[name] = max(1, int(estimate(contexts[name]))) if estimate and name in pending else 1
+            planned[name] = max(1, int(modules[name].count_units(ctx, chosen[name]))) if name in pending else 1
         tracker = _Tracker(planned, on_progress)
         runs.on_forward = lambda which: tracker.advance("forward", 1, f"ran the model on the {which} prompts")
 
+        run_options = {name: chosen[name].to_dict() for name in names}
+        if batch_size is not None:
+            for name in names:
+                run_options[name]["batch_size"] = int(batch_size)
+        prompt_set = None if prompts is batch else prompts
+        if on_start is not None:
+            on_start(run_metadata(handle, batch, names, run_options, {}, {}, prompt_set=prompt_set))
         results: dict[str, AnalysisResult] = {}
         timings: dict[str, float] = {}
         forward_seconds_before = runs.forward_seconds
@@ -400,7 +412,8 @@ class Runner:
                     forward_before = runs.forward_seconds
                     started = time.perf_counter()
                     tracker.emit(name, f"Running {name}")
-                    result = _run_analysis(modules[name], contexts[name], _AnalysisProgress(name, tracker, token, on_rows))
+                    progress = _AnalysisProgress(name, tracker, token, modules[name].Result, on_rows)
+                    result = _run_analysis(modules[name], ctx, chosen[name], progress)
                     timings[name] = time.perf_counter() - started - (runs.forward_seconds - forward_before)
                     self._results[keys[name]] = result
                 else:
@@ -416,8 +429,7 @@ class Runner:
             timings["forward"] = runs.forward_seconds - forward_seconds_before
         finally:
             runs.on_forward = None
-        meta = run_metadata(handle, batch, names, options, timings, results,
-                            prompt_set=None if prompts is batch else prompts)
+        meta = run_metadata(handle, batch, names, run_options, timings, results, prompt_set=prompt_set)
         meta["cached"] = [name for name in names if name not in pending]
         return RunResults(results=results, meta=meta)
 
@@ -433,12 +445,23 @@ class Runner:
         return self._runs
 
 
-def _run_analysis(module: Any, ctx: AnalysisContext, progress: _AnalysisProgress) -> AnalysisResult:
+def analysis_options(module: Any, given: AnalysisOptions | Mapping[str, Any] | None) -> AnalysisOptions:
+    """The module's ``Options`` from an instance, its dict form (checked) or None (defaults)."""
+    if isinstance(given, module.Options):
+        return given
+    if given is not None and not isinstance(given, Mapping):
+        raise AnalysisError(f"The options of {module.NAME} are a {type(given).__name__}, not its Options.",
+                            "Pass that analysis's Options, or a mapping of option names to values.")
+    return module.Options.from_dict(given)
+
+
+def _run_analysis(module: Any, ctx: AnalysisContext, options: AnalysisOptions,
+                  progress: _AnalysisProgress) -> AnalysisResult:
     """``module.run``; running out of device memory becomes a DeviceError the user can act on."""
     import torch
 
     try:
-        return module.run(ctx, progress)
+        return module.run(ctx, options, progress)
     except torch.OutOfMemoryError as exc:
         raise DeviceError(
             f"The device ran out of memory during {progress.name}.",

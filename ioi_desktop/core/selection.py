@@ -3,8 +3,8 @@
 Linked views (glue's "hub" idea): a panel never calls another panel. When the
 user clicks a head cell, the panel sets ``layer`` and ``head`` here; every
 subscribed view hears about it and redraws its own marker. The model is plain
-Python (no Qt, no torch) so the CLI and tests can use it, and the GUI wraps it
-in a thin signal adapter.
+Python (no Qt, no torch) so the CLI and tests can use it; Qt panels subscribe
+to it directly (:class:`~ioi_desktop.core.events.Observers`).
 
 Rules:
 - ``None`` means "nothing selected" for that field; ``prompt`` always has a value.
@@ -19,9 +19,10 @@ Rules:
 from __future__ import annotations
 
 import operator
-import weakref
 from dataclasses import dataclass, fields, replace
 from typing import Callable, Optional
+
+from ioi_desktop.core.events import Observers
 
 FIELDS = ("prompt", "layer", "head", "position", "key_pos")
 
@@ -60,7 +61,7 @@ class SelectionModel:
 
     def __init__(self, initial: Selection | None = None) -> None:
         self._current = initial or Selection()
-        self._observers: list[Callable[[], Optional[Observer]]] = []
+        self._observers = Observers()
 
     @property
     def current(self) -> Selection:
@@ -92,15 +93,10 @@ class SelectionModel:
         Returns a function that unsubscribes. Bound methods are referenced
         weakly, plain functions and lambdas strongly.
         """
-        if hasattr(observer, "__self__") and hasattr(observer, "__func__"):
-            ref: Callable[[], Optional[Observer]] = weakref.WeakMethod(observer)
-        else:
-            ref = lambda observer=observer: observer  # noqa: E731 - a strong "reference"
-        self._observers.append(ref)
-        return lambda: self.unsubscribe(observer)
+        return self._observers.add(observer)
 
     def unsubscribe(self, observer: Observer) -> None:
-        self._observers = [ref for ref in self._observers if ref() not in (None, observer)]
+        self._observers.remove(observer)
 
     def update(self, **changes) -> frozenset:
         """Set several fields at once; returns the names that changed."""
@@ -134,20 +130,4 @@ class SelectionModel:
         return self.update(**Selection().as_dict())
 
     def _notify(self, selection: Selection, changed: frozenset) -> None:
-        # One failing observer must not stop the others from updating; the
-        # first error is re-raised once everyone has been told.
-        first_error: BaseException | None = None
-        for ref in list(self._observers):
-            observer = ref()
-            if observer is None:
-                continue
-            try:
-                observer(selection, changed)
-            except Exception as exc:  # noqa: BLE001 - re-raised below
-                if first_error is None:
-                    first_error = exc
-        pruned = [ref for ref in self._observers if ref() is not None]
-        if len(pruned) != len(self._observers):
-            self._observers = pruned
-        if first_error is not None:
-            raise first_error
+        self._observers.notify(selection, changed)

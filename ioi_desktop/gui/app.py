@@ -98,9 +98,3 @@ def create_application(argv: list[str] | None = None) -> QApplication:
     app.styleHints().colorSchemeChanged.connect(lambda _scheme: apply_theme(app))
     return app
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Open the main window, start loading the bundled model, run the event loop."""
-    from ioi_desktop.launch import launch
-
-    return launch(list(sys.argv[1:] if argv is None else argv))

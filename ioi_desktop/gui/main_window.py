@@ -1,12 +1,17 @@
 """The main window: inputs on the left, linked result panels on the right.
 
-It wires things together and holds no analysis logic:
+It wires things together and holds no analysis logic and no state of its own
+beyond the window: the app's state (model, prompt set, options, selection,
+results) lives in one Qt-free :class:`~ioi_desktop.core.workbench.Workbench`.
 
 - the model picker and the prompt editor feed the worker (``gui.worker``),
   which loads models and runs analyses through ``core.runner`` in its thread;
-- the worker's signals drive the progress bar (done/total, current step, ETA),
-  the result panels (partial rows while running, full results at the end) and
-  plain-language error messages;
+- the worker's reports go into the workbench's results store (partial rows,
+  each analysis's result as it finishes, the end of the run); the result
+  panels observe the store for the result types they render, so after a
+  Cancel every analysis that finished is shown;
+- the worker's signals also drive the progress bar (done/total, current
+  step, ETA) and plain-language error messages;
 - every result panel from ``gui.panels.RESULT_PANELS`` gets its own dock and
   the one shared :class:`~ioi_desktop.core.selection.SelectionModel`; panels
   never talk to each other or to this window except through it;
@@ -22,7 +27,6 @@ import base64
 import json
 import re
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +47,7 @@ from PySide6.QtWidgets import (
 from ioi_desktop import APP_NAME, __version__
 from ioi_desktop.core.analyses import ANALYSES
 from ioi_desktop.core.errors import IOIError
-from ioi_desktop.core.selection import SelectionModel
+from ioi_desktop.core.workbench import Workbench
 from ioi_desktop.gui.panels.model_picker import ModelPicker
 from ioi_desktop.gui.panels.prompt_editor import PromptEditor
 from ioi_desktop.gui.worker import LOAD_MODEL, JobFailure, Worker
@@ -83,19 +87,15 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(APP_NAME)
         self.setObjectName("main_window")
         self.settings = settings if settings is not None else QSettings()
-        self.selection = SelectionModel()
+        self.workbench = Workbench()
+        self.selection = self.workbench.selection
         self.worker = Worker(self)
-        self.handle: Any = None
-        self.results: Any = None
-        self.session_path: Path | None = None
-        self.read_only = False
         self.message_box: QMessageBox | None = None
         self.about_box: QMessageBox | None = None
         self.pair_builder: QWidget | None = None
         self.options_dialog: QWidget | None = None
-        self.run_options: Any = None  # RunOptions: patching grids, batch size, top-k, head-score settings
+        self.notebook_check_dialog: QWidget | None = None  # Help > Reproduce the Exploratory Analysis Demo
         self.panel_errors: list[str] = []  # panel bugs caught while drawing (shown in the status bar)
-        self.startup_seconds: float | None = None  # set by launch: process start -> window shown
         self._run_started = 0.0
         self._last_run_seconds = 0.0
         self._default_state = QByteArray()
@@ -117,6 +117,26 @@ class MainWindow(QMainWindow):
             self.build_result_panels()
         else:
             self.setCentralWidget(QLabel("Preparing the result panels…", alignment=Qt.AlignCenter))
+
+    # ------------------------------------------------------------------ state (in the workbench)
+
+    @property
+    def handle(self) -> Any:
+        """The loaded ``core.models.ModelHandle`` (None before a model has loaded)."""
+        return self.workbench.handle
+
+    @property
+    def results(self) -> Any:
+        """The ``RunResults`` of every finished analysis shown (None when there are none)."""
+        return self.workbench.results.run_results()
+
+    @property
+    def read_only(self) -> bool:
+        return self.workbench.read_only
+
+    @property
+    def session_path(self) -> Path | None:
+        return self.workbench.session_path
 
     # ------------------------------------------------------------------ building
 
@@ -154,11 +174,13 @@ class MainWindow(QMainWindow):
         docks = []
         for panel_class in RESULT_PANELS:
             panel = panel_class(self.selection)
+            panel.observe(self.workbench.results)
+            panel.draw_failed.connect(self._on_panel_failed)
             self.panels.append(panel)
             dock = self._add_dock(panel, panel_class.TITLE, Qt.RightDockWidgetArea)
             self.view_menu.insertAction(self._view_separator, dock.toggleViewAction())
             docks.append((panel_class, dock))
-        below = [dock for panel_class, dock in docks if "attention" in panel_class.ANALYSES][:1]
+        below = [dock for panel_class, dock in docks if "attention" in panel_class.analyses()][:1]
         tabs = [dock for _, dock in docks if dock not in below]
         if tabs and below:
             self.splitDockWidget(tabs[0], below[0], Qt.Vertical)
@@ -302,7 +324,9 @@ class MainWindow(QMainWindow):
         w.inventory_found.connect(lambda inventory: self.model_picker.set_inventory(inventory.devices, inventory.local_models))
         w.model_loaded.connect(self._on_model_loaded)
         w.model_load_failed.connect(self._on_model_load_failed)
-        w.rows_ready.connect(self._on_rows_ready)
+        w.rows_ready.connect(self.workbench.results.add_rows)
+        w.run_meta_ready.connect(self.workbench.results.set_meta)
+        w.result_ready.connect(lambda _name, result: self.workbench.results.add_result(result))
         w.run_finished.connect(self._on_run_finished)
         w.run_failed.connect(self._on_run_failed)
         w.run_cancelled.connect(self._on_run_cancelled)
@@ -329,6 +353,7 @@ class MainWindow(QMainWindow):
     def set_prompt_set(self, prompt_set: Any) -> None:
         self.selection.clear()
         self.prompt_editor.set_prompt_set(prompt_set)
+        self.workbench.set_prompt_set(prompt_set)
 
     # ------------------------------------------------------------------ model
 
@@ -342,7 +367,7 @@ class MainWindow(QMainWindow):
         self.load_model(self.model_picker.spec())
 
     def _on_model_loaded(self, handle: Any) -> None:
-        self.handle = handle
+        self.workbench.set_model(handle)
         self._set_read_only(False, "")
         self.model_picker.set_loaded(handle.info)
         self.prompt_editor.set_tokenizer(handle.tokenizer, handle.info.n_ctx)
@@ -380,12 +405,16 @@ class MainWindow(QMainWindow):
         if reason:
             self.step_label.setText(reason)
             return False
-        self._for_each_panel("clear")
-        self.results = None
+        self.workbench.set_run_settings(analyses=self.selected_analyses())
+        prompt_set = self.prompt_editor.prompt_set()
+        self.workbench.set_prompt_set(prompt_set)
+        request = self.workbench.run_request()
+        if not self.worker.run_analyses(self.handle, prompt_set, request):
+            return False
+        # The worker's reports are queued to this thread, so none arrives before the store is ready.
         self._run_started = time.monotonic()
-        analyses = self.selected_analyses()
-        return self.worker.run_analyses(self.handle, self.prompt_editor.prompt_set(), analyses,
-                                        self.run_options.runner_options(analyses))
+        self.workbench.begin_run(request)
+        return True
 
     def reproduce_notebook(self, spec: Any = None, reference_path: Any = None) -> bool:
         """Help > Reproduce the Exploratory Analysis Demo: GPT-2 small (default) against the published numbers.
@@ -415,7 +444,6 @@ class MainWindow(QMainWindow):
 
         self._on_model_loaded(check.handle)
         self.open_notebook_set()
-        self._for_each_panel("clear")
         self.show_results(check.results)
         comparison = check.comparison
         self.step_label.setText(f"Notebook check: {comparison.n_passed} of {len(comparison.rows)} published numbers agree.")
@@ -457,40 +485,38 @@ class MainWindow(QMainWindow):
         if self.worker.current_kind == LOAD_MODEL:
             self.model_picker.set_loading(message)
 
-    def _on_rows_ready(self, array: str, index: Any, values: Any, meta: Any) -> None:
-        self._for_each_panel("show_rows", array, index, values, meta)
-
     def _on_run_finished(self, run_results: Any) -> None:
         self._last_run_seconds = time.monotonic() - self._run_started
-        self.show_results(run_results)
+        self.workbench.results.end("finished", run_results)
         summary = f"Run finished in {self._last_run_seconds:.1f} s"
-        if run_results.has_array("logit_diff_clean"):
-            summary += f": mean logit difference {float(run_results.array('logit_diff_clean').mean()):.3f}"
+        logit_diff = run_results.get("logit_diff")
+        if logit_diff is not None and logit_diff.mean_clean is not None:
+            summary += f": mean logit difference {logit_diff.mean_clean:.3f}"
         self.step_label.setText(summary)
-
-    def show_results(self, run_results: Any) -> None:
-        self.results = run_results
-        self._for_each_panel("show_results", run_results)
         self.results_shown.emit(run_results)
 
-    def _for_each_panel(self, method: str, *args: Any) -> None:
-        """Call ``method`` on every panel; one panel's bug must not stop the others or the run."""
-        for panel in self.panels:
-            try:
-                getattr(panel, method)(*args)
-            except Exception as error:  # noqa: BLE001 - reported, then the app goes on
-                traceback.print_exc()
-                self.panel_errors.append(f"{panel.TITLE}.{method}: {type(error).__name__}: {error}")
-                self.statusBar().showMessage(
-                    f"The {panel.TITLE} panel could not draw this ({type(error).__name__}: {error}); "
-                    "the other panels are fine. Please report this bug.", 15000)
+    def show_results(self, run_results: Any) -> None:
+        """Show these results (e.g. from a file) in every panel, replacing what was shown."""
+        self.workbench.results.replace(run_results)
+        if run_results is not None:
+            self.results_shown.emit(run_results)
+
+    def _on_panel_failed(self, text: str) -> None:
+        """A panel's bug must not stop the others or the run: record it and say so."""
+        self.panel_errors.append(text)
+        self.statusBar().showMessage(f"{text}; the other panels are fine. Please report this bug.", 15000)
 
     def _on_run_failed(self, failure: JobFailure) -> None:
+        self.workbench.results.end("failed")
         self.step_label.setText(f"The run failed: {failure.message}")
         self.show_message("The run failed", failure.message, failure.hint, failure.details)
 
     def _on_run_cancelled(self) -> None:
-        self.step_label.setText("Run cancelled; the panels show what had finished.")
+        self.workbench.results.end("cancelled")
+        finished = self.workbench.results.analyses
+        titles = {info.name: info.title for info in ANALYSES}
+        shown = ", ".join(titles[name] for name in finished) if finished else "nothing had finished"
+        self.step_label.setText(f"Run cancelled; the panels show what had finished ({shown}).")
 
     def _update_run_enabled(self) -> None:
         reason = self.run_blocked_reason()
@@ -548,24 +574,27 @@ class MainWindow(QMainWindow):
 
     def open_run_options(self) -> None:
         """Run > Options…: the analyses and their options; OK applies them to the next run."""
-        from dataclasses import replace
-
         from ioi_desktop.gui.dialogs.analysis_options import AnalysisOptionsDialog
 
-        dialog = AnalysisOptionsDialog(replace(self.run_options, analyses=tuple(self.selected_analyses())), self)
+        self.workbench.set_run_settings(analyses=self.selected_analyses())
+        dialog = AnalysisOptionsDialog(self.workbench.settings(), self)
         self.options_dialog = dialog
-        dialog.accepted.connect(lambda: self.set_run_options(dialog.options()))
+        dialog.accepted.connect(lambda: self.apply_run_settings(dialog.settings()))
         dialog.open()
 
-    def set_run_options(self, options: Any) -> None:
-        """Use these RunOptions from now on; their analyses become Run > Analyses' checked ones."""
-        from ioi_desktop.gui.dialogs.analysis_options import save_options
+    def run_settings(self) -> dict:
+        """The run settings (analyses, batch size, every analysis's options) in the workbench's form."""
+        self.workbench.set_run_settings(analyses=self.selected_analyses())
+        return self.workbench.settings()
 
-        self.run_options = options
+    def apply_run_settings(self, settings: dict) -> None:
+        """Use these settings from now on; their analyses become Run > Analyses' checked ones."""
+        from ioi_desktop.gui.dialogs.analysis_options import save_settings
+
+        self.workbench.apply_settings(settings)
         for name, action in self.analysis_actions.items():
-            action.setChecked(name in options.analyses)
-        self.settings.setValue("run/analyses", self.selected_analyses())
-        save_options(self.settings, options)
+            action.setChecked(name in self.workbench.analyses)
+        save_settings(self.settings, self.workbench.settings())
         self._update_run_enabled()
 
     def import_pairs_dialog(self) -> None:
@@ -610,18 +639,11 @@ class MainWindow(QMainWindow):
         }
 
     def current_session(self) -> Any:
-        from ioi_desktop.core.session import Session
-
-        spec = self.handle.spec if self.handle is not None else self.model_picker.spec()
-        return Session(
-            model_spec=spec.to_dict(),
-            model_info=self.handle.info.to_dict() if self.handle is not None else None,
-            prompt_set=self.prompt_editor.prompt_set(),
-            settings={"analyses": self.selected_analyses(), "options": self.run_options.to_dict()},
-            selection=self.selection.current.as_dict(),
-            layout=self._layout_state(),
-            results=self.results,
-        )
+        if self.handle is None:
+            self.workbench.model_spec = self.model_picker.spec()
+        self.workbench.set_run_settings(analyses=self.selected_analyses())
+        self.workbench.set_prompt_set(self.prompt_editor.prompt_set())
+        return self.workbench.session(self._layout_state())
 
     def save_session(self) -> bool:
         if self.session_path is None:
@@ -640,7 +662,7 @@ class MainWindow(QMainWindow):
         except IOIError as error:
             self._report("Saving the session failed", error)
             return False
-        self.session_path = written
+        self.workbench.session_path = written
         self._add_recent(written)
         self.setWindowTitle(f"{written.name} — {APP_NAME}")
         self.step_label.setText(f"Saved the session to {written}")
@@ -665,21 +687,12 @@ class MainWindow(QMainWindow):
             self._report("Opening the session failed", error)
             return False
         self.prompt_editor.set_prompt_set(session.prompt_set)
-        analyses = session.settings.get("analyses")
-        if isinstance(analyses, list):
-            for name, action in self.analysis_actions.items():
-                action.setChecked(name in analyses)
-        if "options" in session.settings:
-            from ioi_desktop.gui.dialogs.analysis_options import RunOptions
-
-            self.run_options = RunOptions.from_dict(session.settings["options"])
+        self.workbench.restore(session)
+        for name, action in self.analysis_actions.items():
+            action.setChecked(name in self.workbench.analyses)
         self._restore_layout(session.layout)
         if session.results is not None:
-            self.show_results(session.results)
-        else:
-            self.results = None
-            self._for_each_panel("clear")
-        self._restore_selection(session.selection)
+            self.results_shown.emit(session.results)
         spec = ModelSpec.from_dict(dict(session.model_spec))
         self.model_picker.set_spec(spec)
         available, why = model_availability(session.model_spec)
@@ -689,7 +702,7 @@ class MainWindow(QMainWindow):
             self._set_read_only(False, "")
             if self.handle is None or self.handle.spec != spec:
                 self.load_model(spec)
-        self.session_path = Path(path)
+        self.workbench.session_path = Path(path)
         self._add_recent(self.session_path)
         self.setWindowTitle(f"{self.session_path.name} — {APP_NAME}")
         if not self.read_only:
@@ -697,20 +710,13 @@ class MainWindow(QMainWindow):
         self.session_opened.emit(str(path))
         return True
 
-    def _restore_selection(self, selection: dict) -> None:
-        try:
-            self.selection.update(**{k: v for k, v in selection.items() if k in self.selection.current.as_dict()})
-        except (TypeError, ValueError):
-            # A hand-edited selection is not worth refusing the session for.
-            self.selection.clear()
-
     def _restore_layout(self, layout: dict) -> None:
         state = layout.get("state") if isinstance(layout, dict) else None
         if isinstance(state, str):
             self.restoreState(QByteArray(base64.b64decode(state)), _LAYOUT_VERSION)
 
     def _set_read_only(self, read_only: bool, note: str) -> None:
-        self.read_only = read_only
+        self.workbench.read_only = read_only
         self.read_only_label.setText("Read-only session" if read_only else "")
         self.read_only_label.setToolTip(note)
         self.read_only_label.setVisible(read_only)
@@ -809,9 +815,21 @@ class MainWindow(QMainWindow):
 
     def _restore_settings(self) -> None:
         from ioi_desktop.core.models import ModelSpec
-        from ioi_desktop.gui.dialogs.analysis_options import load_options
+        from ioi_desktop.gui.dialogs.analysis_options import load_settings
 
-        self.run_options = load_options(self.settings)
+        run_settings = load_settings(self.settings)
+        if run_settings is None:
+            # Written by the version before typed options: analyses and the dialog's flat options.
+            old = self.settings.value("run/options")
+            try:
+                options = json.loads(old) if isinstance(old, str) else {}
+            except ValueError:
+                options = {}
+            analyses = self.settings.value("run/analyses")
+            run_settings = {"options": options, **({"analyses": analyses} if isinstance(analyses, list) else {})}
+        self.workbench.apply_settings(run_settings)
+        for name, action in self.analysis_actions.items():
+            action.setChecked(name in self.workbench.analyses)
         geometry = self.settings.value("window/geometry")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
@@ -821,19 +839,14 @@ class MainWindow(QMainWindow):
                 self.model_picker.set_spec(ModelSpec.from_dict(json.loads(spec_text)))
             except (ValueError, TypeError, AttributeError):
                 self.settings.remove("model/spec")
-        analyses = self.settings.value("run/analyses")
-        if isinstance(analyses, list):
-            for name, action in self.analysis_actions.items():
-                action.setChecked(name in analyses)
 
     def save_settings(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
         if self.panels:  # a window closed before its panels existed has no full layout to remember
             self.settings.setValue("window/state", self.saveState(_LAYOUT_VERSION))
-        self.settings.setValue("run/analyses", self.selected_analyses())
-        from ioi_desktop.gui.dialogs.analysis_options import save_options
+        from ioi_desktop.gui.dialogs.analysis_options import save_settings
 
-        save_options(self.settings, self.run_options)
+        save_settings(self.settings, self.run_settings())
         self.settings.sync()
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override

@@ -2,7 +2,9 @@
 
 Load the bundled model -> run every analysis on the notebook set -> select the
 strongest head of the head-z patching grid (as a click on it would) -> let the
-panels redraw -> screenshot (if asked) -> summary. Each step starts from the
+panels redraw -> check the window is shown (visible and exposed on the platform
+Qt runs on, which the summary names: xcb, wayland, offscreen) -> screenshot (if
+asked) -> summary. Each step starts from the
 previous step's signal; a timer bounds the whole sequence.
 """
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
 from ioi_desktop.core.models import ModelSpec
@@ -82,6 +85,10 @@ class SmokeTest(QObject):
         if self.window.panel_errors:
             self._fail(f"a panel failed to draw: {self.window.panel_errors[0]}")
             return
+        handle = self.window.windowHandle()
+        if not self.window.isVisible() or handle is None or not handle.isExposed():
+            self._fail(f"the window was never shown on the {QGuiApplication.platformName()} platform")
+            return
         results = self.window.results
         info = self.window.handle.info
         if self.screenshot is not None:
@@ -95,7 +102,7 @@ class SmokeTest(QObject):
             f"smoke test passed: model {info.name} ({info.n_layers} layers x {info.n_heads} heads, {info.device}), "
             f"{clean.shape[0]} pairs, mean logit diff {float(clean.mean()):.3f}, "
             f"{len(results.analyses)} analyses in {self._run_seconds:.1f} s, strongest head-z patch L{layer}H{head}, "
-            f"window shown after {self.shown_after_s:.2f} s"
+            f"window shown after {self.shown_after_s:.2f} s on the {QGuiApplication.platformName()} platform"
             + (f", screenshot {self.screenshot}" if self.screenshot is not None else "")
         )
         self._quit()

@@ -4,8 +4,9 @@ Design (Orange3's ``ConcurrentWidgetMixin`` and napari's thread workers, kept
 small): a :class:`Worker` lives on the GUI thread and is the only object the
 window talks to. It owns a ``QThread`` and a :class:`_JobExecutor` moved to that
 thread. A job is a plain function ``job(context) -> value`` run by the executor;
-it reports through its :class:`JobContext` (progress, partial rows, per-analysis
-results) and checks ``context.cancel_token`` between units of work. Every
+it reports through its :class:`JobContext` (progress, partial rows as
+``core.runner.RowsEvent``, the run's metadata, per-analysis results) and
+checks ``context.cancel_token`` between units of work. Every
 report crosses back to the GUI thread as a queued signal, so slots connected to
 the worker's signals always run on the GUI thread and may touch widgets.
 
@@ -45,6 +46,7 @@ LOAD_MODEL = "load_model"
 RUN = "run"
 NOTEBOOK_CHECK = "notebook_check"
 INVENTORY = "inventory"
+RUN_META = "run_meta"
 # How often queued reports are handed to the GUI, and how long one hand-over may take.
 FLUSH_INTERVAL_MS = 50
 FLUSH_BUDGET_S = 0.03
@@ -90,8 +92,9 @@ class JobContext:
     def progress(self, done: int, total: int, message: str = "") -> None:
         self._executor.progressed.emit(self._job_id, int(done), int(total), str(message))
 
-    def rows(self, array: str, index: Any, values: Any, meta: Any = None) -> None:
-        self._executor.rows_produced.emit(self._job_id, array, index, values, meta)
+    def rows(self, event: Any) -> None:
+        """Streamed rows (a ``core.runner.RowsEvent``)."""
+        self._executor.rows_produced.emit(self._job_id, event)
 
     def result(self, name: str, value: Any) -> None:
         self._executor.result_produced.emit(self._job_id, name, value)
@@ -109,7 +112,7 @@ class _JobExecutor(QObject):
     """Lives in the worker thread; runs one job per ``execute`` call."""
 
     progressed = Signal(int, int, int, str)
-    rows_produced = Signal(int, str, object, object, object)
+    rows_produced = Signal(int, object)
     result_produced = Signal(int, str, object)
     succeeded = Signal(int, object)
     failed = Signal(int, object)
@@ -134,8 +137,9 @@ class Worker(QObject):
     job_refused = Signal(str)
     # done, total, message, estimated seconds left (-1 when unknown)
     progress_changed = Signal(int, int, str, float)
-    rows_ready = Signal(str, object, object, object)
-    result_ready = Signal(str, object)
+    rows_ready = Signal(object)  # core.runner.RowsEvent
+    result_ready = Signal(str, object)  # analysis name, its Result
+    run_meta_ready = Signal(object)  # the run's metadata, before its first result
     inventory_found = Signal(object)
     model_loaded = Signal(object)
     model_load_failed = Signal(object)
@@ -207,9 +211,14 @@ class Worker(QObject):
         """Load a model (``core.models.ModelSpec``) in the background."""
         return self.submit(LOAD_MODEL, lambda context: load_model_job(self._runner, spec, context))
 
-    def run_analyses(self, handle: Any, prompt_set: Any, analyses: list[str], options: dict) -> bool:
-        """Run ``analyses`` through the core runner in the background."""
-        return self.submit(RUN, lambda context: run_analyses_job(self._runner, handle, prompt_set, analyses, options, context))
+    def run_analyses(self, handle: Any, prompt_set: Any, request: Any) -> bool:
+        """Run a ``core.workbench.RunRequest`` through the core runner in the background."""
+        return self.submit(RUN, lambda context: run_analyses_job(self._runner, handle, prompt_set, request, context))
+
+    @property
+    def forward_count(self) -> int:
+        """Forward passes over a prompt set made so far (cached runs are reused between runs)."""
+        return self._runner.forward_count
 
     def reproduce_notebook(self, spec: Any, reference: Any) -> bool:
         """Load ``spec`` (GPT-2 small) and compare the demo's published numbers with ours in the background."""
@@ -243,9 +252,9 @@ class Worker(QObject):
         if not self._flush_timer.isActive():
             self._flush_timer.start()
 
-    def _on_rows_produced(self, job_id: int, array: str, index: Any, values: Any, meta: Any) -> None:
+    def _on_rows_produced(self, job_id: int, event: Any) -> None:
         if self._is_current(job_id):
-            self._pending_rows.append((array, index, values, meta))
+            self._pending_rows.append(event)
             if not self._flush_timer.isActive():
                 self._flush_timer.start()
 
@@ -257,7 +266,7 @@ class Worker(QObject):
         started = time.monotonic()
         deadline = started + budget_s
         while self._pending_rows and time.monotonic() < deadline:
-            self.rows_ready.emit(*self._pending_rows.popleft())
+            self.rows_ready.emit(self._pending_rows.popleft())
         if not self._pending_rows:
             self._flush_timer.stop()
         # Drawing rows can take longer than the budget (one slow panel); wait twice as long
@@ -270,7 +279,11 @@ class Worker(QObject):
             return
         if name == INVENTORY:
             self.inventory_found.emit(value)
+        elif name == RUN_META:
+            self.run_meta_ready.emit(value)
         else:
+            # The finished result holds every row of this analysis: its queued rows are not needed.
+            self._pending_rows = deque(event for event in self._pending_rows if event.analysis != name)
             self.result_ready.emit(name, value)
 
     def _finish(self, job_id: int, succeeded: bool) -> _Job | None:
@@ -343,12 +356,9 @@ def load_model_job(runner: Runner, spec: Any, context: JobContext) -> Any:
     return handle
 
 
-def run_analyses_job(
-    runner: Runner, handle: Any, prompt_set: Any, analyses: list[str], options: dict, context: JobContext
-) -> Any:
+def run_analyses_job(runner: Runner, handle: Any, prompt_set: Any, request: Any, context: JobContext) -> Any:
     """Run the analyses through ``core.runner`` and forward what it reports."""
     titles = {info.name: info.title for info in ANALYSES}
-    shape_meta = {"n_layers": handle.info.n_layers, "n_heads": handle.info.n_heads}
 
     def on_progress(event) -> None:
         step = titles.get(event.analysis, "Forward passes")
@@ -356,25 +366,16 @@ def run_analyses_job(
         context.progress(event.done, event.total,
                          f"{step} ({event.analysis_done}/{event.analysis_total}){detail}")
 
-    def on_rows(event) -> None:
-        context.rows(event.array, event.index, event.values, {"analysis": event.analysis, **shape_meta})
-
-    def on_result(result) -> None:
-        context.result(result.name, result)
-
-    # The Options dialog gives every analysis the same batch size; the shared forward
-    # passes use it too.
-    batch_sizes = {entry.get("batch_size") for entry in options.values() if isinstance(entry, dict)}
-    batch_sizes.discard(None)
     return runner.run(
         handle,
         prompt_set,
-        analyses,
-        options,
-        batch_size=min(batch_sizes) if batch_sizes else None,
+        list(request.analyses),
+        dict(request.options),
+        batch_size=request.batch_size,
         on_progress=on_progress,
-        on_rows=on_rows,
-        on_result=on_result,
+        on_rows=context.rows,
+        on_result=lambda result: context.result(result.analysis, result),
+        on_start=lambda meta: context.result(RUN_META, meta),
         cancel_token=context.cancel_token,
     )
 

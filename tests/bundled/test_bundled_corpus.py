@@ -54,7 +54,7 @@ def test_mix_contains_every_kind_and_roll_call_marks_repeats():
     sampler = corpus.CorpusSampler(4)
     kinds = Counter()
     for _ in range(600):
-        kind = sampler._pick(sampler.mix)
+        kind = sampler.next_kind()
         segments = getattr(sampler, kind)()
         kinds[kind] += 1
         if kind == "roll_call":

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tiny_models import save_tiny_gpt2
+from tests.support.tiny_models import save_tiny_gpt2
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")

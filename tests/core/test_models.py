@@ -6,17 +6,17 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from tiny_models import make_word_tokenizer, save_tiny_gpt2
 from ioi_desktop.core import models
 from ioi_desktop.core.errors import DeviceError, ModelLoadError
 from ioi_desktop.core.models import ModelSpec, load_model
 from ioi_desktop.core.paths import bundled_model_dir
+
+from tests.support.tiny_models import make_word_tokenizer, save_tiny_gpt2
 
 PROMPT = "When John and Mary went to the store, John gave a drink to"
 
@@ -108,11 +108,17 @@ def test_listing_shows_bundled_and_cached_models(fake_hf_cache):
 
 
 def test_uncached_hub_name_fails_fast_with_instructions(tmp_path, monkeypatch):
+    """Reported before any loading starts (how long that takes: benchmarks/bench_gui.py)."""
+    import transformers
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("a model missing from the cache must be reported before anything is loaded")
+
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
-    started = time.perf_counter()
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", must_not_load)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", must_not_load)
     with pytest.raises(ModelLoadError) as info:
         load_model(ModelSpec(source="gpt2", device="cpu"))
-    assert time.perf_counter() - started < 5
     assert "'gpt2' is not in the local Hugging Face cache" in info.value.message
     assert "huggingface-cli download gpt2" in info.value.hint
 

@@ -28,7 +28,7 @@ def test_environment_override(tmp_path, monkeypatch):
 
 
 def test_missing_resources_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(paths, "_candidates", lambda: [tmp_path])
+    monkeypatch.setattr(paths, "resource_dir_candidates", lambda: [tmp_path])
     with pytest.raises(FileFormatError, match="resources folder was not found"):
         paths.resources_dir()
 

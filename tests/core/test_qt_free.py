@@ -1,4 +1,8 @@
-"""The core is Qt-free: importing every module of ioi_desktop.core loads no Qt binding."""
+"""The core is Qt-free: importing every module of ioi_desktop.core loads no Qt binding.
+
+The run-time counterpart of the static contract "core-is-headless" (tests/test_layering.py):
+this one also sees modules imported by name (importlib) and Qt pulled in by a dependency.
+"""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from PySide6.QtGui import QImage
 
-from ioi_desktop.bundled import screenshots
 from ioi_desktop.core.paths import bundled_model_dir
+from ioi_desktop.gui.tools import screenshots
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import torch
-from gui_helpers import RUN_TIMEOUT_MS, save_screenshot
+from tests.support.gui_helpers import RUN_TIMEOUT_MS, save_screenshot
 
 from ioi_desktop.core import notebook_check
 from ioi_desktop.core.pairs import notebook_prompt_set

@@ -1,88 +1,84 @@
-"""Run > Options…: the options dialog, what it hands the runner, QSettings and sessions."""
+"""Run > Options…: the dialog generated from the Options types, what reaches the runner, QSettings, sessions."""
 
 from __future__ import annotations
 
-from gui_helpers import RUN_TIMEOUT_MS
-from PySide6.QtWidgets import QDialogButtonBox
+from PySide6.QtWidgets import QCheckBox, QComboBox, QDialogButtonBox, QSpinBox
 
-from ioi_desktop.core.analyses import ANALYSES
+from ioi_desktop.core.analyses import ANALYSES, option_types
 from ioi_desktop.core.analyses.patching import SWEEPS
-from ioi_desktop.gui.dialogs.analysis_options import AnalysisOptionsDialog, RunOptions, load_options, save_options
+from ioi_desktop.core.workbench import Workbench
+from ioi_desktop.gui.dialogs.analysis_options import AnalysisOptionsDialog, load_settings, save_settings
+
+from tests.support.gui_helpers import RUN_TIMEOUT_MS
 
 ALL_ANALYSES = [info.name for info in ANALYSES]
 
 
-def test_default_options_pass_nothing_but_the_sweeps_and_the_seed():
-    options = RunOptions().runner_options(ALL_ANALYSES)
-    assert set(options) == set(ALL_ANALYSES)
-    assert options["patching"] == {"sweeps": list(SWEEPS)}
-    assert options["attribution_patching"] == {"sweeps": list(SWEEPS)}
-    assert options["head_scores"] == {"seed": 0}
-    # Left at their defaults, top-k and the batch size are the analyses' own choice.
-    assert options["logit_lens"] == {} and options["logit_diff"] == {} and options["dla"] == {}
+def test_dialog_has_a_widget_for_every_option_of_every_type_with_its_default(qtbot):
+    dialog = AnalysisOptionsDialog(Workbench().settings())
+    qtbot.addWidget(dialog)
+    for name, cls in option_types().items():
+        for spec in cls.specs():
+            editor = dialog.editors[name][spec.name]
+            assert editor.value() == (list(spec.default) if isinstance(spec.default, tuple) else spec.default)
+            assert spec.help in editor.widget.toolTip()
+            widget_type = {"int": QSpinBox, "choice": QComboBox, "bool": QCheckBox}.get(spec.kind)
+            if widget_type is not None:
+                assert isinstance(editor.widget, widget_type)
+            if spec.kind == "int":
+                assert (editor.widget.minimum(), editor.widget.maximum()) == (spec.low, spec.high)
+    # Analyses without options get no group; the sweep check boxes carry core's titles.
+    assert "dla" not in dialog.groups and "attention" not in dialog.groups
+    assert dialog.editors["patching"]["sweeps"].checks["head_z"].text() == SWEEPS["head_z"].title
+    assert dialog.settings() == Workbench().settings()
 
 
-def test_chosen_options_reach_the_analyses_that_take_them():
-    chosen = RunOptions(sweeps=("head_z", "resid_pre"), batch_size=4, top_k=7, head_seed=3, head_seq_len=20)
-    options = chosen.runner_options(["logit_lens", "patching", "head_scores", "attention"])
-    assert options["patching"] == {"batch_size": 4, "sweeps": ["head_z", "resid_pre"]}
-    assert options["logit_lens"] == {"batch_size": 4, "top_k": 7}
-    assert options["head_scores"] == {"batch_size": 4, "seed": 3, "seq_len": 20}
-    assert options["attention"] == {"batch_size": 4}
-    assert "attribution_patching" not in options
-
-
-def test_options_survive_a_round_trip_and_bad_values_fall_back_to_defaults():
-    chosen = RunOptions(sweeps=("head_v",), batch_size=2, top_k=3, head_seed=9, head_seq_len=12,
-                        analyses=("logit_diff", "patching"))
-    assert RunOptions.from_dict(chosen.to_dict()) == chosen
-    broken = RunOptions.from_dict({"sweeps": "head_z", "batch_size": 0, "top_k": True, "head_seed": -1,
-                                   "head_seq_len": "long", "analyses": ["patching", "no such analysis"]})
-    assert broken == RunOptions(analyses=("patching",))
-    assert RunOptions.from_dict(None) == RunOptions()
-    # Sweeps are kept in the core's order whatever order they were saved in.
-    assert RunOptions.from_dict({"sweeps": ["head_q", "resid_pre"]}).sweeps == ("resid_pre", "head_q")
-
-
-def test_options_are_remembered_in_qsettings(settings):
-    assert load_options(settings) == RunOptions()
-    chosen = RunOptions(sweeps=("mlp_out",), top_k=10)
-    save_options(settings, chosen)
-    assert load_options(settings) == chosen
-    settings.setValue("run/options", "{not json")
-    assert load_options(settings) == RunOptions()
-
-
-def test_dialog_edits_every_option_and_blocks_ok_without_a_sweep(qtbot):
-    dialog = AnalysisOptionsDialog(RunOptions())
+def test_dialog_edits_options_and_blocks_ok_without_a_sweep(qtbot):
+    dialog = AnalysisOptionsDialog(Workbench().settings())
     qtbot.addWidget(dialog)
     ok = dialog.buttons.button(QDialogButtonBox.StandardButton.Ok)
-    assert dialog.options() == RunOptions()
-    for name, check in dialog.sweep_checks.items():
+    sweeps = dialog.editors["patching"]["sweeps"]
+    for name, check in sweeps.checks.items():
         check.setChecked(name == "head_pattern")
     dialog.batch_spin.setValue(8)
-    dialog.top_k_spin.setValue(12)
-    dialog.seed_spin.setValue(42)
-    dialog.seq_len_spin.setValue(30)
+    dialog.editors["logit_lens"]["top_k"].widget.setValue(12)
+    dialog.editors["head_scores"]["seed"].widget.setValue(42)
+    dialog.editors["patching"]["engine"].widget.setCurrentText("bridge")
     dialog.analysis_checks["dla"].setChecked(False)
-    assert dialog.options() == RunOptions(sweeps=("head_pattern",), batch_size=8, top_k=12, head_seed=42,
-                                          head_seq_len=30,
-                                          analyses=tuple(name for name in ALL_ANALYSES if name != "dla"))
+    chosen = dialog.settings()
+    assert chosen["analyses"] == [name for name in ALL_ANALYSES if name != "dla"]
+    assert chosen["batch_size"] == 8
+    assert chosen["options"]["patching"] == {"sweeps": ["head_pattern"], "engine": "bridge"}
+    assert chosen["options"]["logit_lens"] == {"top_k": 12, "lens_norm": "cached_final"}
+    assert chosen["options"]["head_scores"]["seed"] == 42
     assert ok.isEnabled()
+    # What the dialog returns is what the workbench accepts as typed Options.
+    bench = Workbench()
+    bench.apply_settings(chosen)
+    assert bench.options["patching"].sweeps == ("head_pattern",) and bench.options["patching"].engine == "bridge"
 
-    dialog.sweep_checks["head_pattern"].setChecked(False)
-    assert not ok.isEnabled() and "patching grid" in dialog.problem.text()
-    # Without either patching analysis the grids do not matter.
+    sweeps.checks["head_pattern"].setChecked(False)
+    assert not ok.isEnabled() and "Activation patching's sweeps" in dialog.problem.text()
+    # Without patching its grids do not matter (and its group is disabled).
     dialog.analysis_checks["patching"].setChecked(False)
-    dialog.analysis_checks["attribution_patching"].setChecked(False)
-    assert ok.isEnabled() and not dialog.sweeps_box.isEnabled()
+    assert ok.isEnabled() and not dialog.groups["patching"].isEnabled()
     for check in dialog.analysis_checks.values():
         check.setChecked(False)
     assert not ok.isEnabled() and "at least one analysis" in dialog.problem.text()
 
     dialog.buttons.button(QDialogButtonBox.StandardButton.RestoreDefaults).click()
-    assert dialog.options() == RunOptions()
+    assert dialog.settings() == Workbench().settings()
     assert dialog.batch_spin.text() == "Automatic"
+
+
+def test_settings_are_remembered_in_qsettings(settings):
+    assert load_settings(settings) is None
+    chosen = Workbench().settings()
+    chosen["options"]["patching"]["sweeps"] = ["mlp_out"]
+    save_settings(settings, chosen)
+    assert load_settings(settings) == chosen
+    settings.setValue("run/settings", "{not json")
+    assert load_settings(settings) is None
 
 
 def test_window_applies_remembers_and_saves_the_options(qtbot, window, settings, tmp_path):
@@ -93,49 +89,55 @@ def test_window_applies_remembers_and_saves_the_options(qtbot, window, settings,
     dialog = window.options_dialog
     assert dialog is not None and dialog.isVisible()
     dialog.analysis_checks["head_scores"].setChecked(False)
-    for name, check in dialog.sweep_checks.items():
+    for name, check in dialog.editors["patching"]["sweeps"].checks.items():
         check.setChecked(name in ("head_z", "attn_out"))
-    dialog.top_k_spin.setValue(4)
+    dialog.editors["logit_lens"]["top_k"].widget.setValue(4)
     dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
-    chosen = window.run_options
-    assert chosen.sweeps == ("attn_out", "head_z") and chosen.top_k == 4
+    chosen = window.run_settings()
+    assert chosen["options"]["patching"]["sweeps"] == ["attn_out", "head_z"]
+    assert chosen["options"]["logit_lens"]["top_k"] == 4
     assert not window.analysis_actions["head_scores"].isChecked()
-    assert load_options(settings) == chosen
-    assert window.current_session().settings["options"] == chosen.to_dict()
+    assert load_settings(settings) == chosen
+    assert window.current_session().settings == chosen
 
     # Sessions carry their options: opening one brings them back.
     path = tmp_path / "options.ioisession"
     assert window.save_session_to(path)
-    window.set_run_options(RunOptions())
+    window.apply_run_settings(Workbench().settings())
+    assert window.run_settings() != chosen
     assert window.open_session(path)
-    assert window.run_options == chosen
+    assert window.run_settings() == chosen
 
 
-def test_a_run_uses_the_chosen_sweeps(qtbot, loaded_window):
+def test_a_run_uses_the_chosen_options(qtbot, loaded_window):
     window = loaded_window
-    window.set_run_options(RunOptions(sweeps=("head_z",), top_k=3, analyses=("logit_lens", "patching")))
+    chosen = Workbench().settings()
+    chosen["analyses"] = ["logit_lens", "patching"]
+    chosen["options"]["patching"]["sweeps"] = ["head_z"]
+    chosen["options"]["logit_lens"]["top_k"] = 3
+    window.apply_run_settings(chosen)
     with qtbot.waitSignal(window.results_shown, timeout=RUN_TIMEOUT_MS) as shown:
         assert window.run()
     results = shown.args[0]
     assert results.has_array("patch_head_z")
     assert not results.has_array("patch_resid_pre") and not results.has_array("patch_head_v")
     assert results.array("logit_lens_grid_top_ids").shape[-1] == 3
+    assert results.meta["options"]["patching"]["sweeps"] == ["head_z"]
 
 
-def test_lens_norm_option_reaches_the_logit_lens_and_round_trips(qtbot):
-    from ioi_desktop.core.analyses.logit_lens import LENS_NORMS
-    from ioi_desktop.gui.dialogs.analysis_options import LENS_NORM_CHOICES
-
-    assert [key for key, _ in LENS_NORM_CHOICES] == list(LENS_NORMS)
-    chosen = RunOptions(lens_norm="recompute")
-    assert chosen.runner_options(["logit_lens", "dla"]) == {"logit_lens": {"lens_norm": "recompute"}, "dla": {}}
-    assert RunOptions.from_dict(chosen.to_dict()) == chosen
-    assert RunOptions.from_dict({"lens_norm": "sometimes"}) == RunOptions()
-    dialog = AnalysisOptionsDialog(chosen)
+def test_lens_norm_and_head_score_sequences_are_options_in_the_dialog(qtbot):
+    """The logit-difference lens's LayerNorm choice and the head-score sequences are set like any option."""
+    dialog = AnalysisOptionsDialog(Workbench().settings())
     qtbot.addWidget(dialog)
-    assert dialog.lens_norm_combo.currentData() == "recompute" and dialog.options() == chosen
-    dialog.lens_norm_combo.setCurrentIndex(dialog.lens_norm_combo.findData("cached_final"))
-    # The notebook's method is the analysis's default, so choosing it passes nothing.
-    assert dialog.options().lens_norm is None
-    dialog.analysis_checks["logit_lens"].setChecked(False)
-    assert not dialog.lens_norm_combo.isEnabled()
+    lens_norm = dialog.editors["logit_lens"]["lens_norm"]
+    assert lens_norm.value() == "cached_final" and "notebook" in lens_norm.widget.toolTip()
+    lens_norm.widget.setCurrentText("recompute")
+    dialog.editors["head_scores"]["prepend_bos"].widget.setCurrentText("no")
+    dialog.editors["head_scores"]["token_pool"].widget.setCurrentText("id_range")
+    chosen = dialog.settings()
+    assert chosen["options"]["logit_lens"] == {"top_k": 5, "lens_norm": "recompute"}
+    assert chosen["options"]["head_scores"]["prepend_bos"] == "no"
+    assert chosen["options"]["head_scores"]["token_pool"] == "id_range"
+    bench = Workbench()
+    bench.apply_settings(chosen)
+    assert bench.options["logit_lens"].lens_norm == "recompute"

@@ -8,7 +8,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from ioi_desktop.core.analyses.base import AnalysisResult
+from ioi_desktop.core.analyses import logit_diff as logit_diff_analysis
+from ioi_desktop.core.analyses import patching as patching_analysis
 from ioi_desktop.core.errors import FileFormatError
 from ioi_desktop.core.pairs import notebook_prompt_set
 from ioi_desktop.core.results import RunResults
@@ -17,19 +18,12 @@ from ioi_desktop.core.session import Session, load_session, model_availability, 
 
 def _results() -> RunResults:
     rng = np.random.default_rng(0)
-    logit_diff = AnalysisResult(
-        "logit_diff",
-        {"logit_diff_clean": rng.normal(size=8).astype(np.float32),
-         "logit_diff_corrupt": rng.normal(size=8).astype(np.float32)},
-        {"logit_diff_clean": ("prompt",), "logit_diff_corrupt": ("prompt",)},
-        meta={"accuracy": 0.75},
+    logit_diff = logit_diff_analysis.Result(
+        logit_diff_clean=rng.normal(size=8).astype(np.float32),
+        logit_diff_corrupt=rng.normal(size=8).astype(np.float32),
+        accuracy_clean=0.75,
     )
-    patching = AnalysisResult(
-        "patching",
-        {"patch_head_z": rng.normal(size=(3, 4)).astype(np.float32)},
-        {"patch_head_z": ("layer", "head")},
-        meta={"engine": "fast"},
-    )
+    patching = patching_analysis.Result(patch_head_z=rng.normal(size=(3, 4)).astype(np.float32), engine="fast")
     return RunResults({"logit_diff": logit_diff, "patching": patching}, meta={"model": {"name": "tiny"}})
 
 
@@ -60,7 +54,7 @@ def test_round_trip_keeps_everything(tmp_path):
     assert loaded.results.analyses == ["logit_diff", "patching"]
     for name, array in original.results.iter_arrays():
         np.testing.assert_array_equal(loaded.results.array(name), array)
-    assert loaded.results["logit_diff"].meta == {"accuracy": 0.75}
+    assert loaded.results["logit_diff"].meta == {"accuracy_clean": 0.75}
 
 
 def test_session_without_results(tmp_path):

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 
+from ioi_desktop.core.analyses import patching
 from ioi_desktop.core.errors import Cancelled, ModelLoadError
+from ioi_desktop.core.runner import RowsEvent
 from ioi_desktop.gui.worker import LOAD_MODEL, RUN, JobFailure, Worker
+
+
+def head_z_row(layer: int, n_layers: int = 50) -> RowsEvent:
+    """Streamed rows as the runner makes them: one layer of the head-z patching grid."""
+    return RowsEvent("patching", "patch_head_z", (layer,), np.full(2, layer, np.float32), (n_layers, 2),
+                     patching.Result)
 
 
 @pytest.fixture
@@ -28,13 +37,13 @@ def test_job_runs_in_the_worker_thread_and_reports(qtbot, worker):
     def job(context):
         seen["thread"] = threading.current_thread()
         context.progress(1, 2, "half")
-        context.rows("patch_head_z", (0,), [1.0, 2.0], {"n_layers": 2})
+        context.rows(head_z_row(0))
         gate.wait(10)
         return "value"
 
     progress, rows = [], []
     worker.progress_changed.connect(lambda *args: progress.append(args))
-    worker.rows_ready.connect(lambda *args: rows.append(args))
+    worker.rows_ready.connect(rows.append)
     with qtbot.waitSignal(worker.run_finished, timeout=10_000) as finished:
         assert worker.submit(RUN, job)
         assert worker.busy
@@ -43,38 +52,38 @@ def test_job_runs_in_the_worker_thread_and_reports(qtbot, worker):
     assert finished.args == ["value"]
     assert seen["thread"] is not threading.main_thread()
     assert progress[0][:3] == (1, 2, "half") and progress[0][3] >= 0  # an ETA once a unit is done
-    assert rows == [("patch_head_z", (0,), [1.0, 2.0], {"n_layers": 2})]
+    assert [(r.array, r.index) for r in rows] == [("patch_head_z", (0,))]
     assert not worker.busy
 
 
 def test_rows_still_queued_when_a_run_succeeds_are_dropped(qtbot, worker):
     rows = []
-    worker.rows_ready.connect(lambda *args: rows.append(args))
+    worker.rows_ready.connect(rows.append)
 
     def job(context):
         for layer in range(50):
-            context.rows("patch_head_z", (layer,), [float(layer)], None)
+            context.rows(head_z_row(layer))
         return "done"
 
     with qtbot.waitSignal(worker.run_finished, timeout=10_000):
         worker.submit(RUN, job)
     # The rows arrived in one burst after the 50 ms hand-over timer was armed at most once.
     assert len(rows) < 50
-    assert [r[1] for r in rows] == [(i,) for i in range(len(rows))]
+    assert [r.index for r in rows] == [(i,) for i in range(len(rows))]
 
 
 def test_a_cancelled_run_delivers_every_row_it_finished(qtbot, worker):
     rows = []
-    worker.rows_ready.connect(lambda *args: rows.append(args))
+    worker.rows_ready.connect(rows.append)
 
     def job(context):
         for layer in range(50):
-            context.rows("patch_head_z", (layer,), [float(layer)], None)
+            context.rows(head_z_row(layer))
         raise Cancelled()
 
     with qtbot.waitSignal(worker.run_cancelled, timeout=10_000):
         worker.submit(RUN, job)
-    assert [r[1] for r in rows] == [(i,) for i in range(50)]
+    assert [r.index for r in rows] == [(i,) for i in range(50)]
 
 
 def test_a_second_job_is_refused_while_one_runs(qtbot, worker):

@@ -32,7 +32,7 @@ def word_model_dir(tmp_path_factory) -> Path:
     import torch
 
     torch.set_num_threads(1)
-    from tiny_models import save_tiny_gpt2  # tests/tiny_models.py, shared by the test folders
+    from tests.support.tiny_models import save_tiny_gpt2
 
     return save_tiny_gpt2(tmp_path_factory.mktemp("robust-word") / "tiny-gpt2", n_head=4, n_embd=32)
 
@@ -43,7 +43,7 @@ def gpt2_model_dir(tmp_path_factory) -> Path:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from tiny_models import make_gpt2_tokenizer
+    from tests.support.tiny_models import make_gpt2_tokenizer
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

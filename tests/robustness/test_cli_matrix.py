@@ -13,9 +13,10 @@ import json
 import shutil
 
 import pytest
-from robustness_inputs import GOOD_PAIR, pairs_document
 
 from ioi_desktop.cli import main
+
+from tests.support.robustness_inputs import GOOD_PAIR, pairs_document
 
 
 def analyze(capsys, tmp_path, pairs_text, *, model="bundled", suffix=".json", extra=()):
@@ -233,35 +234,9 @@ def test_out_of_memory_inside_an_analysis_is_a_device_error(capsys, tmp_path, mo
 
     import ioi_desktop.core.analyses.dla as dla
 
-    def out_of_memory(ctx, progress):
+    def out_of_memory(ctx, options, progress):
         raise torch.OutOfMemoryError("simulated")
 
     monkeypatch.setattr(dla, "run", out_of_memory)
     code, err, out = analyze(capsys, tmp_path, pairs_document({}), extra=("--analyses", "logit_diff,dla"))
     assert_one_line(code, err, out, "The device ran out of memory during dla", "smaller batch size")
-
-
-def test_patching_retries_smaller_chunks_before_giving_up():
-    """The patching engine halves its chunk on out-of-memory; only one setting at a time failing is an error."""
-    import torch
-
-    from ioi_desktop.core.engine.batching import map_chunks
-    from ioi_desktop.core.errors import DeviceError
-
-    sizes = []
-
-    def fits_four(part):
-        sizes.append(part.stop - part.start)
-        if part.stop - part.start > 4:
-            raise torch.OutOfMemoryError("simulated")
-        return torch.arange(part.start, part.stop)
-
-    values, chunk = map_chunks(fits_four, 10, 16)
-    assert values.tolist() == list(range(10)) and chunk == 4
-    assert sizes[:3] == [10, 8, 4]
-
-    def never_fits(part):
-        raise torch.OutOfMemoryError("simulated")
-
-    with pytest.raises(DeviceError, match="ran out of memory while patching even one setting at a time"):
-        map_chunks(never_fits, 3, 2)

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ioi_desktop.core.analyses.base import AnalysisResult
+from ioi_desktop.core.analyses import logit_diff, patching
 from ioi_desktop.core.errors import FileFormatError
 from ioi_desktop.core.pairs import notebook_prompt_set
 from ioi_desktop.core.results import RunResults, load_results, save_results
@@ -34,12 +34,10 @@ def small_results() -> RunResults:
     rng = np.random.default_rng(0)
     return RunResults(
         {
-            "logit_diff": AnalysisResult(
-                "logit_diff", {"logit_diff_clean": rng.normal(size=4).astype(np.float32)},
-                {"logit_diff_clean": ("prompt",)}, labels={"prompt": ["a", "b", "c", "d"]}, meta={"accuracy": 0.5}),
-            "patching": AnalysisResult(
-                "patching", {"patch_head_z": rng.normal(size=(2, 3)).astype(np.float32)},
-                {"patch_head_z": ("layer", "head")}, meta={"engine": "fast"}),
+            "logit_diff": logit_diff.Result(
+                logit_diff_clean=rng.normal(size=4).astype(np.float32), prompt_labels=("a", "b", "c", "d"),
+                accuracy_clean=0.5),
+            "patching": patching.Result(patch_head_z=rng.normal(size=(2, 3)).astype(np.float32), engine="fast"),
         },
         meta={"model": {"name": "tiny"}},
     )
@@ -134,8 +132,8 @@ def test_session_versions_other_than_1_are_refused(tmp_path, version):
     assert "update IOI Desktop" in raised.value.hint
 
 
-@pytest.mark.parametrize("version", [2, True, "1", None, 0])
-def test_results_versions_other_than_1_are_refused(tmp_path, version):
+@pytest.mark.parametrize("version", [3, True, "1", None, 0])
+def test_results_versions_other_than_1_and_2_are_refused(tmp_path, version):
     save_results(small_results(), tmp_path)
     document = json.loads((tmp_path / "results.json").read_text())
     document["version"] = version

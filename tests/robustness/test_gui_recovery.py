@@ -3,7 +3,7 @@
 Each case asserts what a user sees (the message box's text, the Run button's
 reason, the status line), that the window's state is unchanged (same model,
 same prompt set, previous file intact) and that the app still works after.
-The window fixtures are the app-shell tests' own (tests/gui/conftest.py).
+The window fixtures are the app-shell tests' own (tests/support/gui_fixtures.py).
 """
 
 from __future__ import annotations
@@ -12,20 +12,12 @@ import json
 import os
 
 import pytest
-from robustness_inputs import GOOD_PAIR, TESTS, module_from
 
 from ioi_desktop.core.prompts import PromptPair, PromptSet
 
-_gui = module_from(TESTS / "gui" / "conftest.py", "gui_conftest_for_robustness")
-settings, window, loaded_window, tiny_model_dir = _gui.settings, _gui.window, _gui.loaded_window, _gui.tiny_model_dir
-RUN_TIMEOUT_MS = 120_000
-
-
-def run_and_wait(qtbot, window):
-    assert window.run(), window.run_blocked_reason()
-    qtbot.waitUntil(lambda: not window.worker.busy, timeout=RUN_TIMEOUT_MS)
-    assert window.results is not None, window.step_label.text()
-    return window.results
+from tests.support.gui_fixtures import loaded_window, settings, tiny_handle, tiny_model_dir, window  # noqa: F401
+from tests.support.gui_helpers import RUN_TIMEOUT_MS, run_and_wait
+from tests.support.robustness_inputs import GOOD_PAIR
 
 
 def one_pair(**changes) -> PromptSet:
@@ -68,11 +60,10 @@ def test_a_bug_in_a_run_shows_the_cause_logs_the_traceback_and_copies_it(qtbot, 
     handle, prompt_set = window.handle, window.prompt_editor.prompt_set()
     real_run = dla.run
 
-    def broken(ctx, progress):
+    def broken(ctx, options, progress):
         raise KeyError("simulated bug inside dla")
 
-    monkeypatch.setattr(dla, "run", broken)
-    window.worker._runner.clear_cache()
+    monkeypatch.setattr(dla, "run", broken)  # a fresh window: nothing is cached yet
     with qtbot.waitSignal(window.worker.run_failed, timeout=RUN_TIMEOUT_MS):
         assert window.run()
     box = window.message_box
@@ -103,12 +94,11 @@ def test_out_of_memory_in_a_run_is_explained_without_details(qtbot, loaded_windo
 
     import ioi_desktop.core.analyses.logit_lens as logit_lens
 
-    def out_of_memory(ctx, progress):
+    def out_of_memory(ctx, options, progress):
         raise torch.OutOfMemoryError("simulated")
 
     monkeypatch.setattr(logit_lens, "run", out_of_memory)
-    window = loaded_window
-    window.worker._runner.clear_cache()
+    window = loaded_window  # fresh: nothing is cached, so the patched run is reached
     with qtbot.waitSignal(window.worker.run_failed, timeout=RUN_TIMEOUT_MS):
         assert window.run()
     box = window.message_box
@@ -132,20 +122,23 @@ def test_cancel_during_each_analysis_and_the_next_run_works(qtbot, loaded_window
         module = get_analysis(target)
         real_run = module.run
 
-        def cancel_then_run(ctx, progress, real_run=real_run):
+        def cancel_then_run(ctx, options, progress, real_run=real_run):
             progress.cancel_token.cancel()
             progress.check_cancelled()
-            return real_run(ctx, progress)
+            return real_run(ctx, options, progress)
 
+        # The analyses before ``target`` finished in earlier rounds and come from the runner's
+        # cache; ``target`` itself never finished, so its (patched) run is called.
         monkeypatch.setattr(module, "run", cancel_then_run)
-        window.worker._runner.clear_cache()
         delivered.clear()
         with qtbot.waitSignal(window.worker.run_cancelled, timeout=RUN_TIMEOUT_MS):
             assert window.run()
         monkeypatch.setattr(module, "run", real_run)
         assert delivered == names[: names.index(target)], target
         assert "cancelled" in window.step_label.text().lower()
-        assert window.results is None and window.actions_by_name["run"].isEnabled()
+        # The analyses that finished before the cancel are kept and shown; nothing else.
+        finished = window.results.analyses if window.results is not None else []
+        assert finished == delivered and window.actions_by_name["run"].isEnabled()
     assert run_and_wait(qtbot, window).analyses == names
 
 
@@ -153,24 +146,28 @@ def test_cancel_while_the_model_loads(qtbot, window, tiny_model_dir, monkeypatch
     """Cancel between loading steps: no model, the picker can load again, and a later load works."""
     import time
 
-    from ioi_desktop.core import models
+    import transformers
+
     from ioi_desktop.core.models import ModelSpec
 
-    real_tokenizer = models._load_tokenizer
+    real_from_pretrained = transformers.AutoTokenizer.from_pretrained
 
-    def slow_tokenizer(folder):
+    def slow_tokenizer(*args, **kwargs):
         time.sleep(1.0)  # time for the Cancel press to arrive mid-load
-        return real_tokenizer(folder)
+        return real_from_pretrained(*args, **kwargs)
 
-    monkeypatch.setattr(models, "_load_tokenizer", slow_tokenizer)
+    def press_cancel(*args):
+        window.cancel()
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", slow_tokenizer)
     window.start(load_model=False)
-    window.worker.progress_changed.connect(lambda *args: window.cancel())
+    window.worker.progress_changed.connect(press_cancel)
     with qtbot.waitSignal(window.worker.model_load_failed, timeout=RUN_TIMEOUT_MS) as failed:
         assert window.load_model(ModelSpec(source=str(tiny_model_dir), device="cpu"))
     assert failed.args[0].cancelled and window.handle is None
     assert window.model_picker.load_button.isEnabled()
-    monkeypatch.setattr(models, "_load_tokenizer", real_tokenizer)
-    window.worker.progress_changed.disconnect()
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", real_from_pretrained)
+    window.worker.progress_changed.disconnect(press_cancel)
     with qtbot.waitSignal(window.worker.model_loaded, timeout=RUN_TIMEOUT_MS):
         assert window.load_model(ModelSpec(source=str(tiny_model_dir), device="cpu"))
     assert window.handle is not None
@@ -178,7 +175,6 @@ def test_cancel_while_the_model_loads(qtbot, window, tiny_model_dir, monkeypatch
 
 def test_run_pressed_twice_starts_one_run(qtbot, loaded_window):
     window = loaded_window
-    window.worker._runner.clear_cache()
     finished = []
     window.worker.run_finished.connect(finished.append)
     assert window.run()

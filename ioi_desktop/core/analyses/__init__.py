@@ -1,9 +1,11 @@
-"""The registry of analyses, in the order the app shows them.
+"""The registry of analyses, in the order the app shows them: one line per analysis.
 
 Each entry names a module ``ioi_desktop.core.analyses.<name>`` that follows the
-contract in :mod:`ioi_desktop.core.analyses.base` (``NAME``, ``hooks_needed``,
-``run``). Modules are imported only when an analysis is first used, so listing
-the analyses (the GUI does at startup) never imports torch.
+contract in :mod:`ioi_desktop.core.analyses.base` (``NAME``, ``Options``,
+``Result``, ``hooks_needed``, ``count_units``, ``run``). Modules are imported
+only when first used, and import torch only inside their functions, so listing
+the analyses or reading their Options/Result types (the GUI does at startup)
+never imports torch.
 """
 
 from __future__ import annotations
@@ -103,6 +105,26 @@ def get_analysis(name: str) -> ModuleType:
             f"The analysis {name!r} is not available in this installation.",
             "Reinstall IOI Desktop, or choose another analysis.",
         ) from exc
+
+
+def options_type(name: str) -> type:
+    """The ``Options`` dataclass of analysis ``name``."""
+    return get_analysis(name).Options
+
+
+def result_type(name: str) -> type:
+    """The ``Result`` dataclass of analysis ``name``."""
+    return get_analysis(name).Result
+
+
+def option_types() -> dict[str, type]:
+    """Analysis name -> its ``Options`` dataclass, in display order."""
+    return {name: options_type(name) for name in analysis_names()}
+
+
+def default_options() -> dict[str, object]:
+    """Analysis name -> its default ``Options``."""
+    return {name: cls() for name, cls in option_types().items()}
 
 
 def parse_analysis_list(text: str | None) -> list[str]:

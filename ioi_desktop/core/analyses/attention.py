@@ -11,26 +11,57 @@ labels.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-import torch
+from jaxtyping import Float32
 
 from ioi_desktop.core import hooks
-from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisResult, Progress
-from ioi_desktop.core.analyses.logit_diff import as_float32, prompt_labels
-from ioi_desktop.core.results import position_labels
+from ioi_desktop.core.analyses.base import (
+    AnalysisContext,
+    AnalysisOptions,
+    AnalysisResult,
+    Positions,
+    Progress,
+    array,
+    labels,
+    meta,
+)
 
 NAME = "attention"
 
 
-def hooks_needed(ctx: AnalysisContext) -> set[str]:
+@dataclass(frozen=True)
+class Options(AnalysisOptions):
+    analysis = NAME
+
+
+@dataclass(frozen=True, eq=False)
+class Result(AnalysisResult):
+    analysis = NAME
+    title = "Attention patterns"
+    attention_pattern: Float32[np.ndarray, "prompt layer head query_pos key_pos"] | None = array(
+        "softmax attention of every head on every clean prompt; 0 from and to padding")
+    prompt_labels: tuple[str, ...] | None = labels("prompt", "each prompt's text without BOS")
+    query_pos_labels: Positions | None = labels("query_pos", "the set's positions")
+    key_pos_labels: Positions | None = labels("key_pos", "the set's positions")
+    str_tokens: list | None = meta("each clean prompt's tokens as text")
+    lengths: list | None = meta("each prompt's length in tokens")
+
+
+def hooks_needed(ctx: AnalysisContext, options: Options) -> set[str]:
     return set(hooks.hook_names("pattern", ctx.handle.info.n_layers))
 
 
-def count_units(ctx: AnalysisContext) -> int:
+def count_units(ctx: AnalysisContext, options: Options) -> int:
     return ctx.handle.info.n_layers
 
 
-def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
+def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
+    import torch
+
+    from ioi_desktop.core.analyses.metrics import as_float32, prompt_labels
+
     batch = ctx.batch
     n_layers = int(ctx.handle.info.n_layers)
     progress.set_total(n_layers)
@@ -46,14 +77,12 @@ def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
             pattern = as_float32(cache[hooks.hook_name("pattern", layer)])
             layers.append(np.where(mask, pattern, np.float32(0.0)))
             progress.advance(1, f"attention patterns of layer {layer}")
-    labels = position_labels(batch)
-    return AnalysisResult(
-        name=NAME,
-        arrays={"attention_pattern": np.ascontiguousarray(np.stack(layers, axis=1), dtype=np.float32)},
-        axes={"attention_pattern": ("prompt", "layer", "head", "query_pos", "key_pos")},
-        labels={"prompt": prompt_labels(batch), "query_pos": labels, "key_pos": labels},
-        meta={
-            "str_tokens": [list(tokens) for tokens in batch.str_tokens],
-            "lengths": [int(n) for n in lengths],
-        },
+    positions = Positions.of_set(batch)
+    return Result(
+        attention_pattern=np.ascontiguousarray(np.stack(layers, axis=1), dtype=np.float32),
+        prompt_labels=prompt_labels(batch),
+        query_pos_labels=positions,
+        key_pos_labels=positions,
+        str_tokens=[list(tokens) for tokens in batch.str_tokens],
+        lengths=[int(n) for n in lengths],
     )

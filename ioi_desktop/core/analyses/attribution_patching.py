@@ -11,8 +11,8 @@ where the gradient is taken once, on the corrupted run, for every activation
 at the same time. The metric is the set-mean logit difference at END, as in
 ``patching``, and scores are normalized the same way,
 ``estimate / (clean - corrupted)``, so ``atp_<grid>`` sits next to the exact
-``patch_<grid>``; their difference is the estimate's error (the GUI computes
-it where both exist). The estimate is known to be poor where the model is far
+``patch_<grid>``; their difference is the estimate's error
+(:func:`estimate_error`, which the panels show next to both). The estimate is known to be poor where the model is far
 from linear: MLP0, the residual stream and saturated attention heads.
 
 Grids (same axes and position alignment as ``patching``): ``atp_resid_pre``,
@@ -40,16 +40,24 @@ Options: ``sweeps`` (names as in ``patching.SWEEPS``, default all).
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
-from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisResult, Progress
-from ioi_desktop.core.analyses.patching import (
-    SWEEPS,
-    logit_diff_at_end,
-    normalization_span,
-    position_axis,
-    selected_sweeps,
+import numpy as np
+from jaxtyping import Float32
+
+from ioi_desktop.core.analyses import patching
+from ioi_desktop.core.analyses.base import (
+    AnalysisContext,
+    AnalysisOptions,
+    AnalysisResult,
+    Positions,
+    Progress,
+    array,
+    labels,
+    meta,
+    option,
 )
+from ioi_desktop.core.analyses.patching import SWEEPS, logit_diff_at_end, normalization_span, position_axis
 
 NAME = "attribution_patching"
 PREFIX = "atp_"
@@ -61,23 +69,76 @@ NORMALIZATION = (
 )
 
 
+@dataclass(frozen=True)
+class Options(AnalysisOptions):
+    analysis = NAME
+    sweeps: tuple[str, ...] = option(tuple(SWEEPS), "The grids to estimate (the same names as patching's)",
+                                     choices=tuple(SWEEPS))
+
+
+@dataclass(frozen=True, eq=False)
+class Result(AnalysisResult):
+    analysis = NAME
+    title = "Attribution patching"
+    atp_resid_pre: Float32[np.ndarray, "layer pos"] | None = array("estimate of patch_resid_pre")
+    atp_resid_pre_raw: Float32[np.ndarray, "layer pos"] | None = array("corrupted mean + estimate")
+    atp_attn_out: Float32[np.ndarray, "layer pos"] | None = array("estimate of patch_attn_out")
+    atp_attn_out_raw: Float32[np.ndarray, "layer pos"] | None = array("corrupted mean + estimate")
+    atp_mlp_out: Float32[np.ndarray, "layer pos"] | None = array("estimate of patch_mlp_out")
+    atp_mlp_out_raw: Float32[np.ndarray, "layer pos"] | None = array("corrupted mean + estimate")
+    atp_head_z: Float32[np.ndarray, "layer head"] | None = array("estimate of patch_head_z")
+    atp_head_z_raw: Float32[np.ndarray, "layer head"] | None = array("corrupted mean + estimate")
+    atp_head_v: Float32[np.ndarray, "layer head"] | None = array("estimate of patch_head_v")
+    atp_head_v_raw: Float32[np.ndarray, "layer head"] | None = array("corrupted mean + estimate")
+    atp_head_pattern: Float32[np.ndarray, "layer head"] | None = array("estimate of patch_head_pattern")
+    atp_head_pattern_raw: Float32[np.ndarray, "layer head"] | None = array("corrupted mean + estimate")
+    atp_head_q: Float32[np.ndarray, "layer head"] | None = array("estimate of patch_head_q")
+    atp_head_q_raw: Float32[np.ndarray, "layer head"] | None = array("corrupted mean + estimate")
+    atp_head_k: Float32[np.ndarray, "layer head"] | None = array("estimate of patch_head_k")
+    atp_head_k_raw: Float32[np.ndarray, "layer head"] | None = array("corrupted mean + estimate")
+    atp_head_z_by_pos: Float32[np.ndarray, "layer pos head"] | None = array("estimate of patch_head_z_by_pos")
+    atp_head_z_by_pos_raw: Float32[np.ndarray, "layer pos head"] | None = array("corrupted mean + estimate")
+    pos_labels: Positions | None = labels("pos", "positions (equal-length sets) or named roles")
+    engine: str | None = meta("always 'bridge' (one hooked forward and backward)")
+    normalization: str | None = meta("how scores are normalized")
+    clean_logit_diff: float | None = meta("clean mean logit difference")
+    corrupt_logit_diff: float | None = meta("corrupted mean logit difference")
+    position_alignment: str | None = meta("'absolute' positions or named 'roles'")
+    sweeps: list | None = meta("the sweeps estimated")
+
+
 def array_name(sweep: str) -> str:
     """``atp_head_z`` for sweep ``head_z``."""
     return PREFIX + SWEEPS[sweep].array[len("patch_"):]
 
 
-def hooks_needed(ctx: AnalysisContext) -> set[str]:
+def error_grid(exact: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+    """The estimate's error, ``estimate - exact`` (normalized scores; NaN where a row is still missing)."""
+    return np.ascontiguousarray(np.asarray(estimate, np.float32) - np.asarray(exact, np.float32))
+
+
+def estimate_error(exact: patching.Result | None, estimate: Result | None, sweep: str) -> np.ndarray | None:
+    """``atp_<grid> - patch_<grid>`` of two results, or None unless both grids exist with one shape."""
+    if exact is None or estimate is None:
+        return None
+    a, b = getattr(exact, SWEEPS[sweep].array), getattr(estimate, array_name(sweep))
+    if a is None or b is None or a.shape != b.shape:
+        return None
+    return error_grid(a, b)
+
+
+def hooks_needed(ctx: AnalysisContext, options: Options) -> set[str]:
     """The clean activations of every patched kind (the corrupted ones come from its own pass)."""
     from ioi_desktop.core.hooks import hook_name
 
-    kinds = {SWEEPS[name].kind for name in selected_sweeps(ctx.options)}
+    kinds = {SWEEPS[name].kind for name in options.sweeps}
     n_layers = int(ctx.handle.model.cfg.n_layers)
     return {hook_name(kind, layer) for kind in kinds for layer in range(n_layers)}
 
 
-def count_units(ctx: AnalysisContext) -> int:
+def count_units(ctx: AnalysisContext, options: Options) -> int:
     """Progress units ``run`` reports: the gradient pass, then one per grid."""
-    return 1 + len(selected_sweeps(ctx.options))
+    return 1 + len(options.sweeps)
 
 
 def corrupted_gradients(model, tokens, targets, names: list[str]):
@@ -143,13 +204,13 @@ def estimate_rows(sweep: str, delta, grad, positions) -> "torch.Tensor":
     return (picked * present).sum(dim=1)
 
 
-def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
+def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
     """One forward and one backward pass on the corrupted prompts, then every estimate grid."""
     import torch
 
     from ioi_desktop.core.hooks import hook_name
 
-    names = selected_sweeps(ctx.options)
+    names = list(options.sweeps)
     model, batch = ctx.handle.model, ctx.batch
     n_layers = int(model.cfg.n_layers)
     progress.set_total(1 + len(names))
@@ -180,20 +241,20 @@ def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
             hook = hook_name(kind, layer)
             delta = clean_cache[hook].to(grads[hook].dtype) - corrupt_acts[hook]
             row = estimate_rows(name, delta, grads[hook], positions).float().cpu().numpy()
-            progress.rows(array_name(name), layer, (row / span).astype(np.float32))
+            progress.rows(array_name(name), layer, (row / span).astype(np.float32), (n_layers, *row.shape))
             rows.append(row)
         estimate = np.stack(rows).astype(np.float32)
         arrays[array_name(name)] = np.ascontiguousarray(estimate / span, dtype=np.float32)
         arrays[array_name(name) + "_raw"] = np.ascontiguousarray(corrupt_mean + estimate, dtype=np.float32)
         axes[array_name(name)] = axes[array_name(name) + "_raw"] = SWEEPS[name].axes
         progress.advance(1, f"attribution patching: {name}")
-    labels = {"pos": pos_labels} if any("pos" in a for a in axes.values()) else {}
-    meta = {
-        "engine": "bridge",
-        "normalization": NORMALIZATION,
-        "clean_logit_diff": clean_mean,
-        "corrupt_logit_diff": corrupt_mean,
-        "position_alignment": alignment,
-        "sweeps": names,
-    }
-    return AnalysisResult(name=NAME, arrays=arrays, axes=axes, labels=labels, meta=meta)
+    return Result(
+        **arrays,
+        pos_labels=pos_labels if any("pos" in a for a in axes.values()) else None,
+        engine="bridge",
+        normalization=NORMALIZATION,
+        clean_logit_diff=clean_mean,
+        corrupt_logit_diff=corrupt_mean,
+        position_alignment=alignment,
+        sweeps=names,
+    )

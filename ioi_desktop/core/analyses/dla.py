@@ -24,30 +24,56 @@ is no reason: on a cached run both take milliseconds).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-import torch
+import numpy as np
+from jaxtyping import Float32
 
 from ioi_desktop.core import hooks
-from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisResult, Progress
-from ioi_desktop.core.analyses.logit_diff import (
-    as_float32,
-    at_end,
-    end_index,
-    logit_diff_at_end,
-    logit_diff_directions,
-    prompt_labels,
-    unembed_bias_diff,
+from ioi_desktop.core.analyses.base import (
+    AnalysisContext,
+    AnalysisOptions,
+    AnalysisResult,
+    Progress,
+    array,
+    labels,
+    meta,
 )
 
 NAME = "dla"
+
+
+@dataclass(frozen=True)
+class Options(AnalysisOptions):
+    analysis = NAME
+
+
+@dataclass(frozen=True, eq=False)
+class Result(AnalysisResult):
+    analysis = NAME
+    title = "Direct logit attribution"
+    dla_components: Float32[np.ndarray, "component"] | None = array(
+        "each component's direct effect on the logit difference at END, mean over prompts")
+    dla_components_by_prompt: Float32[np.ndarray, "prompt component"] | None = array("the same per prompt")
+    dla_head: Float32[np.ndarray, "layer head"] | None = array("each head's direct effect, mean over prompts")
+    dla_head_by_prompt: Float32[np.ndarray, "prompt layer head"] | None = array("the same per prompt")
+    dla_unembed_bias: Float32[np.ndarray, "prompt"] | None = array(
+        "b_U[correct] - b_U[incorrect]: the part of the logit difference no component writes")
+    component_labels: tuple[str, ...] | None = labels("component", "embed, pos_embed, 0_attn_out, 0_mlp_out, ...")
+    prompt_labels: tuple[str, ...] | None = labels("prompt", "each prompt's text without BOS")
+    logit_diff_mean: float | None = meta("the real mean logit difference of the clean run")
+    unembed_bias_mean: float | None = meta("mean of dla_unembed_bias")
+    max_reconstruction_error: float | None = meta(
+        "max over prompts of |sum of components + unembed bias - real logit difference|")
+    ln: str | None = meta("how the final LayerNorm was applied")
 
 
 def _has_mlp(model: Any) -> bool:
     return not getattr(model.cfg, "attn_only", False)
 
 
-def hooks_needed(ctx: AnalysisContext) -> set[str]:
+def hooks_needed(ctx: AnalysisContext, options: Options) -> set[str]:
     n_layers = ctx.handle.info.n_layers
     names = {hooks.EMBED, hooks.POS_EMBED, hooks.LN_FINAL_SCALE}
     names.update(hooks.hook_names("attn_out", n_layers))
@@ -57,7 +83,7 @@ def hooks_needed(ctx: AnalysisContext) -> set[str]:
     return names
 
 
-def count_units(ctx: AnalysisContext) -> int:
+def count_units(ctx: AnalysisContext, options: Options) -> int:
     return 2
 
 
@@ -71,8 +97,10 @@ def component_names(model: Any, cache: Any, n_layers: int) -> list[tuple[str, st
     return names
 
 
-def final_ln_at_end(model: Any, cache: Any, stack: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+def final_ln_at_end(model: Any, cache: Any, stack: "torch.Tensor", end: "torch.Tensor") -> "torch.Tensor":
     """Apply the final LayerNorm with the run's cached scale to a [component, prompt, d_model] stack at END."""
+    from ioi_desktop.core.analyses.metrics import at_end
+
     kind = getattr(model.cfg, "normalization_type", None)
     if kind not in ("LN", "LNPre", "RMS", "RMSPre"):
         return stack
@@ -82,8 +110,12 @@ def final_ln_at_end(model: Any, cache: Any, stack: torch.Tensor, end: torch.Tens
     return stack / scale
 
 
-def head_outputs_at_end(model: Any, cache: Any, layer: int, end: torch.Tensor) -> torch.Tensor:
+def head_outputs_at_end(model: Any, cache: Any, layer: int, end: "torch.Tensor") -> "torch.Tensor":
     """[head, prompt, d_model]: each head's write into the residual stream at END (``z @ W_O``)."""
+    import torch
+
+    from ioi_desktop.core.analyses.metrics import at_end
+
     attn = model.blocks[layer].attn
     z = at_end(cache[hooks.hook_name("z", layer)], end)
     W_O = attn.W_O
@@ -95,7 +127,19 @@ def head_outputs_at_end(model: Any, cache: Any, layer: int, end: torch.Tensor) -
     return result if scale == 1.0 else result * scale
 
 
-def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
+def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
+    import torch
+
+    from ioi_desktop.core.analyses.metrics import (
+        as_float32,
+        at_end,
+        end_index,
+        logit_diff_at_end,
+        logit_diff_directions,
+        prompt_labels,
+        unembed_bias_diff,
+    )
+
     model, batch = ctx.handle.model, ctx.batch
     n_layers, n_heads = int(ctx.handle.info.n_layers), int(ctx.handle.info.n_heads)
     progress.set_total(2)
@@ -116,27 +160,16 @@ def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
         bias = unembed_bias_diff(model, batch)
         real = logit_diff_at_end(ctx.runs.logits("clean"), batch).float()
         error = (by_component.sum(dim=1) + bias - real).abs().max()
-    return AnalysisResult(
-        name=NAME,
-        arrays={
-            "dla_components": as_float32(by_component.mean(dim=0)),
-            "dla_components_by_prompt": as_float32(by_component),
-            "dla_head": as_float32(by_head.mean(dim=0)),
-            "dla_head_by_prompt": as_float32(by_head),
-            "dla_unembed_bias": as_float32(bias),
-        },
-        axes={
-            "dla_components": ("component",),
-            "dla_components_by_prompt": ("prompt", "component"),
-            "dla_head": ("layer", "head"),
-            "dla_head_by_prompt": ("prompt", "layer", "head"),
-            "dla_unembed_bias": ("prompt",),
-        },
-        labels={"component": [label for label, _ in components], "prompt": prompt_labels(batch)},
-        meta={
-            "logit_diff_mean": float(real.mean()),
-            "unembed_bias_mean": float(bias.mean()),
-            "max_reconstruction_error": float(error),
-            "ln": "final LayerNorm applied with the clean run's cached scale (apply_ln_to_stack)",
-        },
+    return Result(
+        dla_components=as_float32(by_component.mean(dim=0)),
+        dla_components_by_prompt=as_float32(by_component),
+        dla_head=as_float32(by_head.mean(dim=0)),
+        dla_head_by_prompt=as_float32(by_head),
+        dla_unembed_bias=as_float32(bias),
+        component_labels=tuple(label for label, _ in components),
+        prompt_labels=prompt_labels(batch),
+        logit_diff_mean=float(real.mean()),
+        unembed_bias_mean=float(bias.mean()),
+        max_reconstruction_error=float(error),
+        ln="final LayerNorm applied with the clean run's cached scale (apply_ln_to_stack)",
     )

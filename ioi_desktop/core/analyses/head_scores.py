@@ -13,8 +13,8 @@ Scores are in [0, 1]; 1 means the head puts all its attention there.
 
 How the sequences are made (options, each recorded in ``meta``):
 
-- ``prepend_bos`` ("auto", true or false; default "auto"): BOS first when the
-  model's ``to_tokens`` prepends one (``cfg.default_prepend_bos`` and a
+- ``prepend_bos`` (auto, yes or no; default auto): with auto, BOS first when
+  the model's ``to_tokens`` prepends one (``cfg.default_prepend_bos`` and a
   tokenizer with a BOS token), since that is how the model saw every text.
 - ``token_pool`` ("words" or "id_range"; default "words"): "words" draws ids
   from the tokenizer's ordinary word tokens (a space marker followed by
@@ -47,29 +47,73 @@ This analysis does its own forward pass and needs nothing from the prompt set.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
-import torch
+import numpy as np
+from jaxtyping import Float32
 
 from ioi_desktop.core import hooks
-from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisResult, Progress
-from ioi_desktop.core.analyses.logit_diff import as_float32
+from ioi_desktop.core.analyses.base import (
+    AnalysisContext,
+    AnalysisOptions,
+    AnalysisResult,
+    Progress,
+    array,
+    meta,
+    option,
+)
 from ioi_desktop.core.errors import AnalysisError
 
 NAME = "head_scores"
-DEFAULTS = {"seq_len": 100, "batch": 2, "seed": 0}
+MAX_SEQ_LEN = 4096
 TOKEN_POOLS = ("words", "id_range")
+BOS_CHOICES = ("auto", "yes", "no")
 KINDS = ("prev", "dup", "induction")
 # A space marker (GPT-2's byte-level "Ġ", SentencePiece's "▁") followed by ASCII letters only.
 _WORD_TOKEN = re.compile(r"[Ġ▁][A-Za-z]+")
 
 
-def hooks_needed(ctx: AnalysisContext) -> set[str]:
+@dataclass(frozen=True)
+class Options(AnalysisOptions):
+    analysis = NAME
+    seq_len: int = option(100, "Length of each half of the repeated random sequence (clipped so BOS and both "
+                          "copies fit the model's context)", low=2, high=MAX_SEQ_LEN)
+    batch: int = option(2, "How many random sequences to score on", low=1, high=1024)
+    seed: int = option(0, "Seed of the random token sequences", low=0, high=2**31 - 1)
+    prepend_bos: str = option("auto", "Put BOS first: auto (when the model's to_tokens prepends one), yes or no",
+                              choices=BOS_CHOICES)
+    token_pool: str = option("words", "Where the random tokens come from: words, distinct ordinary word tokens "
+                             "(no special tokens), or id_range, the demo's ids 100..20000 with replacement",
+                             choices=TOKEN_POOLS)
+
+
+@dataclass(frozen=True, eq=False)
+class Result(AnalysisResult):
+    analysis = NAME
+    title = "Head types"
+    head_score_prev: Float32[np.ndarray, "layer head"] | None = array("previous-token score: mean attention q -> q-1")
+    head_score_dup: Float32[np.ndarray, "layer head"] | None = array("duplicate-token score: mean attention q -> q-n")
+    head_score_induction: Float32[np.ndarray, "layer head"] | None = array("induction score: mean attention q -> q-n+1")
+    seq_len: int | None = meta("half-length n of the repeated sequences used (after clipping)")
+    batch: int | None = meta("number of sequences")
+    seed: int | None = meta("random seed")
+    prepend_bos: bool | None = meta("whether BOS came first")
+    bos_choice: str | None = meta("why BOS was or was not first, in words")
+    token_pool: str | None = meta("where the tokens came from: words or id_range")
+    token_pool_size: int | None = meta("how many ordinary word tokens the tokenizer has (token_pool words)")
+    token_pool_note: str | None = meta("why the id range was used instead of words, when it was")
+    token_range: list | None = meta("[low, high) of the random token ids (token_pool id_range)")
+    sampling: str | None = meta("how the tokens were drawn, in words")
+    scored_queries: dict | None = meta("which queries each score averages over, in words")
+
+
+def hooks_needed(ctx: AnalysisContext, options: Options) -> set[str]:
     """None from the shared runs: the scores use their own random sequences."""
     return set()
 
 
-def count_units(ctx: AnalysisContext) -> int:
+def count_units(ctx: AnalysisContext, options: Options) -> int:
     return 1 + ctx.handle.info.n_layers
 
 
@@ -78,29 +122,15 @@ def model_prepends_bos(model: Any, tokenizer: Any) -> bool:
     return bool(getattr(model.cfg, "default_prepend_bos", True)) and getattr(tokenizer, "bos_token_id", None) is not None
 
 
-def settings(options: Any, n_ctx: int, model_bos: bool = False) -> dict[str, Any]:
-    """Validated options: seq_len (clipped to the context), batch, seed, prepend_bos (resolved), token_pool."""
-    chosen: dict[str, Any] = {key: options.get(key, default) for key, default in DEFAULTS.items()}
-    for key, value in chosen.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "seed" else 2 if key == "seq_len" else 1):
-            raise AnalysisError(f"The head-score option {key} must be a whole number (seq_len at least 2), not {value!r}.",
-                                f"Use the default {DEFAULTS[key]}.")
-    bos = options.get("prepend_bos", "auto")
-    if bos not in ("auto", True, False):
-        raise AnalysisError(f"The head-score option prepend_bos must be 'auto', true or false, not {bos!r}.",
-                            "Use 'auto' (BOS first when the model's to_tokens prepends one).")
-    pool = options.get("token_pool", "words")
-    if pool not in TOKEN_POOLS:
-        raise AnalysisError(f"The head-score option token_pool must be one of {', '.join(TOKEN_POOLS)}, not {pool!r}.",
-                            "Use 'words' (ordinary word tokens).")
-    chosen["prepend_bos"] = model_bos if bos == "auto" else bool(bos)
-    chosen["token_pool"] = pool
-    room = n_ctx - int(chosen["prepend_bos"])
+def settings(options: Options, n_ctx: int, model_bos: bool = False) -> dict[str, Any]:
+    """seq_len (clipped to the context), batch, seed, prepend_bos (resolved) and token_pool."""
+    bos = model_bos if options.prepend_bos == "auto" else options.prepend_bos == "yes"
+    room = n_ctx - int(bos)
     if room < 4:
         raise AnalysisError(f"The model's context of {n_ctx} tokens is too short for head scores.",
                             "Head scores need a context of at least 4 tokens.")
-    chosen["seq_len"] = min(chosen["seq_len"], room // 2)
-    return chosen
+    return {"seq_len": min(options.seq_len, room // 2), "batch": options.batch, "seed": options.seed,
+            "prepend_bos": bos, "token_pool": options.token_pool}
 
 
 def token_range(d_vocab: int) -> tuple[int, int]:
@@ -117,29 +147,35 @@ def word_token_ids(tokenizer: Any, d_vocab: int) -> list[int]:
     return [i for i, text in enumerate(strings) if i not in special and isinstance(text, str) and _WORD_TOKEN.fullmatch(text)]
 
 
-def repeated_random_tokens(d_vocab: int, seq_len: int, batch: int, seed: int) -> torch.Tensor:
+def repeated_random_tokens(d_vocab: int, seq_len: int, batch: int, seed: int) -> "torch.Tensor":
     """The demo's sequences: [batch, 2 * seq_len] int64 ids from ``token_range``, then the same again."""
+    import torch
+
     low, high = token_range(d_vocab)
     generator = torch.Generator().manual_seed(seed)
     first = torch.randint(low, high, (batch, seq_len), generator=generator)
     return torch.cat([first, first], dim=1)
 
 
-def repeated_word_tokens(pool: list[int], seq_len: int, batch: int, seed: int) -> torch.Tensor:
+def repeated_word_tokens(pool: list[int], seq_len: int, batch: int, seed: int) -> "torch.Tensor":
     """[batch, 2 * seq_len]: each run ``seq_len`` distinct ids from ``pool``, then the same again."""
     if len(pool) < seq_len:
         raise AnalysisError(
             f"The tokenizer has {len(pool)} ordinary word tokens, fewer than the {seq_len} distinct tokens a run needs.",
             "Set a shorter head-score sequence length, or token_pool 'id_range'.",
         )
+    import torch
+
     ids = torch.as_tensor(pool, dtype=torch.long)
     generator = torch.Generator().manual_seed(seed)
     first = torch.stack([ids[torch.randperm(len(pool), generator=generator)[:seq_len]] for _ in range(batch)])
     return torch.cat([first, first], dim=1)
 
 
-def make_sequences(tokenizer: Any, d_vocab: int, chosen: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+def make_sequences(tokenizer: Any, d_vocab: int, chosen: dict[str, Any]) -> tuple["torch.Tensor", dict[str, Any]]:
     """The scored token ids [batch, (1 +) 2 * seq_len] and a description of how they were drawn."""
+    import torch
+
     n, batch, seed = chosen["seq_len"], chosen["batch"], chosen["seed"]
     pool = word_token_ids(tokenizer, d_vocab) if chosen["token_pool"] == "words" else []
     if chosen["token_pool"] == "words" and len(pool) >= n:
@@ -160,14 +196,16 @@ def make_sequences(tokenizer: Any, d_vocab: int, chosen: dict[str, Any]) -> tupl
     return tokens, drawn
 
 
-def diagonal_score(pattern: torch.Tensor, offset: int) -> torch.Tensor:
+def diagonal_score(pattern: "torch.Tensor", offset: int) -> "torch.Tensor":
     """[head]: mean over batch and positions of ``pattern[..., q, q - offset]``."""
     diagonal = pattern.diagonal(offset=offset, dim1=-1, dim2=-2)
     return diagonal.float().mean(dim=(0, -1))
 
 
-def layer_scores(pattern: torch.Tensor, n: int, bos: bool) -> dict[str, torch.Tensor]:
+def layer_scores(pattern: "torch.Tensor", n: int, bos: bool) -> dict[str, "torch.Tensor"]:
     """{kind: [head]} for one layer's pattern [batch, head, query_pos, key_pos] (see the module docstring)."""
+    import torch
+
     if not bos:
         return {"prev": diagonal_score(pattern, 1), "dup": diagonal_score(pattern, n), "induction": diagonal_score(pattern, n - 1)}
     second = torch.arange(n + 1, 2 * n + 1, device=pattern.device)
@@ -179,14 +217,17 @@ def layer_scores(pattern: torch.Tensor, n: int, bos: bool) -> dict[str, torch.Te
     }
 
 
-def score_heads(model: Any, tokenizer: Any, options: Any, on_layer=None, check_cancelled=None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def score_heads(model: Any, tokenizer: Any, options: Options, on_layer=None,
+                check_cancelled=None) -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
     """({kind: [layer, head]}, meta) for ``model``: the whole analysis, without the runner.
 
     The bundled model's evaluation calls this too, so its card quotes the
     numbers the Head types panel shows. ``on_layer(layer, {kind: [head]})``
     is called after each layer.
     """
-    from ioi_desktop.core.runner import model_device
+    import torch
+
+    from ioi_desktop.core.devices import model_device
 
     cfg = model.cfg
     chosen = settings(options, int(cfg.n_ctx), model_prepends_bos(model, tokenizer))
@@ -211,18 +252,21 @@ def score_heads(model: Any, tokenizer: Any, options: Any, on_layer=None, check_c
     return {kind: torch.stack(value) for kind, value in rows.items()}, meta
 
 
-def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
+def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
+    from ioi_desktop.core.analyses.metrics import as_float32
+
     info = ctx.handle.info
-    progress.set_total(1 + int(info.n_layers))
+    n_layers = int(info.n_layers)
+    progress.set_total(1 + n_layers)
     progress.check_cancelled()
 
-    def on_layer(layer: int, found: dict[str, torch.Tensor]) -> None:
+    def on_layer(layer: int, found: dict) -> None:
         if layer == 0:
             progress.advance(1, "attention on repeated random tokens")
         for kind in KINDS:
-            progress.rows(f"head_score_{kind}", layer, as_float32(found[kind]))
+            values = as_float32(found[kind])
+            progress.rows(f"head_score_{kind}", layer, values, (n_layers, *values.shape))
         progress.advance(1, f"head scores of layer {layer}")
 
-    scores, meta = score_heads(ctx.handle.model, ctx.handle.tokenizer, ctx.options, on_layer, progress.check_cancelled)
-    arrays = {f"head_score_{kind}": as_float32(values) for kind, values in scores.items()}
-    return AnalysisResult(name=NAME, arrays=arrays, axes={name: ("layer", "head") for name in arrays}, meta=meta)
+    scores, found = score_heads(ctx.handle.model, ctx.handle.tokenizer, options, on_layer, progress.check_cancelled)
+    return Result(**{f"head_score_{kind}": as_float32(values) for kind, values in scores.items()}, **found)

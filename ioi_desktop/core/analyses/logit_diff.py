@@ -8,118 +8,98 @@ answers, so the corrupted value shows how far the corruption moves the model.
 
 Also reported per prompt: whether the correct answer beats the incorrect one
 (accuracy), the probability of the correct answer, and the top next tokens with
-their probabilities. This module also holds the small helpers the other
-analyses share to read values at END and project onto the answer direction.
+their probabilities.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float32, Int32
 
-from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisResult, Progress
+from ioi_desktop.core.analyses.base import (
+    AnalysisContext,
+    AnalysisOptions,
+    AnalysisResult,
+    Progress,
+    array,
+    labels,
+    meta,
+    option,
+)
+from ioi_desktop.core.errors import AnalysisError
 
 NAME = "logit_diff"
-DEFAULT_TOP_K = 5
+MAX_TOP_K = 100
 
 
-# ------------------------------------------------------------------ shared helpers
+@dataclass(frozen=True)
+class Options(AnalysisOptions):
+    analysis = NAME
+    top_k: int = option(5, "How many most likely next tokens to keep per prompt", low=1, high=MAX_TOP_K)
 
 
-def end_index(batch: Any, device: torch.device) -> Int[torch.Tensor, "prompt"]:
-    """Each prompt's END position (prompts may differ in length)."""
-    return torch.as_tensor(np.asarray(batch.end_pos, dtype=np.int64), device=device)
+@dataclass(frozen=True, eq=False)
+class Result(AnalysisResult):
+    analysis = NAME
+    title = "Logit difference"
+    logit_diff_clean: Float32[np.ndarray, "prompt"] | None = array("logit(correct) - logit(incorrect) at END, clean prompts")
+    logit_diff_p_correct_clean: Float32[np.ndarray, "prompt"] | None = array("p(correct) at END, clean prompts")
+    logit_diff_top_ids_clean: Int32[np.ndarray, "prompt rank"] | None = array("top-k next-token ids at END, clean prompts")
+    logit_diff_top_probs_clean: Float32[np.ndarray, "prompt rank"] | None = array("their probabilities")
+    logit_diff_corrupt: Float32[np.ndarray, "prompt"] | None = array("the same logit difference on the corrupted prompts (clean answers)")
+    logit_diff_p_correct_corrupt: Float32[np.ndarray, "prompt"] | None = array("p(correct) at END, corrupted prompts")
+    logit_diff_top_ids_corrupt: Int32[np.ndarray, "prompt rank"] | None = array("top-k next-token ids at END, corrupted prompts")
+    logit_diff_top_probs_corrupt: Float32[np.ndarray, "prompt rank"] | None = array("their probabilities")
+    prompt_labels: tuple[str, ...] | None = labels("prompt", "each prompt's text without BOS")
+    rank_labels: tuple[str, ...] | None = labels("rank", "'top 1', 'top 2', ...")
+    top_k: int | None = meta("how many top tokens were kept")
+    mean_clean: float | None = meta("mean clean logit difference")
+    accuracy_clean: float | None = meta("share of clean prompts with logit difference > 0")
+    mean_corrupt: float | None = meta("mean corrupted logit difference")
+    accuracy_corrupt: float | None = meta("share of corrupted prompts with logit difference > 0")
+    mean_p_correct_clean: float | None = meta("mean p(correct) at END, clean prompts")
+    mean_p_correct_corrupt: float | None = meta("mean p(correct) at END, corrupted prompts")
+    token_text: dict | None = meta("decoded text of every top-k token id, keyed by the id as a string")
 
 
-def at_end(activation: Float[torch.Tensor, "prompt pos ..."], end: Int[torch.Tensor, "prompt"]) -> torch.Tensor:
-    """``activation[p, end[p], ...]`` for every prompt ``p``."""
-    return activation[torch.arange(activation.shape[0], device=activation.device), end]
-
-
-def answer_ids(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    correct = torch.as_tensor(np.asarray(batch.correct_ids, dtype=np.int64), device=device)
-    incorrect = torch.as_tensor(np.asarray(batch.incorrect_ids, dtype=np.int64), device=device)
-    return correct, incorrect
-
-
-def logit_diff_directions(model: Any, batch: Any) -> Float[torch.Tensor, "prompt d_model"]:
-    """``W_U[:, correct] - W_U[:, incorrect]`` per prompt: the residual direction of the metric."""
-    W_U = model.W_U
-    correct, incorrect = answer_ids(batch, W_U.device)
-    return (W_U[:, correct] - W_U[:, incorrect]).T.float()
-
-
-def unembed_bias_diff(model: Any, batch: Any) -> Float[torch.Tensor, "prompt"]:
-    """``b_U[correct] - b_U[incorrect]``: the part of the logit difference no component writes."""
-    b_U = getattr(model, "b_U", None)
-    correct, incorrect = answer_ids(batch, model.W_U.device)
-    if b_U is None:
-        return torch.zeros(correct.shape[0], device=correct.device)
-    return (b_U[correct] - b_U[incorrect]).float()
-
-
-def logit_diff_at_end(logits: Float[torch.Tensor, "prompt pos d_vocab"], batch: Any) -> Float[torch.Tensor, "prompt"]:
-    """The metric from full logits."""
-    end_logits = at_end(logits, end_index(batch, logits.device))
-    correct, incorrect = answer_ids(batch, logits.device)
-    rows = torch.arange(end_logits.shape[0], device=logits.device)
-    return end_logits[rows, correct] - end_logits[rows, incorrect]
-
-
-def as_float32(tensor: torch.Tensor) -> np.ndarray:
-    """A float32 C-contiguous numpy copy (how results leave ``core``)."""
-    return np.ascontiguousarray(tensor.detach().float().cpu().numpy(), dtype=np.float32)
-
-
-def token_text(tokenizer: Any, ids: np.ndarray) -> dict[str, str]:
-    """``{str(id): decoded text}`` for every distinct non-negative id, for labelling top-k tokens."""
-    distinct = sorted({int(i) for i in np.asarray(ids).ravel() if i >= 0})
-    return {str(i): tokenizer.decode([i]) for i in distinct}
-
-
-def prompt_labels(batch: Any) -> list[str]:
-    """One label per prompt: its text without the BOS token."""
-    return ["".join(tokens[1:]) for tokens in batch.str_tokens]
-
-
-def rank_labels(k: int) -> list[str]:
-    return [f"top {i + 1}" for i in range(k)]
-
-
-def top_k_option(options: Any, d_vocab: int) -> int:
-    from ioi_desktop.core.errors import AnalysisError
-
-    k = options.get("top_k", DEFAULT_TOP_K)
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(100, d_vocab):
-        raise AnalysisError(
-            f"The number of top tokens must be a whole number from 1 to {min(100, d_vocab)}, not {k!r}.",
-            "Set top_k to 5, say.",
-        )
+def check_top_k(k: int, d_vocab: int) -> int:
+    """``k``, refused when the vocabulary is smaller."""
+    if k > d_vocab:
+        raise AnalysisError(f"The option top_k is {k}, more than the model's vocabulary of {d_vocab} tokens.",
+                            f"Set top_k to {min(5, d_vocab)}, say.")
     return k
 
 
-# ------------------------------------------------------------------ the analysis
-
-
-def hooks_needed(ctx: AnalysisContext) -> set[str]:
+def hooks_needed(ctx: AnalysisContext, options: Options) -> set[str]:
     """Only the logits of the shared runs."""
     return set()
 
 
-def count_units(ctx: AnalysisContext) -> int:
+def count_units(ctx: AnalysisContext, options: Options) -> int:
     return 2
 
 
-def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
+def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
+    import torch
+
+    from ioi_desktop.core.analyses.metrics import (
+        answer_ids,
+        as_float32,
+        as_int32,
+        at_end,
+        end_index,
+        prompt_labels,
+        rank_labels,
+        token_text,
+    )
+
     batch = ctx.batch
-    k = top_k_option(ctx.options, int(ctx.handle.info.d_vocab))
+    k = check_top_k(options.top_k, int(ctx.handle.info.d_vocab))
     progress.set_total(2)
-    arrays: dict[str, np.ndarray] = {}
-    meta: dict[str, Any] = {"top_k": k}
-    all_ids = []
+    fields: dict[str, Any] = {"top_k": k}
     for which in ("clean", "corrupt"):
         progress.check_cancelled()
         logits = ctx.runs.logits(which)
@@ -129,23 +109,14 @@ def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
         diff = end_logits[rows, correct] - end_logits[rows, incorrect]
         probs = torch.softmax(end_logits.float(), dim=-1)
         top_probs, top_ids = probs.topk(k, dim=-1)
-        arrays[f"logit_diff_{which}"] = as_float32(diff)
-        arrays[f"logit_diff_p_correct_{which}"] = as_float32(probs[rows, correct])
-        arrays[f"logit_diff_top_ids_{which}"] = np.ascontiguousarray(top_ids.cpu().numpy(), dtype=np.int32)
-        arrays[f"logit_diff_top_probs_{which}"] = as_float32(top_probs)
-        meta[f"mean_{which}"] = float(diff.mean())
-        meta[f"accuracy_{which}"] = float((diff > 0).float().mean())
-        all_ids.append(arrays[f"logit_diff_top_ids_{which}"])
+        fields[f"logit_diff_{which}"] = as_float32(diff)
+        fields[f"logit_diff_p_correct_{which}"] = as_float32(probs[rows, correct])
+        fields[f"logit_diff_top_ids_{which}"] = as_int32(top_ids)
+        fields[f"logit_diff_top_probs_{which}"] = as_float32(top_probs)
+        fields[f"mean_{which}"] = float(diff.mean())
+        fields[f"accuracy_{which}"] = float((diff > 0).float().mean())
+        fields[f"mean_p_correct_{which}"] = float(probs[rows, correct].mean())
         progress.advance(1, f"logit difference on the {which} prompts")
-    meta["token_text"] = token_text(ctx.handle.tokenizer, np.concatenate(all_ids, axis=None))
-    axes = {name: ("prompt",) for name in arrays}
-    for which in ("clean", "corrupt"):
-        axes[f"logit_diff_top_ids_{which}"] = ("prompt", "rank")
-        axes[f"logit_diff_top_probs_{which}"] = ("prompt", "rank")
-    return AnalysisResult(
-        name=NAME,
-        arrays=arrays,
-        axes=axes,
-        labels={"prompt": prompt_labels(batch), "rank": rank_labels(k)},
-        meta=meta,
-    )
+    ids = np.concatenate([fields["logit_diff_top_ids_clean"], fields["logit_diff_top_ids_corrupt"]], axis=None)
+    return Result(**fields, token_text=token_text(ctx.handle.tokenizer, ids),
+                  prompt_labels=prompt_labels(batch), rank_labels=rank_labels(k))

@@ -44,26 +44,25 @@ Padding positions (past a prompt's length) hold id -1 and zeros.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-from jaxtyping import Float
+from jaxtyping import Float32, Int32
 
 from ioi_desktop.core import hooks
-from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisResult, Progress
-from ioi_desktop.core.analyses.logit_diff import (
-    answer_ids,
-    as_float32,
-    at_end,
-    end_index,
-    logit_diff_directions,
-    prompt_labels,
-    rank_labels,
-    token_text,
-    top_k_option,
+from ioi_desktop.core.analyses.base import (
+    AnalysisContext,
+    AnalysisOptions,
+    AnalysisResult,
+    Positions,
+    Progress,
+    array,
+    labels,
+    meta,
+    option,
 )
-from ioi_desktop.core.results import position_labels
+from ioi_desktop.core.analyses.logit_diff import MAX_TOP_K, check_top_k
 
 NAME = "logit_lens"
 LENS_NORMS = {
@@ -72,6 +71,43 @@ LENS_NORMS = {
     "recompute": "final LayerNorm recomputed at each point (tools.analysis.logit_lens)",
 }
 DEFAULT_LENS_NORM = "cached_final"
+
+
+@dataclass(frozen=True)
+class Options(AnalysisOptions):
+    analysis = NAME
+    top_k: int = option(5, "How many most likely tokens each grid cell keeps", low=1, high=MAX_TOP_K)
+    lens_norm: str = option(DEFAULT_LENS_NORM, "How the logit-difference lens applies the final LayerNorm: "
+                            "cached_final, the notebook's cached scale of the real run at every point, or "
+                            "recompute, recomputed at each point (the top-token grid always recomputes it)",
+                            choices=tuple(LENS_NORMS))
+
+
+@dataclass(frozen=True, eq=False)
+class Result(AnalysisResult):
+    analysis = NAME
+    title = "Logit lens"
+    logit_lens_logit_diff: Float32[np.ndarray, "resid"] | None = array(
+        "logit difference read at each lens point at END, mean over prompts (no b_U)")
+    logit_lens_logit_diff_by_prompt: Float32[np.ndarray, "prompt resid"] | None = array("the same per prompt")
+    logit_lens_grid_top_ids: Int32[np.ndarray, "lens_layer prompt pos rank"] | None = array(
+        "top-k token ids of each residual stream at each position (-1 past a prompt's end)")
+    logit_lens_grid_top_probs: Float32[np.ndarray, "lens_layer prompt pos rank"] | None = array("their probabilities")
+    logit_lens_grid_logit_diff: Float32[np.ndarray, "lens_layer prompt pos"] | None = array(
+        "logit difference of the prompt's answers in each cell")
+    logit_lens_grid_p_correct: Float32[np.ndarray, "lens_layer prompt pos"] | None = array("p(correct) in each cell")
+    resid_labels: tuple[str, ...] | None = labels("resid", "lens points: 0_pre, 0_mid, ..., final_post")
+    lens_layer_labels: tuple[str, ...] | None = labels("lens_layer", "grid rows: 0_pre, ..., final_post")
+    prompt_labels: tuple[str, ...] | None = labels("prompt", "each prompt's text without BOS")
+    pos_labels: Positions | None = labels("pos", "the set's positions")
+    rank_labels: tuple[str, ...] | None = labels("rank", "'top 1', 'top 2', ...")
+    top_k: int | None = meta("how many top tokens were kept")
+    token_text: dict | None = meta("decoded text of every top-k token id, keyed by the id as a string")
+    lens_norm: str | None = meta("the lens_norm option the lens used: cached_final or recompute")
+    lens_ln: str | None = meta("how the lens applied the final LayerNorm, in words")
+    grid_ln: str | None = meta("how the grid applied the final LayerNorm, in words")
+    lens_bias: str | None = meta("where the unembedding bias is included")
+    lengths: list | None = meta("each prompt's length in tokens")
 # Bound the [prompts, pos, d_vocab] logits block unembedded at once.
 _MAX_LOGIT_ELEMENTS = 32_000_000
 
@@ -93,26 +129,15 @@ def grid_point_names(n_layers: int) -> list[tuple[str, str]]:
     return rows
 
 
-def hooks_needed(ctx: AnalysisContext) -> set[str]:
+def hooks_needed(ctx: AnalysisContext, options: Options) -> set[str]:
     return {name for _, name in lens_point_names(ctx.handle.info.n_layers)} | {hooks.LN_FINAL_SCALE}
 
 
-def lens_norm_option(options: Any) -> str:
-    """The ``lens_norm`` option, validated (default ``"cached_final"``)."""
-    from ioi_desktop.core.errors import AnalysisError
-
-    value = options.get("lens_norm", DEFAULT_LENS_NORM)
-    if value not in LENS_NORMS:
-        raise AnalysisError(f"The logit-lens option lens_norm must be one of {', '.join(LENS_NORMS)}, not {value!r}.",
-                            f"Use {DEFAULT_LENS_NORM!r}, the notebook's method.")
-    return value
-
-
-def count_units(ctx: AnalysisContext) -> int:
+def count_units(ctx: AnalysisContext, options: Options) -> int:
     return ctx.handle.info.n_layers + 2
 
 
-def apply_final_ln(model: Any, resid: Float[torch.Tensor, "... d_model"]) -> Float[torch.Tensor, "... d_model"]:
+def apply_final_ln(model: Any, resid: "torch.Tensor") -> "torch.Tensor":
     """The model's final LayerNorm with statistics recomputed on ``resid`` itself."""
     if getattr(model, "ln_final", None) is None:
         return resid
@@ -122,9 +147,12 @@ def apply_final_ln(model: Any, resid: Float[torch.Tensor, "... d_model"]) -> Flo
 
 
 def logit_diff_lens(model: Any, cache: Any, batch: Any, n_layers: int,
-                    lens_norm: str = DEFAULT_LENS_NORM) -> tuple[torch.Tensor, list[str]]:
+                    lens_norm: str = DEFAULT_LENS_NORM) -> tuple["torch.Tensor", list[str]]:
     """[prompt, point] logit difference read at each lens point at each prompt's END."""
+    import torch
+
     from ioi_desktop.core.analyses.dla import final_ln_at_end
+    from ioi_desktop.core.analyses.metrics import at_end, end_index, logit_diff_directions
 
     points = lens_point_names(n_layers)
     directions = logit_diff_directions(model, batch)
@@ -138,8 +166,12 @@ def logit_diff_lens(model: Any, cache: Any, batch: Any, n_layers: int,
     return torch.einsum("ptd,pd->pt", normalized, directions), [label for label, _ in points]
 
 
-def _grid_row(model: Any, resid: torch.Tensor, batch: Any, k: int) -> dict[str, torch.Tensor]:
+def _grid_row(model: Any, resid: "torch.Tensor", batch: Any, k: int) -> dict[str, "torch.Tensor"]:
     """Top-k, logit difference and p(correct) of every (prompt, pos) of one residual stream."""
+    import torch
+
+    from ioi_desktop.core.analyses.metrics import answer_ids
+
     n_prompts, n_pos, _ = resid.shape
     W_U, b_U = model.W_U, getattr(model, "b_U", None)
     correct, incorrect = answer_ids(batch, resid.device)
@@ -168,62 +200,55 @@ def _grid_row(model: Any, resid: torch.Tensor, batch: Any, k: int) -> dict[str, 
     return row
 
 
-def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
+def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
+    import torch
+
+    from ioi_desktop.core.analyses.metrics import (
+        as_float32,
+        as_int32,
+        prompt_labels,
+        rank_labels,
+        token_text,
+    )
+
     model, batch = ctx.handle.model, ctx.batch
     n_layers = int(ctx.handle.info.n_layers)
-    k = top_k_option(ctx.options, int(ctx.handle.info.d_vocab))
-    lens_norm = lens_norm_option(ctx.options)
+    k = check_top_k(options.top_k, int(ctx.handle.info.d_vocab))
     progress.set_total(n_layers + 2)
     cache = ctx.runs.cache("clean")
     with torch.no_grad():
-        by_prompt, lens_labels = logit_diff_lens(model, cache, batch, n_layers, lens_norm)
+        by_prompt, lens_labels = logit_diff_lens(model, cache, batch, n_layers, options.lens_norm)
         progress.advance(1, "logit-difference lens")
         rows = grid_point_names(n_layers)
         grid: dict[str, list[np.ndarray]] = {"ids": [], "probs": [], "diff": [], "p_correct": []}
         for index, (label, name) in enumerate(rows):
             progress.check_cancelled()
             row = _grid_row(model, cache[name], batch, k)
-            grid["ids"].append(np.ascontiguousarray(row["ids"].cpu().numpy(), dtype=np.int32))
+            grid["ids"].append(as_int32(row["ids"]))
             for key in ("probs", "diff", "p_correct"):
                 grid[key].append(as_float32(row[key]))
-            progress.rows("logit_lens_grid_logit_diff", index, grid["diff"][-1])
-            progress.rows("logit_lens_grid_top_ids", index, grid["ids"][-1])
-            progress.rows("logit_lens_grid_top_probs", index, grid["probs"][-1])
+            for array, key in (("logit_lens_grid_logit_diff", "diff"), ("logit_lens_grid_top_ids", "ids"),
+                               ("logit_lens_grid_top_probs", "probs")):
+                progress.rows(array, index, grid[key][-1], (len(rows), *grid[key][-1].shape))
             progress.advance(1, f"logit lens grid at {label}")
-    arrays = {
-        "logit_lens_logit_diff": as_float32(by_prompt.mean(dim=0)),
-        "logit_lens_logit_diff_by_prompt": as_float32(by_prompt),
-        "logit_lens_grid_top_ids": np.ascontiguousarray(np.stack(grid["ids"]), dtype=np.int32),
-        "logit_lens_grid_top_probs": np.ascontiguousarray(np.stack(grid["probs"]), dtype=np.float32),
-        "logit_lens_grid_logit_diff": np.ascontiguousarray(np.stack(grid["diff"]), dtype=np.float32),
-        "logit_lens_grid_p_correct": np.ascontiguousarray(np.stack(grid["p_correct"]), dtype=np.float32),
-    }
-    axes = {
-        "logit_lens_logit_diff": ("resid",),
-        "logit_lens_logit_diff_by_prompt": ("prompt", "resid"),
-        "logit_lens_grid_top_ids": ("lens_layer", "prompt", "pos", "rank"),
-        "logit_lens_grid_top_probs": ("lens_layer", "prompt", "pos", "rank"),
-        "logit_lens_grid_logit_diff": ("lens_layer", "prompt", "pos"),
-        "logit_lens_grid_p_correct": ("lens_layer", "prompt", "pos"),
-    }
-    return AnalysisResult(
-        name=NAME,
-        arrays=arrays,
-        axes=axes,
-        labels={
-            "resid": lens_labels,
-            "lens_layer": [label for label, _ in rows],
-            "prompt": prompt_labels(batch),
-            "pos": position_labels(batch),
-            "rank": rank_labels(k),
-        },
-        meta={
-            "top_k": k,
-            "token_text": token_text(ctx.handle.tokenizer, arrays["logit_lens_grid_top_ids"]),
-            "lens_norm": lens_norm,
-            "lens_ln": LENS_NORMS[lens_norm],
-            "grid_ln": LENS_NORMS["recompute"] + ", the standard logit lens",
-            "lens_bias": "logit_lens_logit_diff excludes b_U; the grid's logits include it",
-            "lengths": [int(n) for n in np.asarray(batch.lengths)],
-        },
+    top_ids = np.ascontiguousarray(np.stack(grid["ids"]), dtype=np.int32)
+    return Result(
+        logit_lens_logit_diff=as_float32(by_prompt.mean(dim=0)),
+        logit_lens_logit_diff_by_prompt=as_float32(by_prompt),
+        logit_lens_grid_top_ids=top_ids,
+        logit_lens_grid_top_probs=np.ascontiguousarray(np.stack(grid["probs"]), dtype=np.float32),
+        logit_lens_grid_logit_diff=np.ascontiguousarray(np.stack(grid["diff"]), dtype=np.float32),
+        logit_lens_grid_p_correct=np.ascontiguousarray(np.stack(grid["p_correct"]), dtype=np.float32),
+        resid_labels=tuple(lens_labels),
+        lens_layer_labels=tuple(label for label, _ in rows),
+        prompt_labels=prompt_labels(batch),
+        pos_labels=Positions.of_set(batch),
+        rank_labels=rank_labels(k),
+        top_k=k,
+        token_text=token_text(ctx.handle.tokenizer, top_ids),
+        lens_norm=options.lens_norm,
+        lens_ln=LENS_NORMS[options.lens_norm],
+        grid_ln=LENS_NORMS["recompute"] + ", the standard logit lens",
+        lens_bias="logit_lens_logit_diff excludes b_U; the grid's logits include it",
+        lengths=[int(n) for n in np.asarray(batch.lengths)],
     )

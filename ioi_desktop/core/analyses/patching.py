@@ -35,11 +35,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
+from jaxtyping import Float32
 
-from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisResult, Progress
+from ioi_desktop.core.analyses.base import (
+    AnalysisContext,
+    AnalysisOptions,
+    AnalysisResult,
+    Positions,
+    Progress,
+    array,
+    labels,
+    meta,
+    option,
+)
 from ioi_desktop.core.errors import AnalysisError
 
 NAME = "patching"
@@ -47,73 +57,119 @@ NAME = "patching"
 
 @dataclass(frozen=True)
 class Sweep:
-    """One patching grid: which activation, and over which axes."""
+    """One patching grid: which activation, over which axes, and what the app calls it.
+
+    The one catalogue of grids: exact patching, attribution patching, the
+    options and the panels all read it.
+    """
 
     array: str
     kind: str  # hook kind in core.hooks
     axes: tuple[str, ...]
+    title: str
+
+    @property
+    def grid_kind(self) -> str:
+        """``"layer_pos"``, ``"layer_head"`` or ``"layer_pos_head"``."""
+        return "_".join(self.axes)
 
 
 SWEEPS: dict[str, Sweep] = {
-    "resid_pre": Sweep("patch_resid_pre", "resid_pre", ("layer", "pos")),
-    "attn_out": Sweep("patch_attn_out", "attn_out", ("layer", "pos")),
-    "mlp_out": Sweep("patch_mlp_out", "mlp_out", ("layer", "pos")),
-    "head_z": Sweep("patch_head_z", "z", ("layer", "head")),
-    "head_v": Sweep("patch_head_v", "v", ("layer", "head")),
-    "head_pattern": Sweep("patch_head_pattern", "pattern", ("layer", "head")),
-    "head_q": Sweep("patch_head_q", "q", ("layer", "head")),
-    "head_k": Sweep("patch_head_k", "k", ("layer", "head")),
-    "head_z_by_pos": Sweep("patch_head_z_by_pos", "z", ("layer", "pos", "head")),
+    "resid_pre": Sweep("patch_resid_pre", "resid_pre", ("layer", "pos"), "Residual stream (layer × position)"),
+    "attn_out": Sweep("patch_attn_out", "attn_out", ("layer", "pos"), "Attention layer output (layer × position)"),
+    "mlp_out": Sweep("patch_mlp_out", "mlp_out", ("layer", "pos"), "MLP layer output (layer × position)"),
+    "head_z": Sweep("patch_head_z", "z", ("layer", "head"), "Head output z (layer × head)"),
+    "head_v": Sweep("patch_head_v", "v", ("layer", "head"), "Head values v (layer × head)"),
+    "head_pattern": Sweep("patch_head_pattern", "pattern", ("layer", "head"), "Head attention pattern (layer × head)"),
+    "head_q": Sweep("patch_head_q", "q", ("layer", "head"), "Head queries q (layer × head)"),
+    "head_k": Sweep("patch_head_k", "k", ("layer", "head"), "Head keys k (layer × head)"),
+    "head_z_by_pos": Sweep("patch_head_z_by_pos", "z", ("layer", "pos", "head"),
+                           "Head output z by position (layer × position × head)"),
 }
 
 NORMALIZATION = (
     "(patched - corrupted) / (clean - corrupted), on the logit difference at each prompt's END "
     "position averaged over the prompt set; *_raw arrays hold the patched mean logit difference"
 )
+ENGINES = ("auto", "fast", "bridge")
 
 
-def selected_sweeps(options) -> list[str]:
-    """The sweep names asked for in ``options["sweeps"]`` (default: all), validated."""
-    wanted = options.get("sweeps") or list(SWEEPS)
-    if isinstance(wanted, str):
-        wanted = [s.strip() for s in wanted.split(",") if s.strip()]
-    names = [w[len("patch_"):] if w.startswith("patch_") else w for w in wanted]
-    unknown = [w for w in names if w not in SWEEPS]
-    if unknown:
-        raise AnalysisError(
-            f"Unknown patching sweep {unknown[0]!r}.", f"Choose from: {', '.join(SWEEPS)}."
-        )
-    return list(dict.fromkeys(names))
+@dataclass(frozen=True)
+class Options(AnalysisOptions):
+    analysis = NAME
+    sweeps: tuple[str, ...] = option(tuple(SWEEPS), "The grids to patch", choices=tuple(SWEEPS))
+    engine: str = option("auto", "Patching engine: auto (fast plain-torch where it is exact, else bridge blocks), "
+                         "fast or bridge", choices=ENGINES)
 
 
-def hooks_needed(ctx: AnalysisContext) -> set[str]:
+@dataclass(frozen=True, eq=False)
+class Result(AnalysisResult):
+    analysis = NAME
+    title = "Activation patching"
+    patch_resid_pre: Float32[np.ndarray, "layer pos"] | None = array("residual stream before each layer, per position")
+    patch_resid_pre_raw: Float32[np.ndarray, "layer pos"] | None = array("the same, patched mean logit difference")
+    patch_attn_out: Float32[np.ndarray, "layer pos"] | None = array("attention layer output, per position")
+    patch_attn_out_raw: Float32[np.ndarray, "layer pos"] | None = array("the same, patched mean logit difference")
+    patch_mlp_out: Float32[np.ndarray, "layer pos"] | None = array("MLP layer output, per position")
+    patch_mlp_out_raw: Float32[np.ndarray, "layer pos"] | None = array("the same, patched mean logit difference")
+    patch_head_z: Float32[np.ndarray, "layer head"] | None = array("each head's output z at every position")
+    patch_head_z_raw: Float32[np.ndarray, "layer head"] | None = array("the same, patched mean logit difference")
+    patch_head_v: Float32[np.ndarray, "layer head"] | None = array("each head's values v")
+    patch_head_v_raw: Float32[np.ndarray, "layer head"] | None = array("the same, patched mean logit difference")
+    patch_head_pattern: Float32[np.ndarray, "layer head"] | None = array("each head's attention pattern")
+    patch_head_pattern_raw: Float32[np.ndarray, "layer head"] | None = array("the same, patched mean logit difference")
+    patch_head_q: Float32[np.ndarray, "layer head"] | None = array("each head's queries q")
+    patch_head_q_raw: Float32[np.ndarray, "layer head"] | None = array("the same, patched mean logit difference")
+    patch_head_k: Float32[np.ndarray, "layer head"] | None = array("each head's keys k")
+    patch_head_k_raw: Float32[np.ndarray, "layer head"] | None = array("the same, patched mean logit difference")
+    patch_head_z_by_pos: Float32[np.ndarray, "layer pos head"] | None = array("each head's z at one position")
+    patch_head_z_by_pos_raw: Float32[np.ndarray, "layer pos head"] | None = array(
+        "the same, patched mean logit difference")
+    pos_labels: Positions | None = labels("pos", "positions (equal-length sets) or named roles")
+    engine: str | None = meta("the engine that computed the grids (fast, bridge)")
+    engine_reason: str | None = meta("why that engine was chosen")
+    normalization: str | None = meta("how scores are normalized")
+    clean_logit_diff: float | None = meta("clean mean logit difference")
+    corrupt_logit_diff: float | None = meta("corrupted mean logit difference")
+    position_alignment: str | None = meta("'absolute' positions or named 'roles'")
+    sweeps: list | None = meta("the sweeps computed")
+    seconds: dict | None = meta("seconds per sweep")
+    settings_per_pass: int | None = meta("patch settings per batched forward")
+
+
+def sweep_names(options: Options) -> list[str]:
+    return list(options.sweeps)
+
+
+def hooks_needed(ctx: AnalysisContext, options: Options) -> set[str]:
     """Hooks both cached runs must hold: the patched activations plus what the engines restart from."""
     from ioi_desktop.core.engine.inputs import hooks_for_kinds
 
-    kinds = {SWEEPS[name].kind for name in selected_sweeps(ctx.options)}
+    kinds = {SWEEPS[name].kind for name in options.sweeps}
     return hooks_for_kinds(kinds, int(ctx.handle.model.cfg.n_layers))
 
 
-def count_units(ctx: AnalysisContext) -> int:
+def count_units(ctx: AnalysisContext, options: Options) -> int:
     """Progress units ``run`` reports: one per layer of each sweep."""
-    return len(selected_sweeps(ctx.options)) * int(ctx.handle.model.cfg.n_layers)
+    return len(options.sweeps) * int(ctx.handle.model.cfg.n_layers)
 
 
-def position_axis(batch) -> tuple[np.ndarray, list[str], str]:
+def position_axis(batch) -> tuple[np.ndarray, Positions, str]:
     """Where each ``pos`` entry is in each prompt: ``(positions [entry, prompt], labels, alignment)``.
 
-    Equal-length sets use absolute positions labelled ``"3: Mary"`` from prompt
-    0; other sets use the named roles, -1 where a prompt lacks the role.
+    Equal-length sets use absolute positions labelled with prompt 0's tokens;
+    other sets use the named roles, -1 where a prompt lacks the role.
     """
     n_prompts = len(batch.end_pos)
     if batch.equal_length:
         n_pos = batch.clean_tokens.shape[1]
         positions = np.repeat(np.arange(n_pos)[:, None], n_prompts, axis=1)
-        labels = [f"{i}: {token}" for i, token in enumerate(batch.str_tokens[0][:n_pos])]
-        return positions, labels, "absolute"
+        tokens = tuple(batch.str_tokens[0][:n_pos])
+        return positions, Positions(tuple(range(n_pos)), tokens, (None,) * n_pos), "absolute"
     roles = [(name, np.asarray(pos)) for name, pos in batch.roles.items() if (np.asarray(pos) >= 0).any()]
     positions = np.stack([pos for _name, pos in roles]).astype(np.int64)
-    return positions, [name for name, _pos in roles], "roles"
+    names = tuple(name for name, _pos in roles)
+    return positions, Positions((None,) * len(names), (None,) * len(names), names), "roles"
 
 
 def normalization_span(clean_mean: float, corrupt_mean: float, what: str) -> float:
@@ -211,7 +267,7 @@ def sweep_layer(engine, sweep: Sweep, layer: int, masks, chunk: int) -> tuple["t
     return per_prompt.mean(dim=1), chunk
 
 
-def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
+def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
     """Run the selected sweeps, streaming each grid row (one layer) as it finishes."""
     import torch
 
@@ -219,7 +275,7 @@ def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
     from ioi_desktop.core.engine.batching import bytes_per_row, settings_per_chunk
     from ioi_desktop.core.hooks import hook_name
 
-    names = selected_sweeps(ctx.options)
+    names = sweep_names(options)
     model, batch = ctx.handle.model, ctx.batch
     cfg = model.cfg
     n_layers = int(cfg.n_layers)
@@ -228,11 +284,11 @@ def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
     clean_mean = float(clean_per_prompt.mean())
     corrupt_mean = float(inputs.corrupt_logit_diff.mean())
     span = normalization_span(clean_mean, corrupt_mean, "patching")
-    engine, reason = select_engine(model, inputs, str(ctx.options.get("engine") or "auto"))
+    engine, reason = select_engine(model, inputs, options.engine)
     positions, pos_labels, alignment = position_axis(batch)
     n_pos, n_prompts = inputs.n_pos, inputs.n_prompts
     device = inputs.corrupt_logit_diff.device
-    batch_size = ctx.options.get("batch_size")
+    batch_size = ctx.batch_size
     row_bytes = bytes_per_row(n_pos, int(cfg.d_model), int(getattr(cfg, "d_mlp", 4 * cfg.d_model)), int(cfg.n_heads))
     chunk = settings_per_chunk(None if batch_size is None else int(batch_size), n_prompts, row_bytes, device)
 
@@ -251,23 +307,23 @@ def run(ctx: AnalysisContext, progress: Progress) -> AnalysisResult:
             progress.check_cancelled()
             values, chunk = sweep_layer(engine, sweep, layer, masks, chunk)
             raw[layer] = values.view(row_shape).to(torch.float32).cpu().numpy()
-            progress.rows(sweep.array, layer, ((raw[layer] - corrupt_mean) / span).astype(np.float32))
+            progress.rows(sweep.array, layer, ((raw[layer] - corrupt_mean) / span).astype(np.float32), raw.shape)
             progress.advance(1, f"patching {name}: layer {layer + 1}/{n_layers}")
         seconds[name] = time.perf_counter() - began
         arrays[sweep.array] = np.ascontiguousarray((raw - corrupt_mean) / span, dtype=np.float32)
         arrays[sweep.array + "_raw"] = raw
         axes[sweep.array] = axes[sweep.array + "_raw"] = sweep.axes
 
-    labels = {"pos": pos_labels} if any("pos" in a for a in axes.values()) else {}
-    meta = {
-        "engine": engine.name,
-        "engine_reason": reason,
-        "normalization": NORMALIZATION,
-        "clean_logit_diff": clean_mean,
-        "corrupt_logit_diff": corrupt_mean,
-        "position_alignment": alignment,
-        "sweeps": names,
-        "seconds": seconds,
-        "settings_per_pass": chunk,
-    }
-    return AnalysisResult(name=NAME, arrays=arrays, axes=axes, labels=labels, meta=meta)
+    return Result(
+        **arrays,
+        pos_labels=pos_labels if any("pos" in a for a in axes.values()) else None,
+        engine=engine.name,
+        engine_reason=reason,
+        normalization=NORMALIZATION,
+        clean_logit_diff=clean_mean,
+        corrupt_logit_diff=corrupt_mean,
+        position_alignment=alignment,
+        sweeps=names,
+        seconds=seconds,
+        settings_per_pass=chunk,
+    )

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ioi_desktop.core.analyses import attention
 from ioi_desktop.core.selection import Selection
 from ioi_desktop.gui.panels.result_panel import ResultPanel
 from ioi_desktop.gui.widgets.export import export_grid_csv
@@ -50,7 +51,7 @@ def _col_label(position: int, token: str) -> str:
 
 class AttentionPanel(ResultPanel):
     TITLE = "Attention"
-    ANALYSES = ("attention",)
+    RESULTS = (attention.Result,)
 
     def __init__(self, selection, parent: QWidget | None = None) -> None:
         super().__init__(selection, parent)

@@ -17,6 +17,7 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
 
+from ioi_desktop.core.analyses import dla
 from ioi_desktop.core.selection import Selection
 from ioi_desktop.gui.panels.result_panel import ResultPanel
 from ioi_desktop.gui.widgets.bar_chart import BarChart
@@ -29,7 +30,7 @@ _EMPTY = "Run direct logit attribution to see which components and heads write t
 
 class AttributionPanel(ResultPanel):
     TITLE = "Attribution"
-    ANALYSES = ("dla",)
+    RESULTS = (dla.Result,)
 
     def __init__(self, selection, parent: QWidget | None = None) -> None:
         super().__init__(selection, parent)

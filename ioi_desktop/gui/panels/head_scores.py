@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from ioi_desktop.core.analyses import head_scores
 from ioi_desktop.gui.panels.result_panel import ResultPanel
 from ioi_desktop.gui.widgets.export import export_grid_csv
 from ioi_desktop.gui.widgets.heatmap import Heatmap
@@ -29,7 +30,7 @@ SCORES = (
 
 class HeadScoresPanel(ResultPanel):
     TITLE = "Head scores"
-    ANALYSES = ("head_scores",)
+    RESULTS = (head_scores.Result,)
     STREAMED = tuple(name for name, _ in SCORES)
     INLINE_ROLE_LEGEND = False
 
@@ -99,7 +100,7 @@ class HeadScoresPanel(ResultPanel):
                 "A model trained on short texts scores lower the farther apart the two copies are, so a head can "
                 "score below its attention on real prompts; set a shorter sequence length in Run > Options to see it.")
 
-    def render_rows(self, array_name: str, grid: np.ndarray, meta) -> None:
+    def render_rows(self, array_name: str, grid: np.ndarray) -> None:
         self._draw(array_name, grid)
         self.status.setText("Computing head scores…")
 

@@ -30,6 +30,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
 
+from ioi_desktop.core.analyses import logit_lens
 from ioi_desktop.core.selection import Selection
 from ioi_desktop.gui.panels.result_panel import ResultPanel, axis_position_labels
 from ioi_desktop.gui.widgets.colors import SERIES_COLORS, theme_colors
@@ -53,7 +54,7 @@ GRID_NOTE = "LN recomputed per cell"
 
 class LogitLensPanel(ResultPanel):
     TITLE = "Logit lens"
-    ANALYSES = ("logit_lens",)
+    RESULTS = (logit_lens.Result,)
     STREAMED = ("logit_lens_grid_top_ids", "logit_lens_grid_top_probs", "logit_lens_grid_logit_diff")
 
     def __init__(self, selection, parent: QWidget | None = None) -> None:
@@ -164,7 +165,7 @@ class LogitLensPanel(ResultPanel):
         self._draw_grid()
         self._draw_lens()
 
-    def render_rows(self, array_name: str, grid: np.ndarray, meta: Mapping[str, Any]) -> None:
+    def render_rows(self, array_name: str, grid: np.ndarray) -> None:
         # Rows of a colouring not shown now change nothing on screen.
         shown = COLOURINGS[self.colour_combo.currentIndex()][1]
         if array_name in ("logit_lens_grid_top_ids", shown):

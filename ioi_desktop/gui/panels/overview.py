@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ioi_desktop.core.analyses import logit_diff
 from ioi_desktop.core.selection import Selection
 from ioi_desktop.gui.panels.result_panel import ResultPanel
 from ioi_desktop.gui.widgets.bar_chart import BarChart
@@ -39,7 +40,7 @@ _EMPTY = "Run the logit-difference analysis to see how well the model does the t
 
 class OverviewPanel(ResultPanel):
     TITLE = "Overview"
-    ANALYSES = ("logit_diff",)
+    RESULTS = (logit_diff.Result,)
 
     def __init__(self, selection, parent: QWidget | None = None) -> None:
         super().__init__(selection, parent)
@@ -96,15 +97,13 @@ class OverviewPanel(ResultPanel):
         if corrupt is not None:
             series["corrupted"] = corrupt
         self.bars.set_bars([str(i) for i in range(len(clean))], series)
-        accuracy = self.results.meta_of("logit_diff_clean", "accuracy_clean")
-        if accuracy is None:
-            accuracy = float(np.mean(clean > 0))
-        text = (f"<b>Mean logit difference</b>: clean {float(clean.mean()):+.4g}"
-                + (f", corrupted {float(corrupt.mean()):+.4g}" if corrupt is not None else "")
-                + f" &nbsp; <b>Accuracy</b> (correct beats incorrect): {100 * accuracy:.0f}% of {len(clean)} prompts")
-        p_correct = self.results.array("logit_diff_p_correct_clean")
-        if p_correct is not None:
-            text += f" &nbsp; <b>Mean p(correct)</b>: {float(p_correct.mean()):.2f}"
+        result = self.results.result(logit_diff.Result)
+        text = (f"<b>Mean logit difference</b>: clean {result.mean_clean:+.4g}"
+                + (f", corrupted {result.mean_corrupt:+.4g}" if result.mean_corrupt is not None else "")
+                + f" &nbsp; <b>Accuracy</b> (correct beats incorrect): {100 * result.accuracy_clean:.0f}% of "
+                  f"{len(clean)} prompts")
+        if result.mean_p_correct_clean is not None:
+            text += f" &nbsp; <b>Mean p(correct)</b>: {result.mean_p_correct_clean:.2f}"
         self.summary.setText(text)
         self._draw_prompt()
 

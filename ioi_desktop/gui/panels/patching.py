@@ -32,28 +32,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ioi_desktop.core.analyses import patching, attribution_patching
 from ioi_desktop.core.selection import Selection
 from ioi_desktop.gui.panels.result_panel import ResultPanel, axis_position_labels
 from ioi_desktop.gui.widgets.colors import SEQUENTIAL, symmetric_levels, theme_colors
 from ioi_desktop.gui.widgets.export import export_grid_csv
 from ioi_desktop.gui.widgets.heatmap import Heatmap
 
-# (key, title, kind): arrays are "patch_<key>" (exact) and "atp_<key>" (estimate).
-GRIDS = (
-    ("resid_pre", "Residual stream (resid_pre)", "position"),
-    ("attn_out", "Attention layer output", "position"),
-    ("mlp_out", "MLP layer output", "position"),
-    ("head_z", "Head output (z)", "head"),
-    ("head_v", "Head value (v)", "head"),
-    ("head_pattern", "Head attention pattern", "head"),
-    ("head_q", "Head query (q)", "head"),
-    ("head_k", "Head key (k)", "head"),
-    ("head_z_by_pos", "Head output by position (selected head)", "head_by_pos"),
-)
+# The grids come from core's one sweep catalogue: arrays "patch_<key>" (exact), "atp_<key>" (estimate).
+_KIND_OF_AXES = {"layer_pos": "position", "layer_head": "head", "layer_pos_head": "head_by_pos"}
+_KIND = {key: _KIND_OF_AXES[sweep.grid_kind] for key, sweep in patching.SWEEPS.items()}
+_TITLE = {key: sweep.title for key, sweep in patching.SWEEPS.items()}
 _MIN_PEAK = 0.1
 MODES = ("Exact", "Attribution estimate", "Exact, estimate and error")
-_KIND = {key: kind for key, _, kind in GRIDS}
-_TITLE = {key: title for key, title, _ in GRIDS}
 
 
 # Below this width the value-vs-pattern scatter moves under the heatmaps.
@@ -61,8 +52,8 @@ NARROW_WIDTH = 620
 
 class PatchingPanel(ResultPanel):
     TITLE = "Patching"
-    ANALYSES = ("patching", "attribution_patching")
-    STREAMED = tuple(f"{prefix}_{key}" for key, _, _ in GRIDS for prefix in ("patch", "atp"))
+    RESULTS = (patching.Result, attribution_patching.Result)
+    STREAMED = tuple(f"{prefix}_{key}" for key in patching.SWEEPS for prefix in ("patch", "atp"))
 
     def __init__(self, selection, parent: QWidget | None = None) -> None:
         super().__init__(selection, parent)
@@ -164,7 +155,7 @@ class PatchingPanel(ResultPanel):
         return found[0], found[1]
 
     def _available(self) -> list[str]:
-        return [key for key, _, _ in GRIDS if any(a is not None for a in self._arrays(key))]
+        return [key for key in patching.SWEEPS if any(a is not None for a in self._arrays(key))]
 
     def _refresh_combo(self, preferred: str | None = None) -> None:
         """List the grids there are; show the user's choice, else ``preferred``, else head z."""
@@ -185,7 +176,7 @@ class PatchingPanel(ResultPanel):
         self._draw_grid()
         self._draw_scatter()
 
-    def render_rows(self, array_name: str, grid: np.ndarray, meta: Mapping[str, Any]) -> None:
+    def render_rows(self, array_name: str, grid: np.ndarray) -> None:
         # Unless the user picked a grid, show the one filling in now.
         self._refresh_combo(preferred=array_name.split("_", 1)[1])
         self._draw_grid()
@@ -214,12 +205,13 @@ class PatchingPanel(ResultPanel):
         rows = [str(i) for i in range(array.shape[0])]
         if _KIND[key] == "head":
             return rows, [str(i) for i in range(array.shape[1])]
+        positions = None
         for prefix in ("patch", "atp"):
-            labels = self.results.axis_labels(f"{prefix}_{key}", 1) if self.results is not None else None
-            if labels is not None:
+            positions = self.results.positions(f"{prefix}_{key}", 1) if self.results is not None else None
+            if positions is not None:
                 break
         tokens = self.results.tokens(0) if self.results is not None else []
-        return rows, axis_position_labels(labels, tokens, array.shape[1])
+        return rows, axis_position_labels(positions, tokens, array.shape[1])
 
     def _draw_grid(self) -> None:
         key = self._grid_key()
@@ -243,7 +235,8 @@ class PatchingPanel(ResultPanel):
         for heatmap, values, shown, name in (
             (self.exact, exact, show_exact, "Exact patching"),
             (self.estimate, estimate, show_estimate, "Attribution patching estimate"),
-            (self.error, None if not show_error else estimate - exact, show_error, "Error (estimate − exact)"),
+            (self.error, attribution_patching.error_grid(exact, estimate) if show_error else None, show_error,
+             "Error (estimate − exact)"),
         ):
             heatmap.setVisible(shown)
             if not shown:
@@ -294,6 +287,11 @@ class PatchingPanel(ResultPanel):
         self.status.setText(text)
 
     # ------------------------------------------------------------- scatter
+    @property
+    def scatter_labels(self) -> tuple[pg.TextItem, ...]:
+        """The head names written next to the scatter's points (read-only)."""
+        return tuple(self._scatter_labels)
+
     def _clear_scatter_labels(self) -> None:
         for label in self._scatter_labels:
             self.scatter_view.removeItem(label)
@@ -410,14 +408,15 @@ class PatchingPanel(ResultPanel):
 
     def tables(self) -> list[tuple[str, Callable[[Path], Path]]]:
         found = []
-        for key, _, kind in GRIDS:
+        for key, kind in _KIND.items():
             exact, estimate = self._arrays(key)
             for prefix, array in (("patch", exact), ("atp", estimate)):
                 if array is None:
                     continue
                 found.append((f"{prefix}_{key}", self._csv_writer(key, kind, array)))
             if exact is not None and estimate is not None:
-                found.append((f"error_{key}", self._csv_writer(key, kind, estimate - exact)))
+                found.append((f"error_{key}", self._csv_writer(key, kind,
+                                                                attribution_patching.error_grid(exact, estimate))))
         return found
 
     def _csv_writer(self, key: str, kind: str, array: np.ndarray) -> Callable[[Path], Path]:

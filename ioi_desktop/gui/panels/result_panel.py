@@ -1,12 +1,15 @@
-"""What every result panel shares: reading run results, linking through the selection, export.
+"""What every result panel shares: reading typed results, linking through the selection, export.
 
-The panel contract (agreed with the app shell): a result panel is a QWidget
-with class attributes ``TITLE`` and ``ANALYSES``, built as
-``Panel(selection, parent=None)``, with ``show_results(run_results)``,
-``show_rows(array_name, index, values, meta)``, ``clear()`` and
-``export(folder) -> list[Path]``. Panels never call each other: they set the
-shared :class:`~ioi_desktop.core.selection.SelectionModel` when the user
-clicks, and redraw their own markers when it changes.
+The panel contract: a result panel is a QWidget with class attributes
+``TITLE`` and ``RESULTS`` (the core ``Result`` types it renders, e.g.
+``(dla.Result,)``), built as ``Panel(selection, parent=None)``, with
+``show_results(run_results)``, ``show_rows(array_name, grid)`` (a
+``core.workbench.PartialGrid``), ``clear()`` and ``export(folder) -> list[Path]``.
+In the window, :meth:`ResultPanel.observe` subscribes it to the workbench's
+results store: it hears only about the result types it renders. Panels never
+call each other: they set the shared
+:class:`~ioi_desktop.core.selection.SelectionModel` when the user clicks, and
+redraw their own markers when it changes.
 
 Two kinds of grids are linked here once for all panels:
 - head maps (layer x head): a click selects that head; the selected head is
@@ -18,60 +21,44 @@ Two kinds of grids are linked here once for all panels:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+import traceback
+from collections.abc import Mapping
 from html import escape
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import shiboken6
-from PySide6.QtCore import QEvent, Qt
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QLabel, QWidget
 
-from ioi_desktop.core.analyses.base import AnalysisResult
+from ioi_desktop.core.analyses.base import Positions
 from ioi_desktop.core.errors import IOIError
 from ioi_desktop.core.roles import HeadRoles, load_roles, roles_path_for_model
 from ioi_desktop.core.selection import Selection, SelectionModel
+from ioi_desktop.core.workbench import ResultAdded, ResultsReplaced, RowsAdded, RunStarted
 from ioi_desktop.gui.widgets.export import export_png, export_svg
 from ioi_desktop.gui.widgets.heatmap import Heatmap, marker_styles, short_token
 
-_TOKEN_KEYS = ("str_tokens", "tokens", "prompt_tokens")
 # Text stand-ins for pyqtgraph's marker symbols, for legends outside the plots.
 _GLYPHS = {"star": "★", "t": "▼", "o": "●", "s": "■", "d": "◆", "t1": "▲", "p": "⬟", "h": "⬢", "x": "✕"}
-_ROLE_KEYS = ("roles", "positions", "role_positions")
-
-
-def _analyses_of(run_results: Any) -> list[AnalysisResult]:
-    """The AnalysisResults inside whatever container the runner or a session hands over."""
-    if isinstance(run_results, AnalysisResult):
-        return [run_results]
-    for attribute in ("results", "analyses"):
-        inner = getattr(run_results, attribute, None)
-        if isinstance(inner, Mapping):
-            return [r for r in inner.values() if isinstance(r, AnalysisResult)]
-    if isinstance(run_results, Mapping):
-        return [r for r in run_results.values() if isinstance(r, AnalysisResult)]
-    if isinstance(run_results, Iterable):
-        return [r for r in run_results if isinstance(r, AnalysisResult)]
-    return []
 
 
 class ResultsView:
-    """Read-only lookups into run results by array name, with tokens and role positions."""
+    """Read-only lookups into a ``core.results.RunResults``: arrays by name, labels, tokens, roles."""
 
     def __init__(self, run_results: Any) -> None:
         self.raw = run_results
-        self.analyses = _analyses_of(run_results)
-        run_meta = getattr(run_results, "meta", None) or getattr(run_results, "metadata", None)
-        self._metas: list[Mapping[str, Any]] = []
-        if isinstance(run_meta, Mapping):
-            # RunResults keeps the prompt set's tokens and roles under meta["prompts"].
-            self._metas.append(run_meta)
-            if isinstance(run_meta.get("prompts"), Mapping):
-                self._metas.append(run_meta["prompts"])
-        self._metas += [r.meta for r in self.analyses]
+        self.analyses = list(run_results.results.values())
+        self.run_meta: Mapping[str, Any] = run_results.meta or {}
+        prompts = self.run_meta.get("prompts")
+        self.prompts: Mapping[str, Any] = prompts if isinstance(prompts, Mapping) else {}
 
-    def owner(self, array_name: str) -> AnalysisResult | None:
+    def result(self, cls: type) -> Any:
+        """The result of Result type ``cls``, or None."""
+        return self.raw.of_type(cls)
+
+    def owner(self, array_name: str) -> Any:
         for result in self.analyses:
             if array_name in result.arrays:
                 return result
@@ -79,24 +66,21 @@ class ResultsView:
 
     def array(self, name: str) -> np.ndarray | None:
         owner = self.owner(name)
-        return None if owner is None else np.asarray(owner.arrays[name])
+        return None if owner is None else owner.arrays[name]
 
     def axis_labels(self, array_name: str, axis: int) -> list[str] | None:
-        """Labels of one axis of an array (e.g. the ``pos`` axis of ``patch_resid_pre``)."""
+        """Labels of one axis of an array (e.g. the ``component`` axis of ``dla_components``)."""
         owner = self.owner(array_name)
-        if owner is None:
-            return None
-        axis_name = owner.axes[array_name][axis]
-        labels = owner.labels.get(axis_name)
-        return None if labels is None else [str(x) for x in labels]
+        return None if owner is None else owner.axis_labels(owner.axes[array_name][axis])
 
-    def meta(self, *keys: str) -> Any:
-        """The first value found under any of ``keys`` in the run's or an analysis's metadata."""
-        for meta in self._metas:
-            for key in keys:
-                if key in meta:
-                    return meta[key]
-        return None
+    def positions(self, array_name: str, axis: int) -> Positions | None:
+        """The Positions labelling one axis of an array (None if that axis is not a position axis)."""
+        owner = self.owner(array_name)
+        return None if owner is None else owner.positions.get(owner.axes[array_name][axis])
+
+    def meta(self, key: str) -> Any:
+        """A value of the run's metadata, or of its prompt set's (``correct``, ``str_tokens``, ...)."""
+        return self.run_meta.get(key, self.prompts.get(key))
 
     def meta_of(self, array_name: str, key: str) -> Any:
         """A metadata value of the analysis that produced ``array_name`` (e.g. its ``token_text``)."""
@@ -105,56 +89,45 @@ class ResultsView:
 
     def tokens(self, prompt: int) -> list[str]:
         """The clean prompt's tokens as strings (unpadded), or [] when unknown."""
-        tokens = self.meta(*_TOKEN_KEYS)
-        if isinstance(tokens, (list, tuple)) and 0 <= prompt < len(tokens):
+        tokens = self.prompts.get("str_tokens")
+        if isinstance(tokens, list) and 0 <= prompt < len(tokens):
             return [str(t) for t in tokens[prompt]]
         return []
 
     def roles(self, prompt: int) -> dict[str, int]:
         """Named positions (IO, S1, S2, END, ...) of one prompt; absent roles left out."""
-        roles = self.meta(*_ROLE_KEYS)
+        roles = self.prompts.get("roles")
         found: dict[str, int] = {}
         if isinstance(roles, Mapping):
             for name, positions in roles.items():
-                if isinstance(positions, (list, tuple, np.ndarray)) and 0 <= prompt < len(positions):
-                    if int(positions[prompt]) >= 0:
-                        found[str(name)] = int(positions[prompt])
-        elif isinstance(roles, (list, tuple)) and 0 <= prompt < len(roles) and isinstance(roles[prompt], Mapping):
-            found = {str(k): int(v) for k, v in roles[prompt].items() if v is not None and int(v) >= 0}
+                if isinstance(positions, list) and 0 <= prompt < len(positions) and int(positions[prompt]) >= 0:
+                    found[str(name)] = int(positions[prompt])
         return found
 
     def model_name_and_path(self) -> tuple[str, str | None]:
-        model = self.meta("model")
+        model = self.run_meta.get("model")
         if isinstance(model, Mapping):
             return str(model.get("name", "")), model.get("path")
-        name = self.meta("model_name")
-        if name is None and isinstance(model, str):
-            name = model
-        return str(name or ""), self.meta("model_path")
+        return "", None
 
 
-_POSITION_LABEL = re.compile(r"^(\d+): (.*?)(?: \(([^()]+)\))?$", re.S)
-
-
-def axis_position_labels(labels: list[str] | None, tokens: list[str], width: int,
+def axis_position_labels(positions: Positions | None, tokens: list[str], width: int,
                          roles: Mapping[str, int] | None = None) -> list[str]:
     """Two-line tick labels (token over "index role") for a ``pos`` axis.
 
-    Uses the results' position labels (``"14: to (END)"``) when present, else
-    the tokens of the shown prompt; labels that are only role names (sets
-    aligned by role) are kept as they are.
+    Uses the results' Positions when given, else the tokens of the shown
+    prompt; entries that are only roles (sets aligned by role) show the role.
     """
     found = []
     for position in range(width):
-        label = labels[position] if labels is not None and position < len(labels) else None
-        match = _POSITION_LABEL.match(label) if label is not None else None
-        if match is not None:
-            index, token, role = match.groups()
-        elif label is not None:
-            found.append(label)
-            continue
+        if positions is not None and position < len(positions):
+            index, token, role = positions.index[position], positions.token[position], positions.role[position]
+            if index is None:
+                found.append(role or str(position))
+                continue
+            token = token if token is not None else (tokens[position] if position < len(tokens) else "")
         else:
-            index, token = str(position), tokens[position] if position < len(tokens) else ""
+            index, token = position, tokens[position] if position < len(tokens) else ""
             role = next((name for name, at in (roles or {}).items() if at == position), None)
         found.append(f"{short_token(token)}\n{index}" + (f" {role}" if role else ""))
     return found
@@ -169,7 +142,8 @@ class ResultPanel(QWidget):
     """Base class of the result panels (see the module docstring for the contract)."""
 
     TITLE = ""
-    ANALYSES: tuple[str, ...] = ()
+    RESULTS: tuple[type, ...] = ()
+    draw_failed = Signal(str)  # a bug while drawing: what failed, for the status bar and the bug report
     # Arrays this panel fills in while a run streams rows.
     STREAMED: tuple[str, ...] = ()
     # Panels with several head maps side by side show one shared roles legend (``roles_legend``).
@@ -185,7 +159,8 @@ class ResultPanel(QWidget):
         self._partial: dict[str, np.ndarray] = {}
         # Drawing postponed while the panel is hidden (see ``_drawing_deferred``).
         self._stale = False
-        self._stale_rows: dict[str, Mapping[str, Any]] = {}
+        self._stale_rows: dict[str, bool] = {}
+        self._store: Any = None
         self._head_maps: list[Heatmap] = []
         self._position_maps: list[Heatmap] = []
         self.roles_checkbox = QCheckBox("Known head roles")
@@ -199,6 +174,53 @@ class ResultPanel(QWidget):
         selection.subscribe(self._on_selection_changed)
 
     # ------------------------------------------------------------ contract
+    @classmethod
+    def analyses(cls) -> tuple[str, ...]:
+        """The analyses whose results this panel renders."""
+        return tuple(result_type.analysis for result_type in cls.RESULTS)
+
+    def observe(self, store: Any) -> None:
+        """Render what the workbench's results store publishes for this panel's result types."""
+        hub = store.hub
+        self._store = store
+        hub.subscribe(RunStarted, self._on_run_started)
+        hub.subscribe(RowsAdded, self._on_rows_added)
+        hub.subscribe(ResultAdded, self._on_result_added)
+        hub.subscribe(ResultsReplaced, self._on_results_replaced)
+
+    def _alive(self) -> bool:
+        # A Qt-deleted panel's Python wrapper can outlive its C++ object for a moment.
+        return shiboken6.isValid(self)
+
+    def _guarded(self, method: Callable, *args: Any) -> None:
+        """Call a drawing method; a bug in one panel is reported (``draw_failed``), never spread."""
+        try:
+            method(*args)
+        except Exception as error:  # noqa: BLE001 - reported, then the app goes on
+            traceback.print_exc()
+            self.draw_failed.emit(f"The {self.TITLE} panel could not draw this ({method.__name__}: "
+                                  f"{type(error).__name__}: {error})")
+
+    def _on_run_started(self, _event: RunStarted) -> None:
+        if self._alive():
+            self._guarded(self.clear)
+
+    def _on_rows_added(self, event: RowsAdded) -> None:
+        if self._alive() and event.analysis in self.analyses():
+            self._guarded(self.show_rows, event.array, event.grid)
+
+    def _on_result_added(self, event: ResultAdded) -> None:
+        if self._alive() and event.analysis in self.analyses():
+            self._guarded(self.show_results, self._store.run_results())
+
+    def _on_results_replaced(self, event: ResultsReplaced) -> None:
+        if not self._alive():
+            return
+        if event.results is None:
+            self._guarded(self.clear)
+        else:
+            self._guarded(self.show_results, event.results)
+
     def show_results(self, run_results: Any) -> None:
         """Render finished results (from a run or an opened session)."""
         self.results = ResultsView(run_results)
@@ -232,36 +254,32 @@ class ResultPanel(QWidget):
         """Draw results or streamed rows that arrived while the panel was hidden."""
         if self._stale and self.results is not None:
             self._draw_results()
-        for array_name, meta in list(self._stale_rows.items()):
+        for array_name in list(self._stale_rows):
             del self._stale_rows[array_name]
             if array_name in self._partial:
-                self.render_rows(array_name, self._partial[array_name], meta)
+                self.render_rows(array_name, self._partial[array_name])
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
         self.ensure_drawn()
 
-    def show_rows(self, array_name: str, index: Any, values: np.ndarray, meta: Mapping[str, Any] | None = None) -> None:
-        """Fill in streamed rows of an array this panel shows; others are ignored."""
+    def show_rows(self, array_name: str, grid: Any) -> None:
+        """Fill in streamed rows (a ``core.workbench.PartialGrid``) of an array this panel shows.
+
+        Float rows not computed yet are drawn as NaN (blank cells); integer
+        arrays (token ids) keep -1 there.
+        """
         if array_name not in self.STREAMED:
             return
-        values = np.asarray(values, dtype=np.float32)
-        row = int(index[0] if isinstance(index, (tuple, list)) else index)
-        shape_hint = (meta or {}).get("shape")
-        grid = self._partial.get(array_name)
-        if grid is None:
-            n_rows = int(shape_hint[0]) if shape_hint else int((meta or {}).get("n_layers", row + 1))
-            grid = np.full((max(n_rows, row + 1), *values.shape), np.nan, dtype=np.float32)
-        elif row >= grid.shape[0]:
-            grown = np.full((row + 1, *grid.shape[1:]), np.nan, dtype=np.float32)
-            grown[: grid.shape[0]] = grid
-            grid = grown
-        grid[row] = values
-        self._partial[array_name] = grid
+        values = grid.values
+        if values.dtype.kind == "f":
+            shape = (-1,) + (1,) * (values.ndim - 1)
+            values = np.where(grid.done.reshape(shape), values, np.float32(np.nan)).astype(np.float32)
+        self._partial[array_name] = values
         if self._drawing_deferred():
-            self._stale_rows[array_name] = meta or {}
+            self._stale_rows[array_name] = True
             return
-        self.render_rows(array_name, grid, meta or {})
+        self.render_rows(array_name, values)
 
     def clear(self) -> None:
         """Forget results (e.g. a new run starts or the prompt set changed)."""
@@ -293,8 +311,8 @@ class ResultPanel(QWidget):
         """Draw ``self.results``."""
         raise NotImplementedError
 
-    def render_rows(self, array_name: str, grid: np.ndarray, meta: Mapping[str, Any]) -> None:
-        """Draw a partially filled array (NaN rows are not computed yet)."""
+    def render_rows(self, array_name: str, grid: np.ndarray) -> None:
+        """Draw a partially filled array (NaN rows, or -1 token ids, are not computed yet)."""
 
     def clear_views(self) -> None:
         """Empty every view."""
@@ -396,7 +414,5 @@ class ResultPanel(QWidget):
         return " &nbsp; ".join(parts)
 
     def _on_selection_changed(self, selection: Selection, changed: frozenset) -> None:
-        # The selection model holds bound methods weakly, but a Qt-deleted panel's
-        # Python wrapper can outlive its C++ object for a moment.
-        if shiboken6.isValid(self):
+        if self._alive():
             self.update_selection(selection, changed)

@@ -120,6 +120,10 @@ class BarChart(ThemedPlot):
             self.plot.setYRange(low - pad, high + pad, padding=0)
         self.set_highlighted(self._highlighted)
 
+    def series(self) -> dict[str, np.ndarray]:
+        """The values shown, by series name (copies)."""
+        return {name: values.copy() for name, values in self._series.items()}
+
     def set_highlighted(self, index: int | None) -> None:
         """Shade one category's band (the selected prompt, say)."""
         self._highlighted = index

@@ -375,6 +375,11 @@ class Heatmap(ThemedPlot):
     def selected(self) -> tuple[int, int] | None:
         return self._selected
 
+    @property
+    def outline(self) -> QRectF | None:
+        """The outlined cell's rectangle in plot coordinates (x = column, y = row); None when none is outlined."""
+        return QRectF(self._outline_outer.rect()) if self._outline_outer.isVisible() else None
+
     def set_cell_text(self, texts: np.ndarray | Sequence[Sequence[str]] | None, font_size: int = 8) -> None:
         """Write a short string in each cell (e.g. the logit lens's top token); None removes them."""
         font = QFont()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from analysis_fixtures import notebook_batch, ragged_batch, reference_caches, save_random_gpt2
+
+from tests.support.analysis_fixtures import notebook_batch, ragged_batch, reference_caches, save_random_gpt2
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from analysis_fixtures import reference_caches
 
-from ioi_desktop.core.analyses.logit_diff import rank_labels
+from ioi_desktop.core.analyses.metrics import rank_labels
 from ioi_desktop.core.runner import Runner
+
+from tests.support.analysis_fixtures import reference_caches
 
 TOL = 1e-5
 
@@ -48,7 +49,7 @@ def check_logit_diff(handle, batch, results, refs):
     meta = results["logit_diff"].meta
     assert meta["mean_clean"] == pytest.approx(float(arrays["logit_diff_clean"].mean()), abs=TOL)
     assert meta["accuracy_clean"] == pytest.approx(float((arrays["logit_diff_clean"] > 0).mean()))
-    assert results["logit_diff"].labels["rank"] == rank_labels(5)
+    assert results["logit_diff"].labels["rank"] == list(rank_labels(5))
 
 
 def check_logit_lens(handle, batch, results, refs):

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import torch
 
-from analysis_fixtures import notebook_batch, reference_caches
+from tests.support.analysis_fixtures import notebook_batch, reference_caches
 
 from ioi_desktop.cli import main
 from ioi_desktop.core import notebook_check
@@ -127,7 +127,7 @@ def transformer_lens_reference(handle) -> dict:
     return {
         "format": notebook_check.REFERENCE_FORMAT, "version": 1, "model": "random GPT-2", "title": "test reference",
         "source": "computed by this test with TransformerLens", "tolerance": 0.01,
-        "head_scores_options": {"token_pool": "id_range", "prepend_bos": False, "seq_len": seq_len, "batch": n_seq, "seed": seed},
+        "head_scores_options": {"token_pool": "id_range", "prepend_bos": "no", "seq_len": seq_len, "batch": n_seq, "seed": seed},
         "not_compared": [{"step": "backup name movers", "published": "-", "why": "not in the app yet"}],
         "rows": rows,
     }

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from ioi_desktop.core.analyses.base import AnalysisResult
 from ioi_desktop.core.errors import FileFormatError
-from ioi_desktop.core.results import RESULTS_VERSION, RunResults, load_results, position_labels, save_results
+from ioi_desktop.core.results import position_labels
+from ioi_desktop.core.results import RESULTS_VERSION, RunResults, load_results, save_results
 
 
 @pytest.fixture(scope="module")
@@ -90,18 +91,31 @@ def test_damaged_files_raise_file_format_error(run_results, tmp_path, damage, me
         load_results(tmp_path)
 
 
-def test_refuses_to_save_nan_or_other_dtypes(tmp_path):
-    bad = AnalysisResult("x", {"x_score": np.array([np.nan], dtype=np.float32)}, {"x_score": ("prompt",)})
+def test_results_refuse_nan_or_other_dtypes_when_made():
+    from ioi_desktop.core.analyses import logit_diff
+
     with pytest.raises(ValueError, match="NaN"):
-        save_results(RunResults({"x": bad}), tmp_path)
-    wide = AnalysisResult("x", {"x_score": np.zeros(2)}, {"x_score": ("prompt",)})
-    with pytest.raises(ValueError, match="dtype"):
-        save_results(RunResults({"x": wide}), tmp_path)
-    assert not (tmp_path / "results.json").exists()
+        logit_diff.Result(logit_diff_clean=np.array([np.nan], dtype=np.float32))
+    with pytest.raises(TypeError, match="float32"):
+        logit_diff.Result(logit_diff_clean=np.zeros(2))
+    with pytest.raises(ValueError, match="axes"):
+        logit_diff.Result(logit_diff_clean=np.zeros((2, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match="'prompt' has 3 entries"):
+        logit_diff.Result(logit_diff_clean=np.zeros(2, dtype=np.float32), prompt_labels=("a", "b", "c"))
 
 
-def test_array_names_must_be_unique_across_analyses():
-    one = AnalysisResult("a", {"same": np.zeros(1, np.float32)}, {"same": ("prompt",)})
-    two = AnalysisResult("b", {"same": np.zeros(1, np.float32)}, {"same": ("prompt",)})
+def test_array_names_are_unique_across_every_result_type():
+    from ioi_desktop.core.analyses import analysis_names, result_type
+
+    owner: dict[str, str] = {}
+    for name in analysis_names():
+        for spec in result_type(name).array_specs():
+            assert spec.name not in owner, (spec.name, owner.get(spec.name), name)
+            owner[spec.name] = name
+
+
+def test_run_results_refuse_one_array_from_two_analyses():
+    one = SimpleNamespace(arrays={"same": np.zeros(1, np.float32)})
+    two = SimpleNamespace(arrays={"same": np.zeros(1, np.float32)})
     with pytest.raises(ValueError, match="both"):
         RunResults({"a": one, "b": two})

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from analysis_fixtures import notebook_batch, ragged_batch
 
 from ioi_desktop.core import hooks
 from ioi_desktop.core.errors import AnalysisError, Cancelled, PromptError
 from ioi_desktop.core.runner import CancelToken, Runner, SharedRuns
+
+from tests.support.analysis_fixtures import notebook_batch, ragged_batch
 
 ANALYSES = ["logit_diff", "logit_lens", "dla", "attention"]
 
@@ -129,7 +130,7 @@ def test_bad_requests_raise_clear_errors(gpt2_handle):
     batch = notebook_batch(gpt2_handle)
     with pytest.raises(AnalysisError, match="no analysis called 'nope'"):
         Runner().run(gpt2_handle, batch, ["nope"])
-    with pytest.raises(AnalysisError, match="top tokens"):
+    with pytest.raises(AnalysisError, match=r"option logit_diff.top_k must be a whole number from 1 to 100, not 0\."):
         Runner().run(gpt2_handle, batch, ["logit_diff"], {"logit_diff": {"top_k": 0}})
     with pytest.raises(AnalysisError, match="batch size"):
         Runner().run(gpt2_handle, batch, ["logit_diff"], batch_size=0)
@@ -144,7 +145,7 @@ def test_head_scores_match_an_explicit_count(gpt2_handle):
 
     from ioi_desktop.core.analyses.head_scores import repeated_random_tokens
 
-    options = {"head_scores": {"seq_len": 12, "batch": 3, "seed": 7, "token_pool": "id_range", "prepend_bos": False}}
+    options = {"head_scores": {"seq_len": 12, "batch": 3, "seed": 7, "token_pool": "id_range", "prepend_bos": "no"}}
     result = Runner().run(gpt2_handle, notebook_batch(gpt2_handle), ["head_scores"], options)["head_scores"]
     tokens = repeated_random_tokens(gpt2_handle.info.d_vocab, 12, 3, 7)
     assert torch.equal(tokens[:, :12], tokens[:, 12:]) and tokens.shape == (3, 24)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis_fixtures import notebook_batch, reference_caches
+from tests.support.analysis_fixtures import notebook_batch, reference_caches
 
 from ioi_desktop.core.runner import Runner
 
@@ -197,13 +197,13 @@ def test_head_scores_equal_detect_head_on_the_same_sequences(request, which):
     """detect_head's "mul" score divides by every query row; ours by the rows it scores."""
     from transformer_lens.head_detector import detect_head
 
-    from ioi_desktop.core.analyses.head_scores import make_sequences, model_prepends_bos, settings
+    from ioi_desktop.core.analyses.head_scores import Options, make_sequences, model_prepends_bos, settings
 
     handle = request.getfixturevalue("gpt2_handle" if which == "random_gpt2" else "bundled_handle")
     options = {"seq_len": 12, "batch": 3, "seed": 5}
     result = Runner().run(handle, notebook_batch(handle), ["head_scores"], {"head_scores": options})["head_scores"]
     assert result.meta["prepend_bos"] is True and result.meta["token_pool"] == "words"
-    chosen = settings(options, handle.info.n_ctx, model_prepends_bos(handle.model, handle.tokenizer))
+    chosen = settings(Options(**options), handle.info.n_ctx, model_prepends_bos(handle.model, handle.tokenizer))
     tokens, _ = make_sequences(handle.tokenizer, handle.info.d_vocab, chosen)
     n = chosen["seq_len"]
     special = set(handle.tokenizer.all_special_ids)
@@ -239,7 +239,7 @@ def test_bundled_duplicate_head_is_the_cards(bundled_handle):
 
 
 def test_too_few_word_tokens_fall_back_to_the_demo_id_range_and_say_so():
-    from tiny_models import make_word_tokenizer
+    from tests.support.tiny_models import make_word_tokenizer
 
     from ioi_desktop.core.analyses.head_scores import make_sequences, word_token_ids
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from patching_helpers import (  # noqa: E402
+from tests.support.patching_helpers import (
     SWEEP_NAMES,
     notebook_pairs,
     random_gpt2_bridge,

@@ -6,17 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from patching_helpers import RecordingProgress, context, logit_diff_metric
 from ioi_desktop.core.analyses import attribution_patching as atp
 from ioi_desktop.core.analyses import patching
 from ioi_desktop.core.hooks import hook_name
+
+from tests.support.patching_helpers import RecordingProgress, context, logit_diff_metric
 
 
 @pytest.fixture(scope="module")
 def estimate(tiny):
     torch.set_num_threads(1)
     progress = RecordingProgress()
-    result = atp.run(context(tiny.model, tiny.batch), progress)
+    result = atp.run(context(tiny.model, tiny.batch), atp.Options(), progress)
     return result, progress
 
 
@@ -63,7 +64,8 @@ def test_estimates_equal_the_directional_derivative(tiny, estimate):
 
 def test_grids_have_the_exact_grids_shapes_and_are_close_where_linear(tiny, estimate):
     result, progress = estimate
-    exact = patching.run(context(tiny.model, tiny.batch, {"sweeps": ["head_z", "head_pattern"]}), RecordingProgress())
+    exact = patching.run(context(tiny.model, tiny.batch), patching.Options(sweeps=("head_z", "head_pattern")),
+                         RecordingProgress())
     for sweep in patching.SWEEPS:
         name = atp.array_name(sweep)
         assert result.arrays[name].shape == result.arrays[name + "_raw"].shape

@@ -18,7 +18,7 @@ def test_names_follow_transformer_lens():
 
 def test_every_name_is_a_hook_of_the_bridge(tiny):
     available = set(tiny.model.hook_dict)
-    kinds = [k for k in hooks._BLOCK_HOOKS if k != "result"]  # hook_result needs use_attn_result
+    kinds = [k for k in hooks.BLOCK_HOOK_KINDS if k != "result"]  # hook_result needs use_attn_result
     for kind in kinds:
         assert hooks.hook_name(kind, 1) in available, kind
     for name in (hooks.EMBED, hooks.POS_EMBED, hooks.LN_FINAL_SCALE):

@@ -6,18 +6,25 @@ import numpy as np
 import pytest
 import torch
 
-from patching_helpers import SWEEP_NAMES
-from patching_helpers import RecordingProgress, context, notebook_pairs, tokenized_pairs
 from ioi_desktop.core.analyses import patching
 from ioi_desktop.core.errors import AnalysisError, Cancelled, DeviceError
+
+from tests.support.patching_helpers import (
+    SWEEP_NAMES,
+    RecordingProgress,
+    context,
+    notebook_pairs,
+    run_with,
+    tokenized_pairs,
+)
 
 TOLERANCE = 1e-5
 
 
 def _run(model, batch, **options):
     progress = RecordingProgress()
-    ctx = context(model, batch, options)
-    return patching.run(ctx, progress), progress, ctx
+    ctx = context(model, batch, options.pop("batch_size", None))
+    return run_with(patching, ctx, options, progress), progress, ctx
 
 
 @pytest.fixture(scope="module")
@@ -86,15 +93,16 @@ def test_rows_stream_in_layer_order_and_progress_adds_up(tiny):
 def test_cancelling_stops_within_one_layer(tiny):
     progress = RecordingProgress(cancel_after=1)
     with pytest.raises(Cancelled):
-        patching.run(context(tiny.model, tiny.batch, {"sweeps": ["head_z", "head_v"]}), progress)
+        run_with(patching, context(tiny.model, tiny.batch), {"sweeps": ["head_z", "head_v"]}, progress)
     assert progress.done == 1
     assert len(progress.received) == 1
 
 
 def test_cached_runs_are_reused(tiny):
-    ctx = context(tiny.model, tiny.batch, {"sweeps": ["head_z", "mlp_out"]})
-    ctx.runs.declare(patching.hooks_needed(ctx))
-    patching.run(ctx, RecordingProgress())
+    ctx = context(tiny.model, tiny.batch)
+    options = patching.Options(sweeps=("head_z", "mlp_out"))
+    ctx.runs.declare(patching.hooks_needed(ctx, options))
+    patching.run(ctx, options, RecordingProgress())
     assert ctx.runs.forward_count == 2  # one clean, one corrupted; the engine runs no full forward
 
 
@@ -106,6 +114,7 @@ def test_small_batches_give_the_same_grids(tiny, results):
 
 
 def test_out_of_memory_halves_the_chunk():
+    """The patching engine halves its chunk on out-of-memory; only one setting at a time failing is an error."""
     from ioi_desktop.core.engine.batching import map_chunks
 
     sizes = []
@@ -123,14 +132,14 @@ def test_out_of_memory_halves_the_chunk():
     def always_fails(part):
         raise torch.OutOfMemoryError("simulated")
 
-    with pytest.raises(DeviceError):
+    with pytest.raises(DeviceError, match="ran out of memory while patching even one setting at a time"):
         map_chunks(always_fails, 3, 1)
 
 
 def test_bad_options_raise_analysis_errors(tiny):
-    with pytest.raises(AnalysisError, match="Unknown patching sweep"):
+    with pytest.raises(AnalysisError, match="option patching.sweeps has 'head_w', which is not one of resid_pre"):
         _run(tiny.model, tiny.batch, sweeps=["head_w"])
-    with pytest.raises(AnalysisError, match="Unknown patching engine"):
+    with pytest.raises(AnalysisError, match="option patching.engine must be one of auto, fast, bridge, not 'warp'"):
         _run(tiny.model, tiny.batch, sweeps=["head_z"], engine="warp")
 
 
@@ -147,7 +156,7 @@ def _unequal_pairs():
 def test_unequal_lengths_patch_each_prompt_at_its_own_role_position(tiny, engine):
     from ioi_desktop.core.hooks import hook_name
 
-    from patching_helpers import logit_diff_metric
+    from tests.support.patching_helpers import logit_diff_metric
 
     model, batch = tiny.model, tokenized_pairs(_unequal_pairs())
     assert not batch.equal_length

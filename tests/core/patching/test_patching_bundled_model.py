@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from patching_helpers import RecordingProgress, context, tl_reference_cells
 from ioi_desktop.core.analyses import attribution_patching, patching
 from ioi_desktop.core.paths import bundled_model_dir
+
+from tests.support.patching_helpers import RecordingProgress, context, tl_reference_cells
 
 
 def _bundled_ready() -> bool:
@@ -46,9 +47,8 @@ def test_head_and_residual_grids_match_transformer_lens(bundled):
     handle, batch = bundled
     model = handle.model
     model.eval()
-    ctx = context(model, batch, {"sweeps": ["head_z", "head_pattern", "resid_pre"]})
-    ctx = type(ctx)(handle=handle, batch=batch, options=ctx.options, runs=ctx.runs)
-    result = patching.run(ctx, RecordingProgress())
+    ctx = context(model, batch, handle=handle)
+    result = patching.run(ctx, patching.Options(sweeps=("head_z", "head_pattern", "resid_pre")), RecordingProgress())
     assert result.meta["engine"] == "fast"
     with torch.no_grad():
         _logits, clean_cache = model.run_with_cache(torch.as_tensor(batch.clean_tokens))
@@ -62,5 +62,5 @@ def test_head_and_residual_grids_match_transformer_lens(bundled):
     # A model trained on IOI restores a clear share of the answer through some head.
     assert np.abs(result.arrays["patch_head_z"]).max() > 0.05
 
-    estimate = attribution_patching.run(ctx, RecordingProgress())
+    estimate = attribution_patching.run(ctx, attribution_patching.Options(), RecordingProgress())
     assert estimate.arrays["atp_head_z"].shape == result.arrays["patch_head_z"].shape

@@ -5,13 +5,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from patching_helpers import RecordingProgress, context, gpt2_tokenizer, tl_reference_cells
 from ioi_desktop.core.analyses import patching
+
+from tests.support.patching_helpers import (
+    RecordingProgress,
+    boot_processed_bridge,
+    context,
+    gpt2_tokenizer,
+    tl_reference_cells,
+)
 
 
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
-    from transformer_lens.model_bridge import TransformerBridge
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.set_num_threads(1)
@@ -24,20 +30,15 @@ def llama(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-llama")
     LlamaForCausalLM(config).eval().save_pretrained(folder)
     gpt2_tokenizer().save_pretrained(folder)
-    bridge = TransformerBridge.boot_transformers(str(folder), device="cpu")
     # Rotary models cannot refactor the QK circuit; the other notebook flags apply.
-    bridge.enable_compatibility_mode(
-        fold_ln=True, center_writing_weights=True, center_unembed=True,
-        fold_value_biases=True, refactor_factored_attn_matrices=False,
-    )
-    bridge.eval()
-    return bridge
+    return boot_processed_bridge(folder, refactor_factored_attn_matrices=False)
 
 
 @pytest.mark.slow
 def test_rotary_model_matches_transformer_lens(llama, tiny):
     batch = tiny.batch
-    result = patching.run(context(llama, batch, {"sweeps": ["head_z", "resid_pre", "head_q"]}), RecordingProgress())
+    result = patching.run(context(llama, batch), patching.Options(sweeps=("head_z", "resid_pre", "head_q")),
+                          RecordingProgress())
     assert result.meta["engine"] == "bridge"
     assert "LlamaForCausalLM" in result.meta["engine_reason"]
     with torch.no_grad():

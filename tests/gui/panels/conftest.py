@@ -76,7 +76,16 @@ def _causal_softmax(scores: np.ndarray) -> np.ndarray:
 
 def build_run_results():
     """A RunResults with every array the panels read, in the core's names, shapes and labels."""
-    from ioi_desktop.core.analyses.base import AnalysisResult
+    from ioi_desktop.core.analyses import (
+        attention as attention_analysis,
+        attribution_patching,
+        dla as dla_analysis,
+        head_scores as head_scores_analysis,
+        logit_diff as logit_diff_analysis,
+        logit_lens as logit_lens_analysis,
+        patching as patching_analysis,
+    )
+    from ioi_desktop.core.analyses.base import Positions
     from ioi_desktop.core.results import RunResults
 
     rng = np.random.default_rng(7)
@@ -86,6 +95,8 @@ def build_run_results():
     roles = {name: [p["roles"][name] for p in prompts] for name in ("IO", "S1", "S2", "END")}
     pos_labels = [f"{i}: {t}" + (" (S2)" if i == 10 else " (END)" if i == 14 else "")
                   for i, t in enumerate(str_tokens[0])]
+    positions = Positions(tuple(range(n_pos)), tuple(str_tokens[0]),
+                          tuple("S2" if i == 10 else "END" if i == 14 else None for i in range(n_pos)))
     vocab = sorted({t for p in prompts for t in p["tokens"]} | {" Mary", " John", " the", " a", " them", " her"})
     token_text = {str(i): t for i, t in enumerate(vocab)}
     ids = {t: i for i, t in enumerate(vocab)}
@@ -104,20 +115,15 @@ def build_run_results():
             rows_probs.append(sorted(rng.dirichlet([8, 2, 1, 1, 0.5]) * 0.9, reverse=True))
         top_ids[which] = np.asarray(rows_ids, dtype=np.int32)
         top_probs[which] = f32(rows_probs)
-    logit_diff = AnalysisResult(
-        name="logit_diff",
-        arrays={"logit_diff_clean": clean, "logit_diff_corrupt": corrupt,
-                "logit_diff_p_correct_clean": f32(top_probs["clean"][:, 0]),
-                "logit_diff_p_correct_corrupt": f32(top_probs["corrupt"][:, 1]),
-                "logit_diff_top_ids_clean": top_ids["clean"], "logit_diff_top_probs_clean": top_probs["clean"],
-                "logit_diff_top_ids_corrupt": top_ids["corrupt"],
-                "logit_diff_top_probs_corrupt": top_probs["corrupt"]},
-        axes={"logit_diff_clean": ("prompt",), "logit_diff_corrupt": ("prompt",),
-              "logit_diff_p_correct_clean": ("prompt",), "logit_diff_p_correct_corrupt": ("prompt",),
-              "logit_diff_top_ids_clean": ("prompt", "rank"), "logit_diff_top_probs_clean": ("prompt", "rank"),
-              "logit_diff_top_ids_corrupt": ("prompt", "rank"), "logit_diff_top_probs_corrupt": ("prompt", "rank")},
-        labels={"prompt": prompt_texts, "rank": [f"top {i + 1}" for i in range(5)]},
-        meta={"top_k": 5, "mean_clean": float(clean.mean()), "accuracy_clean": 1.0, "token_text": token_text},
+    logit_diff = logit_diff_analysis.Result(
+        logit_diff_clean=clean, logit_diff_corrupt=corrupt,
+        logit_diff_p_correct_clean=f32(top_probs["clean"][:, 0]),
+        logit_diff_p_correct_corrupt=f32(top_probs["corrupt"][:, 1]),
+        logit_diff_top_ids_clean=top_ids["clean"], logit_diff_top_probs_clean=top_probs["clean"],
+        logit_diff_top_ids_corrupt=top_ids["corrupt"], logit_diff_top_probs_corrupt=top_probs["corrupt"],
+        prompt_labels=tuple(prompt_texts), rank_labels=tuple(f"top {i + 1}" for i in range(5)),
+        top_k=5, mean_clean=float(clean.mean()), accuracy_clean=1.0, mean_corrupt=float(corrupt.mean()),
+        accuracy_corrupt=0.0, mean_p_correct_clean=float(top_probs["clean"][:, 0].mean()), token_text=token_text,
     )
 
     lens_points = [f"{l}_{part}" for l in range(N_LAYERS) for part in ("pre", "mid")] + ["final_post"]
@@ -137,20 +143,13 @@ def build_run_results():
     grid_probs[..., 0] = np.clip(np.linspace(0.05, 0.9, n_rows)[:, None, None] + rng.normal(0, 0.05, (n_rows, n_prompts, n_pos)), 0, 1)
     grid_diff = f32(np.linspace(0, 3.5, n_rows)[:, None, None] * (np.arange(n_pos) == 14)[None, None, :]
                     + rng.normal(0, 0.3, (n_rows, n_prompts, n_pos)))
-    logit_lens = AnalysisResult(
-        name="logit_lens",
-        arrays={"logit_lens_logit_diff": lens, "logit_lens_logit_diff_by_prompt": lens_by_prompt,
-                "logit_lens_grid_top_ids": grid_ids, "logit_lens_grid_top_probs": grid_probs,
-                "logit_lens_grid_logit_diff": grid_diff,
-                "logit_lens_grid_p_correct": f32(np.clip(grid_diff / 5, 0, 1))},
-        axes={"logit_lens_logit_diff": ("resid",), "logit_lens_logit_diff_by_prompt": ("prompt", "resid"),
-              "logit_lens_grid_top_ids": ("lens_layer", "prompt", "pos", "rank"),
-              "logit_lens_grid_top_probs": ("lens_layer", "prompt", "pos", "rank"),
-              "logit_lens_grid_logit_diff": ("lens_layer", "prompt", "pos"),
-              "logit_lens_grid_p_correct": ("lens_layer", "prompt", "pos")},
-        labels={"resid": lens_points, "lens_layer": grid_rows, "prompt": prompt_texts, "pos": pos_labels,
-                "rank": [f"top {i + 1}" for i in range(5)]},
-        meta={"top_k": 5, "token_text": token_text, "lengths": [n_pos] * n_prompts},
+    logit_lens = logit_lens_analysis.Result(
+        logit_lens_logit_diff=lens, logit_lens_logit_diff_by_prompt=lens_by_prompt,
+        logit_lens_grid_top_ids=grid_ids, logit_lens_grid_top_probs=grid_probs,
+        logit_lens_grid_logit_diff=grid_diff, logit_lens_grid_p_correct=f32(np.clip(grid_diff / 5, 0, 1)),
+        resid_labels=tuple(lens_points), lens_layer_labels=tuple(grid_rows), prompt_labels=tuple(prompt_texts),
+        pos_labels=positions, rank_labels=tuple(f"top {i + 1}" for i in range(5)),
+        top_k=5, token_text=token_text, lengths=[n_pos] * n_prompts,
     )
 
     dla_head = f32(rng.normal(0, 0.08, (N_LAYERS, N_HEADS)))
@@ -163,14 +162,11 @@ def build_run_results():
         dla_components[2 + 2 * layer] = dla_head[layer].sum()
     # Per prompt: the mean's pattern, scaled like each prompt's logit difference.
     scale = (clean / clean.mean())[:, None]
-    dla = AnalysisResult(
-        name="dla",
-        arrays={"dla_components": dla_components, "dla_head": dla_head,
-                "dla_components_by_prompt": f32(dla_components[None, :] * scale),
-                "dla_head_by_prompt": f32(dla_head[None] * scale[:, :, None])},
-        axes={"dla_components": ("component",), "dla_head": ("layer", "head"),
-              "dla_components_by_prompt": ("prompt", "component"), "dla_head_by_prompt": ("prompt", "layer", "head")},
-        labels={"component": components},
+    dla = dla_analysis.Result(
+        dla_components=dla_components, dla_head=dla_head,
+        dla_components_by_prompt=f32(dla_components[None, :] * scale),
+        dla_head_by_prompt=f32(dla_head[None] * scale[:, :, None]),
+        component_labels=tuple(components),
     )
 
     scores = rng.normal(0, 1.5, (n_prompts, N_LAYERS, N_HEADS, n_pos, n_pos))
@@ -178,10 +174,9 @@ def build_run_results():
         scores[p, 9, 9, 14, prompt["roles"]["IO"]] += 6
         scores[p, 10, 7, 14, prompt["roles"]["IO"]] += 5
         scores[p, 4, 11, np.arange(1, n_pos), np.arange(n_pos - 1)] += 8
-    attention = AnalysisResult(
-        name="attention", arrays={"attention_pattern": _causal_softmax(scores)},
-        axes={"attention_pattern": ("prompt", "layer", "head", "query_pos", "key_pos")},
-        labels={"prompt": prompt_texts},
+    attention = attention_analysis.Result(
+        attention_pattern=_causal_softmax(scores), prompt_labels=tuple(prompt_texts),
+        query_pos_labels=positions, key_pos_labels=positions,
     )
 
     def head_grid(peaks: dict, noise: float = 0.03) -> np.ndarray:
@@ -206,12 +201,8 @@ def build_run_results():
     exact = {"resid_pre": resid, "attn_out": attn_out, "mlp_out": mlp_out, "head_z": head_z, "head_v": head_v,
              "head_pattern": head_pattern, "head_q": head_grid({(9, 9): 0.12}), "head_k": head_grid({(8, 6): 0.05}),
              "head_z_by_pos": z_by_pos}
-    axes_of = {"resid_pre": ("layer", "pos"), "attn_out": ("layer", "pos"), "mlp_out": ("layer", "pos"),
-               "head_z_by_pos": ("layer", "pos", "head")}
-    patching = AnalysisResult(
-        name="patching", arrays={f"patch_{k}": v for k, v in exact.items()},
-        axes={f"patch_{k}": axes_of.get(k, ("layer", "head")) for k in exact},
-        labels={"pos": pos_labels}, meta={"engine": "fast"},
+    patching = patching_analysis.Result(
+        **{f"patch_{k}": v for k, v in exact.items()}, pos_labels=positions, engine="fast",
     )
     # Attribution patching is good except at saturated heads (L5H5, L10H7, L11H10) and the residual stream.
     estimate = {k: f32(v + rng.normal(0, 0.02, v.shape)) for k, v in exact.items()}
@@ -219,19 +210,14 @@ def build_run_results():
         for l, h in ((5, 5), (10, 7), (11, 10)):
             estimate[key][l, h] *= 0.4
     estimate["resid_pre"][:8, 10] *= 0.7
-    attribution = AnalysisResult(
-        name="attribution_patching", arrays={f"atp_{k}": v for k, v in estimate.items()},
-        axes={f"atp_{k}": axes_of.get(k, ("layer", "head")) for k in estimate},
-        labels={"pos": pos_labels},
+    attribution = attribution_patching.Result(
+        **{f"atp_{k}": v for k, v in estimate.items()}, pos_labels=positions,
     )
 
-    head_scores = AnalysisResult(
-        name="head_scores",
-        arrays={"head_score_prev": f32(np.clip(head_grid({(4, 11): 0.99, (2, 2): 0.7}, 0.1) + 0.1, 0, 1)),
-                "head_score_dup": f32(np.clip(head_grid({(0, 5): 0.70, (3, 0): 0.68, (0, 1): 0.5}, 0.05) + 0.05, 0, 1)),
-                "head_score_induction": f32(np.clip(head_grid({(5, 1): 0.93, (6, 9): 0.93, (5, 5): 0.93}, 0.05)
-                                                    + 0.05, 0, 1))},
-        axes={name: ("layer", "head") for name in ("head_score_prev", "head_score_dup", "head_score_induction")},
+    head_scores = head_scores_analysis.Result(
+        head_score_prev=f32(np.clip(head_grid({(4, 11): 0.99, (2, 2): 0.7}, 0.1) + 0.1, 0, 1)),
+        head_score_dup=f32(np.clip(head_grid({(0, 5): 0.70, (3, 0): 0.68, (0, 1): 0.5}, 0.05) + 0.05, 0, 1)),
+        head_score_induction=f32(np.clip(head_grid({(5, 1): 0.93, (6, 9): 0.93, (5, 5): 0.93}, 0.05) + 0.05, 0, 1)),
     )
 
     results = {r.name: r for r in (logit_diff, logit_lens, dla, attention, patching, attribution, head_scores)}

@@ -67,8 +67,12 @@ def test_a_panel_in_a_hidden_tab_draws_when_shown(qtbot, selection, run_results)
     tabs.setCurrentWidget(attention)
     ids = run_results.array("logit_lens_grid_top_ids")
     probs = run_results.array("logit_lens_grid_top_probs")
+    from ioi_desktop.core.workbench import PartialGrid
+
     for name, array in (("logit_lens_grid_top_ids", ids), ("logit_lens_grid_top_probs", probs)):
-        lens.show_rows(name, (0,), array[0], {"shape": array.shape})
+        grid = PartialGrid("logit_lens", name, array.shape, array.dtype.name)
+        grid.add((0,), array[0])
+        lens.show_rows(name, grid)
     assert lens.grid.values().size == 0
     tabs.setCurrentWidget(lens)
     qtbot.waitUntil(lambda: lens.grid.values().size > 0, timeout=2000)

@@ -46,7 +46,7 @@ def test_registry_lists_every_panel_with_the_contract():
         "Overview", "Logit lens", "Attribution", "Attention", "Patching", "Head scores"]
     from ioi_desktop.core.analyses import analysis_names
 
-    covered = {name for cls in RESULT_PANELS for name in cls.ANALYSES}
+    covered = {name for cls in RESULT_PANELS for name in cls.analyses()}
     assert covered == set(analysis_names())
     for cls in RESULT_PANELS:
         for method in ("show_results", "show_rows", "clear", "export"):
@@ -91,7 +91,7 @@ def test_head_click_in_patching_selects_head_everywhere(qtbot, selection, run_re
 def test_scatter_point_click_selects_head(qtbot, selection, run_results):
     patching = make_panel(qtbot, PatchingPanel, selection, run_results)
     point = next(p for p in patching.scatter.points() if p.data() == (8, 6))
-    patching._on_point_clicked(patching.scatter, [point])
+    patching.scatter.sigClicked.emit(patching.scatter, [point], None)  # what a click on the point sends
     assert (selection.layer, selection.head) == (8, 6)
 
 
@@ -194,10 +194,14 @@ def test_patching_modes_and_error_grid(qtbot, selection, run_results):
 
 
 def test_partial_rows_fill_in(qtbot, selection, run_results):
+    from ioi_desktop.core.workbench import PartialGrid
+
     patching = make_panel(qtbot, PatchingPanel, selection)
     full = run_results.array("patch_head_z")
+    grid = PartialGrid("patching", "patch_head_z", full.shape, "float32")
     for layer in range(3):
-        patching.show_rows("patch_head_z", layer, full[layer], {"shape": full.shape})
+        grid.add((layer,), full[layer])
+        patching.show_rows("patch_head_z", grid)
     shown = patching.exact.values()
     assert shown.shape == full.shape
     np.testing.assert_array_equal(shown[:3], full[:3])
@@ -207,7 +211,7 @@ def test_partial_rows_fill_in(qtbot, selection, run_results):
     np.testing.assert_array_equal(patching.exact.values(), full)
 
     scores = make_panel(qtbot, HeadScoresPanel, selection)
-    scores.show_rows("patch_head_z", 0, full[0], {})
+    scores.show_rows("patch_head_z", grid)
     assert scores.heatmaps["head_score_prev"].values().size == 0
 
 
@@ -264,7 +268,7 @@ def test_plots_follow_a_dark_palette(qtbot, selection, run_results):
         app.setPalette(dark)
         qtbot.waitUntil(lambda: panel.exact.backgroundBrush().color().lightness() < 60)
         assert panel.scatter_view.backgroundBrush().color().lightness() < 60
-        assert all(label.color.lightness() > 200 for label in panel._scatter_labels)
+        assert all(label.color.lightness() > 200 for label in panel.scatter_labels)
         save_screenshot(panel, "panel_patching_dark")
     finally:
         app.setPalette(light)

@@ -48,17 +48,21 @@ def test_panel_shows_real_results(qtbot, tmp_path, cls, selection, real_run):
 
 
 def test_streamed_rows_fill_every_panel_then_the_final_grid(qtbot, selection, real_run):
+    from ioi_desktop.core.workbench import ResultsStore
+    from ioi_desktop.core.events import EventHub
+
     results, events = real_run
+    store = ResultsStore(EventHub())
     panels = [cls(selection) for cls in RESULT_PANELS]
     for panel in panels:
         qtbot.addWidget(panel)
+        panel.observe(store)
     assert any(e.array == "patch_head_z" for e in events), "the patching analysis streamed no head-z rows"
     assert any(e.array.startswith("logit_lens_grid") for e in events)
+    store.begin(tuple(results.analyses), {})
     for event in events:
-        # Every panel hears every event, with the metadata the GUI worker attaches.
-        for panel in panels:
-            panel.show_rows(event.array, event.index, event.values,
-                            {"analysis": event.analysis, "n_layers": 2, "n_heads": 4})
+        # As in the window: the worker's rows go into the store, which tells the panels that show them.
+        store.add_rows(event)
     patching = next(p for p in panels if isinstance(p, PatchingPanel))
     # With no grid chosen, the panel shows the grid that streamed last, complete.
     last = next(e.array for e in reversed(events) if e.array.startswith("patch_"))

@@ -63,14 +63,14 @@ def test_heatmap_click_hover_and_outline(qtbot):
     assert blocker.args == [2, 1]
     assert heatmap.describe_cell(2, 1) == "layer 2, head 1: +4"
     scene_point = heatmap.plot.vb.mapViewToScene(QPointF(3, 0))
-    heatmap._on_mouse_moved(scene_point)
+    heatmap.scene().sigMouseMoved.emit(scene_point)  # what the mouse moving there sends
     assert heatmap.hover_label.text == "layer 0, head 3: -2"
     assert heatmap.cell_at(heatmap.plot.vb.mapViewToScene(QPointF(7, 7))) is None
     heatmap.set_selected((1, 2))
-    assert heatmap.selected() == (1, 2) and heatmap._outline_outer.isVisible()
-    assert heatmap._outline_outer.rect().center() == QPointF(2, 1)
+    assert heatmap.selected() == (1, 2) and heatmap.outline is not None
+    assert heatmap.outline.center() == QPointF(2, 1)
     heatmap.set_selected(None)
-    assert not heatmap._outline_outer.isVisible()
+    assert heatmap.outline is None
 
 
 def test_heatmap_partial_rows_are_nan_until_filled(qtbot):

@@ -38,7 +38,7 @@ def notebook_pairs() -> list[tuple[str, str, str, str]]:
 
 def gpt2_tokenizer():
     """GPT-2's real BPE tokenizer from the files in tests/data (no network)."""
-    from tiny_models import make_gpt2_tokenizer
+    from tests.support.tiny_models import make_gpt2_tokenizer
 
     return make_gpt2_tokenizer()
 
@@ -50,7 +50,6 @@ def random_gpt2_bridge(n_layer=2, n_head=4, n_embd=32, seed=0, attn_gain=6.0, fo
     query/key/value weights so patching effects are far from zero in tests.
     """
     import torch
-    from transformer_lens.model_bridge import TransformerBridge
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
@@ -63,10 +62,21 @@ def random_gpt2_bridge(n_layer=2, n_head=4, n_embd=32, seed=0, attn_gain=6.0, fo
     folder = Path(folder or tempfile.mkdtemp(prefix="ioi-patching-"))
     hf_model.save_pretrained(folder)
     gpt2_tokenizer().save_pretrained(folder)
+    return boot_processed_bridge(folder)
+
+
+def boot_processed_bridge(folder: Path, refactor_factored_attn_matrices: bool = True):
+    """The model saved in ``folder`` as a TransformerBridge with the notebook's weight processing.
+
+    Rotary models cannot refactor the QK circuit: pass
+    ``refactor_factored_attn_matrices=False`` for them (the other flags apply).
+    """
+    from transformer_lens.model_bridge import TransformerBridge
+
     bridge = TransformerBridge.boot_transformers(str(folder), device="cpu")
     bridge.enable_compatibility_mode(
         fold_ln=True, center_writing_weights=True, center_unembed=True,
-        fold_value_biases=True, refactor_factored_attn_matrices=True,
+        fold_value_biases=True, refactor_factored_attn_matrices=refactor_factored_attn_matrices,
     )
     bridge.eval()
     return bridge
@@ -137,18 +147,23 @@ class RecordingProgress:
         if self.cancel_after is not None and self.done >= self.cancel_after:
             raise Cancelled()
 
-    def rows(self, array, index, values) -> None:
+    def rows(self, array, index, values, shape) -> None:
         self.received.append((array, index, np.array(values)))
 
 
-def context(model, batch, options=None):
+def context(model, batch, batch_size=None, handle=None):
     """An ``AnalysisContext`` over ``model`` with the runner's shared cached runs."""
     from ioi_desktop.core.analyses.base import AnalysisContext
     from ioi_desktop.core.runner import SharedRuns
 
-    handle = SimpleNamespace(model=model, tokenizer=model.tokenizer, info=None)
+    handle = handle or SimpleNamespace(model=model, tokenizer=model.tokenizer, info=None)
     runs = SharedRuns(model, batch)
-    return AnalysisContext(handle=handle, batch=batch, options=dict(options or {}), runs=runs)
+    return AnalysisContext(handle=handle, batch=batch, runs=runs, batch_size=batch_size)
+
+
+def run_with(module, ctx, options=None, progress=None):
+    """``module.run`` with its Options made from ``options`` (a dict; checked like the runner does)."""
+    return module.run(ctx, module.Options.from_dict(options), progress or RecordingProgress())
 
 
 def logit_diff_metric(batch):

@@ -1,15 +1,15 @@
 """Small models and tokenizers for tests, built locally with no network.
 
-Import as ``from tiny_models import ...`` (``tests/`` is on sys.path through
-the root conftest). Test helpers live in uniquely named modules like this one:
-``from conftest import ...`` is ambiguous when several folders have a conftest.
+Import as ``from tests.support.tiny_models import ...``. Shared helpers live in
+``tests/support/``, never in a conftest: ``from conftest import ...`` is
+ambiguous when several folders have a conftest.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-GPT2_TOKENIZER_DIR = Path(__file__).parent / "data" / "gpt2-tokenizer"
+GPT2_TOKENIZER_DIR = Path(__file__).resolve().parents[1] / "data" / "gpt2-tokenizer"
 
 DEMO_WORDS = (
     "When Then After and went to the store shops park , . gave a an bag ball drink apple bottle of milk "

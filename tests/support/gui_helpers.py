@@ -1,4 +1,4 @@
-"""Helpers for the app-shell tests (import as ``from gui_helpers import ...``)."""
+"""Helpers for the app-shell tests: running and waiting, screenshots of widgets."""
 
 from __future__ import annotations
 
@@ -19,3 +19,11 @@ def save_screenshot(widget, name: str) -> Path:
     assert len(colours) > 3, f"{name}: the screenshot looks blank"
     assert image.save(str(path))
     return path
+
+
+def run_and_wait(qtbot, window):
+    """Run and wait until the worker is idle again; fails with the app's own message if the run did."""
+    assert window.run(), window.run_blocked_reason()
+    qtbot.waitUntil(lambda: not window.worker.busy, timeout=RUN_TIMEOUT_MS)
+    assert window.results is not None, window.step_label.text()
+    return window.results

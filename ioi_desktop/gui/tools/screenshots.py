@@ -1,6 +1,6 @@
 """Screenshots of the app's panels on a model folder, for its model card.
 
-``python -m ioi_desktop.bundled.screenshots resources/models/ioi-mini``
+``python -m ioi_desktop.gui.tools.screenshots resources/models/ioi-mini``
 
 Drives the real window and worker offscreen. It first writes the folder's
 ``roles.json`` from its ``eval.json``, so the panels overlay the roles, then
@@ -43,7 +43,8 @@ class ScreenshotError(RuntimeError):
     """The app did not reach the state a screenshot needs."""
 
 
-def _wait(app, condition, what: str, timeout: float = TIMEOUT_S) -> None:
+def wait_until(app, condition, what: str, timeout: float = TIMEOUT_S) -> None:
+    """Process events until ``condition()``; ScreenshotError naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -103,11 +104,11 @@ def take_screenshots(folder: str | os.PathLike, out: str | os.PathLike | None = 
             window.start(load_model=False)
             if not window.load_model(ModelSpec(source=str(folder), device="cpu")):
                 raise ScreenshotError("the worker refused to load the model")
-            _wait(app, lambda: window.handle is not None and not window.worker.busy, "the model to load")
-            _wait(app, lambda: window.prompt_editor.valid, "the prompts to validate", timeout=30)
+            wait_until(app, lambda: window.handle is not None and not window.worker.busy, "the model to load")
+            wait_until(app, lambda: window.prompt_editor.valid, "the prompts to validate", timeout=30)
             if not window.run():
                 raise ScreenshotError(f"Run was blocked: {window.run_blocked_reason()}")
-            _wait(app, lambda: not window.worker.busy, "the run to finish")
+            wait_until(app, lambda: not window.worker.busy, "the run to finish")
             if window.results is None:
                 raise ScreenshotError(f"the run failed: {window.step_label.text()}")
             log(f"ran every analysis on {folder.name} in {window.last_run_seconds:.1f} s")
@@ -191,7 +192,7 @@ def take_screenshots(folder: str | os.PathLike, out: str | os.PathLike | None = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ioi_desktop.bundled.screenshots", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ioi_desktop.gui.tools.screenshots", description=__doc__.splitlines()[0])
     parser.add_argument("folder", help="model folder with eval.json (run evaluate first)")
     parser.add_argument("--out", help="where to write the PNGs (default: <folder>/screenshots)")
     args = parser.parse_args(argv)

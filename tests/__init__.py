@@ -1,0 +1,1 @@
+"""The test suite (a package, so ``tests.support`` is importable by tests and benchmarks alike)."""
