@@ -117,10 +117,10 @@ def test_gui_thread_stays_responsive_during_a_run(qtbot, loaded_window, monkeypa
     seen = []
     real_run = dla.run
 
-    def run_once_the_gui_ticked(ctx, progress):
+    def run_once_the_gui_ticked(ctx, options, progress):
         ticked.clear()
         seen.append((threading.current_thread() is threading.main_thread(), ticked.wait(timeout=60)))
-        return real_run(ctx, progress)
+        return real_run(ctx, options, progress)
 
     monkeypatch.setattr(dla, "run", run_once_the_gui_ticked)
     timer = QTimer()

@@ -40,23 +40,12 @@ Options: ``sweeps`` (names as in ``patching.SWEEPS``, default all).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 from jaxtyping import Float32
 
 from ioi_desktop.core.analyses import patching
-from ioi_desktop.core.analyses.base import (
-    AnalysisContext,
-    AnalysisOptions,
-    AnalysisResult,
-    Positions,
-    Progress,
-    array,
-    labels,
-    meta,
-    option,
-)
+from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisOptions, AnalysisResult, Positions, Progress, array, labels, meta, option
 from ioi_desktop.core.analyses.patching import SWEEPS, logit_diff_at_end, normalization_span, position_axis
 
 NAME = "attribution_patching"
@@ -69,17 +58,12 @@ NORMALIZATION = (
 )
 
 
-@dataclass(frozen=True)
-class Options(AnalysisOptions):
-    analysis = NAME
+class Options(AnalysisOptions, analysis=NAME):
     sweeps: tuple[str, ...] = option(tuple(SWEEPS), "The grids to estimate (the same names as patching's)",
                                      choices=tuple(SWEEPS))
 
 
-@dataclass(frozen=True, eq=False)
-class Result(AnalysisResult):
-    analysis = NAME
-    title = "Attribution patching"
+class Result(AnalysisResult, analysis=NAME, title="Attribution patching"):
     atp_resid_pre: Float32[np.ndarray, "layer pos"] | None = array("estimate of patch_resid_pre")
     atp_resid_pre_raw: Float32[np.ndarray, "layer pos"] | None = array("corrupted mean + estimate")
     atp_attn_out: Float32[np.ndarray, "layer pos"] | None = array("estimate of patch_attn_out")

@@ -47,22 +47,13 @@ This analysis does its own forward pass and needs nothing from the prompt set.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from jaxtyping import Float32
 
 from ioi_desktop.core import hooks
-from ioi_desktop.core.analyses.base import (
-    AnalysisContext,
-    AnalysisOptions,
-    AnalysisResult,
-    Progress,
-    array,
-    meta,
-    option,
-)
+from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisOptions, AnalysisResult, Progress, array, meta, option
 from ioi_desktop.core.errors import AnalysisError
 
 NAME = "head_scores"
@@ -74,9 +65,7 @@ KINDS = ("prev", "dup", "induction")
 _WORD_TOKEN = re.compile(r"[Ġ▁][A-Za-z]+")
 
 
-@dataclass(frozen=True)
-class Options(AnalysisOptions):
-    analysis = NAME
+class Options(AnalysisOptions, analysis=NAME):
     seq_len: int = option(100, "Length of each half of the repeated random sequence (clipped so BOS and both "
                           "copies fit the model's context)", low=2, high=MAX_SEQ_LEN)
     batch: int = option(2, "How many random sequences to score on", low=1, high=1024)
@@ -88,10 +77,7 @@ class Options(AnalysisOptions):
                              choices=TOKEN_POOLS)
 
 
-@dataclass(frozen=True, eq=False)
-class Result(AnalysisResult):
-    analysis = NAME
-    title = "Head types"
+class Result(AnalysisResult, analysis=NAME, title="Head types"):
     head_score_prev: Float32[np.ndarray, "layer head"] | None = array("previous-token score: mean attention q -> q-1")
     head_score_dup: Float32[np.ndarray, "layer head"] | None = array("duplicate-token score: mean attention q -> q-n")
     head_score_induction: Float32[np.ndarray, "layer head"] | None = array("induction score: mean attention q -> q-n+1")

@@ -44,24 +44,13 @@ Padding positions (past a prompt's length) hold id -1 and zeros.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from jaxtyping import Float32, Int32
 
 from ioi_desktop.core import hooks
-from ioi_desktop.core.analyses.base import (
-    AnalysisContext,
-    AnalysisOptions,
-    AnalysisResult,
-    Positions,
-    Progress,
-    array,
-    labels,
-    meta,
-    option,
-)
+from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisOptions, AnalysisResult, Positions, Progress, array, labels, meta, option
 from ioi_desktop.core.analyses.logit_diff import MAX_TOP_K, check_top_k
 
 NAME = "logit_lens"
@@ -73,9 +62,7 @@ LENS_NORMS = {
 DEFAULT_LENS_NORM = "cached_final"
 
 
-@dataclass(frozen=True)
-class Options(AnalysisOptions):
-    analysis = NAME
+class Options(AnalysisOptions, analysis=NAME):
     top_k: int = option(5, "How many most likely tokens each grid cell keeps", low=1, high=MAX_TOP_K)
     lens_norm: str = option(DEFAULT_LENS_NORM, "How the logit-difference lens applies the final LayerNorm: "
                             "cached_final, the notebook's cached scale of the real run at every point, or "
@@ -83,10 +70,7 @@ class Options(AnalysisOptions):
                             choices=tuple(LENS_NORMS))
 
 
-@dataclass(frozen=True, eq=False)
-class Result(AnalysisResult):
-    analysis = NAME
-    title = "Logit lens"
+class Result(AnalysisResult, analysis=NAME, title="Logit lens"):
     logit_lens_logit_diff: Float32[np.ndarray, "resid"] | None = array(
         "logit difference read at each lens point at END, mean over prompts (no b_U)")
     logit_lens_logit_diff_by_prompt: Float32[np.ndarray, "prompt resid"] | None = array("the same per prompt")
