@@ -33,6 +33,7 @@ LEGEND = {
     "upstream": "Has a z-patching effect >= 0.1 but little direct effect on the logits: it acts through later layers (heads or MLPs).",
     "direct writer": "Has a z-patching effect >= 0.1 and a direct effect on logit(IO) - logit(S), without attending from END to one name at >= 0.5.",
 }
+HEAD_TYPE_KINDS = ("previous_token", "duplicate_token", "induction")
 DIRECT_BAR = 0.5
 PREVIOUS_TOKEN_BAR = 0.5
 INDUCTION_BAR = 0.3
@@ -49,7 +50,7 @@ def assign_roles(report: dict) -> list[dict]:
     dla = np.array(circuit["dla"])
     abc = np.array(circuit["patching"]["abc"]["effects"])
     s2io = np.array(circuit["patching"]["s2_to_io"]["effects"])
-    types = {k: np.array(v) for k, v in report["head_types"].items()}
+    types = {k: np.array(report["head_types"][k]) for k in HEAD_TYPE_KINDS}
     # Normalised patching effects only mean something when clean and corrupted runs differ enough.
     meaningful = [np.array(r["effects"]) for r in circuit["patching"].values() if r["gap"] >= evaluate.GAP_BAR] or [np.zeros_like(abc)]
     n_layers, n_heads = dla.shape
@@ -117,6 +118,40 @@ def _grid_table(values: list[list[float]], fmt: str = "{:+.2f}") -> list[str]:
     rows = [["layer"] + [f"H{h}" for h in range(n_heads)]]
     rows += [[f"L{l}"] + [fmt.format(v) for v in row] for l, row in enumerate(values)]
     return _table(rows)
+
+
+def _settings_text(settings: dict) -> str:
+    bos = "BOS, then " if settings["prepend_bos"] else ""
+    return f"{bos}{settings['seq_len']} distinct random word tokens and the same {settings['seq_len']} again, {settings['batch']} sequences, seed {settings['seed']}"
+
+
+def _head_type_lines(report: dict) -> list[str]:
+    """The Head types section: the app's default measure, the short-run one, and why they differ."""
+    default, short = report["head_types"], report["head_types_short"]
+    dup, dup_short = np.array(default["duplicate_token"]), np.array(short["duplicate_token"])
+    layer, head = np.unravel_index(int(dup.argmax()), dup.shape)
+    others = np.delete(dup.ravel(), int(dup.argmax()))
+    lines = [
+        "### Head types",
+        "",
+        "Measured by the app's Head types analysis (`ioi_desktop/core/analyses/head_scores.py`, the same function the "
+        f"panel runs) at its defaults: {_settings_text(default['settings'])}. The duplicate-token score is the mean "
+        "attention from each second-copy token to its first copy. "
+        f"The strongest duplicate-token head is L{layer}H{head}, {dup[layer, head]:.2f} (every other head "
+        f"<= {others.max():.2f}); the Head types panel on this model shows these numbers.",
+        "",
+        f"It is lower than L{layer}H{head}'s S2->S1 attention on IOI prompts above because the copies sit "
+        f"{default['settings']['seq_len']} tokens apart, farther than any repeat the model trained on (its repeated "
+        f"word runs are {corpus.INDUCTION_RUN_WORDS[0]} to {corpus.INDUCTION_RUN_WORDS[1]} words long, and S1 and S2 "
+        f"are a few words apart): with {_settings_text(short['settings'])} it reaches {dup_short[layer, head]:.2f} "
+        "(Run > Options > Head types sequence length).",
+        "",
+    ]
+    for title, grid in (("Previous-token score", default["previous_token"]), ("Duplicate-token score", default["duplicate_token"]),
+                        ("Induction score", default["induction"]),
+                        (f"Duplicate-token score, {short['settings']['seq_len']}-token runs", short["duplicate_token"])):
+        lines += [f"{title}:", ""] + _grid_table(grid, "{:.2f}") + [""]
+    return lines
 
 
 def _comparison(circuit: dict, n_layers: int) -> str:
@@ -414,6 +449,7 @@ def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) ->
         ("z patching, S2->IO", s2io["effects"]),
     ):
         lines += [f"{title}:", ""] + _grid_table(grid) + [""]
+    lines += _head_type_lines(report)
     lines += [
         "### Compared with GPT-2 small",
         "",

@@ -95,6 +95,8 @@ ROLL_CALL_REPEAT = " again"
 EXTRA_PUNCTUATION = "!?;'\"-()"
 
 # Share of each sequence kind in training.
+# Words in one run of the induction texts (a run, then the same run again).
+INDUCTION_RUN_WORDS = (4, 10)
 DEFAULT_MIX = {"ioi": 0.7, "roll_call": 0.15, "induction": 0.07, "filler": 0.08}
 # Share of IOI sentences per template group.
 IOI_GROUP_MIX = {
@@ -249,7 +251,7 @@ class CorpusSampler:
 
     def induction(self) -> Segments:
         pool = self.words.names + self.words.animals + self.words.objects + self.words.places
-        run = " ".join(self.rng.sample(pool, self.rng.randint(4, 10)))
+        run = " ".join(self.rng.sample(pool, self.rng.randint(*INDUCTION_RUN_WORDS)))
         return [(f" {run}", False), (f" {run}", False)]
 
     def filler(self) -> Segments:

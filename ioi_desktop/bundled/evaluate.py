@@ -299,33 +299,26 @@ def _clean_head_writer(clean, head: int, axis: int = 2):
     return write
 
 
-def head_type_scores(bridge, tokenizer, seed: int = 0, length: int = 10, count: int = 20) -> dict:
-    """Previous-token, duplicate-token and induction scores on repeated random words.
+# The lengths the card quotes: the Head types panel's default, and 10 words (within the texts the model trained on).
+SHORT_HEAD_TYPE_LENGTH = 10
+SHORT_HEAD_TYPE_BATCH = 20
 
-    Each sequence is BOS + r + r for a random word run r of ``length`` words.
-    In the second copy, a duplicate-token head attends from a word to its
-    first occurrence (offset ``length``), an induction head to the word after
-    it (offset ``length - 1``); a previous-token head attends to the previous
-    position everywhere. Scores are mean attention probabilities: [layer][head].
+
+def head_type_scores(bridge, tokenizer, seed: int = 0, options: dict | None = None) -> dict:
+    """Previous-token, duplicate-token and induction scores: [layer][head] per kind.
+
+    Computed by the app's own Head types analysis
+    (:func:`ioi_desktop.core.analyses.head_scores.score_heads`), at its
+    defaults unless ``options`` says otherwise, so the card quotes the numbers
+    the panel shows: BOS first, then a run of distinct random word tokens and
+    the same run again.
     """
-    import torch
+    from ioi_desktop.core.analyses.head_scores import Options, score_heads
 
-    words = corpus.load_word_lists()
-    pool = [tokenizer.convert_tokens_to_ids("Ġ" + w) for w in words.names + words.animals + words.objects]
-    rng = random.Random(seed)
-    runs = [rng.sample(pool, length) for _ in range(count)]
-    tokens = torch.tensor([[tokenizer.bos_token_id] + run + run for run in runs])
-    second = torch.arange(length + 1, 2 * length + 1)
-    with torch.no_grad():
-        _, cache = bridge.run_with_cache(tokens, names_filter=lambda name: name.endswith("attn.hook_pattern"))
-    scores = {"previous_token": [], "duplicate_token": [], "induction": []}
-    for layer in range(bridge.cfg.n_layers):
-        pattern = cache[f"blocks.{layer}.attn.hook_pattern"]  # [batch, head, query_pos, key_pos]
-        positions = torch.arange(1, tokens.shape[1])
-        scores["previous_token"].append(pattern[:, :, positions, positions - 1].mean((0, 2)).tolist())
-        scores["duplicate_token"].append(pattern[:, :, second, second - length].mean((0, 2)).tolist())
-        scores["induction"].append(pattern[:, :, second, second - length + 1].mean((0, 2)).tolist())
-    return scores
+    scores, meta = score_heads(bridge, tokenizer, Options(**{"seed": seed, **(options or {})}))
+    out = {name: scores[kind].tolist() for name, kind in (("previous_token", "prev"), ("duplicate_token", "dup"), ("induction", "induction"))}
+    out["settings"] = {key: meta[key] for key in ("seq_len", "batch", "seed", "prepend_bos", "token_pool")}
+    return out
 
 
 def duplicate_scores(attention: dict) -> np.ndarray:
@@ -403,7 +396,9 @@ def evaluate_folder(folder: str | os.PathLike, per_family: int = 200, circuit_pr
         "quality_ok": quality_ok(held_names) and quality_ok(held_templates),
         "demo": demo_prompts(bridge, tokenizer),
         "circuit": circuit_metrics(bridge, tokenizer, circuit_set, seed),
-        "head_types": head_type_scores(bridge, tokenizer, seed),
+        "head_types": head_type_scores(bridge, tokenizer),
+        "head_types_short": head_type_scores(
+            bridge, tokenizer, options={"seq_len": SHORT_HEAD_TYPE_LENGTH, "batch": SHORT_HEAD_TYPE_BATCH}),
     }
     return report
 
@@ -439,8 +434,9 @@ def format_report(report: dict) -> str:
             lines.append(f"    z patching {scheme}, duplicate-token heads {heads} together: {r['duplicate_heads_joint_effect']:+.3f}"
                          f" (their patterns only: {r['duplicate_heads_joint_pattern_effect']:+.3f})")
     lines.append(f"    criteria: {json.dumps(circuit['criteria'])}")
-    for key, grid in report["head_types"].items():
-        lines.append(f"  {key} score (repeated random words): " + _grid(grid))
+    for label, types in (("app default", report["head_types"]), ("short runs", report["head_types_short"])):
+        for key in ("previous_token", "duplicate_token", "induction"):
+            lines.append(f"  {key} score (repeated random words, {label}: {types['settings']}): " + _grid(types[key]))
     return "\n".join(lines)
 
 
