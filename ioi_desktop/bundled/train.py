@@ -70,6 +70,10 @@ class TrainingConfig:
     probe_circuit_prompts: int = 12  # per family, for each probe's circuit metrics
     mix: dict = field(default_factory=lambda: dict(corpus.DEFAULT_MIX))
     prefix_share: float = corpus.PREFIX_SHARE
+    # Share of IOI sentences that continue with something other than the IO (corpus.CONTINUATION_KINDS).
+    continuation_share: float = corpus.CONTINUATION_SHARE
+    # Layers whose MLP is switched off (weights zero and frozen), so later heads must move the names themselves.
+    no_mlp_layers: tuple = ()
     # A model folder written by an earlier run to start from (a second, polishing stage); "" = fresh weights.
     init_from: str = ""
 
@@ -96,7 +100,26 @@ def build_model(config: TrainingConfig, vocab_size: int, bos_id: int):
         pad_token_id=bos_id,
         tie_word_embeddings=True,
     )
-    return GPT2LMHeadModel(gpt2_config)
+    model = GPT2LMHeadModel(gpt2_config)
+    switch_off_mlps(model, config.no_mlp_layers)
+    return model
+
+
+def switch_off_mlps(model, layers) -> None:
+    """Zero and freeze the MLP weights of ``layers``: the MLP then adds nothing (GELU(0) = 0, zero output bias).
+
+    The architecture stays plain GPT-2, so every tool loads the model as is.
+    """
+    import torch
+
+    for layer in layers:
+        if not 0 <= layer < len(model.transformer.h):
+            raise ValueError(f"--no-mlp-layers {layer}: the model has layers 0 to {len(model.transformer.h) - 1}")
+        mlp = model.transformer.h[layer].mlp
+        with torch.no_grad():
+            for param in mlp.parameters():
+                param.zero_()
+                param.requires_grad_(False)
 
 
 def encode_examples(tokenizer, examples: list[corpus.Segments], answer_weight: float):
@@ -154,7 +177,11 @@ def probe_checkpoint(model, tokenizer, config: TrainingConfig) -> dict:
     templates = evaluate.quality(bridge, tokenizer, corpus.eval_prompts(778, n, held_out_templates=True))
     circuit_set = [p for ps in corpus.eval_prompts(779, config.probe_circuit_prompts, held_out_templates=False).values() for p in ps]
     circuit = evaluate.circuit_metrics(bridge, tokenizer, circuit_set, seed=779)
-    ok = evaluate.quality_ok(names) and evaluate.quality_ok(templates)
+    calibration = evaluate.calibration(bridge, tokenizer)
+    demo = evaluate.demo_prompts(bridge, tokenizer)
+    induction = evaluate.induction_heads(evaluate.head_type_scores(bridge, tokenizer, seed=779))
+    stretch = {"backup_ok": bool(circuit["backup"] and circuit["backup"]["backup_ok"]), "induction_ok": bool(induction)}
+    ok = evaluate.quality_ok(names) and evaluate.quality_ok(templates) and demo["all_correct"]
     worst = min(
         (r["accuracy"], r["mean_logit_diff"]) for results in (names, templates) for r in results.values()
     )
@@ -163,7 +190,14 @@ def probe_checkpoint(model, tokenizer, config: TrainingConfig) -> dict:
         "worst_accuracy": worst[0],
         "worst_mean_logit_diff": min(r["mean_logit_diff"] for res in (names, templates) for r in res.values()),
         "criteria": circuit["criteria"],
-        "score": evaluate.circuit_score(circuit["criteria"], circuit["attention"], circuit["dla"]),
+        "calibration": {k: calibration[k] for k in ("mean_logit_diff", "mean_p_correct", "calibration_ok")}
+        | {"other_mass": calibration["gave_the_bag_to"]["other_mass"]},
+        "end_to_io": circuit["attention"]["end_to_io"],
+        "dla": circuit["dla"],
+        "abc": circuit["patching"]["abc"]["effects"],
+        "backup_heads": circuit["backup"]["backup_heads"] if circuit["backup"] else [],
+        "induction_heads": induction,
+        "score": evaluate.circuit_score(circuit["criteria"], circuit["attention"], circuit["dla"], calibration, stretch),
     }
 
 
@@ -187,7 +221,10 @@ def load_initial_weights(model, folder: str | os.PathLike) -> dict:
     if unexpected or any(name != "lm_head.weight" for name in missing):
         raise ValueError(f"--init-from {folder}: its weights do not fit this architecture (missing {missing}, unexpected {unexpected}); {advice}")
     model.tie_weights()
-    return {"folder": folder.name, "chosen_step": record["chosen_step"], "config": record["config"], "train_seconds": record["train_seconds"]}
+    stage = {"folder": folder.name, "chosen_step": record["chosen_step"], "config": record["config"], "train_seconds": record["train_seconds"]}
+    if record.get("init_from"):  # that run started from an earlier one in turn: keep the whole chain
+        stage["init_from"] = record["init_from"]
+    return stage
 
 
 def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
@@ -210,9 +247,10 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
     stage_one = None
     if config.init_from:
         stage_one = load_initial_weights(model, config.init_from)
+        switch_off_mlps(model, config.no_mlp_layers)
         log(f"starting from {config.init_from} (its step {stage_one['chosen_step']})")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
-    sampler = corpus.CorpusSampler(config.seed, config.mix, config.prefix_share)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
+    sampler = corpus.CorpusSampler(config.seed, config.mix, config.prefix_share, config.continuation_share)
     losses: list[float] = []
     probes: list[dict] = []
     best: tuple[tuple, int, dict] | None = None
@@ -255,7 +293,7 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
         raise RuntimeError(f"model.safetensors is {size} bytes, over the {MAX_WEIGHTS_BYTES} byte limit")
     window = max(1, config.steps // 20)
     record = {
-        "config": asdict(config),
+        "config": json.loads(json.dumps(asdict(config))),  # as saved (tuples become lists)
         "vocab_size": len(tokenizer),
         "n_params": sum(p.numel() for p in model.parameters()),
         "weights_bytes": size,
@@ -273,6 +311,8 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
             "sequences": config.mix,
             "ioi_template_groups": corpus.IOI_GROUP_MIX,
             "ioi_with_earlier_once_mentioned_name": config.prefix_share,
+            "ioi_with_other_continuation": config.continuation_share,
+            "other_continuation_kinds": corpus.CONTINUATION_KINDS,
             "held_out_templates": corpus.HELD_OUT_TEMPLATES,
             "held_out_name_pairs": len(corpus.held_out_pairs()),
         },
@@ -290,6 +330,13 @@ def _parse_mix(text: str) -> dict:
             raise argparse.ArgumentTypeError(f"unknown sequence kind {kind!r}; known: {', '.join(corpus.DEFAULT_MIX)}")
         mix[kind] = float(share)
     return mix
+
+
+def _parse_layers(text: str) -> tuple:
+    try:
+        return tuple(int(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        raise SystemExit(f"--no-mlp-layers {text!r}: give layer numbers separated by commas, e.g. 2,3") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -313,6 +360,13 @@ def main(argv: list[str] | None = None) -> int:
         help="sequence shares, e.g. ioi=0.7,roll_call=0.12,induction=0.08,filler=0.1",
     )
     parser.add_argument("--prefix-share", type=float, default=defaults.prefix_share, help="share of IOI sentences after a sentence with another name")
+    parser.add_argument(
+        "--continuation-share",
+        type=float,
+        default=defaults.continuation_share,
+        help="share of IOI sentences continuing with a pronoun, an article, another name or the subject instead of the IO",
+    )
+    parser.add_argument("--no-mlp-layers", default="", help="comma-separated layers whose MLP is switched off (zero, frozen)")
     parser.add_argument("--probe-every", type=int, default=defaults.probe_every, help="0 disables checkpoint selection")
     parser.add_argument("--init-from", default=defaults.init_from, help="start from the weights of an earlier run's output folder")
     parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
@@ -339,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         answer_weight=args.answer_weight,
         mix=args.mix,
         prefix_share=args.prefix_share,
+        continuation_share=args.continuation_share,
+        no_mlp_layers=_parse_layers(args.no_mlp_layers),
     )
     train(config, args.out, log=lambda line: print(line, flush=True))
     return 0

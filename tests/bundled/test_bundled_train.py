@@ -62,3 +62,37 @@ def test_a_second_stage_starts_from_the_first_stage_weights(tmp_path):
         train(TrainingConfig(seed=1, steps=1, init_from=str(tmp_path / "stage1"), **wider), tmp_path / "bad", log=lambda line: None)
     with pytest.raises(FileNotFoundError, match="expected training.json and model.safetensors"):
         train(TrainingConfig(seed=1, steps=1, init_from=str(tmp_path / "nothing"), **tiny), tmp_path / "bad2", log=lambda line: None)
+
+
+def test_a_third_stage_records_the_whole_chain(tmp_path):
+    from ioi_desktop.bundled import card
+
+    torch.set_num_threads(1)
+    tiny = dict(batch_size=8, n_layer=1, n_head=2, d_model=32, mlp_inner=32, warmup_steps=1, probe_every=0, learning_rate=1e-2)
+    train(TrainingConfig(seed=0, steps=3, **tiny), tmp_path / "stage1", log=lambda line: None)
+    train(TrainingConfig(seed=1, steps=2, init_from=str(tmp_path / "stage1"), **tiny), tmp_path / "stage2", log=lambda line: None)
+    third = train(
+        TrainingConfig(seed=2, steps=2, init_from=str(tmp_path / "stage2"), continuation_share=0.4, **tiny), tmp_path / "stage3", log=lambda line: None
+    )
+    chain = card.stages(third)
+    assert [stage["config"]["seed"] for stage in chain] == [0, 1, 2]
+    commands = card._train_commands(tmp_path / "ioi-mini", third)
+    assert len(commands) == 3 and "--init-from" not in commands[0]
+    assert commands[1].endswith("--init-from build/ioi-mini-stage1") and "--out build/ioi-mini-stage2" in commands[1]
+    assert "--continuation-share 0.4" in commands[2] and commands[2].endswith("--init-from build/ioi-mini-stage2")
+    assert "--out resources/models/ioi-mini" in commands[2]
+
+
+def test_switched_off_mlps_stay_zero_through_training(tmp_path):
+    import pytest
+    from safetensors.torch import load_file
+
+    torch.set_num_threads(1)
+    config = TrainingConfig(seed=0, steps=5, batch_size=8, n_layer=2, n_head=2, d_model=32, mlp_inner=16, warmup_steps=1, probe_every=0, no_mlp_layers=(1,))
+    train(config, tmp_path, log=lambda line: None)
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    for name in ("c_fc.weight", "c_fc.bias", "c_proj.weight", "c_proj.bias"):
+        assert weights[f"transformer.h.1.mlp.{name}"].abs().max() == 0, name
+    assert weights["transformer.h.0.mlp.c_proj.weight"].abs().max() > 0  # the other layer's MLP trains
+    with pytest.raises(ValueError, match="the model has layers 0 to 1"):
+        build_model(TrainingConfig(n_layer=2, n_head=2, d_model=32, no_mlp_layers=(2,)), vocab_size=50, bos_id=0)
