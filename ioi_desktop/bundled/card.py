@@ -39,6 +39,8 @@ PREVIOUS_TOKEN_BAR = 0.5
 INDUCTION_BAR = 0.3
 # Where a multi-stage recipe puts its earlier stages (each later one starts from the one before).
 STAGE_ONE_FOLDER = "build/ioi-mini-stage1"
+# The code that trained the previous ioi-mini (two stages); records written before it lack "continuation_share".
+PREVIOUS_RECIPE_COMMIT = "024cff4"
 
 
 def stage_folder(index: int) -> str:
@@ -243,7 +245,25 @@ def _training_paragraphs(training: dict) -> list[str]:
         data = ""
         if sc.get("continuation_share", 0) != before.get("continuation_share", 0):
             data = f", on the corpus with {100 * sc.get('continuation_share', 0):.0f}% other continuations (see the data mix below)"
+        deeper = chain[index - 2].get("new_layers")
+        if deeper:
+            data += (
+                f"; it adds layer(s) {', '.join(map(str, deeper))} on top ({before['n_layer']} -> {sc['n_layer']} layers), "
+                "whose output projections start at zero, so training starts from exactly stage "
+                f"{index - 1}'s function"
+            )
+        grown = chain[index - 2].get("new_tokens")
+        if grown:
+            data += f"; its vocabulary gains {', '.join(repr(t.replace('Ġ', ' ')) for t in grown)} (fresh embedding rows, every other id unchanged)"
         out += [f"Stage {index} starts from stage {index - 1}'s weights and trains them further{lower}{larger_batch}{data}: " + _stage_text(sc, stage), ""]
+    old = [i + 1 for i, stage in enumerate(chain) if "continuation_share" not in stage["config"]]
+    if old:
+        out += [
+            f"Stage(s) {', '.join(map(str, old))} were recorded by the code of commit {PREVIOUS_RECIPE_COMMIT} (the previous "
+            f"bundled model's recipe): run their commands there (`git checkout {PREVIOUS_RECIPE_COMMIT}`), since today's "
+            "checkpoint scoring and vocabulary differ; the later stages run with this code.",
+            "",
+        ]
     return out + [loss + " All stages use the same corpus generator with their own seeds.", ""]
 
 

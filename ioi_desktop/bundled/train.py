@@ -213,18 +213,68 @@ def load_initial_weights(model, folder: str | os.PathLike) -> dict:
     state = load_file(str(weights_path))
     advice = "use the same --layers, --heads, --d-model and --mlp-inner as that run"
     expected = model.state_dict()
+    grown = _grow_vocabulary(state, expected, folder)
     wrong_shape = [name for name, tensor in state.items() if name in expected and expected[name].shape != tensor.shape]
     if wrong_shape:
         raise ValueError(f"--init-from {folder}: its weights have other shapes ({', '.join(wrong_shape[:3])}, ...); {advice}")
     missing, unexpected = model.load_state_dict(state, strict=False)
+    # Layers on top of the earlier run's (a deeper model grown from a shallower one) start fresh but silent.
+    old_layers = int(record["config"]["n_layer"])
+    new_layers = list(range(old_layers, len(model.transformer.h)))
+    fresh = tuple(f"transformer.h.{layer}." for layer in new_layers)
     # Tied embeddings: the unembedding is saved once, as the token embedding.
-    if unexpected or any(name != "lm_head.weight" for name in missing):
+    if unexpected or any(name != "lm_head.weight" and not name.startswith(fresh) for name in missing):
         raise ValueError(f"--init-from {folder}: its weights do not fit this architecture (missing {missing}, unexpected {unexpected}); {advice}")
+    silence_layers(model, new_layers)
     model.tie_weights()
     stage = {"folder": folder.name, "chosen_step": record["chosen_step"], "config": record["config"], "train_seconds": record["train_seconds"]}
+    if grown:
+        stage["new_tokens"] = grown
+    if new_layers:
+        stage["new_layers"] = new_layers
     if record.get("init_from"):  # that run started from an earlier one in turn: keep the whole chain
         stage["init_from"] = record["init_from"]
     return stage
+
+
+def silence_layers(model, layers) -> None:
+    """Zero the output projections (attention and MLP) of fresh layers, so the grown model computes what the earlier one did.
+
+    Their other weights keep their random initialisation, so gradients reach
+    them as soon as the output projections move.
+    """
+    import torch
+
+    with torch.no_grad():
+        for layer in layers:
+            block = model.transformer.h[layer]
+            for projection in (block.attn.c_proj, block.mlp.c_proj):
+                projection.weight.zero_()
+                projection.bias.zero_()
+
+
+def _grow_vocabulary(state: dict, expected: dict, folder: Path) -> list[str]:
+    """Let an earlier run with a smaller vocabulary seed this one: its rows keep their ids, new tokens keep fresh rows.
+
+    Allowed only when the earlier run's vocabulary is a prefix of today's
+    (words are only ever appended), so every old token id means the same word.
+    Returns the new tokens ([] when the vocabularies are the same).
+    """
+    key = "transformer.wte.weight"
+    if key not in state or state[key].shape == expected[key].shape:
+        return []
+    old_rows, new_rows = state[key].shape[0], expected[key].shape[0]
+    from ioi_desktop.bundled.tokenizer import build_tokenizer
+
+    vocab = build_tokenizer().get_vocab()
+    old_vocab = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"] if (folder / "tokenizer.json").is_file() else {}
+    if state[key].shape[1] != expected[key].shape[1] or old_rows > new_rows or any(vocab.get(t) != i for t, i in old_vocab.items()) or len(old_vocab) != old_rows:
+        return []  # not a prefix: the shape check reports it
+    grown = expected[key].clone()
+    grown[:old_rows] = state[key]
+    state[key] = grown
+    by_id = {i: t for t, i in vocab.items()}
+    return [by_id[i] for i in range(old_rows, new_rows)]
 
 
 def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:

@@ -96,3 +96,57 @@ def test_switched_off_mlps_stay_zero_through_training(tmp_path):
     assert weights["transformer.h.0.mlp.c_proj.weight"].abs().max() > 0  # the other layer's MLP trains
     with pytest.raises(ValueError, match="the model has layers 0 to 1"):
         build_model(TrainingConfig(n_layer=2, n_head=2, d_model=32, no_mlp_layers=(2,)), vocab_size=50, bos_id=0)
+
+
+def test_a_deeper_stage_starts_from_the_shallower_function(tmp_path):
+    """A stage with more layers than the one it starts from computes the same logits at its start."""
+    from ioi_desktop.bundled.train import load_initial_weights
+
+    torch.set_num_threads(1)
+    tiny = dict(batch_size=8, n_head=2, d_model=32, mlp_inner=16, warmup_steps=1, probe_every=0, learning_rate=1e-2)
+    train(TrainingConfig(seed=0, steps=5, n_layer=1, **tiny), tmp_path / "shallow", log=lambda line: None)
+    tokenizer = build_tokenizer()
+    shallow = build_model(TrainingConfig(n_layer=1, **tiny), len(tokenizer), 0)
+    deep = build_model(TrainingConfig(n_layer=2, seed=3, **tiny), len(tokenizer), 0)
+    assert "new_layers" not in load_initial_weights(shallow, tmp_path / "shallow")
+    assert load_initial_weights(deep, tmp_path / "shallow")["new_layers"] == [1]
+    tokens = torch.tensor([tokenizer("When John and Mary went to the shops, John gave the bag to")["input_ids"]])
+    with torch.no_grad():
+        torch.testing.assert_close(deep(tokens).logits, shallow(tokens).logits)
+    # The added layer is not frozen: a few steps move its output projection off zero.
+    record = train(TrainingConfig(seed=1, steps=3, n_layer=2, init_from=str(tmp_path / "shallow"), **tiny), tmp_path / "deep", log=lambda line: None)
+    assert record["init_from"]["new_layers"] == [1]
+    from safetensors.torch import load_file
+
+    assert load_file(str(tmp_path / "deep" / "model.safetensors"))["transformer.h.1.attn.c_proj.weight"].abs().max() > 0
+
+
+def test_an_earlier_run_with_fewer_words_seeds_a_larger_vocabulary(tmp_path):
+    """Words are only appended to the vocabulary, so an older run's embedding rows keep their ids; new words start fresh."""
+    import pytest
+    from safetensors.torch import load_file, save_file
+
+    from ioi_desktop.bundled.train import load_initial_weights
+
+    torch.set_num_threads(1)
+    tiny = dict(batch_size=8, n_layer=1, n_head=2, d_model=32, mlp_inner=16, warmup_steps=1, probe_every=0)
+    train(TrainingConfig(seed=0, steps=3, **tiny), tmp_path / "old", log=lambda line: None)
+    # Make it look like a run from before the last two words were added.
+    weights = load_file(str(tmp_path / "old" / "model.safetensors"))
+    weights["transformer.wte.weight"] = weights["transformer.wte.weight"][:-2].clone()
+    save_file(weights, str(tmp_path / "old" / "model.safetensors"))
+    document = json.loads((tmp_path / "old" / "tokenizer.json").read_text())
+    vocab = document["model"]["vocab"]
+    last = sorted(vocab, key=vocab.get)[-2:]
+    for token in last:
+        del vocab[token]
+    (tmp_path / "old" / "tokenizer.json").write_text(json.dumps(document))
+    model = build_model(TrainingConfig(**tiny), len(build_tokenizer()), 0)
+    stage = load_initial_weights(model, tmp_path / "old")
+    assert stage["new_tokens"] == last == ["Ġhim", "Ġher"]
+    torch.testing.assert_close(model.transformer.wte.weight[:-2], weights["transformer.wte.weight"])
+    # A vocabulary that is not a prefix of today's (ids would change meaning) is refused.
+    vocab["Ġzebra"] = vocab.pop(sorted(vocab, key=vocab.get)[-1])
+    (tmp_path / "old" / "tokenizer.json").write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="its weights have other shapes"):
+        load_initial_weights(build_model(TrainingConfig(**tiny), len(build_tokenizer()), 0), tmp_path / "old")
