@@ -190,6 +190,10 @@ def train_command(tc: dict, out: str, init_from: str = STAGE_ONE_FOLDER) -> str:
         command += f" --continuation-share {tc['continuation_share']:g}"
     if tc.get("no_mlp_layers"):
         command += f" --no-mlp-layers {','.join(str(l) for l in tc['no_mlp_layers'])}"
+    if tc.get("silent_heads"):
+        command += f" --silent-heads {','.join(f'L{l}H{h}' for l, h in tc['silent_heads'])}"
+    if tc.get("new_layers", "silent") != "silent":
+        command += f" --new-layers {tc['new_layers']}"
     if tc.get("warmup_steps", defaults.warmup_steps) != defaults.warmup_steps:
         command += f" --warmup-steps {tc['warmup_steps']}"
     if tc.get("init_from"):
@@ -252,6 +256,14 @@ def _training_paragraphs(training: dict) -> list[str]:
                 "whose output projections start at zero, so training starts from exactly stage "
                 f"{index - 1}'s function"
             )
+        if sc.get("silent_heads"):
+            heads = ", ".join(f"L{l}H{h}" for l, h in sc["silent_heads"])
+            data += (
+                f"; head(s) {heads} are switched off (their rows of the attention output projection zero and frozen), "
+                "so the other heads have to take over their job"
+            )
+        if sc.get("no_mlp_layers"):
+            data += f"; the MLP of layer(s) {', '.join(map(str, sc['no_mlp_layers']))} is switched off (zero and frozen)"
         grown = chain[index - 2].get("new_tokens")
         if grown:
             data += f"; its vocabulary gains {', '.join(repr(t.replace('Ġ', ' ')) for t in grown)} (fresh embedding rows, every other id unchanged)"

@@ -74,8 +74,12 @@ class TrainingConfig:
     continuation_share: float = corpus.CONTINUATION_SHARE
     # Layers whose MLP is switched off (weights zero and frozen), so later heads must move the names themselves.
     no_mlp_layers: tuple = ()
+    # Heads switched off ((layer, head) pairs): their share of the attention output projection is zero and frozen.
+    silent_heads: tuple = ()
     # A model folder written by an earlier run to start from (a second, polishing stage); "" = fresh weights.
     init_from: str = ""
+    # Layers added on top of init_from's: "silent" (output projections zero: the same function at the start) or "random".
+    new_layers: str = "silent"
 
 
 def build_model(config: TrainingConfig, vocab_size: int, bos_id: int):
@@ -103,6 +107,28 @@ def build_model(config: TrainingConfig, vocab_size: int, bos_id: int):
     model = GPT2LMHeadModel(gpt2_config)
     switch_off_mlps(model, config.no_mlp_layers)
     return model
+
+
+def switch_off_heads(model, heads) -> None:
+    """Zero a head's rows of its layer's attention output projection and keep them zero (gradient masked).
+
+    The head still computes its pattern and z, but writes nothing, so the
+    rest of the model has to do its job. AdamW leaves a parameter with zero
+    gradient and zero value at zero.
+    """
+    d_head = model.config.n_embd // model.config.n_head
+    for layer, head in heads:
+        if not (0 <= layer < model.config.n_layer and 0 <= head < model.config.n_head):
+            raise ValueError(f"--silent-heads L{layer}H{head}: the model has layers 0 to {model.config.n_layer - 1} and heads 0 to {model.config.n_head - 1}")
+        weight = model.transformer.h[layer].attn.c_proj.weight  # Conv1D: [n_heads * d_head, d_model]
+        rows = slice(head * d_head, (head + 1) * d_head)
+        import torch
+
+        with torch.no_grad():
+            weight[rows] = 0.0
+        mask = torch.ones_like(weight)
+        mask[rows] = 0.0
+        weight.register_hook(lambda grad, mask=mask: grad * mask)
 
 
 def switch_off_mlps(model, layers) -> None:
@@ -201,7 +227,7 @@ def probe_checkpoint(model, tokenizer, config: TrainingConfig) -> dict:
     }
 
 
-def load_initial_weights(model, folder: str | os.PathLike) -> dict:
+def load_initial_weights(model, folder: str | os.PathLike, new_layers_init: str = "silent") -> dict:
     """Load an earlier run's weights into ``model`` (same architecture); returns that run's record."""
     from safetensors.torch import load_file
 
@@ -225,7 +251,8 @@ def load_initial_weights(model, folder: str | os.PathLike) -> dict:
     # Tied embeddings: the unembedding is saved once, as the token embedding.
     if unexpected or any(name != "lm_head.weight" and not name.startswith(fresh) for name in missing):
         raise ValueError(f"--init-from {folder}: its weights do not fit this architecture (missing {missing}, unexpected {unexpected}); {advice}")
-    silence_layers(model, new_layers)
+    if new_layers_init == "silent":
+        silence_layers(model, new_layers)
     model.tie_weights()
     stage = {"folder": folder.name, "chosen_step": record["chosen_step"], "config": record["config"], "train_seconds": record["train_seconds"]}
     if grown:
@@ -296,9 +323,10 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
     model = build_model(config, len(tokenizer), tokenizer.bos_token_id)
     stage_one = None
     if config.init_from:
-        stage_one = load_initial_weights(model, config.init_from)
+        stage_one = load_initial_weights(model, config.init_from, config.new_layers)
         switch_off_mlps(model, config.no_mlp_layers)
         log(f"starting from {config.init_from} (its step {stage_one['chosen_step']})")
+    switch_off_heads(model, config.silent_heads)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
     sampler = corpus.CorpusSampler(config.seed, config.mix, config.prefix_share, config.continuation_share)
     losses: list[float] = []
@@ -382,6 +410,18 @@ def _parse_mix(text: str) -> dict:
     return mix
 
 
+def _parse_heads(text: str) -> tuple:
+    import re
+
+    heads = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        match = re.fullmatch(r"L(\d+)H(\d+)", item)
+        if not match:
+            raise SystemExit(f"--silent-heads {item!r}: write heads as L<layer>H<head>, e.g. L3H3")
+        heads.append((int(match.group(1)), int(match.group(2))))
+    return tuple(heads)
+
+
 def _parse_layers(text: str) -> tuple:
     try:
         return tuple(int(item) for item in text.split(",") if item.strip())
@@ -416,9 +456,16 @@ def main(argv: list[str] | None = None) -> int:
         default=defaults.continuation_share,
         help="share of IOI sentences continuing with a pronoun, an article, another name or the subject instead of the IO",
     )
+    parser.add_argument("--silent-heads", default="", help="comma-separated heads to switch off, e.g. L3H3")
     parser.add_argument("--no-mlp-layers", default="", help="comma-separated layers whose MLP is switched off (zero, frozen)")
     parser.add_argument("--probe-every", type=int, default=defaults.probe_every, help="0 disables checkpoint selection")
     parser.add_argument("--init-from", default=defaults.init_from, help="start from the weights of an earlier run's output folder")
+    parser.add_argument(
+        "--new-layers",
+        choices=("silent", "random"),
+        default=defaults.new_layers,
+        help="layers added on top of --init-from's: output projections zero (silent) or as freshly initialised (random)",
+    )
     parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
     parser.add_argument("--probe-prompts", type=int, default=defaults.probe_prompts, help="quality prompts per family and split in each probe")
     parser.add_argument("--probe-circuit-prompts", type=int, default=defaults.probe_circuit_prompts, help="circuit prompts per family in each probe")
@@ -438,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         probe_prompts=args.probe_prompts,
         probe_circuit_prompts=args.probe_circuit_prompts,
         init_from=args.init_from,
+        new_layers=args.new_layers,
         warmup_steps=args.warmup_steps,
         learning_rate=args.lr,
         answer_weight=args.answer_weight,
@@ -445,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         prefix_share=args.prefix_share,
         continuation_share=args.continuation_share,
         no_mlp_layers=_parse_layers(args.no_mlp_layers),
+        silent_heads=_parse_heads(args.silent_heads),
     )
     train(config, args.out, log=lambda line: print(line, flush=True))
     return 0

@@ -150,3 +150,19 @@ def test_an_earlier_run_with_fewer_words_seeds_a_larger_vocabulary(tmp_path):
     (tmp_path / "old" / "tokenizer.json").write_text(json.dumps(document))
     with pytest.raises(ValueError, match="its weights have other shapes"):
         load_initial_weights(build_model(TrainingConfig(**tiny), len(build_tokenizer()), 0), tmp_path / "old")
+
+
+def test_silent_heads_write_nothing_and_stay_silent(tmp_path):
+    from safetensors.torch import load_file
+
+    torch.set_num_threads(1)
+    config = TrainingConfig(seed=0, steps=5, batch_size=8, n_layer=2, n_head=2, d_model=32, mlp_inner=16, warmup_steps=1, probe_every=0, silent_heads=((1, 0),))
+    train(config, tmp_path, log=lambda line: None)
+    projection = load_file(str(tmp_path / "model.safetensors"))["transformer.h.1.attn.c_proj.weight"]  # [heads * d_head, d_model]
+    assert projection[:16].abs().max() == 0 and projection[16:].abs().max() > 0
+    import pytest
+
+    from ioi_desktop.bundled.train import switch_off_heads
+
+    with pytest.raises(ValueError, match="heads 0 to 1"):
+        switch_off_heads(build_model(TrainingConfig(n_layer=2, n_head=2, d_model=32), vocab_size=50, bos_id=0), ((0, 2),))
