@@ -141,7 +141,8 @@ def _comparison(circuit: dict, n_layers: int) -> str:
         f"S2->IO {circuit['patching']['s2_to_io']['effects'][layer][head]:+.2f}; END->S2 {att['end_to_s2'][layer][head]:.2f}, "
         f"END->IO {att['end_to_io'][layer][head]:.2f})"
     )
-    if circuit["criteria"]["all_required_ok"]:
+    criteria = circuit["criteria"]
+    if criteria["duplicate_ok"] and criteria["mover_ok"] and criteria["patching_ok"]:
         return _multi_step_reading(circuit, n_layers, top)
     if circuit["criteria"]["mover_ok"]:
         dla = np.array(circuit["dla"])
@@ -162,7 +163,7 @@ def _comparison(circuit: dict, n_layers: int) -> str:
                 f"{circuit['criteria']['best_duplicate']:.2f}), so the repeat detection that GPT-2 small's duplicate-token "
                 "and induction heads perform is not localised in one head here. "
             )
-            + "Issue 3's unmet requirements are listed above."
+            + "The unmet requirements are listed above."
         )
     return (
         f"This checkpoint does not show a GPT-2-like multi-step circuit: almost all of the patching effect sits in one "
@@ -170,7 +171,7 @@ def _comparison(circuit: dict, n_layers: int) -> str:
         "subject' shortcut that small models trained on templates learn. Heads' direct effects are small (largest "
         f"|DLA| {np.abs(np.array(circuit['dla'])).max():.2f} against a clean logit difference of "
         f"{circuit['patching']['abc']['clean_logit_diff']:.2f}), so the answer itself is written by the MLPs at END. "
-        "Issue 3's unmet requirements are listed above."
+        "The unmet requirements are listed above."
     )
 
 
@@ -192,6 +193,8 @@ def train_command(tc: dict, out: str, init_from: str = STAGE_ONE_FOLDER) -> str:
         command += f" --no-mlp-layers {','.join(str(l) for l in tc['no_mlp_layers'])}"
     if tc.get("silent_heads"):
         command += f" --silent-heads {','.join(f'L{l}H{h}' for l, h in tc['silent_heads'])}"
+    if tc.get("frozen_mlp_layers"):
+        command += f" --frozen-mlp-layers {','.join(str(l) for l in tc['frozen_mlp_layers'])}"
     if tc.get("new_layers", "silent") != "silent":
         command += f" --new-layers {tc['new_layers']}"
     if tc.get("warmup_steps", defaults.warmup_steps) != defaults.warmup_steps:
@@ -225,8 +228,12 @@ def _stage_text(tc: dict, record: dict) -> str:
         f"{record['train_seconds'] / 60:.1f} min with {tc['threads']} torch thread(s) on a shared 2-core CPU, checkpoint "
         f"probes included. Saved checkpoint: step {record['chosen_step']} (probes every {tc['probe_every']} steps in the last "
         f"{100 * (1 - tc['select_from']):.0f}% of the run, {tc.get('probe_prompts', 24)} quality prompts per family and split; "
-        "the best score over the criteria (circuit, name mover, calibration, then the stretch ones) among probes that meet the "
-        "quality bar and answer the demo's prompts, else the best worst-family accuracy)."
+        + (
+            "the best score over the criteria (circuit, name mover, calibration, then the stretch ones) among probes that meet "
+            "the quality bar and answer the demo's prompts, else the best worst-family accuracy)."
+            if "continuation_share" in tc
+            else "the best circuit score among probes that meet the quality bar, else the best worst-family accuracy)."
+        )
     )
 
 
@@ -241,7 +248,8 @@ def _training_paragraphs(training: dict) -> list[str]:
         text = _stage_text(tc, training)
         return [text[0].upper() + text[1:] + " " + loss, ""]
     total = sum(stage["train_seconds"] for stage in chain) / 60
-    out = [f"{len(chain)} runs, {total:.1f} min in all. Stage 1 learns the task from fresh weights at a high learning rate: " + _stage_text(chain[0]["config"], chain[0]), ""]
+    count = {2: "Two", 3: "Three", 4: "Four"}.get(len(chain), str(len(chain)))
+    out = [f"{count} runs, {total:.1f} min in all. Stage 1 learns the task from fresh weights at a high learning rate: " + _stage_text(chain[0]["config"], chain[0]), ""]
     for index, stage in enumerate(chain[1:], start=2):
         before, sc = chain[index - 2]["config"], stage["config"]
         larger_batch = " and a larger batch" if sc["batch_size"] > before["batch_size"] else ""
@@ -262,6 +270,11 @@ def _training_paragraphs(training: dict) -> list[str]:
                 f"; head(s) {heads} are switched off (their rows of the attention output projection zero and frozen), "
                 "so the other heads have to take over their job"
             )
+        if sc.get("frozen_mlp_layers"):
+            data += (
+                f"; the MLP of layer(s) {', '.join(map(str, sc['frozen_mlp_layers']))} keeps stage {index - 1}'s weights "
+                "(not trained in this stage)"
+            )
         if sc.get("no_mlp_layers"):
             data += f"; the MLP of layer(s) {', '.join(map(str, sc['no_mlp_layers']))} is switched off (zero and frozen)"
         grown = chain[index - 2].get("new_tokens")
@@ -271,12 +284,18 @@ def _training_paragraphs(training: dict) -> list[str]:
     old = [i + 1 for i, stage in enumerate(chain) if "continuation_share" not in stage["config"]]
     if old:
         out += [
-            f"Stage(s) {', '.join(map(str, old))} were recorded by the code of commit {PREVIOUS_RECIPE_COMMIT} (the previous "
+            f"{_stages_phrase(old)} recorded by the code of commit {PREVIOUS_RECIPE_COMMIT} (the previous "
             f"bundled model's recipe): run their commands there (`git checkout {PREVIOUS_RECIPE_COMMIT}`), since today's "
-            "checkpoint scoring and vocabulary differ; the later stages run with this code.",
+            "checkpoint scoring and vocabulary differ" + ("; the later stages run with this code." if len(old) < len(chain) else "."),
             "",
         ]
     return out + [loss + " All stages use the same corpus generator with their own seeds.", ""]
+
+
+def _stages_phrase(numbers: list[int]) -> str:
+    if len(numbers) == 1:
+        return f"Stage {numbers[0]} was"
+    return "Stages " + ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]} were"
 
 
 def _screenshots(folder: Path) -> list[str]:
@@ -359,6 +378,11 @@ def _multi_step_reading(circuit: dict, n_layers: int, top: str) -> str:
         "a direct effect) act through later layers, in ways path patching would have to pin down."
     )
     return " ".join(parts)
+
+
+def _knows(folder: Path, token: str) -> bool:
+    path = folder / "tokenizer.json"
+    return path.is_file() and token in json.loads(path.read_text(encoding="utf-8"))["model"]["vocab"]
 
 
 def _continuation_text(data_mix: dict) -> str:
@@ -481,8 +505,9 @@ def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) ->
         "",
         f"Known words: {len(words.names)} names (the IOI paper's plus the demo's John, Mary, Tom, James, Dan, Sid, "
         "Martin, Amy), the paper's places, objects and animals, the words of its templates, of the demo's prompts "
-        "(shops, park, bag, ball, apple, drink, bottle of milk) and of the filler grammar, \"Roll call\", \"again\", the "
-        "pronouns \"him\" and \"her\", and "
+        "(shops, park, bag, ball, apple, drink, bottle of milk) and of the filler grammar, \"Roll call\", \"again\", "
+        + ("the pronouns \"him\" and \"her\", " if _knows(folder, "Ġhim") else "")
+        + "and "
         "punctuation. Capitalised words also exist without the leading space (sentence start). Anything else becomes "
         "`<unk>`: `ioi_desktop.bundled.tokenizer.unknown_words(tokenizer, text)` lists the unknown words of a text.",
         "",

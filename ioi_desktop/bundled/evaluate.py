@@ -235,14 +235,16 @@ def calibration(bridge, tokenizer) -> dict:
         logits = bridge(batch.tokens)
     rows = torch.arange(len(prompts))
     probs = logits[rows, batch.end_pos].softmax(-1)
-    ids = lambda words: [tokenizer.convert_tokens_to_ids("Ġ" + w) for w in words]  # noqa: E731
+    # Words a model's vocabulary lacks (older models have no " him" / " her") count for nothing, not as <unk>.
+    known = lambda ids: [i for i in ids if i != tokenizer.unk_token_id]  # noqa: E731
+    ids = lambda words: known([tokenizer.convert_tokens_to_ids("Ġ" + w) for w in words])  # noqa: E731
     kinds = {"pronoun": ids(("him", "her")), "article": ids(("the", "a", "an"))}
     names = ids(corpus.load_word_lists().names)
     per_prompt = []
     for i, prompt in enumerate(prompts):
         p = probs[i]
         others = [n for n in names if n not in (int(batch.io_id[i]), int(batch.s_id[i]))]
-        mass = {kind: float(p[kind_ids].sum()) for kind, kind_ids in kinds.items()} | {"other_name": float(p[others].sum())}
+        mass = {kind: float(p[kind_ids].sum()) if kind_ids else 0.0 for kind, kind_ids in kinds.items()} | {"other_name": float(p[others].sum())}
         top = p.topk(8)
         per_prompt.append(
             {

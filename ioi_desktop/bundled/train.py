@@ -76,6 +76,8 @@ class TrainingConfig:
     no_mlp_layers: tuple = ()
     # Heads switched off ((layer, head) pairs): their share of the attention output projection is zero and frozen.
     silent_heads: tuple = ()
+    # Layers whose MLP keeps the weights it starts with (from init_from): not trained in this stage.
+    frozen_mlp_layers: tuple = ()
     # A model folder written by an earlier run to start from (a second, polishing stage); "" = fresh weights.
     init_from: str = ""
     # Layers added on top of init_from's: "silent" (output projections zero: the same function at the start) or "random".
@@ -243,6 +245,10 @@ def load_initial_weights(model, folder: str | os.PathLike, new_layers_init: str 
     wrong_shape = [name for name, tensor in state.items() if name in expected and expected[name].shape != tensor.shape]
     if wrong_shape:
         raise ValueError(f"--init-from {folder}: its weights have other shapes ({', '.join(wrong_shape[:3])}, ...); {advice}")
+    # Layers above this model's depth (a shallower model cut from a deeper one) are left out.
+    dropped_layers = list(range(len(model.transformer.h), int(record["config"]["n_layer"])))
+    cut = tuple(f"transformer.h.{layer}." for layer in dropped_layers)
+    state = {name: tensor for name, tensor in state.items() if not name.startswith(cut)} if cut else state
     missing, unexpected = model.load_state_dict(state, strict=False)
     # Layers on top of the earlier run's (a deeper model grown from a shallower one) start fresh but silent.
     old_layers = int(record["config"]["n_layer"])
@@ -259,6 +265,8 @@ def load_initial_weights(model, folder: str | os.PathLike, new_layers_init: str 
         stage["new_tokens"] = grown
     if new_layers:
         stage["new_layers"] = new_layers
+    if dropped_layers:
+        stage["dropped_layers"] = dropped_layers
     if record.get("init_from"):  # that run started from an earlier one in turn: keep the whole chain
         stage["init_from"] = record["init_from"]
     return stage
@@ -327,6 +335,11 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
         switch_off_mlps(model, config.no_mlp_layers)
         log(f"starting from {config.init_from} (its step {stage_one['chosen_step']})")
     switch_off_heads(model, config.silent_heads)
+    for layer in config.frozen_mlp_layers:
+        if not 0 <= layer < len(model.transformer.h):
+            raise ValueError(f"--frozen-mlp-layers {layer}: the model has layers 0 to {len(model.transformer.h) - 1}")
+        for param in model.transformer.h[layer].mlp.parameters():
+            param.requires_grad_(False)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
     sampler = corpus.CorpusSampler(config.seed, config.mix, config.prefix_share, config.continuation_share)
     losses: list[float] = []
@@ -426,7 +439,7 @@ def _parse_layers(text: str) -> tuple:
     try:
         return tuple(int(item) for item in text.split(",") if item.strip())
     except ValueError:
-        raise SystemExit(f"--no-mlp-layers {text!r}: give layer numbers separated by commas, e.g. 2,3") from None
+        raise SystemExit(f"layers {text!r}: give layer numbers separated by commas, e.g. 2,3") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -457,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         help="share of IOI sentences continuing with a pronoun, an article, another name or the subject instead of the IO",
     )
     parser.add_argument("--silent-heads", default="", help="comma-separated heads to switch off, e.g. L3H3")
+    parser.add_argument("--frozen-mlp-layers", default="", help="comma-separated layers whose MLP keeps its starting weights in this stage")
     parser.add_argument("--no-mlp-layers", default="", help="comma-separated layers whose MLP is switched off (zero, frozen)")
     parser.add_argument("--probe-every", type=int, default=defaults.probe_every, help="0 disables checkpoint selection")
     parser.add_argument("--init-from", default=defaults.init_from, help="start from the weights of an earlier run's output folder")
@@ -494,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         continuation_share=args.continuation_share,
         no_mlp_layers=_parse_layers(args.no_mlp_layers),
         silent_heads=_parse_heads(args.silent_heads),
+        frozen_mlp_layers=_parse_layers(args.frozen_mlp_layers),
     )
     train(config, args.out, log=lambda line: print(line, flush=True))
     return 0

@@ -85,8 +85,10 @@ def test_recorded_calibration_comes_back_from_the_weights(report, bridge_and_tok
     # "When John and Mary went to the shops, John/Mary gave the bag to": rows 0 and 1.
     names = {bridge.to_single_token(f" {n}") for n in corpus.load_word_lists().names}
     kinds = {"pronoun": [" him", " her"], "article": [" the", " a", " an"]}
+    unknown = bridge.tokenizer.unk_token_id
     for kind, words in kinds.items():
-        mass = float(probs[:2, [bridge.to_single_token(w) for w in words]].sum(-1).mean())
+        ids = [i for i in (bridge.to_single_token(w) for w in words) if i != unknown]  # a word the vocabulary lacks counts for nothing
+        mass = float(probs[:2, ids].sum(-1).mean()) if ids else 0.0
         assert mass == pytest.approx(recorded["gave_the_bag_to"]["other_mass"][kind], abs=1e-4), kind
     other = float(np.mean([probs[r, sorted(names - {io[r], s[r]})].sum() for r in (0, 1)]))
     assert other == pytest.approx(recorded["gave_the_bag_to"]["other_mass"]["other_name"], abs=1e-4)
