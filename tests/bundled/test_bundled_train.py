@@ -166,3 +166,23 @@ def test_silent_heads_write_nothing_and_stay_silent(tmp_path):
 
     with pytest.raises(ValueError, match="heads 0 to 1"):
         switch_off_heads(build_model(TrainingConfig(n_layer=2, n_head=2, d_model=32), vocab_size=50, bos_id=0), ((0, 2),))
+
+
+def test_a_shallower_stage_keeps_the_lower_layers_and_frozen_mlps_keep_their_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    from ioi_desktop.bundled.train import load_initial_weights
+
+    torch.set_num_threads(1)
+    tiny = dict(batch_size=8, n_head=2, d_model=32, mlp_inner=16, warmup_steps=1, probe_every=0, learning_rate=1e-2)
+    train(TrainingConfig(seed=0, steps=5, n_layer=2, **tiny), tmp_path / "deep", log=lambda line: None)
+    before = load_file(str(tmp_path / "deep" / "model.safetensors"))
+    shallow = build_model(TrainingConfig(n_layer=1, **tiny), len(build_tokenizer()), 0)
+    assert load_initial_weights(shallow, tmp_path / "deep")["dropped_layers"] == [1]
+    torch.testing.assert_close(shallow.transformer.h[0].attn.c_attn.weight, before["transformer.h.0.attn.c_attn.weight"])
+    # Training on with layer 1's MLP frozen: it keeps the weights it started with, the rest moves.
+    train(TrainingConfig(seed=1, steps=3, n_layer=2, init_from=str(tmp_path / "deep"), frozen_mlp_layers=(1,), **tiny), tmp_path / "next", log=lambda line: None)
+    after = load_file(str(tmp_path / "next" / "model.safetensors"))
+    for name in ("c_fc.weight", "c_proj.weight"):
+        torch.testing.assert_close(after[f"transformer.h.1.mlp.{name}"], before[f"transformer.h.1.mlp.{name}"])
+    assert not torch.equal(after["transformer.h.0.mlp.c_fc.weight"], before["transformer.h.0.mlp.c_fc.weight"])
