@@ -21,11 +21,23 @@ in a roll call) weighted ``answer_weight`` times, so the task is learned fast
 while the model still models the rest of the text. AdamW, linear warm-up then
 cosine decay.
 
+With ``continuation_share`` > 0 a share of the IOI sentences continues with a
+pronoun, an article, a new name or the subject instead of the IO
+(:data:`ioi_desktop.bundled.corpus.CONTINUATION_KINDS`); the answer slot is
+weighted the same whatever follows, so the model learns that distribution
+(calibrated probabilities) rather than certainty. A later stage may start from
+an earlier run with fewer layers (new layers start silent, or random), more
+layers (the top ones are cut), or a smaller vocabulary (a prefix of today's:
+new words get fresh rows); ``silent_heads``, ``no_mlp_layers`` and
+``frozen_mlp_layers`` switch parts off or keep them fixed for a stage.
+
 Checkpoint selection: from ``select_from`` of the run on, every
 ``probe_every`` steps the model is booted into TransformerLens and scored on
 quality (per family, held-out names and templates) and on the circuit metrics
-of :mod:`ioi_desktop.bundled.evaluate`. The saved weights are those of the
-probe with the best circuit score among those that meet the quality bar, or,
+of :mod:`ioi_desktop.bundled.evaluate` (circuit, name mover, calibration,
+then the stretch criteria). The saved weights are those of the probe with the
+best score among those that meet the quality bar and answer the demo's
+prompts, or,
 if none does, of the probe with the best worst-family accuracy. Everything is
 seeded and probes do not touch the training randomness, so the same command
 gives the same weights on the same software stack.
