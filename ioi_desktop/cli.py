@@ -1,6 +1,7 @@
 """Command line: ``ioi-desktop`` opens the app; subcommands run headless.
 
-Each subcommand lives in ``ioi_desktop/commands/<name>.py`` and provides
+Each subcommand lives in ``ioi_desktop/commands/<name>.py`` (``-`` in the
+command name is ``_`` in the module's) and provides
 ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``. Expected failures
 (:class:`~ioi_desktop.core.errors.IOIError`) print one line on stderr and exit 2;
 unexpected ones (bugs) print one line naming the log file that holds the
@@ -16,7 +17,7 @@ import sys
 from ioi_desktop import __version__
 from ioi_desktop.core.errors import IOIError
 
-COMMANDS = ("models", "pairs", "analyze", "ablate", "path-patch")
+COMMANDS = ("models", "pairs", "analyze", "ablate", "path-patch", "reproduce-notebook")
 
 
 def _build_parser() -> tuple[argparse.ArgumentParser, dict]:

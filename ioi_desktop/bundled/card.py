@@ -28,16 +28,25 @@ LEGEND = {
     "previous token": "Attends to the previous position (measured on repeated random words).",
     "induction": "Attends to the word after the previous occurrence of the current word (measured on repeated random words).",
     "name mover": "Attends from END to the indirect object and raises it (positive direct effect on logit(IO) - logit(S)).",
+    "backup name mover": "Takes over when the strongest name mover is silenced: its DLA rises by >= 50% when that head's z at END is zero-ablated.",
     "negative name mover": "Attends from END to a name and writes against the right answer (negative direct effect on logit(IO) - logit(S)).",
     "subject suppressor": "Attends from END to S2 and lowers the subject's logit (positive direct effect on logit(IO) - logit(S) by pushing S down).",
     "upstream": "Has a z-patching effect >= 0.1 but little direct effect on the logits: it acts through later layers (heads or MLPs).",
     "direct writer": "Has a z-patching effect >= 0.1 and a direct effect on logit(IO) - logit(S), without attending from END to one name at >= 0.5.",
 }
+HEAD_TYPE_KINDS = ("previous_token", "duplicate_token", "induction")
 DIRECT_BAR = 0.5
 PREVIOUS_TOKEN_BAR = 0.5
 INDUCTION_BAR = 0.3
-# Where a two-stage recipe puts its first stage (the second starts from it).
+# Where a multi-stage recipe puts its earlier stages (each later one starts from the one before).
 STAGE_ONE_FOLDER = "build/ioi-mini-stage1"
+# The code that trained the previous ioi-mini (two stages); records written before it lack "continuation_share".
+PREVIOUS_RECIPE_COMMIT = "024cff4"
+
+
+def stage_folder(index: int) -> str:
+    """The folder of stage ``index`` (1-based) of a multi-stage recipe, the last stage aside."""
+    return f"build/ioi-mini-stage{index}"
 
 
 def assign_roles(report: dict) -> list[dict]:
@@ -49,9 +58,11 @@ def assign_roles(report: dict) -> list[dict]:
     dla = np.array(circuit["dla"])
     abc = np.array(circuit["patching"]["abc"]["effects"])
     s2io = np.array(circuit["patching"]["s2_to_io"]["effects"])
-    types = {k: np.array(v) for k, v in report["head_types"].items()}
+    types = {k: np.array(report["head_types"][k]) for k in HEAD_TYPE_KINDS}
     # Normalised patching effects only mean something when clean and corrupted runs differ enough.
     meaningful = [np.array(r["effects"]) for r in circuit["patching"].values() if r["gap"] >= evaluate.GAP_BAR] or [np.zeros_like(abc)]
+    name_movers = {tuple(x) for x in circuit["criteria"]["name_mover_heads"]}
+    backups = {tuple(x) for x in (circuit.get("backup") or {}).get("backup_heads", [])}
     n_layers, n_heads = dla.shape
     roles = []
     for layer in range(n_layers):
@@ -64,12 +75,14 @@ def assign_roles(report: dict) -> list[dict]:
             )
             found = []
             to_io, to_s2, direct = att["end_to_io"][layer, head], att["end_to_s2"][layer, head], dla[layer, head]
-            if to_io >= evaluate.MOVER_ATTENTION_BAR and direct >= DIRECT_BAR:
+            if (layer, head) in name_movers or (to_io >= evaluate.MOVER_ATTENTION_BAR and direct >= DIRECT_BAR):
                 found.append("name mover")
             elif max(to_io, to_s2) >= evaluate.MOVER_ATTENTION_BAR and direct <= -DIRECT_BAR:
                 found.append("negative name mover")
             elif to_s2 >= evaluate.MOVER_ATTENTION_BAR and direct >= DIRECT_BAR:
                 found.append("subject suppressor")
+            if (layer, head) in backups:
+                found.append("backup name mover")
             if layer < n_layers - 1 and duplicate[layer, head] >= evaluate.DUPLICATE_BAR:
                 found.append("duplicate token")
             if types["induction"][layer, head] >= INDUCTION_BAR:
@@ -119,6 +132,40 @@ def _grid_table(values: list[list[float]], fmt: str = "{:+.2f}") -> list[str]:
     return _table(rows)
 
 
+def _settings_text(settings: dict) -> str:
+    bos = "BOS, then " if settings["prepend_bos"] else ""
+    return f"{bos}{settings['seq_len']} distinct random word tokens and the same {settings['seq_len']} again, {settings['batch']} sequences, seed {settings['seed']}"
+
+
+def _head_type_lines(report: dict) -> list[str]:
+    """The Head types section: the app's default measure, the short-run one, and why they differ."""
+    default, short = report["head_types"], report["head_types_short"]
+    dup, dup_short = np.array(default["duplicate_token"]), np.array(short["duplicate_token"])
+    layer, head = np.unravel_index(int(dup.argmax()), dup.shape)
+    others = np.delete(dup.ravel(), int(dup.argmax()))
+    lines = [
+        "### Head types",
+        "",
+        "Measured by the app's Head types analysis (`ioi_desktop/core/analyses/head_scores.py`, the same function the "
+        f"panel runs) at its defaults: {_settings_text(default['settings'])}. The duplicate-token score is the mean "
+        "attention from each second-copy token to its first copy. "
+        f"The strongest duplicate-token head is L{layer}H{head}, {dup[layer, head]:.2f} (every other head "
+        f"<= {others.max():.2f}); the Head types panel on this model shows these numbers.",
+        "",
+        f"It is lower than L{layer}H{head}'s S2->S1 attention on IOI prompts above because the copies sit "
+        f"{default['settings']['seq_len']} tokens apart, farther than any repeat the model trained on (its repeated "
+        f"word runs are {corpus.INDUCTION_RUN_WORDS[0]} to {corpus.INDUCTION_RUN_WORDS[1]} words long, and S1 and S2 "
+        f"are a few words apart): with {_settings_text(short['settings'])} it reaches {dup_short[layer, head]:.2f} "
+        "(Run > Options > Head types sequence length).",
+        "",
+    ]
+    for title, grid in (("Previous-token score", default["previous_token"]), ("Duplicate-token score", default["duplicate_token"]),
+                        ("Induction score", default["induction"]),
+                        (f"Duplicate-token score, {short['settings']['seq_len']}-token runs", short["duplicate_token"])):
+        lines += [f"{title}:", ""] + _grid_table(grid, "{:.2f}") + [""]
+    return lines
+
+
 def _comparison(circuit: dict, n_layers: int) -> str:
     """An honest one-paragraph reading of the mechanism, driven by the measured criteria."""
     effects = np.maximum(np.abs(np.array(circuit["patching"]["abc"]["effects"])), np.abs(np.array(circuit["patching"]["s2_to_io"]["effects"])))
@@ -129,7 +176,8 @@ def _comparison(circuit: dict, n_layers: int) -> str:
         f"S2->IO {circuit['patching']['s2_to_io']['effects'][layer][head]:+.2f}; END->S2 {att['end_to_s2'][layer][head]:.2f}, "
         f"END->IO {att['end_to_io'][layer][head]:.2f})"
     )
-    if circuit["criteria"]["all_required_ok"]:
+    criteria = circuit["criteria"]
+    if criteria["duplicate_ok"] and criteria["mover_ok"] and criteria["patching_ok"]:
         return _multi_step_reading(circuit, n_layers, top)
     if circuit["criteria"]["mover_ok"]:
         dla = np.array(circuit["dla"])
@@ -150,7 +198,7 @@ def _comparison(circuit: dict, n_layers: int) -> str:
                 f"{circuit['criteria']['best_duplicate']:.2f}), so the repeat detection that GPT-2 small's duplicate-token "
                 "and induction heads perform is not localised in one head here. "
             )
-            + "Issue 3's unmet requirements are listed above."
+            + "The unmet requirements are listed above."
         )
     return (
         f"This checkpoint does not show a GPT-2-like multi-step circuit: almost all of the patching effect sits in one "
@@ -158,11 +206,11 @@ def _comparison(circuit: dict, n_layers: int) -> str:
         "subject' shortcut that small models trained on templates learn. Heads' direct effects are small (largest "
         f"|DLA| {np.abs(np.array(circuit['dla'])).max():.2f} against a clean logit difference of "
         f"{circuit['patching']['abc']['clean_logit_diff']:.2f}), so the answer itself is written by the MLPs at END. "
-        "Issue 3's unmet requirements are listed above."
+        "The unmet requirements are listed above."
     )
 
 
-def train_command(tc: dict, out: str) -> str:
+def train_command(tc: dict, out: str, init_from: str = STAGE_ONE_FOLDER) -> str:
     """The ``train`` command line that reproduces a run from its recorded config."""
     defaults = TrainingConfig()
     command = (
@@ -174,18 +222,37 @@ def train_command(tc: dict, out: str) -> str:
         f"--probe-circuit-prompts {tc.get('probe_circuit_prompts', tc.get('probe_prompts', 24) // 2)} --select-from {tc['select_from']:g} "
         f"--threads {tc['threads']}"
     )
+    if tc.get("continuation_share"):
+        command += f" --continuation-share {tc['continuation_share']:g}"
+    if tc.get("no_mlp_layers"):
+        command += f" --no-mlp-layers {','.join(str(l) for l in tc['no_mlp_layers'])}"
+    if tc.get("silent_heads"):
+        command += f" --silent-heads {','.join(f'L{l}H{h}' for l, h in tc['silent_heads'])}"
+    if tc.get("frozen_mlp_layers"):
+        command += f" --frozen-mlp-layers {','.join(str(l) for l in tc['frozen_mlp_layers'])}"
+    if tc.get("new_layers", "silent") != "silent":
+        command += f" --new-layers {tc['new_layers']}"
     if tc.get("warmup_steps", defaults.warmup_steps) != defaults.warmup_steps:
         command += f" --warmup-steps {tc['warmup_steps']}"
     if tc.get("init_from"):
-        command += f" --init-from {STAGE_ONE_FOLDER}"
+        command += f" --init-from {init_from}"
     return command
 
 
+def stages(training: dict) -> list[dict]:
+    """The runs of a recipe, first to last: each earlier stage's record (config, time, chosen step), then the final run's."""
+    chain, stage = [training], training.get("init_from")
+    while stage:
+        chain.insert(0, stage)
+        stage = stage.get("init_from")
+    return chain
+
+
 def _train_commands(folder: Path, training: dict) -> list[str]:
-    """One command, or two when the run started from an earlier run's weights (a polishing stage)."""
-    final = train_command(training["config"], f"resources/models/{folder.name}")
-    stage_one = training.get("init_from")
-    return [final] if not stage_one else [train_command(stage_one["config"], STAGE_ONE_FOLDER), final]
+    """One command per stage; every stage after the first starts from the one before."""
+    chain = stages(training)
+    outs = [stage_folder(i + 1) for i in range(len(chain) - 1)] + [f"resources/models/{folder.name}"]
+    return [train_command(stage["config"], outs[i], outs[i - 1] if i else "") for i, stage in enumerate(chain)]
 
 
 def _stage_text(tc: dict, record: dict) -> str:
@@ -196,7 +263,12 @@ def _stage_text(tc: dict, record: dict) -> str:
         f"{record['train_seconds'] / 60:.1f} min with {tc['threads']} torch thread(s) on a shared 2-core CPU, checkpoint "
         f"probes included. Saved checkpoint: step {record['chosen_step']} (probes every {tc['probe_every']} steps in the last "
         f"{100 * (1 - tc['select_from']):.0f}% of the run, {tc.get('probe_prompts', 24)} quality prompts per family and split; "
-        "the best circuit score among probes that meet the quality bar, else the best worst-family accuracy)."
+        + (
+            "the best score over the criteria (circuit, name mover, calibration, then the stretch ones) among probes that meet "
+            "the quality bar and answer the demo's prompts, else the best worst-family accuracy)."
+            if "continuation_share" in tc
+            else "the best circuit score among probes that meet the quality bar, else the best worst-family accuracy)."
+        )
     )
 
 
@@ -206,22 +278,59 @@ def _training_paragraphs(training: dict) -> list[str]:
         f"Next-token cross entropy on every token with answer tokens weighted x{tc['answer_weight']:g}; "
         f"torch {training['torch_version']}."
     )
-    stage_one = training.get("init_from")
-    if not stage_one:
+    chain = stages(training)
+    if len(chain) == 1:
         text = _stage_text(tc, training)
         return [text[0].upper() + text[1:] + " " + loss, ""]
-    larger_batch = " and a larger batch" if tc["batch_size"] > stage_one["config"]["batch_size"] else ""
-    total = (stage_one["train_seconds"] + training["train_seconds"]) / 60
-    return [
-        f"Two runs, {total:.1f} min in all. Stage 1 learns the task from fresh weights at a high learning rate: "
-        + _stage_text(stage_one["config"], stage_one),
-        "",
-        f"Stage 2 starts from stage 1's weights and polishes them at a lower learning rate{larger_batch}: "
-        + _stage_text(tc, training),
-        "",
-        loss + " Both stages use the same corpus generator with their own seeds.",
-        "",
-    ]
+    total = sum(stage["train_seconds"] for stage in chain) / 60
+    count = {2: "Two", 3: "Three", 4: "Four"}.get(len(chain), str(len(chain)))
+    out = [f"{count} runs, {total:.1f} min in all. Stage 1 learns the task from fresh weights at a high learning rate: " + _stage_text(chain[0]["config"], chain[0]), ""]
+    for index, stage in enumerate(chain[1:], start=2):
+        before, sc = chain[index - 2]["config"], stage["config"]
+        larger_batch = " and a larger batch" if sc["batch_size"] > before["batch_size"] else ""
+        lower = " at a lower learning rate" if sc["learning_rate"] < before["learning_rate"] else ""
+        data = ""
+        if sc.get("continuation_share", 0) != before.get("continuation_share", 0):
+            data = f", on the corpus with {100 * sc.get('continuation_share', 0):.0f}% other continuations (see the data mix below)"
+        deeper = chain[index - 2].get("new_layers")
+        if deeper:
+            data += (
+                f"; it adds layer(s) {', '.join(map(str, deeper))} on top ({before['n_layer']} -> {sc['n_layer']} layers), "
+                "whose output projections start at zero, so training starts from exactly stage "
+                f"{index - 1}'s function"
+            )
+        if sc.get("silent_heads"):
+            heads = ", ".join(f"L{l}H{h}" for l, h in sc["silent_heads"])
+            data += (
+                f"; head(s) {heads} are switched off (their rows of the attention output projection zero and frozen), "
+                "so the other heads have to take over their job"
+            )
+        if sc.get("frozen_mlp_layers"):
+            data += (
+                f"; the MLP of layer(s) {', '.join(map(str, sc['frozen_mlp_layers']))} keeps stage {index - 1}'s weights "
+                "(not trained in this stage)"
+            )
+        if sc.get("no_mlp_layers"):
+            data += f"; the MLP of layer(s) {', '.join(map(str, sc['no_mlp_layers']))} is switched off (zero and frozen)"
+        grown = chain[index - 2].get("new_tokens")
+        if grown:
+            data += f"; its vocabulary gains {', '.join(repr(t.replace('Ġ', ' ')) for t in grown)} (fresh embedding rows, every other id unchanged)"
+        out += [f"Stage {index} starts from stage {index - 1}'s weights and trains them further{lower}{larger_batch}{data}: " + _stage_text(sc, stage), ""]
+    old = [i + 1 for i, stage in enumerate(chain) if "continuation_share" not in stage["config"]]
+    if old:
+        out += [
+            f"{_stages_phrase(old)} recorded by the code of commit {PREVIOUS_RECIPE_COMMIT} (the previous "
+            f"bundled model's recipe): run their commands there (`git checkout {PREVIOUS_RECIPE_COMMIT}`), since today's "
+            "checkpoint scoring and vocabulary differ" + ("; the later stages run with this code." if len(old) < len(chain) else "."),
+            "",
+        ]
+    return out + [loss + " All stages use the same corpus generator with their own seeds.", ""]
+
+
+def _stages_phrase(numbers: list[int]) -> str:
+    if len(numbers) == 1:
+        return f"Stage {numbers[0]} was"
+    return "Stages " + ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]} were"
 
 
 def _screenshots(folder: Path) -> list[str]:
@@ -253,6 +362,22 @@ def _multi_step_reading(circuit: dict, n_layers: int, top: str) -> str:
         f"{mover_text} attend from END to one name and write the answer directly. The strongest per-head patching "
         f"effect is {top}."
     ]
+    abc = np.array(circuit["patching"]["abc"]["effects"])
+    for l, h in criteria["name_mover_heads"]:
+        earlier = [(el, eh) for el in range(l) for eh in range(dla.shape[1]) if att["end_to_s2"][el][eh] >= evaluate.MOVER_ATTENTION_BAR]
+        parts.append(
+            f"L{l}H{h} is a name mover as in GPT-2 small (9.9, 9.6, 10.0): at END it attends to IO ({att['end_to_io'][l][h]:.2f}; "
+            f"to S2 {att['end_to_s2'][l][h]:.2f}) and raises logit(IO) - logit(S) directly (DLA {dla[l, h]:+.2f}); patching its "
+            f"z restores {abc[l, h]:+.2f} of the gap under ABC."
+            + (
+                " Heads that attend END->S2 in an earlier layer ("
+                + ", ".join(f"L{el}H{eh} {att['end_to_s2'][el][eh]:.2f}" for el, eh in earlier)
+                + ") are in the place of GPT-2 small's S-inhibition heads, which steer the name movers away from S; "
+                "path patching would have to confirm that they do."
+                if earlier
+                else ""
+            )
+        )
     if suppressors:
         parts.append(
             "Unlike GPT-2 small's name movers, which copy IO, a mover here attends to S2 and pushes S down. In GPT-2 small "
@@ -325,6 +450,102 @@ def _backup_lines(backup: dict | None) -> list[str]:
     return ["### Backup heads", "", text, ""]
 
 
+def _knows(folder: Path, token: str) -> bool:
+    path = folder / "tokenizer.json"
+    return path.is_file() and token in json.loads(path.read_text(encoding="utf-8"))["model"]["vocab"]
+
+
+def _continuation_text(data_mix: dict) -> str:
+    share = data_mix.get("ioi_with_other_continuation") or 0.0
+    if not share:
+        return " Every IOI sentence ends with its indirect object."
+    kinds = data_mix["other_continuation_kinds"]
+    labels = {"pronoun": "a pronoun (him, her)", "article": "an article and an animal (the dog, a cat)",
+              "other_name": "a name not in the sentence", "subject": "the subject again"}
+    parts = ", ".join(f"{labels[k]} {100 * v:.0f}%" for k, v in kinds.items())
+    return (
+        f" {100 * share:.0f}% of them continue after \"to\" with something other than the indirect object ({parts}), "
+        "as real text does, so the answer slot holds a distribution (about "
+        f"{100 * (1 - share):.0f}% IO, {100 * share * kinds.get('subject', 0):.1f}% S) and the model learns calibrated "
+        "probabilities instead of certainty. The loss weight of the answer slot is the same whatever follows, so it does "
+        "not bias that distribution."
+    )
+
+
+def _calibration(report: dict) -> list[str]:
+    cal = report.get("calibration")
+    if not cal:
+        return []
+    yes = lambda flag: "met" if flag else "NOT met"  # noqa: E731
+    lo, hi = evaluate.CALIBRATION_LOGIT_DIFF
+    plo, phi = evaluate.CALIBRATION_P_CORRECT
+    bag = cal["gave_the_bag_to"]
+    lines = [
+        "## Calibration",
+        "",
+        "Softmax over the whole vocabulary at the last position of the demo's 8 prompts (GPT-2 small: mean logit diff "
+        "3.55; sanity prompt p(\" Mary\") = 0.70).",
+        "",
+        f"- Mean logit(IO) - logit(S) in [{lo:g}, {hi:g}]: {yes(cal['logit_diff_ok'])}; {cal['mean_logit_diff']:.2f}.",
+        f"- Mean p(IO) in [{plo:g}, {phi:g}]: {yes(cal['p_correct_ok'])}; {cal['mean_p_correct']:.2f}.",
+        f"- After \"gave the bag to\", mass on other plausible continuations >= {evaluate.OTHER_MASS_BAR:g} in all and "
+        f">= {evaluate.OTHER_KIND_BAR:g} per kind: {yes(cal['other_mass_ok'])}; "
+        + ", ".join(f"{k.replace('_', ' ')}s {v:.3f}" for k, v in bag["other_mass"].items())
+        + f" (total {bag['other_mass_total']:.2f}).",
+        "",
+        "Top 8 next tokens after \"When John and Mary went to the shops, John gave the bag to\": "
+        + ", ".join(f"{t!r} {p:.3f}" for t, p in bag["top"])
+        + ".",
+        "",
+    ]
+    rows = [["prompt", "logit diff", "p(IO)", "p(S)", "pronouns", "articles", "other names"]]
+    for r in cal["prompts"]:
+        m = r["other_mass"]
+        rows.append([r["prompt"], f"{r['logit_diff']:.2f}", f"{r['p_io']:.2f}", f"{r['p_s']:.3f}", f"{m['pronoun']:.3f}", f"{m['article']:.3f}", f"{m['other_name']:.3f}"])
+    return lines + _table(rows) + [""]
+
+
+def _name_mover_text(circuit: dict) -> str:
+    att, dla, abc = np.array(circuit["attention"]["end_to_io"]), np.array(circuit["dla"]), np.array(circuit["patching"]["abc"]["effects"])
+    heads = circuit["criteria"]["name_mover_heads"]
+    if not heads:
+        l, h = np.unravel_index(int((att * (dla > 0)).argmax()), att.shape)
+        heads = [[l, h]]
+        prefix = "closest "
+    else:
+        prefix = ""
+    return prefix + ", ".join(f"L{l}H{h} (END->IO {att[l, h]:.2f}, DLA {dla[l, h]:+.2f}, z patching ABC {abc[l, h]:+.2f})" for l, h in heads) + "."
+
+
+def _stretch(report: dict) -> list[str]:
+    circuit = report["circuit"]
+    yes = lambda flag: "met" if flag else "NOT met"  # noqa: E731
+    backup, stretch = circuit.get("backup"), report.get("stretch", {})
+    if backup:
+        l, h = backup["name_mover"]
+        dla, ablated = np.array(backup["dla_clean"]), np.array(backup["dla_ablated"])
+        rises = ", ".join(f"L{bl}H{bh} DLA {dla[bl, bh]:+.2f} -> {ablated[bl, bh]:+.2f}" for bl, bh in backup["backup_heads"])
+        order = np.argsort(-(ablated - dla), axis=None)
+        best = [np.unravel_index(int(i), dla.shape) for i in order if tuple(np.unravel_index(int(i), dla.shape)) != (l, h)][0]
+        backup_text = (
+            f"- Stretch, a backup name mover (DLA rises >= {100 * evaluate.BACKUP_RISE_BAR:.0f}%, and by >= "
+            f"{evaluate.BACKUP_MIN_SHARE:g} x the name mover's DLA, when the name mover L{l}H{h}'s z at END is zero-ablated): "
+            f"{yes(backup['backup_ok'])}; logit diff {backup['logit_diff_clean']:.2f} -> {backup['logit_diff_ablated']:.2f} "
+            f"(L{l}H{h}'s DLA was {dla[l, h]:+.2f}); "
+            + (rises if rises else f"largest rise L{best[0]}H{best[1]} DLA {dla[best]:+.2f} -> {ablated[best]:+.2f}")
+            + ". GPT-2 small: ablating L9H9 moves 3.55 -> 2.92 and L10H10's DLA rises 0.48 -> 1.23."
+        )
+    else:
+        backup_text = "- Stretch, a backup name mover: NOT met (no name mover to ablate)."
+    induction = np.array(report["head_types"]["induction"])
+    il, ih = np.unravel_index(int(induction.argmax()), induction.shape)
+    return [
+        backup_text,
+        f"- Stretch, an induction head (induction score >= {evaluate.INDUCTION_BAR:g} on repeated random words): "
+        f"{yes(stretch.get('induction_ok', False))}; best L{il}H{ih} {induction[il, ih]:.2f} (GPT-2 small: L5H1 0.93).",
+    ]
+
+
 def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) -> str:
     """The README.md of the model folder."""
     config = json.loads((folder / "config.json").read_text())
@@ -354,7 +575,9 @@ def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) ->
         "",
         f"Known words: {len(words.names)} names (the IOI paper's plus the demo's John, Mary, Tom, James, Dan, Sid, "
         "Martin, Amy), the paper's places, objects and animals, the words of its templates, of the demo's prompts "
-        "(shops, park, bag, ball, apple, drink, bottle of milk) and of the filler grammar, \"Roll call\", \"again\", and "
+        "(shops, park, bag, ball, apple, drink, bottle of milk) and of the filler grammar, \"Roll call\", \"again\", "
+        + ("the pronouns \"him\" and \"her\", " if _knows(folder, "Ġhim") else "")
+        + "and "
         "punctuation. Capitalised words also exist without the leading space (sentence start). Anything else becomes "
         "`<unk>`: `ioi_desktop.bundled.tokenizer.unknown_words(tokenizer, text)` lists the unknown words of a text.",
         "",
@@ -371,7 +594,8 @@ def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) ->
         "Data mix (sequences): " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in tc["mix"].items()) + ".",
         "- IOI: the paper's template families BABA, BABA_LONG, BABA_EARLY_IOS, BABA_LATE_IOS in both name orders "
         "(BABA and ABBA), ABC templates, and demo-style templates (\"When [B] and [A] went to the shops, [B] gave the bag to [A]\"); "
-        f"{100 * training['data_mix']['ioi_with_earlier_once_mentioned_name']:.0f}% of them follow a sentence that mentions another name once.",
+        f"{100 * training['data_mix']['ioi_with_earlier_once_mentioned_name']:.0f}% of them follow a sentence that mentions another name once."
+        + _continuation_text(training["data_mix"]),
         "- Roll call: \"Roll call: Amy, John, Mary, John again, ...\": \" again\" follows exactly the repeated names.",
         "- Induction: a random run of words, repeated.",
         "- Filler: sentences from a small grammar over the same words.",
@@ -397,6 +621,7 @@ def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) ->
     lines += _table([["prompt", "IO", "S", "logit diff", "top-1"]] + [[r["prompt"], r["io"], r["s"], f"{r['logit_diff']:.2f}", repr(r["top1"])] for r in demo["prompts"]])
     sanity = demo["sanity"]
     lines += ["", f"Sanity prompt \"{sanity['prompt']}\": top-1 {sanity['top1']!r}, p = {sanity['p_top1']:.2f} (GPT-2 small: \" Mary\", p = 0.70).", ""]
+    lines += _calibration(report)
 
     abc, s2io = circuit["patching"]["abc"], circuit["patching"]["s2_to_io"]
     yes = lambda flag: "met" if flag else "NOT met"  # noqa: E731
@@ -430,8 +655,9 @@ def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) ->
             if abc.get("duplicate_heads_joint_effect") is not None
             else []
         ),
-        f"- Stretch, a GPT-2-style name mover (END->IO >= 0.5, positive DLA): {yes(criteria['name_mover_ok'])}"
-        + (f" ({', '.join(f'L{l}H{h}' for l, h in criteria['name_mover_heads'])})." if criteria["name_mover_ok"] else "."),
+        f"- Name mover, GPT-2 style (END->IO >= 0.5, positive DLA, z patching under ABC >= 0.1): {yes(criteria['name_mover_ok'])}; "
+        + _name_mover_text(circuit),
+        *_stretch(report),
         "",
         "Head roles (`roles.json`, thresholds in `ioi_desktop/bundled/card.py`):",
         "",
@@ -450,6 +676,9 @@ def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) ->
     ):
         lines += [f"{title}:", ""] + _grid_table(grid) + [""]
     lines += _backup_lines(report.get("backup"))
+
+
+    lines += _head_type_lines(report)
     lines += [
         "### Compared with GPT-2 small",
         "",

@@ -95,6 +95,8 @@ ROLL_CALL_REPEAT = " again"
 EXTRA_PUNCTUATION = "!?;'\"-()"
 
 # Share of each sequence kind in training.
+# Words in one run of the induction texts (a run, then the same run again).
+INDUCTION_RUN_WORDS = (4, 10)
 DEFAULT_MIX = {"ioi": 0.7, "roll_call": 0.15, "induction": 0.07, "filler": 0.08}
 # Share of IOI sentences per template group.
 IOI_GROUP_MIX = {
@@ -106,6 +108,15 @@ IOI_GROUP_MIX = {
     "ABC": 0.06,
 }
 PREFIX_SHARE = 0.3
+# Other continuations of an IOI sentence than the indirect object, and their shares among them
+# ("... gave the bag to him", "... to the dog", "... to Kate" (a name not in the sentence),
+# "... to John" (the subject again)). With a share of sentences ending so, the answer slot holds a
+# real distribution, as in natural text, and a model trained on it is calibrated like a language
+# model instead of certain. 0 (the default) keeps the original corpus, draw for draw.
+CONTINUATION_SHARE = 0.0
+CONTINUATION_KINDS = {"pronoun": 0.45, "article": 0.30, "other_name": 0.22, "subject": 0.03}
+PRONOUNS = ("him", "her")
+ARTICLES = ("the", "a")
 HELD_OUT_PAIR_SHARE = 0.1
 _HOLDOUT_SEED = 2211  # fixed: the held-out pairs must not move with the training seed
 _SLOT = re.compile(r"\[([A-Z]+)\]")
@@ -175,11 +186,18 @@ def make_prompt(template: str, order: str, io: str, s: str, place: str, obj: str
 class CorpusSampler:
     """Draws training sequences from a seed; the same seed gives the same corpus."""
 
-    def __init__(self, seed: int, mix: dict[str, float] | None = None, prefix_share: float = PREFIX_SHARE) -> None:
+    def __init__(
+        self,
+        seed: int,
+        mix: dict[str, float] | None = None,
+        prefix_share: float = PREFIX_SHARE,
+        continuation_share: float = CONTINUATION_SHARE,
+    ) -> None:
         self.rng = random.Random(seed)
         self.words = load_word_lists()
         self.mix = dict(mix or DEFAULT_MIX)
         self.prefix_share = prefix_share
+        self.continuation_share = continuation_share
         self._held = held_out_pairs()
         self._templates = {g: training_templates(g) for g in IOI_GROUP_MIX}
 
@@ -224,11 +242,28 @@ class CorpusSampler:
         third = self._names(1, avoid=(io, s))[0]
         order = "BABA" if group == "ABC" else self.rng.choice(("BABA", "ABBA"))
         prompt = make_prompt(template, order, io, s, place, obj, group, third)
-        text = prompt.text
+        text, other = prompt.text, ""
         if self.rng.random() < self.prefix_share:
             other = self._names(1, avoid=(io, s, third))[0]
             text = f"{self._filler_sentence(other)} {text}"
+        if self.continuation_share and self.rng.random() < self.continuation_share:
+            return [(text, False), *self._other_continuation(io, s, third, other)]
         return [(text, False), (f" {io}", True)]
+
+    def _other_continuation(self, io: str, s: str, third: str, other: str) -> Segments:
+        """A continuation of an IOI sentence other than its indirect object; the first token is the weighted answer slot.
+
+        The answer position is weighted whatever comes next, so the weighting
+        does not bias the learned distribution towards one kind of continuation.
+        """
+        kind = self._pick(CONTINUATION_KINDS)
+        if kind == "pronoun":
+            return [(f" {self.rng.choice(PRONOUNS)}", True)]
+        if kind == "article":
+            return [(f" {self.rng.choice(ARTICLES)}", True), (f" {self.rng.choice(self.words.animals)}", False)]
+        if kind == "other_name":
+            return [(f" {self._names(1, avoid=(io, s, third, other))[0]}", True)]
+        return [(f" {s}", True)]
 
     def roll_call(self) -> Segments:
         segments: Segments = [(ROLL_CALL_OPENING, False)]
@@ -249,7 +284,7 @@ class CorpusSampler:
 
     def induction(self) -> Segments:
         pool = self.words.names + self.words.animals + self.words.objects + self.words.places
-        run = " ".join(self.rng.sample(pool, self.rng.randint(4, 10)))
+        run = " ".join(self.rng.sample(pool, self.rng.randint(*INDUCTION_RUN_WORDS)))
         return [(f" {run}", False), (f" {run}", False)]
 
     def filler(self) -> Segments:
@@ -304,6 +339,7 @@ def vocabulary_words() -> list[str]:
     texts += [t for group in PAPER_GROUPS for t in paper_templates(group)]
     texts += list(FILLER_TEMPLATES) + [p[0] for p in DEMO_PROMPTS] + [SANITY_PROMPT[0]]
     texts += list(words.names + words.places + words.objects + words.animals) + [EXTRA_PUNCTUATION]
+    texts += [*PRONOUNS, *ARTICLES]  # last, so that the earlier words keep their ids
     found: dict[str, None] = {}
     for text in texts:
         for word in re.findall(r"[A-Za-z]+|[^\sA-Za-z]", _SLOT.sub(" ", text)):

@@ -28,6 +28,18 @@ hooks and ``ActivationCache`` methods:
   last layer) are also patched together, since heads sharing a job can each
   look unneeded on their own, both their z and their attention patterns
   alone (which shows whether where they look is what matters).
+- Calibration on the demo's 8 prompts (softmax over the whole vocabulary at
+  END): mean logit difference in [2.5, 8], mean p(IO) in [0.4, 0.9], and
+  after "gave the bag to" >= 0.1 of the probability on other plausible
+  continuations (pronouns, articles, names other than IO and S), >= 0.01 per
+  kind. GPT-2 small: mean logit difference 3.55.
+- A GPT-2-style name mover: END->IO >= 0.5, positive DLA and per-head z
+  patching >= 0.1 under ABC. Stretch: backup name movers (the strongest name
+  mover's z zero-ablated at END, every head's DLA measured again) and
+  induction heads (induction score >= 0.3 on repeated random words).
+
+The exit status is 0 when every required criterion holds (quality, the demo's
+prompts, calibration and the circuit ones), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -58,6 +70,17 @@ MOVER_ATTENTION_BAR = 0.5
 MOVER_DLA_BAR = 1.0
 PATCHING_BAR = 0.1
 GAP_BAR = 1.0
+# Calibration on the demo's 8 prompts (GPT-2 small: mean logit diff 3.55, mean p(IO) about 0.5).
+CALIBRATION_LOGIT_DIFF = (2.5, 8.0)
+CALIBRATION_P_CORRECT = (0.4, 0.9)
+# After "gave the bag to": mass on plausible continuations other than IO and S, in all and per kind.
+OTHER_MASS_BAR = 0.1
+OTHER_KIND_BAR = 0.01
+# A backup name mover's DLA rises by this share when the name mover's z at END is zero-ablated ...
+BACKUP_RISE_BAR = 0.5
+# ... by at least this share of the name mover's own DLA (a rise from 0.01 to 0.02 is no take-over).
+BACKUP_MIN_SHARE = 0.1
+INDUCTION_BAR = 0.3
 
 
 @dataclass(frozen=True)
@@ -207,6 +230,63 @@ def demo_prompts(bridge, tokenizer) -> dict:
     }
 
 
+def calibration(bridge, tokenizer) -> dict:
+    """How sure the model is on the demo's 8 prompts, and where the rest of its probability goes.
+
+    Per prompt: logit(IO) - logit(S), p(IO) and p(S) after a softmax over the
+    whole vocabulary, and the probability of the other plausible
+    continuations by kind: pronouns (" him", " her"), articles (" the",
+    " a", " an") and names other than IO and S. The "gave the bag to"
+    summary averages the two prompts that end so.
+    """
+    import torch
+
+    prompts = [corpus.IOIPrompt(p, io, s, "demo", "", "") for p, io, s in corpus.DEMO_PROMPTS]
+    batch = build_batch(tokenizer, prompts)
+    with torch.no_grad():
+        logits = bridge(batch.tokens)
+    rows = torch.arange(len(prompts))
+    probs = logits[rows, batch.end_pos].softmax(-1)
+    # Words a model's vocabulary lacks (older models have no " him" / " her") count for nothing, not as <unk>.
+    known = lambda ids: [i for i in ids if i != tokenizer.unk_token_id]  # noqa: E731
+    ids = lambda words: known([tokenizer.convert_tokens_to_ids("Ġ" + w) for w in words])  # noqa: E731
+    kinds = {"pronoun": ids(("him", "her")), "article": ids(("the", "a", "an"))}
+    names = ids(corpus.load_word_lists().names)
+    per_prompt = []
+    for i, prompt in enumerate(prompts):
+        p = probs[i]
+        others = [n for n in names if n not in (int(batch.io_id[i]), int(batch.s_id[i]))]
+        mass = {kind: float(p[kind_ids].sum()) if kind_ids else 0.0 for kind, kind_ids in kinds.items()} | {"other_name": float(p[others].sum())}
+        top = p.topk(8)
+        per_prompt.append(
+            {
+                "prompt": prompt.text,
+                "logit_diff": float(logits[i, batch.end_pos[i], batch.io_id[i]] - logits[i, batch.end_pos[i], batch.s_id[i]]),
+                "p_io": float(p[batch.io_id[i]]),
+                "p_s": float(p[batch.s_id[i]]),
+                "other_mass": mass,
+                "top": [[tokenizer.convert_ids_to_tokens(int(t)).replace("Ġ", " "), float(v)] for v, t in zip(top.values, top.indices)],
+            }
+        )
+    bag = [r for r in per_prompt if r["prompt"].endswith("gave the bag to")]
+    bag_mass = {kind: float(np.mean([r["other_mass"][kind] for r in bag])) for kind in bag[0]["other_mass"]}
+    mean_ld = float(np.mean([r["logit_diff"] for r in per_prompt]))
+    mean_p = float(np.mean([r["p_io"] for r in per_prompt]))
+    checks = {
+        "logit_diff_ok": CALIBRATION_LOGIT_DIFF[0] <= mean_ld <= CALIBRATION_LOGIT_DIFF[1],
+        "p_correct_ok": CALIBRATION_P_CORRECT[0] <= mean_p <= CALIBRATION_P_CORRECT[1],
+        "other_mass_ok": sum(bag_mass.values()) >= OTHER_MASS_BAR and min(bag_mass.values()) >= OTHER_KIND_BAR,
+    }
+    return {
+        "prompts": per_prompt,
+        "mean_logit_diff": mean_ld,
+        "mean_p_correct": mean_p,
+        "gave_the_bag_to": {"other_mass": bag_mass, "other_mass_total": float(sum(bag_mass.values())), "top": bag[0]["top"]},
+        **checks,
+        "calibration_ok": all(checks.values()),
+    }
+
+
 def circuit_metrics(bridge, tokenizer, prompts: list[corpus.IOIPrompt], seed: int = 0) -> dict:
     """Per-head attention, DLA and z-patching numbers on ``prompts`` (see the module docstring)."""
     import torch
@@ -275,12 +355,16 @@ def circuit_metrics(bridge, tokenizer, prompts: list[corpus.IOIPrompt], seed: in
                 "duplicate_heads_joint_effect": joint,
                 "duplicate_heads_joint_pattern_effect": joint_pattern,
             }
+    criteria = circuit_criteria(attention, dla.numpy(), patching)
+    mover = strongest_name_mover(criteria, dla.numpy())
     return {
         "prompts": len(prompts),
         "attention": attention,
         "dla": dla.tolist(),
         "patching": patching,
-        "criteria": circuit_criteria(attention, dla.numpy(), patching),
+        "criteria": criteria,
+        # Stretch: heads that take over when the strongest name mover is silenced at END.
+        "backup": backup_name_movers(bridge, batch, mover) if mover else None,
     }
 
 
@@ -299,33 +383,26 @@ def _clean_head_writer(clean, head: int, axis: int = 2):
     return write
 
 
-def head_type_scores(bridge, tokenizer, seed: int = 0, length: int = 10, count: int = 20) -> dict:
-    """Previous-token, duplicate-token and induction scores on repeated random words.
+# The lengths the card quotes: the Head types panel's default, and 10 words (within the texts the model trained on).
+SHORT_HEAD_TYPE_LENGTH = 10
+SHORT_HEAD_TYPE_BATCH = 20
 
-    Each sequence is BOS + r + r for a random word run r of ``length`` words.
-    In the second copy, a duplicate-token head attends from a word to its
-    first occurrence (offset ``length``), an induction head to the word after
-    it (offset ``length - 1``); a previous-token head attends to the previous
-    position everywhere. Scores are mean attention probabilities: [layer][head].
+
+def head_type_scores(bridge, tokenizer, seed: int = 0, options: dict | None = None) -> dict:
+    """Previous-token, duplicate-token and induction scores: [layer][head] per kind.
+
+    Computed by the app's own Head types analysis
+    (:func:`ioi_desktop.core.analyses.head_scores.score_heads`), at its
+    defaults unless ``options`` says otherwise, so the card quotes the numbers
+    the panel shows: BOS first, then a run of distinct random word tokens and
+    the same run again.
     """
-    import torch
+    from ioi_desktop.core.analyses.head_scores import Options, score_heads
 
-    words = corpus.load_word_lists()
-    pool = [tokenizer.convert_tokens_to_ids("Ġ" + w) for w in words.names + words.animals + words.objects]
-    rng = random.Random(seed)
-    runs = [rng.sample(pool, length) for _ in range(count)]
-    tokens = torch.tensor([[tokenizer.bos_token_id] + run + run for run in runs])
-    second = torch.arange(length + 1, 2 * length + 1)
-    with torch.no_grad():
-        _, cache = bridge.run_with_cache(tokens, names_filter=lambda name: name.endswith("attn.hook_pattern"))
-    scores = {"previous_token": [], "duplicate_token": [], "induction": []}
-    for layer in range(bridge.cfg.n_layers):
-        pattern = cache[f"blocks.{layer}.attn.hook_pattern"]  # [batch, head, query_pos, key_pos]
-        positions = torch.arange(1, tokens.shape[1])
-        scores["previous_token"].append(pattern[:, :, positions, positions - 1].mean((0, 2)).tolist())
-        scores["duplicate_token"].append(pattern[:, :, second, second - length].mean((0, 2)).tolist())
-        scores["induction"].append(pattern[:, :, second, second - length + 1].mean((0, 2)).tolist())
-    return scores
+    scores, meta = score_heads(bridge, tokenizer, Options(**{"seed": seed, **(options or {})}))
+    out = {name: scores[kind].tolist() for name, kind in (("previous_token", "prev"), ("duplicate_token", "dup"), ("induction", "induction"))}
+    out["settings"] = {key: meta[key] for key in ("seq_len", "batch", "seed", "prepend_bos", "token_pool")}
+    return out
 
 
 def duplicate_scores(attention: dict) -> np.ndarray:
@@ -351,7 +428,11 @@ def circuit_criteria(attention: dict, dla: np.ndarray, patching: dict) -> dict:
     movers = [
         (l, h) for l, h in heads if max(to_io[l, h], to_s2[l, h]) >= MOVER_ATTENTION_BAR and abs(dla[l, h]) >= MOVER_DLA_BAR
     ]
-    name_movers = [(l, h) for l, h in heads if to_io[l, h] >= MOVER_ATTENTION_BAR and dla[l, h] > 0]
+    abc = np.array(patching["abc"]["effects"]) if "abc" in patching else np.zeros_like(s2_s1)
+    # GPT-2-style name mover: END attends to IO, the head raises logit(IO) - logit(S), and its z matters under ABC.
+    name_movers = [
+        (l, h) for l, h in heads if to_io[l, h] >= MOVER_ATTENTION_BAR and dla[l, h] > 0 and abc[l, h] >= PATCHING_BAR
+    ]
     patch_layers = {}
     for scheme, result in patching.items():
         effects = np.abs(np.array(result["effects"]))
@@ -368,16 +449,81 @@ def circuit_criteria(attention: dict, dla: np.ndarray, patching: dict) -> dict:
         "mover_ok": bool(movers),
         "patching_ok": bool(patching_ok),
         "name_mover_ok": bool(name_movers),
-        "all_required_ok": bool(duplicate and movers and patching_ok),
+        "all_required_ok": bool(duplicate and movers and patching_ok and name_movers),
     }
 
 
-def circuit_score(criteria: dict, attention: dict, dla: list) -> float:
-    """Ranks checkpoints: required criteria first, then the stretch name mover, then margins."""
+def strongest_name_mover(criteria: dict, dla) -> tuple[int, int] | None:
+    """The name mover with the largest DLA, or None."""
+    heads = [tuple(x) for x in criteria["name_mover_heads"]]
+    return max(heads, key=lambda lh: float(np.asarray(dla)[lh])) if heads else None
+
+
+def backup_name_movers(bridge, batch: PromptBatch, mover: tuple[int, int]) -> dict:
+    """Zero-ablate the name mover's z at END and measure every head's DLA again.
+
+    A backup name mover is a head whose DLA on logit(IO) - logit(S) rises by
+    >= BACKUP_RISE_BAR of its clean value, and by >= BACKUP_MIN_SHARE of the
+    name mover's clean DLA, when the name mover no longer writes at END (as
+    heads 10.10 and 10.6 of GPT-2 small take over when 9.9 and 9.6 are
+    ablated). DLA uses each run's own final LayerNorm scale.
+    """
+    import torch
+
+    layer, head = mover
+    rows = torch.arange(len(batch.end_pos))
+
+    def ablate(z, hook):
+        z[rows, batch.end_pos, head] = 0.0
+        return z
+
+    def head_dla(hooks):
+        with bridge.hooks(fwd_hooks=hooks):
+            _, cache = bridge.run_with_cache(batch.tokens, names_filter=lambda n: n.endswith(("attn.hook_z", "ln_final.hook_scale")))
+        stack = cache.apply_ln_to_stack(cache.stack_head_results(layer=-1), layer=-1)[:, rows, batch.end_pos]
+        directions = (bridge.W_U[:, batch.io_id] - bridge.W_U[:, batch.s_id]).T
+        return (stack * directions).sum(-1).mean(-1).reshape(bridge.cfg.n_layers, bridge.cfg.n_heads).numpy()
+
+    with torch.no_grad():
+        clean = head_dla([])
+        ablated = head_dla([(f"blocks.{layer}.attn.hook_z", ablate)])
+    rise = ablated - clean
+    mover_dla = float(clean[layer, head])
+    backups = [
+        [l, h]
+        for l in range(clean.shape[0])
+        for h in range(clean.shape[1])
+        if (l, h) != (layer, head) and rise[l, h] >= BACKUP_RISE_BAR * abs(clean[l, h]) and rise[l, h] >= BACKUP_MIN_SHARE * mover_dla
+    ]
+    with torch.no_grad():
+        ld_clean = float(logit_diffs(bridge(batch.tokens), batch).mean())
+        ld_ablated = float(logit_diffs(bridge.run_with_hooks(batch.tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", ablate)]), batch).mean())
+    return {
+        "name_mover": [layer, head],
+        "dla_clean": clean.tolist(),
+        "dla_ablated": ablated.tolist(),
+        "backup_heads": backups,
+        "logit_diff_clean": ld_clean,
+        "logit_diff_ablated": ld_ablated,
+        "backup_ok": bool(backups),
+    }
+
+
+def induction_heads(head_types: dict) -> list[list[int]]:
+    """Heads whose induction score on repeated random words is >= INDUCTION_BAR."""
+    grid = np.array(head_types["induction"])
+    return [[int(l), int(h)] for l, h in zip(*np.nonzero(grid >= INDUCTION_BAR))]
+
+
+def circuit_score(criteria: dict, attention: dict, dla: list, calibration: dict | None = None, stretch: dict | None = None) -> float:
+    """Ranks checkpoints: required criteria first (circuit, name mover, calibration), then the stretch ones, then margins."""
     to_io = np.array(attention["end_to_io"])
     margin = min(criteria["best_duplicate"] / DUPLICATE_BAR, 1.5) + min(float((to_io * (np.array(dla) > 0)).max()) / MOVER_ATTENTION_BAR, 1.5)
-    flags = criteria["duplicate_ok"] + criteria["mover_ok"] + criteria["patching_ok"]
-    return 10.0 * flags + 5.0 * criteria["name_mover_ok"] + margin
+    flags = criteria["duplicate_ok"] + criteria["mover_ok"] + criteria["patching_ok"] + criteria["name_mover_ok"]
+    if calibration is not None:
+        flags += calibration["logit_diff_ok"] + calibration["p_correct_ok"] + calibration["other_mass_ok"]
+    stretch = stretch or {}
+    return 10.0 * flags + 3.0 * (bool(stretch.get("backup_ok")) + bool(stretch.get("induction_ok"))) + margin
 
 
 def quality_ok(results: dict) -> bool:
@@ -402,10 +548,23 @@ def evaluate_folder(folder: str | os.PathLike, per_family: int = 200, circuit_pr
         "quality": {"held_out_name_pairs": held_names, "held_out_templates": held_templates},
         "quality_ok": quality_ok(held_names) and quality_ok(held_templates),
         "demo": demo_prompts(bridge, tokenizer),
+        "calibration": calibration(bridge, tokenizer),
         "circuit": circuit_metrics(bridge, tokenizer, circuit_set, seed),
-        "head_types": head_type_scores(bridge, tokenizer, seed),
+        "head_types": head_type_scores(bridge, tokenizer),
+        "head_types_short": head_type_scores(
+            bridge, tokenizer, options={"seq_len": SHORT_HEAD_TYPE_LENGTH, "batch": SHORT_HEAD_TYPE_BATCH}),
         "backup": backup_experiment(folder),
     }
+    backup = report["circuit"]["backup"]
+    report["stretch"] = {
+        "backup_name_movers": backup["backup_heads"] if backup else [],
+        "backup_ok": bool(backup and backup["backup_ok"]),
+        "induction_heads": induction_heads(report["head_types"]),
+        "induction_ok": bool(induction_heads(report["head_types"])),
+    }
+    report["all_criteria_ok"] = bool(
+        report["quality_ok"] and report["demo"]["all_correct"] and report["calibration"]["calibration_ok"] and report["circuit"]["criteria"]["all_required_ok"]
+    )
     return report
 
 
@@ -455,6 +614,14 @@ def format_report(report: dict) -> str:
         lines.append(f"    {row['logit_diff']:7.3f}  top1 {row['top1']!r:10s} {row['prompt']}")
     sanity = demo["sanity"]
     lines.append(f"  sanity: top1 {sanity['top1']!r} p={sanity['p_top1']:.3f} (p(IO)={sanity['p_io']:.3f})")
+    cal = report.get("calibration")
+    if cal:
+        lines.append(
+            f"  calibration on the demo's 8 prompts: mean logit diff {cal['mean_logit_diff']:.2f}, mean p(IO) {cal['mean_p_correct']:.3f}; "
+            f"after 'gave the bag to': " + ", ".join(f"{k} {v:.3f}" for k, v in cal["gave_the_bag_to"]["other_mass"].items())
+            + f"; ok: {cal['calibration_ok']}"
+        )
+        lines.append("    top after 'gave the bag to': " + ", ".join(f"{t!r} {p:.3f}" for t, p in cal["gave_the_bag_to"]["top"]))
     circuit = report["circuit"]
     lines.append(f"  circuit on {circuit['prompts']} prompts:")
     for key in ("s2_to_s1", "s2_to_io", "end_to_io", "end_to_s2"):
@@ -472,8 +639,15 @@ def format_report(report: dict) -> str:
             lines.append(f"    z patching {scheme}, duplicate-token heads {heads} together: {r['duplicate_heads_joint_effect']:+.3f}"
                          f" (their patterns only: {r['duplicate_heads_joint_pattern_effect']:+.3f})")
     lines.append(f"    criteria: {json.dumps(circuit['criteria'])}")
-    for key, grid in report["head_types"].items():
-        lines.append(f"  {key} score (repeated random words): " + _grid(grid))
+    if circuit.get("backup"):
+        b = circuit["backup"]
+        lines.append(f"    name mover L{b['name_mover'][0]}H{b['name_mover'][1]} z at END zero-ablated: logit diff {b['logit_diff_clean']:.2f} -> {b['logit_diff_ablated']:.2f}; DLA then: " + _grid(b["dla_ablated"]))
+        lines.append(f"    backup name movers: {b['backup_heads']}")
+    for label, types in (("app default", report["head_types"]), ("short runs", report["head_types_short"])):
+        for key in ("previous_token", "duplicate_token", "induction"):
+            lines.append(f"  {key} score (repeated random words, {label}: {types['settings']}): " + _grid(types[key]))
+    if "stretch" in report:
+        lines.append(f"  stretch: {json.dumps(report['stretch'])}; all criteria ok: {report['all_criteria_ok']}")
     return "\n".join(lines)
 
 
@@ -499,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         write_text_atomic(args.json, text)
     print(format_report(report))
-    return 0 if report["quality_ok"] and report["demo"]["all_correct"] else 1
+    return 0 if report["all_criteria_ok"] else 1
 
 
 if __name__ == "__main__":

@@ -21,11 +21,23 @@ in a roll call) weighted ``answer_weight`` times, so the task is learned fast
 while the model still models the rest of the text. AdamW, linear warm-up then
 cosine decay.
 
+With ``continuation_share`` > 0 a share of the IOI sentences continues with a
+pronoun, an article, a new name or the subject instead of the IO
+(:data:`ioi_desktop.bundled.corpus.CONTINUATION_KINDS`); the answer slot is
+weighted the same whatever follows, so the model learns that distribution
+(calibrated probabilities) rather than certainty. A later stage may start from
+an earlier run with fewer layers (new layers start silent, or random), more
+layers (the top ones are cut), or a smaller vocabulary (a prefix of today's:
+new words get fresh rows); ``silent_heads``, ``no_mlp_layers`` and
+``frozen_mlp_layers`` switch parts off or keep them fixed for a stage.
+
 Checkpoint selection: from ``select_from`` of the run on, every
 ``probe_every`` steps the model is booted into TransformerLens and scored on
 quality (per family, held-out names and templates) and on the circuit metrics
-of :mod:`ioi_desktop.bundled.evaluate`. The saved weights are those of the
-probe with the best circuit score among those that meet the quality bar, or,
+of :mod:`ioi_desktop.bundled.evaluate` (circuit, name mover, calibration,
+then the stretch criteria). The saved weights are those of the probe with the
+best score among those that meet the quality bar and answer the demo's
+prompts, or,
 if none does, of the probe with the best worst-family accuracy. Everything is
 seeded and probes do not touch the training randomness, so the same command
 gives the same weights on the same software stack.
@@ -70,8 +82,18 @@ class TrainingConfig:
     probe_circuit_prompts: int = 12  # per family, for each probe's circuit metrics
     mix: dict = field(default_factory=lambda: dict(corpus.DEFAULT_MIX))
     prefix_share: float = corpus.PREFIX_SHARE
+    # Share of IOI sentences that continue with something other than the IO (corpus.CONTINUATION_KINDS).
+    continuation_share: float = corpus.CONTINUATION_SHARE
+    # Layers whose MLP is switched off (weights zero and frozen), so later heads must move the names themselves.
+    no_mlp_layers: tuple = ()
+    # Heads switched off ((layer, head) pairs): their share of the attention output projection is zero and frozen.
+    silent_heads: tuple = ()
+    # Layers whose MLP keeps the weights it starts with (from init_from): not trained in this stage.
+    frozen_mlp_layers: tuple = ()
     # A model folder written by an earlier run to start from (a second, polishing stage); "" = fresh weights.
     init_from: str = ""
+    # Layers added on top of init_from's: "silent" (output projections zero: the same function at the start) or "random".
+    new_layers: str = "silent"
 
 
 def build_model(config: TrainingConfig, vocab_size: int, bos_id: int):
@@ -96,7 +118,48 @@ def build_model(config: TrainingConfig, vocab_size: int, bos_id: int):
         pad_token_id=bos_id,
         tie_word_embeddings=True,
     )
-    return GPT2LMHeadModel(gpt2_config)
+    model = GPT2LMHeadModel(gpt2_config)
+    switch_off_mlps(model, config.no_mlp_layers)
+    return model
+
+
+def switch_off_heads(model, heads) -> None:
+    """Zero a head's rows of its layer's attention output projection and keep them zero (gradient masked).
+
+    The head still computes its pattern and z, but writes nothing, so the
+    rest of the model has to do its job. AdamW leaves a parameter with zero
+    gradient and zero value at zero.
+    """
+    d_head = model.config.n_embd // model.config.n_head
+    for layer, head in heads:
+        if not (0 <= layer < model.config.n_layer and 0 <= head < model.config.n_head):
+            raise ValueError(f"--silent-heads L{layer}H{head}: the model has layers 0 to {model.config.n_layer - 1} and heads 0 to {model.config.n_head - 1}")
+        weight = model.transformer.h[layer].attn.c_proj.weight  # Conv1D: [n_heads * d_head, d_model]
+        rows = slice(head * d_head, (head + 1) * d_head)
+        import torch
+
+        with torch.no_grad():
+            weight[rows] = 0.0
+        mask = torch.ones_like(weight)
+        mask[rows] = 0.0
+        weight.register_hook(lambda grad, mask=mask: grad * mask)
+
+
+def switch_off_mlps(model, layers) -> None:
+    """Zero and freeze the MLP weights of ``layers``: the MLP then adds nothing (GELU(0) = 0, zero output bias).
+
+    The architecture stays plain GPT-2, so every tool loads the model as is.
+    """
+    import torch
+
+    for layer in layers:
+        if not 0 <= layer < len(model.transformer.h):
+            raise ValueError(f"--no-mlp-layers {layer}: the model has layers 0 to {len(model.transformer.h) - 1}")
+        mlp = model.transformer.h[layer].mlp
+        with torch.no_grad():
+            for param in mlp.parameters():
+                param.zero_()
+                param.requires_grad_(False)
 
 
 def encode_examples(tokenizer, examples: list[corpus.Segments], answer_weight: float):
@@ -154,7 +217,11 @@ def probe_checkpoint(model, tokenizer, config: TrainingConfig) -> dict:
     templates = evaluate.quality(bridge, tokenizer, corpus.eval_prompts(778, n, held_out_templates=True))
     circuit_set = [p for ps in corpus.eval_prompts(779, config.probe_circuit_prompts, held_out_templates=False).values() for p in ps]
     circuit = evaluate.circuit_metrics(bridge, tokenizer, circuit_set, seed=779)
-    ok = evaluate.quality_ok(names) and evaluate.quality_ok(templates)
+    calibration = evaluate.calibration(bridge, tokenizer)
+    demo = evaluate.demo_prompts(bridge, tokenizer)
+    induction = evaluate.induction_heads(evaluate.head_type_scores(bridge, tokenizer, seed=779))
+    stretch = {"backup_ok": bool(circuit["backup"] and circuit["backup"]["backup_ok"]), "induction_ok": bool(induction)}
+    ok = evaluate.quality_ok(names) and evaluate.quality_ok(templates) and demo["all_correct"]
     worst = min(
         (r["accuracy"], r["mean_logit_diff"]) for results in (names, templates) for r in results.values()
     )
@@ -163,11 +230,18 @@ def probe_checkpoint(model, tokenizer, config: TrainingConfig) -> dict:
         "worst_accuracy": worst[0],
         "worst_mean_logit_diff": min(r["mean_logit_diff"] for res in (names, templates) for r in res.values()),
         "criteria": circuit["criteria"],
-        "score": evaluate.circuit_score(circuit["criteria"], circuit["attention"], circuit["dla"]),
+        "calibration": {k: calibration[k] for k in ("mean_logit_diff", "mean_p_correct", "calibration_ok")}
+        | {"other_mass": calibration["gave_the_bag_to"]["other_mass"]},
+        "end_to_io": circuit["attention"]["end_to_io"],
+        "dla": circuit["dla"],
+        "abc": circuit["patching"]["abc"]["effects"],
+        "backup_heads": circuit["backup"]["backup_heads"] if circuit["backup"] else [],
+        "induction_heads": induction,
+        "score": evaluate.circuit_score(circuit["criteria"], circuit["attention"], circuit["dla"], calibration, stretch),
     }
 
 
-def load_initial_weights(model, folder: str | os.PathLike) -> dict:
+def load_initial_weights(model, folder: str | os.PathLike, new_layers_init: str = "silent") -> dict:
     """Load an earlier run's weights into ``model`` (same architecture); returns that run's record."""
     from safetensors.torch import load_file
 
@@ -179,15 +253,75 @@ def load_initial_weights(model, folder: str | os.PathLike) -> dict:
     state = load_file(str(weights_path))
     advice = "use the same --layers, --heads, --d-model and --mlp-inner as that run"
     expected = model.state_dict()
+    grown = _grow_vocabulary(state, expected, folder)
     wrong_shape = [name for name, tensor in state.items() if name in expected and expected[name].shape != tensor.shape]
     if wrong_shape:
         raise ValueError(f"--init-from {folder}: its weights have other shapes ({', '.join(wrong_shape[:3])}, ...); {advice}")
+    # Layers above this model's depth (a shallower model cut from a deeper one) are left out.
+    dropped_layers = list(range(len(model.transformer.h), int(record["config"]["n_layer"])))
+    cut = tuple(f"transformer.h.{layer}." for layer in dropped_layers)
+    state = {name: tensor for name, tensor in state.items() if not name.startswith(cut)} if cut else state
     missing, unexpected = model.load_state_dict(state, strict=False)
+    # Layers on top of the earlier run's (a deeper model grown from a shallower one) start fresh but silent.
+    old_layers = int(record["config"]["n_layer"])
+    new_layers = list(range(old_layers, len(model.transformer.h)))
+    fresh = tuple(f"transformer.h.{layer}." for layer in new_layers)
     # Tied embeddings: the unembedding is saved once, as the token embedding.
-    if unexpected or any(name != "lm_head.weight" for name in missing):
+    if unexpected or any(name != "lm_head.weight" and not name.startswith(fresh) for name in missing):
         raise ValueError(f"--init-from {folder}: its weights do not fit this architecture (missing {missing}, unexpected {unexpected}); {advice}")
+    if new_layers_init == "silent":
+        silence_layers(model, new_layers)
     model.tie_weights()
-    return {"folder": folder.name, "chosen_step": record["chosen_step"], "config": record["config"], "train_seconds": record["train_seconds"]}
+    stage = {"folder": folder.name, "chosen_step": record["chosen_step"], "config": record["config"], "train_seconds": record["train_seconds"]}
+    if grown:
+        stage["new_tokens"] = grown
+    if new_layers:
+        stage["new_layers"] = new_layers
+    if dropped_layers:
+        stage["dropped_layers"] = dropped_layers
+    if record.get("init_from"):  # that run started from an earlier one in turn: keep the whole chain
+        stage["init_from"] = record["init_from"]
+    return stage
+
+
+def silence_layers(model, layers) -> None:
+    """Zero the output projections (attention and MLP) of fresh layers, so the grown model computes what the earlier one did.
+
+    Their other weights keep their random initialisation, so gradients reach
+    them as soon as the output projections move.
+    """
+    import torch
+
+    with torch.no_grad():
+        for layer in layers:
+            block = model.transformer.h[layer]
+            for projection in (block.attn.c_proj, block.mlp.c_proj):
+                projection.weight.zero_()
+                projection.bias.zero_()
+
+
+def _grow_vocabulary(state: dict, expected: dict, folder: Path) -> list[str]:
+    """Let an earlier run with a smaller vocabulary seed this one: its rows keep their ids, new tokens keep fresh rows.
+
+    Allowed only when the earlier run's vocabulary is a prefix of today's
+    (words are only ever appended), so every old token id means the same word.
+    Returns the new tokens ([] when the vocabularies are the same).
+    """
+    key = "transformer.wte.weight"
+    if key not in state or state[key].shape == expected[key].shape:
+        return []
+    old_rows, new_rows = state[key].shape[0], expected[key].shape[0]
+    from ioi_desktop.bundled.tokenizer import build_tokenizer
+
+    vocab = build_tokenizer().get_vocab()
+    old_vocab = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"] if (folder / "tokenizer.json").is_file() else {}
+    if state[key].shape[1] != expected[key].shape[1] or old_rows > new_rows or any(vocab.get(t) != i for t, i in old_vocab.items()) or len(old_vocab) != old_rows:
+        return []  # not a prefix: the shape check reports it
+    grown = expected[key].clone()
+    grown[:old_rows] = state[key]
+    state[key] = grown
+    by_id = {i: t for t, i in vocab.items()}
+    return [by_id[i] for i in range(old_rows, new_rows)]
 
 
 def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
@@ -209,10 +343,17 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
     model = build_model(config, len(tokenizer), tokenizer.bos_token_id)
     stage_one = None
     if config.init_from:
-        stage_one = load_initial_weights(model, config.init_from)
+        stage_one = load_initial_weights(model, config.init_from, config.new_layers)
+        switch_off_mlps(model, config.no_mlp_layers)
         log(f"starting from {config.init_from} (its step {stage_one['chosen_step']})")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
-    sampler = corpus.CorpusSampler(config.seed, config.mix, config.prefix_share)
+    switch_off_heads(model, config.silent_heads)
+    for layer in config.frozen_mlp_layers:
+        if not 0 <= layer < len(model.transformer.h):
+            raise ValueError(f"--frozen-mlp-layers {layer}: the model has layers 0 to {len(model.transformer.h) - 1}")
+        for param in model.transformer.h[layer].mlp.parameters():
+            param.requires_grad_(False)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
+    sampler = corpus.CorpusSampler(config.seed, config.mix, config.prefix_share, config.continuation_share)
     losses: list[float] = []
     probes: list[dict] = []
     best: tuple[tuple, int, dict] | None = None
@@ -255,7 +396,7 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
         raise RuntimeError(f"model.safetensors is {size} bytes, over the {MAX_WEIGHTS_BYTES} byte limit")
     window = max(1, config.steps // 20)
     record = {
-        "config": asdict(config),
+        "config": json.loads(json.dumps(asdict(config))),  # as saved (tuples become lists)
         "vocab_size": len(tokenizer),
         "n_params": sum(p.numel() for p in model.parameters()),
         "weights_bytes": size,
@@ -273,6 +414,8 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
             "sequences": config.mix,
             "ioi_template_groups": corpus.IOI_GROUP_MIX,
             "ioi_with_earlier_once_mentioned_name": config.prefix_share,
+            "ioi_with_other_continuation": config.continuation_share,
+            "other_continuation_kinds": corpus.CONTINUATION_KINDS,
             "held_out_templates": corpus.HELD_OUT_TEMPLATES,
             "held_out_name_pairs": len(corpus.held_out_pairs()),
         },
@@ -290,6 +433,25 @@ def _parse_mix(text: str) -> dict:
             raise argparse.ArgumentTypeError(f"unknown sequence kind {kind!r}; known: {', '.join(corpus.DEFAULT_MIX)}")
         mix[kind] = float(share)
     return mix
+
+
+def _parse_heads(text: str) -> tuple:
+    import re
+
+    heads = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        match = re.fullmatch(r"L(\d+)H(\d+)", item)
+        if not match:
+            raise SystemExit(f"--silent-heads {item!r}: write heads as L<layer>H<head>, e.g. L3H3")
+        heads.append((int(match.group(1)), int(match.group(2))))
+    return tuple(heads)
+
+
+def _parse_layers(text: str) -> tuple:
+    try:
+        return tuple(int(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        raise SystemExit(f"layers {text!r}: give layer numbers separated by commas, e.g. 2,3") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -313,8 +475,23 @@ def main(argv: list[str] | None = None) -> int:
         help="sequence shares, e.g. ioi=0.7,roll_call=0.12,induction=0.08,filler=0.1",
     )
     parser.add_argument("--prefix-share", type=float, default=defaults.prefix_share, help="share of IOI sentences after a sentence with another name")
+    parser.add_argument(
+        "--continuation-share",
+        type=float,
+        default=defaults.continuation_share,
+        help="share of IOI sentences continuing with a pronoun, an article, another name or the subject instead of the IO",
+    )
+    parser.add_argument("--silent-heads", default="", help="comma-separated heads to switch off, e.g. L3H3")
+    parser.add_argument("--frozen-mlp-layers", default="", help="comma-separated layers whose MLP keeps its starting weights in this stage")
+    parser.add_argument("--no-mlp-layers", default="", help="comma-separated layers whose MLP is switched off (zero, frozen)")
     parser.add_argument("--probe-every", type=int, default=defaults.probe_every, help="0 disables checkpoint selection")
     parser.add_argument("--init-from", default=defaults.init_from, help="start from the weights of an earlier run's output folder")
+    parser.add_argument(
+        "--new-layers",
+        choices=("silent", "random"),
+        default=defaults.new_layers,
+        help="layers added on top of --init-from's: output projections zero (silent) or as freshly initialised (random)",
+    )
     parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
     parser.add_argument("--probe-prompts", type=int, default=defaults.probe_prompts, help="quality prompts per family and split in each probe")
     parser.add_argument("--probe-circuit-prompts", type=int, default=defaults.probe_circuit_prompts, help="circuit prompts per family in each probe")
@@ -334,11 +511,16 @@ def main(argv: list[str] | None = None) -> int:
         probe_prompts=args.probe_prompts,
         probe_circuit_prompts=args.probe_circuit_prompts,
         init_from=args.init_from,
+        new_layers=args.new_layers,
         warmup_steps=args.warmup_steps,
         learning_rate=args.lr,
         answer_weight=args.answer_weight,
         mix=args.mix,
         prefix_share=args.prefix_share,
+        continuation_share=args.continuation_share,
+        no_mlp_layers=_parse_layers(args.no_mlp_layers),
+        silent_heads=_parse_heads(args.silent_heads),
+        frozen_mlp_layers=_parse_layers(args.frozen_mlp_layers),
     )
     train(config, args.out, log=lambda line: print(line, flush=True))
     return 0

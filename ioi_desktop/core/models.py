@@ -146,7 +146,8 @@ class DeviceInfo:
 # ---------------------------------------------------------------- sources
 
 
-def _looks_like_path(source: str) -> bool:
+def looks_like_path(source: str) -> bool:
+    """Whether ``source`` names a folder (a path, or anything that is not a hub name) rather than a hub model."""
     return (
         source.startswith(("/", ".", "~", "\\"))
         or bool(_WINDOWS_DRIVE.match(source))
@@ -234,7 +235,7 @@ def resolve_source(spec: ModelSpec) -> tuple[str, Path, str]:
                 "Reinstall IOI Desktop, or train it with 'python -m ioi_desktop.bundled.train'.",
             )
         return "bundled", folder, BUNDLED_MODEL_NAME
-    if _looks_like_path(source):
+    if looks_like_path(source):
         folder = Path(source).expanduser()
         if not folder.exists():
             raise ModelLoadError(

@@ -94,6 +94,7 @@ class MainWindow(QMainWindow):
         self.about_box: QMessageBox | None = None
         self.pair_builder: QWidget | None = None
         self.options_dialog: QWidget | None = None
+        self.notebook_check_dialog: QWidget | None = None  # Help > Reproduce the Exploratory Analysis Demo
         self.panel_errors: list[str] = []  # panel bugs caught while drawing (shown in the status bar)
         self._run_started = 0.0
         self._last_run_seconds = 0.0
@@ -263,6 +264,9 @@ class MainWindow(QMainWindow):
           "Direct path patching from the selected head into every later head's q, k, v and the logits")
         a("reset_layout", "&Reset layout", self.reset_layout)
         a("about", "&About IOI Desktop", self.show_about)
+        a("reproduce_notebook", "Reproduce the Exploratory Analysis &Demo", self.reproduce_notebook, None,
+          "Load GPT-2 small from the Hugging Face cache, run the TransformerLens demo's steps on its 8 pairs and "
+          "compare every published number with ours")
         self.actions_by_name["cancel"].setEnabled(False)
         self.analysis_actions: dict[str, QAction] = {}
         for info in ANALYSES:
@@ -306,6 +310,8 @@ class MainWindow(QMainWindow):
         self._view_separator = self.view_menu.addSeparator()
         self.view_menu.addAction(acts["reset_layout"])
         help_menu = menu.addMenu("&Help")
+        help_menu.addAction(acts["reproduce_notebook"])
+        help_menu.addSeparator()
         help_menu.addAction(acts["about"])
         self._refresh_recent_menu()
 
@@ -337,6 +343,7 @@ class MainWindow(QMainWindow):
         w.run_finished.connect(self._on_run_finished)
         w.run_failed.connect(self._on_run_failed)
         w.run_cancelled.connect(self._on_run_cancelled)
+        w.notebook_check_finished.connect(self._on_notebook_check_finished)
         self.model_picker.load_requested.connect(self.load_model)
         self.prompt_editor.validity_changed.connect(lambda _ok, _why: self._update_run_enabled())
         self.prompt_editor.build_requested.connect(self.open_pair_builder)
@@ -457,6 +464,40 @@ class MainWindow(QMainWindow):
             return False
         return self.run_only("path_patching", {"senders": f"{layer}.{head}", "receiver_head": "",
                                                "receivers": ["q", "k", "v", "logits"]})
+
+    def reproduce_notebook(self, spec: Any = None, reference_path: Any = None) -> bool:
+        """Help > Reproduce the Exploratory Analysis Demo: GPT-2 small (default) against the published numbers.
+
+        The model becomes the app's model, the notebook set is opened and the
+        panels show the run; a dialog shows the comparison table.
+        """
+        from ioi_desktop.core.models import ModelSpec
+        from ioi_desktop.core.notebook_check import load_reference, missing_model_message
+
+        spec = spec or ModelSpec(source="gpt2")
+        missing = missing_model_message(spec.source)
+        if missing is not None:
+            self.step_label.setText("GPT-2 small is not on this machine.")
+            self.show_message("Reproduce the Exploratory Analysis Demo", missing)
+            return False
+        try:
+            reference = load_reference(reference_path)
+        except IOIError as error:
+            self._report("Reproduce the Exploratory Analysis Demo", error)
+            return False
+        self._run_started = time.monotonic()
+        return self.worker.reproduce_notebook(spec, reference)
+
+    def _on_notebook_check_finished(self, check: Any) -> None:
+        from ioi_desktop.gui.dialogs.notebook_check import NotebookCheckDialog
+
+        self._on_model_loaded(check.handle)
+        self.open_notebook_set()
+        self.show_results(check.results)
+        comparison = check.comparison
+        self.step_label.setText(f"Notebook check: {comparison.n_passed} of {len(comparison.rows)} published numbers agree.")
+        self.notebook_check_dialog = NotebookCheckDialog(comparison, check.handle.info.name, self)
+        self.notebook_check_dialog.open()
 
     def cancel(self) -> None:
         if self.worker.cancel():

@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
+from ioi_desktop.core.grids import strongest_cell
 from ioi_desktop.core.models import ModelSpec
 from ioi_desktop.gui.main_window import MainWindow
 from ioi_desktop.gui.worker import JobFailure
@@ -70,8 +71,8 @@ class SmokeTest(QObject):
             self._fail(f"the results have no {STRONGEST_HEAD_ARRAY} grid")
             return
         grid = np.asarray(results.array(STRONGEST_HEAD_ARRAY))
-        layer, head = np.unravel_index(int(np.argmax(np.abs(grid))), grid.shape)
-        self.strongest_head = (int(layer), int(head))
+        (layer, head), _value = strongest_cell(grid)
+        self.strongest_head = (layer, head)
         self.window.selection.select_head(int(layer), int(head))
         patching = self.window.docks.get("Patching")
         if patching is not None:

@@ -44,6 +44,7 @@ from ioi_desktop.core.runner import CancelToken, Runner
 
 LOAD_MODEL = "load_model"
 RUN = "run"
+NOTEBOOK_CHECK = "notebook_check"
 INVENTORY = "inventory"
 RUN_META = "run_meta"
 # How often queued reports are handed to the GUI, and how long one hand-over may take.
@@ -145,6 +146,7 @@ class Worker(QObject):
     run_finished = Signal(object)
     run_failed = Signal(object)
     run_cancelled = Signal()
+    notebook_check_finished = Signal(object)
 
     _job_submitted = Signal(object)
 
@@ -217,6 +219,10 @@ class Worker(QObject):
     def forward_count(self) -> int:
         """Forward passes over a prompt set made so far (cached runs are reused between runs)."""
         return self._runner.forward_count
+
+    def reproduce_notebook(self, spec: Any, reference: Any) -> bool:
+        """Load ``spec`` (GPT-2 small) and compare the demo's published numbers with ours in the background."""
+        return self.submit(NOTEBOOK_CHECK, lambda context: notebook_check_job(self._runner, spec, reference, context))
 
     def cancel(self) -> bool:
         """Ask the current job to stop at its next unit boundary."""
@@ -297,6 +303,8 @@ class Worker(QObject):
             return
         if job.kind == LOAD_MODEL:
             self.model_loaded.emit(value)
+        elif job.kind == NOTEBOOK_CHECK:
+            self.notebook_check_finished.emit(value)
         else:
             self.run_finished.emit(value)
 
@@ -370,3 +378,28 @@ def run_analyses_job(runner: Runner, handle: Any, prompt_set: Any, request: Any,
         on_start=lambda meta: context.result(RUN_META, meta),
         cancel_token=context.cancel_token,
     )
+
+
+@dataclass(frozen=True)
+class NotebookCheck:
+    """What a notebook check hands back: the loaded model, the comparison and the run's results."""
+
+    handle: Any
+    comparison: Any
+    results: Any
+
+
+def notebook_check_job(runner: Runner, spec: Any, reference: Any, context: JobContext) -> NotebookCheck:
+    """Load the model, run the demo's steps on its 8 pairs, compare with the published numbers."""
+    from ioi_desktop.core import models
+    from ioi_desktop.core.notebook_check import reproduce
+
+    context.progress(0, 1, f"Loading {spec.source} for the notebook check…")
+    handle = models.load_model(spec, progress=lambda message: context.cancel_token.raise_if_cancelled())
+    runner.clear_cache()
+
+    def on_progress(event) -> None:
+        context.progress(event.done, event.total, f"Reproducing the demo: {event.analysis} ({event.message})")
+
+    comparison, results = reproduce(handle, reference, runner, on_progress=on_progress, cancel_token=context.cancel_token)
+    return NotebookCheck(handle, comparison, results)

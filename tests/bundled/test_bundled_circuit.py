@@ -60,6 +60,79 @@ def test_recorded_circuit_numbers_come_back_from_the_weights(report, recomputed)
             assert recomputed["patching"][scheme][key] == pytest.approx(recorded["patching"][scheme][key], abs=1e-3)
 
 
+@pytest.fixture(scope="module")
+def bridge_and_tokenizer():
+    torch.set_num_threads(1)
+    folder = bundled_model_dir()
+    return evaluate.boot_bridge(folder), AutoTokenizer.from_pretrained(str(folder))
+
+
+def test_recorded_calibration_comes_back_from_the_weights(report, bridge_and_tokenizer):
+    """Mean logit diff, mean p(IO) and the other continuations' mass, recomputed independently with to_tokens."""
+    bridge, _ = bridge_and_tokenizer
+    recorded = report["calibration"]
+    tokens = bridge.to_tokens([p for p, _, _ in corpus.DEMO_PROMPTS])
+    with torch.no_grad():
+        probs = bridge(tokens)[:, -1].softmax(-1)
+        logits = bridge(tokens)[:, -1]
+    io = [bridge.to_single_token(f" {io}") for _, io, _ in corpus.DEMO_PROMPTS]
+    s = [bridge.to_single_token(f" {s}") for _, _, s in corpus.DEMO_PROMPTS]
+    rows = torch.arange(8)
+    mean_ld = float((logits[rows, io] - logits[rows, s]).mean())
+    mean_p = float(probs[rows, io].mean())
+    assert mean_ld == pytest.approx(recorded["mean_logit_diff"], abs=1e-3)
+    assert mean_p == pytest.approx(recorded["mean_p_correct"], abs=1e-4)
+    # "When John and Mary went to the shops, John/Mary gave the bag to": rows 0 and 1.
+    names = {bridge.to_single_token(f" {n}") for n in corpus.load_word_lists().names}
+    kinds = {"pronoun": [" him", " her"], "article": [" the", " a", " an"]}
+    unknown = bridge.tokenizer.unk_token_id
+    for kind, words in kinds.items():
+        ids = [i for i in (bridge.to_single_token(w) for w in words) if i != unknown]  # a word the vocabulary lacks counts for nothing
+        mass = float(probs[:2, ids].sum(-1).mean()) if ids else 0.0
+        assert mass == pytest.approx(recorded["gave_the_bag_to"]["other_mass"][kind], abs=1e-4), kind
+    other = float(np.mean([probs[r, sorted(names - {io[r], s[r]})].sum() for r in (0, 1)]))
+    assert other == pytest.approx(recorded["gave_the_bag_to"]["other_mass"]["other_name"], abs=1e-4)
+    lo, hi = evaluate.CALIBRATION_LOGIT_DIFF
+    plo, phi = evaluate.CALIBRATION_P_CORRECT
+    mass = recorded["gave_the_bag_to"]["other_mass"]
+    assert recorded["calibration_ok"] == (
+        lo <= mean_ld <= hi and plo <= mean_p <= phi and sum(mass.values()) >= evaluate.OTHER_MASS_BAR and min(mass.values()) >= evaluate.OTHER_KIND_BAR
+    )
+
+
+def test_recorded_backup_and_induction_come_back_from_the_weights(report, recomputed, bridge_and_tokenizer):
+    """The name mover's zero-ablation at END, recomputed with a hand-written hook, and the induction scores."""
+    bridge, tokenizer = bridge_and_tokenizer
+    recorded = report["circuit"]["backup"]
+    if recorded is None:
+        assert recomputed["backup"] is None and not report["circuit"]["criteria"]["name_mover_heads"]
+    else:
+        np.testing.assert_allclose(recomputed["backup"]["dla_ablated"], recorded["dla_ablated"], atol=1e-3)
+        assert recomputed["backup"]["backup_heads"] == recorded["backup_heads"]
+        layer, head = recorded["name_mover"]
+        prompts = [p for ps in corpus.eval_prompts(EVAL_SEED + 2, CIRCUIT_PROMPTS, held_out_templates=False).values() for p in ps]
+        batch = evaluate.build_batch(tokenizer, prompts)
+        rows = torch.arange(len(prompts))
+
+        def silence(z, hook):
+            z[rows, batch.end_pos, head] = 0.0
+            return z
+
+        with torch.no_grad():
+            ablated = evaluate.logit_diffs(bridge.run_with_hooks(batch.tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", silence)]), batch)
+        assert float(ablated.mean()) == pytest.approx(recorded["logit_diff_ablated"], abs=1e-3)
+        clean, after = np.array(recorded["dla_clean"]), np.array(recorded["dla_ablated"])
+        rise = after - clean
+        expected = [
+            [l, h] for l in range(clean.shape[0]) for h in range(clean.shape[1])
+            if (l, h) != (layer, head) and rise[l, h] >= evaluate.BACKUP_RISE_BAR * abs(clean[l, h]) and rise[l, h] >= evaluate.BACKUP_MIN_SHARE * clean[layer, head]
+        ]
+        assert recorded["backup_heads"] == expected
+    types = evaluate.head_type_scores(bridge, tokenizer)  # the app's defaults, as evaluate_folder records them
+    np.testing.assert_allclose(types["induction"], report["head_types"]["induction"], atol=1e-4)
+    assert report["stretch"]["induction_heads"] == [[l, h] for l, row in enumerate(types["induction"]) for h, v in enumerate(row) if v >= evaluate.INDUCTION_BAR]
+
+
 def test_criteria_flags_agree_with_the_recomputed_numbers(recomputed):
     """Each of issue 3's required criteria, checked from the raw grids rather than from evaluate's own flags."""
     attention, dla, criteria = recomputed["attention"], np.array(recomputed["dla"]), recomputed["criteria"]
@@ -77,6 +150,11 @@ def test_criteria_flags_agree_with_the_recomputed_numbers(recomputed):
         layers = [layer for layer, row in enumerate(result["effects"]) if np.abs(row).max() >= evaluate.PATCHING_BAR]
         ok = ok and result["gap"] >= evaluate.GAP_BAR and len(layers) >= 2
     assert criteria["patching_ok"] == ok
+    # A GPT-2-style name mover: END->IO, a positive direct effect, and a z-patching effect under ABC.
+    abc = np.array(recomputed["patching"]["abc"]["effects"])
+    name_movers = (np.array(attention["end_to_io"]) >= evaluate.MOVER_ATTENTION_BAR) & (dla > 0) & (abc >= evaluate.PATCHING_BAR)
+    assert criteria["name_mover_heads"] == [[int(l), int(h)] for l, h in zip(*np.nonzero(name_movers))]
+    assert criteria["name_mover_ok"] == bool(name_movers.any())
 
 
 def test_the_shipped_model_meets_what_its_card_claims(report):
@@ -84,9 +162,20 @@ def test_the_shipped_model_meets_what_its_card_claims(report):
     criteria = report["circuit"]["criteria"]
     assert criteria["mover_ok"] and criteria["patching_ok"]
     text = (bundled_model_dir() / "README.md").read_text(encoding="utf-8")
-    for flag, bullet in (("duplicate_ok", "- Duplicate-token head"), ("mover_ok", "- Mover head"), ("patching_ok", "- Per-head z patching")):
+    calibration = report["calibration"]
+    for flags, flag, bullet in (
+        (criteria, "duplicate_ok", "- Duplicate-token head"),
+        (criteria, "mover_ok", "- Mover head"),
+        (criteria, "patching_ok", "- Per-head z patching"),
+        (criteria, "name_mover_ok", "- Name mover, GPT-2 style"),
+        (calibration, "logit_diff_ok", "- Mean logit(IO) - logit(S) in"),
+        (calibration, "p_correct_ok", "- Mean p(IO) in"),
+        (calibration, "other_mass_ok", '- After "gave the bag to"'),
+        (report["stretch"], "backup_ok", "- Stretch, a backup name mover"),
+        (report["stretch"], "induction_ok", "- Stretch, an induction head"),
+    ):
         line = next(line for line in text.splitlines() if line.startswith(bullet))
-        assert ("NOT met" not in line) == criteria[flag], line
+        assert ("NOT met" not in line) == flags[flag], line
 
 
 def test_roles_file_and_card_are_derived_from_the_recorded_evaluation(report):

@@ -95,3 +95,30 @@ def test_duplicate_score_takes_the_weaker_name_order():
     np.testing.assert_allclose(evaluate.duplicate_scores(attention), [[0.02, 0.55]])
     # Without per-order numbers (older reports) the mean is all there is.
     np.testing.assert_allclose(evaluate.duplicate_scores({"s2_to_s1": [[0.5, 0.6]]}), [[0.5, 0.6]])
+
+
+def test_other_continuations_replace_the_answer_in_their_share_only():
+    """About 40% of IOI sentences continue with a pronoun, an article, a new name or the subject; the slot stays weighted."""
+    names = set(corpus.load_word_lists().names)
+    sampler = corpus.CorpusSampler(7, continuation_share=0.4)
+    kinds = Counter()
+    n = 4000
+    for _ in range(n):
+        segments = sampler.ioi()
+        text, (answer, weighted) = segments[0][0], segments[1]
+        assert weighted and all(not w for _, w in segments[2:])  # the answer slot alone is weighted
+        word = answer.strip()
+        if word in corpus.PRONOUNS:
+            kinds["pronoun"] += 1
+        elif word in corpus.ARTICLES:
+            kinds["article"] += 1
+            assert segments[2][0].strip() in corpus.load_word_lists().animals
+        else:
+            assert word in names
+            kinds["named before" if re.search(rf"\b{word}\b", text) else "new name"] += 1
+    expected = {"pronoun": 0.4 * 0.45, "article": 0.4 * 0.30, "new name": 0.4 * 0.22, "named before": 0.6 + 0.4 * 0.03}
+    for kind, share in expected.items():
+        assert abs(kinds[kind] / n - share) < 0.025, (kind, kinds[kind] / n)
+    # Without the share, every IOI sentence still ends with the indirect object (the original corpus).
+    plain = corpus.CorpusSampler(7)
+    assert all(len(plain.ioi()) == 2 for _ in range(300))

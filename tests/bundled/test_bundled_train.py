@@ -62,3 +62,127 @@ def test_a_second_stage_starts_from_the_first_stage_weights(tmp_path):
         train(TrainingConfig(seed=1, steps=1, init_from=str(tmp_path / "stage1"), **wider), tmp_path / "bad", log=lambda line: None)
     with pytest.raises(FileNotFoundError, match="expected training.json and model.safetensors"):
         train(TrainingConfig(seed=1, steps=1, init_from=str(tmp_path / "nothing"), **tiny), tmp_path / "bad2", log=lambda line: None)
+
+
+def test_a_third_stage_records_the_whole_chain(tmp_path):
+    from ioi_desktop.bundled import card
+
+    torch.set_num_threads(1)
+    tiny = dict(batch_size=8, n_layer=1, n_head=2, d_model=32, mlp_inner=32, warmup_steps=1, probe_every=0, learning_rate=1e-2)
+    train(TrainingConfig(seed=0, steps=3, **tiny), tmp_path / "stage1", log=lambda line: None)
+    train(TrainingConfig(seed=1, steps=2, init_from=str(tmp_path / "stage1"), **tiny), tmp_path / "stage2", log=lambda line: None)
+    third = train(
+        TrainingConfig(seed=2, steps=2, init_from=str(tmp_path / "stage2"), continuation_share=0.4, **tiny), tmp_path / "stage3", log=lambda line: None
+    )
+    chain = card.stages(third)
+    assert [stage["config"]["seed"] for stage in chain] == [0, 1, 2]
+    commands = card._train_commands(tmp_path / "ioi-mini", third)
+    assert len(commands) == 3 and "--init-from" not in commands[0]
+    assert commands[1].endswith("--init-from build/ioi-mini-stage1") and "--out build/ioi-mini-stage2" in commands[1]
+    assert "--continuation-share 0.4" in commands[2] and commands[2].endswith("--init-from build/ioi-mini-stage2")
+    assert "--out resources/models/ioi-mini" in commands[2]
+
+
+def test_switched_off_mlps_stay_zero_through_training(tmp_path):
+    import pytest
+    from safetensors.torch import load_file
+
+    torch.set_num_threads(1)
+    config = TrainingConfig(seed=0, steps=5, batch_size=8, n_layer=2, n_head=2, d_model=32, mlp_inner=16, warmup_steps=1, probe_every=0, no_mlp_layers=(1,))
+    train(config, tmp_path, log=lambda line: None)
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    for name in ("c_fc.weight", "c_fc.bias", "c_proj.weight", "c_proj.bias"):
+        assert weights[f"transformer.h.1.mlp.{name}"].abs().max() == 0, name
+    assert weights["transformer.h.0.mlp.c_proj.weight"].abs().max() > 0  # the other layer's MLP trains
+    with pytest.raises(ValueError, match="the model has layers 0 to 1"):
+        build_model(TrainingConfig(n_layer=2, n_head=2, d_model=32, no_mlp_layers=(2,)), vocab_size=50, bos_id=0)
+
+
+def test_a_deeper_stage_starts_from_the_shallower_function(tmp_path):
+    """A stage with more layers than the one it starts from computes the same logits at its start."""
+    from ioi_desktop.bundled.train import load_initial_weights
+
+    torch.set_num_threads(1)
+    tiny = dict(batch_size=8, n_head=2, d_model=32, mlp_inner=16, warmup_steps=1, probe_every=0, learning_rate=1e-2)
+    train(TrainingConfig(seed=0, steps=5, n_layer=1, **tiny), tmp_path / "shallow", log=lambda line: None)
+    tokenizer = build_tokenizer()
+    shallow = build_model(TrainingConfig(n_layer=1, **tiny), len(tokenizer), 0)
+    deep = build_model(TrainingConfig(n_layer=2, seed=3, **tiny), len(tokenizer), 0)
+    assert "new_layers" not in load_initial_weights(shallow, tmp_path / "shallow")
+    assert load_initial_weights(deep, tmp_path / "shallow")["new_layers"] == [1]
+    tokens = torch.tensor([tokenizer("When John and Mary went to the shops, John gave the bag to")["input_ids"]])
+    with torch.no_grad():
+        torch.testing.assert_close(deep(tokens).logits, shallow(tokens).logits)
+    # The added layer is not frozen: a few steps move its output projection off zero.
+    record = train(TrainingConfig(seed=1, steps=3, n_layer=2, init_from=str(tmp_path / "shallow"), **tiny), tmp_path / "deep", log=lambda line: None)
+    assert record["init_from"]["new_layers"] == [1]
+    from safetensors.torch import load_file
+
+    assert load_file(str(tmp_path / "deep" / "model.safetensors"))["transformer.h.1.attn.c_proj.weight"].abs().max() > 0
+
+
+def test_an_earlier_run_with_fewer_words_seeds_a_larger_vocabulary(tmp_path):
+    """Words are only appended to the vocabulary, so an older run's embedding rows keep their ids; new words start fresh."""
+    import pytest
+    from safetensors.torch import load_file, save_file
+
+    from ioi_desktop.bundled.train import load_initial_weights
+
+    torch.set_num_threads(1)
+    tiny = dict(batch_size=8, n_layer=1, n_head=2, d_model=32, mlp_inner=16, warmup_steps=1, probe_every=0)
+    train(TrainingConfig(seed=0, steps=3, **tiny), tmp_path / "old", log=lambda line: None)
+    # Make it look like a run from before the last two words were added.
+    weights = load_file(str(tmp_path / "old" / "model.safetensors"))
+    weights["transformer.wte.weight"] = weights["transformer.wte.weight"][:-2].clone()
+    save_file(weights, str(tmp_path / "old" / "model.safetensors"))
+    document = json.loads((tmp_path / "old" / "tokenizer.json").read_text())
+    vocab = document["model"]["vocab"]
+    last = sorted(vocab, key=vocab.get)[-2:]
+    for token in last:
+        del vocab[token]
+    (tmp_path / "old" / "tokenizer.json").write_text(json.dumps(document))
+    model = build_model(TrainingConfig(**tiny), len(build_tokenizer()), 0)
+    stage = load_initial_weights(model, tmp_path / "old")
+    assert stage["new_tokens"] == last == ["Ġhim", "Ġher"]
+    torch.testing.assert_close(model.transformer.wte.weight[:-2], weights["transformer.wte.weight"])
+    # A vocabulary that is not a prefix of today's (ids would change meaning) is refused.
+    vocab["Ġzebra"] = vocab.pop(sorted(vocab, key=vocab.get)[-1])
+    (tmp_path / "old" / "tokenizer.json").write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="its weights have other shapes"):
+        load_initial_weights(build_model(TrainingConfig(**tiny), len(build_tokenizer()), 0), tmp_path / "old")
+
+
+def test_silent_heads_write_nothing_and_stay_silent(tmp_path):
+    from safetensors.torch import load_file
+
+    torch.set_num_threads(1)
+    config = TrainingConfig(seed=0, steps=5, batch_size=8, n_layer=2, n_head=2, d_model=32, mlp_inner=16, warmup_steps=1, probe_every=0, silent_heads=((1, 0),))
+    train(config, tmp_path, log=lambda line: None)
+    projection = load_file(str(tmp_path / "model.safetensors"))["transformer.h.1.attn.c_proj.weight"]  # [heads * d_head, d_model]
+    assert projection[:16].abs().max() == 0 and projection[16:].abs().max() > 0
+    import pytest
+
+    from ioi_desktop.bundled.train import switch_off_heads
+
+    with pytest.raises(ValueError, match="heads 0 to 1"):
+        switch_off_heads(build_model(TrainingConfig(n_layer=2, n_head=2, d_model=32), vocab_size=50, bos_id=0), ((0, 2),))
+
+
+def test_a_shallower_stage_keeps_the_lower_layers_and_frozen_mlps_keep_their_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    from ioi_desktop.bundled.train import load_initial_weights
+
+    torch.set_num_threads(1)
+    tiny = dict(batch_size=8, n_head=2, d_model=32, mlp_inner=16, warmup_steps=1, probe_every=0, learning_rate=1e-2)
+    train(TrainingConfig(seed=0, steps=5, n_layer=2, **tiny), tmp_path / "deep", log=lambda line: None)
+    before = load_file(str(tmp_path / "deep" / "model.safetensors"))
+    shallow = build_model(TrainingConfig(n_layer=1, **tiny), len(build_tokenizer()), 0)
+    assert load_initial_weights(shallow, tmp_path / "deep")["dropped_layers"] == [1]
+    torch.testing.assert_close(shallow.transformer.h[0].attn.c_attn.weight, before["transformer.h.0.attn.c_attn.weight"])
+    # Training on with layer 1's MLP frozen: it keeps the weights it started with, the rest moves.
+    train(TrainingConfig(seed=1, steps=3, n_layer=2, init_from=str(tmp_path / "deep"), frozen_mlp_layers=(1,), **tiny), tmp_path / "next", log=lambda line: None)
+    after = load_file(str(tmp_path / "next" / "model.safetensors"))
+    for name in ("c_fc.weight", "c_proj.weight"):
+        torch.testing.assert_close(after[f"transformer.h.1.mlp.{name}"], before[f"transformer.h.1.mlp.{name}"])
+    assert not torch.equal(after["transformer.h.0.mlp.c_fc.weight"], before["transformer.h.0.mlp.c_fc.weight"])

@@ -21,7 +21,7 @@ def test_screenshots_of_the_bundled_model_show_its_circuit_heads(qapp, tmp_path)
     assert roles.stat().st_mtime_ns == before, "an up-to-date roles.json was rewritten"
     heads = screenshots.circuit_heads(bundled_model_dir())
     names = [shot.file for shot in shots]
-    expected = ["patching_head_z.png", "attribution.png", "logit_lens.png"]
+    expected = ["patching_head_z.png", "attribution.png", "logit_lens.png", "head_types.png"]
     expected += [f"attention_{kind}_L{layer}H{head}.png" for kind, (layer, head) in heads.items()]
     assert names == expected + ["window.png"]
     assert json.loads((tmp_path / "screenshots.json").read_text()) == [shot.__dict__ for shot in shots]

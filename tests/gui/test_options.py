@@ -50,7 +50,7 @@ def test_dialog_edits_options_and_blocks_ok_without_a_sweep(qtbot):
     assert chosen["analyses"] == [name for name in ALL_ANALYSES if name != "dla"]
     assert chosen["batch_size"] == 8
     assert chosen["options"]["patching"] == {"sweeps": ["head_pattern"], "engine": "bridge"}
-    assert chosen["options"]["logit_lens"] == {"top_k": 12}
+    assert chosen["options"]["logit_lens"] == {"top_k": 12, "lens_norm": "cached_final"}
     assert chosen["options"]["ablation"]["heads"] == "1.2,0.3"
     assert chosen["options"]["head_scores"]["seed"] == 42
     assert ok.isEnabled()
@@ -126,3 +126,21 @@ def test_a_run_uses_the_chosen_options(qtbot, loaded_window):
     assert not results.has_array("patch_resid_pre") and not results.has_array("patch_head_v")
     assert results.array("logit_lens_grid_top_ids").shape[-1] == 3
     assert results.meta["options"]["patching"]["sweeps"] == ["head_z"]
+
+
+def test_lens_norm_and_head_score_sequences_are_options_in_the_dialog(qtbot):
+    """The logit-difference lens's LayerNorm choice and the head-score sequences are set like any option."""
+    dialog = AnalysisOptionsDialog(Workbench().settings())
+    qtbot.addWidget(dialog)
+    lens_norm = dialog.editors["logit_lens"]["lens_norm"]
+    assert lens_norm.value() == "cached_final" and "notebook" in lens_norm.widget.toolTip()
+    lens_norm.widget.setCurrentText("recompute")
+    dialog.editors["head_scores"]["prepend_bos"].widget.setCurrentText("no")
+    dialog.editors["head_scores"]["token_pool"].widget.setCurrentText("id_range")
+    chosen = dialog.settings()
+    assert chosen["options"]["logit_lens"] == {"top_k": 5, "lens_norm": "recompute"}
+    assert chosen["options"]["head_scores"]["prepend_bos"] == "no"
+    assert chosen["options"]["head_scores"]["token_pool"] == "id_range"
+    bench = Workbench()
+    bench.apply_settings(chosen)
+    assert bench.options["logit_lens"].lens_norm == "recompute"

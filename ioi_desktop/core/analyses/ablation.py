@@ -31,7 +31,6 @@ with DLA after it costs about one forward pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -55,9 +54,7 @@ METHODS = ("zero", "mean", "reference", "resample")
 PRESET = "Backup heads of the strongest DLA head"
 
 
-@dataclass(frozen=True)
-class Options(AnalysisOptions):
-    analysis = NAME
+class Options(AnalysisOptions, analysis=NAME):
     heads: str = option("", "Heads to ablate as LAYER.HEAD, comma-separated (e.g. 9.9,9.6); empty: the head "
                         "with the largest positive DLA at END (the backup-name-mover preset)")
     mlp_layers: str = option("", "MLP layers to ablate too, comma-separated (e.g. 0,3); empty: none")
@@ -69,10 +66,7 @@ class Options(AnalysisOptions):
                             "(or resample); empty: the prompt set itself")
 
 
-@dataclass(frozen=True, eq=False)
-class Result(AnalysisResult):
-    analysis = NAME
-    title = "Ablation what-if"
+class Result(AnalysisResult, analysis=NAME, title="Ablation what-if"):
     ablation_logit_diff: Float32[np.ndarray, "prompt"] | None = array(
         "logit difference at END after the ablation, clean prompts")
     ablation_logit_diff_clean: Float32[np.ndarray, "prompt"] | None = array(

@@ -11,35 +11,21 @@ labels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 from jaxtyping import Float32
 
 from ioi_desktop.core import hooks
-from ioi_desktop.core.analyses.base import (
-    AnalysisContext,
-    AnalysisOptions,
-    AnalysisResult,
-    Positions,
-    Progress,
-    array,
-    labels,
-    meta,
-)
+from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisOptions, AnalysisResult, Positions, Progress, array, labels, meta
 
 NAME = "attention"
 
 
-@dataclass(frozen=True)
-class Options(AnalysisOptions):
-    analysis = NAME
+class Options(AnalysisOptions, analysis=NAME):
+    """No options."""
 
 
-@dataclass(frozen=True, eq=False)
-class Result(AnalysisResult):
-    analysis = NAME
-    title = "Attention patterns"
+class Result(AnalysisResult, analysis=NAME, title="Attention patterns"):
     attention_pattern: Float32[np.ndarray, "prompt layer head query_pos key_pos"] | None = array(
         "softmax attention of every head on every clean prompt; 0 from and to padding")
     prompt_labels: tuple[str, ...] | None = labels("prompt", "each prompt's text without BOS")

@@ -3,11 +3,11 @@
 An analysis module (``ioi_desktop/core/analyses/<name>.py``) exposes:
 
 - ``NAME``: its registry name (``"logit_diff"``, ``"patching"``, ...);
-- ``Options``: a frozen dataclass derived from :class:`AnalysisOptions` whose
+- ``Options``: ``class Options(AnalysisOptions, analysis=NAME)``, a frozen dataclass whose
   fields are made with :func:`option` (default, bounds or choices, one line of
   help). The options dialog, the CLI's ``--set`` / ``--list-options``, the
   settings and session files are all derived from it;
-- ``Result``: a frozen dataclass derived from :class:`AnalysisResult` whose
+- ``Result``: ``class Result(AnalysisResult, analysis=NAME, title=...)``, a frozen dataclass whose
   fields are (1) arrays, annotated with jaxtyping (``Float32[np.ndarray,
   "layer head"]``: dtype and named axes, TransformerLens's axis words) and
   made with :func:`array`, the field name being the array's name in
@@ -199,15 +199,22 @@ def option(default: Any, help: str, *, low: float | None = None, high: float | N
                                            "choices": tuple(choices), "none_text": none_text})
 
 
+@typing.dataclass_transform(frozen_default=True, field_specifiers=(field,))
 class AnalysisOptions:
-    """Base of every analysis's frozen ``Options`` dataclass.
+    """Base of every analysis's ``Options``: ``class Options(AnalysisOptions, analysis=NAME)``.
 
-    Values are checked when an instance is made (``Options(top_k=0)`` raises
-    AnalysisError naming the option, the value and the allowed range), so an
-    ``Options`` object is always valid.
+    A subclass is made a frozen dataclass. Values are checked when an
+    instance is made (``Options(top_k=0)`` raises AnalysisError naming the
+    option, the value and the allowed range), so an ``Options`` object is
+    always valid.
     """
 
     analysis: ClassVar[str] = ""
+
+    def __init_subclass__(cls, analysis: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.analysis = analysis or cls.analysis
+        dataclass(frozen=True)(cls)
 
     def __post_init__(self) -> None:
         for spec in self.specs():
@@ -427,8 +434,12 @@ def meta(help: str, default: Any = None) -> Any:
     return field(default=default, metadata={"kind": "meta", "help": help})
 
 
+@typing.dataclass_transform(frozen_default=True, field_specifiers=(field,))
 class AnalysisResult:
-    """Base of every analysis's frozen ``Result`` dataclass (see the module docstring).
+    """Base of every analysis's ``Result``: ``class Result(AnalysisResult, analysis=NAME, title="...")``.
+
+    A subclass is made a frozen dataclass (compared by identity: its fields are
+    arrays); see the module docstring for its fields.
 
     Made instances are checked: every array has its annotated dtype and
     number of axes, is C-contiguous and finite; one axis name has one size
@@ -438,6 +449,12 @@ class AnalysisResult:
 
     analysis: ClassVar[str] = ""
     title: ClassVar[str] = ""
+
+    def __init_subclass__(cls, analysis: str = "", title: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.analysis = analysis or cls.analysis
+        cls.title = title or cls.title
+        dataclass(frozen=True, eq=False)(cls)
 
     def __post_init__(self) -> None:
         sizes: dict[str, tuple[int, str]] = {}

@@ -13,38 +13,23 @@ their probabilities.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from jaxtyping import Float32, Int32
 
-from ioi_desktop.core.analyses.base import (
-    AnalysisContext,
-    AnalysisOptions,
-    AnalysisResult,
-    Progress,
-    array,
-    labels,
-    meta,
-    option,
-)
+from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisOptions, AnalysisResult, Progress, array, labels, meta, option
 from ioi_desktop.core.errors import AnalysisError
 
 NAME = "logit_diff"
 MAX_TOP_K = 100
 
 
-@dataclass(frozen=True)
-class Options(AnalysisOptions):
-    analysis = NAME
+class Options(AnalysisOptions, analysis=NAME):
     top_k: int = option(5, "How many most likely next tokens to keep per prompt", low=1, high=MAX_TOP_K)
 
 
-@dataclass(frozen=True, eq=False)
-class Result(AnalysisResult):
-    analysis = NAME
-    title = "Logit difference"
+class Result(AnalysisResult, analysis=NAME, title="Logit difference"):
     logit_diff_clean: Float32[np.ndarray, "prompt"] | None = array("logit(correct) - logit(incorrect) at END, clean prompts")
     logit_diff_p_correct_clean: Float32[np.ndarray, "prompt"] | None = array("p(correct) at END, clean prompts")
     logit_diff_top_ids_clean: Int32[np.ndarray, "prompt rank"] | None = array("top-k next-token ids at END, clean prompts")

@@ -39,17 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 from jaxtyping import Float32
 
-from ioi_desktop.core.analyses.base import (
-    AnalysisContext,
-    AnalysisOptions,
-    AnalysisResult,
-    Positions,
-    Progress,
-    array,
-    labels,
-    meta,
-    option,
-)
+from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisOptions, AnalysisResult, Positions, Progress, array, labels, meta, option
 from ioi_desktop.core.errors import AnalysisError
 
 NAME = "patching"
@@ -94,18 +84,13 @@ NORMALIZATION = (
 ENGINES = ("auto", "fast", "bridge")
 
 
-@dataclass(frozen=True)
-class Options(AnalysisOptions):
-    analysis = NAME
+class Options(AnalysisOptions, analysis=NAME):
     sweeps: tuple[str, ...] = option(tuple(SWEEPS), "The grids to patch", choices=tuple(SWEEPS))
     engine: str = option("auto", "Patching engine: auto (fast plain-torch where it is exact, else bridge blocks), "
                          "fast or bridge", choices=ENGINES)
 
 
-@dataclass(frozen=True, eq=False)
-class Result(AnalysisResult):
-    analysis = NAME
-    title = "Activation patching"
+class Result(AnalysisResult, analysis=NAME, title="Activation patching"):
     patch_resid_pre: Float32[np.ndarray, "layer pos"] | None = array("residual stream before each layer, per position")
     patch_resid_pre_raw: Float32[np.ndarray, "layer pos"] | None = array("the same, patched mean logit difference")
     patch_attn_out: Float32[np.ndarray, "layer pos"] | None = array("attention layer output, per position")

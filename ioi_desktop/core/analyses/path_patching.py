@@ -30,7 +30,6 @@ only what that changes, many receivers or senders per pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,9 +52,7 @@ NAME = "path_patching"
 RECEIVERS = ("q", "k", "v", "logits")
 
 
-@dataclass(frozen=True)
-class Options(AnalysisOptions):
-    analysis = NAME
+class Options(AnalysisOptions, analysis=NAME):
     senders: str = option("", "Sender heads as LAYER.HEAD, comma-separated (e.g. 7.3,7.9); empty: the head with "
                           "the largest positive DLA at END")
     receivers: tuple[str, ...] = option(("q", "logits"), "Receiver inputs: every later head's q, k or v, and "
@@ -64,10 +61,7 @@ class Options(AnalysisOptions):
                                 "empty: the forward question from the senders")
 
 
-@dataclass(frozen=True, eq=False)
-class Result(AnalysisResult):
-    analysis = NAME
-    title = "Path patching"
+class Result(AnalysisResult, analysis=NAME, title="Path patching"):
     path_patch_q: Float32[np.ndarray, "layer head"] | None = array(
         "senders -> each receiver head's query input (reverse question: each sender -> the receiver's query)")
     path_patch_q_raw: Float32[np.ndarray, "layer head"] | None = array("the same, patched mean logit difference")

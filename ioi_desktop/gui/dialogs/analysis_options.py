@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -87,6 +87,8 @@ class OptionEditor:
             self.widget.setRange(low - 1 if spec.none_text else low, high)
             if spec.none_text:
                 self.widget.setSpecialValueText(_AUTOMATIC)
+        if spec.kind in ("int", "float", "choice"):
+            self.widget.setMaximumWidth(220)
         self.widget.setToolTip(f"{spec.help} ({spec.allowed()}; default {spec.default_text()})")
         self.widget.setObjectName(f"option_{spec.key}")
         self.set_value(spec.default)
@@ -154,6 +156,7 @@ class AnalysisOptionsDialog(QDialog):
         self.batch_spin = QSpinBox()
         self.batch_spin.setRange(0, MAX_BATCH_SIZE)
         self.batch_spin.setSpecialValueText(_AUTOMATIC)
+        self.batch_spin.setMaximumWidth(220)
         self.batch_spin.setToolTip("Prompts per forward pass; smaller uses less memory, automatic picks for you")
         run_form.addRow("Batch size:", self.batch_spin)
         layout.addWidget(run_box)
@@ -183,6 +186,7 @@ class AnalysisOptionsDialog(QDialog):
         body_layout.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(body)
         scroll.setMinimumHeight(360)
         layout.addWidget(scroll, 1)
@@ -197,7 +201,7 @@ class AnalysisOptionsDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         self.buttons.button(QDialogButtonBox.StandardButton.RestoreDefaults).clicked.connect(self.restore_defaults)
         layout.addWidget(self.buttons)
-        self.resize(640, 720)
+        self.resize(max(860, self.sizeHint().width()), 720)
         self.set_settings(settings)
 
     def set_settings(self, settings: Mapping[str, Any]) -> None:

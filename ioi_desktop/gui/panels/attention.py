@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from ioi_desktop.core.analyses import attention
+from ioi_desktop.core.grids import strongest_cell
 from ioi_desktop.core.selection import Selection
 from ioi_desktop.gui.panels.result_panel import ResultPanel
 from ioi_desktop.gui.widgets.export import export_grid_csv
@@ -225,7 +226,7 @@ class AttentionPanel(ResultPanel):
         self.strip.set_selected(query)
         key = self.selection.key_pos
         if key is None or key >= pattern.shape[1]:
-            key = int(np.argmax(weights))
+            key = strongest_cell(weights, by="max")[0][0]
         self.heatmap.set_selected((query, key))
         tokens = self._tokens(self.shown_head()[0], pattern.shape[0])
         strongest = ", ".join(f"{k} {tokens[k].strip()!r} {weights[k]:.2f}" for k in self.strip.strongest(3))

@@ -18,6 +18,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
 
 from ioi_desktop.core.analyses import dla
+from ioi_desktop.core.grids import strongest_cell
 from ioi_desktop.core.selection import Selection
 from ioi_desktop.gui.panels.result_panel import ResultPanel
 from ioi_desktop.gui.widgets.bar_chart import BarChart
@@ -93,8 +94,8 @@ class AttributionPanel(ResultPanel):
         if heads is not None:
             self.heads.set_titles(f"Per head<br>({scope})", "layer", "head")
             self.heads.set_data(heads, signed=True)
-            layer, head = divmod(int(abs(heads).argmax()), heads.shape[1])
-            parts.append(f"strongest head L{layer}H{head} ({float(heads[layer, head]):+.3g})")
+            (layer, head), value = strongest_cell(heads)
+            parts.append(f"strongest head L{layer}H{head} ({value:+.3g})")
         self.status.setText(f"Direct logit attribution, {scope}: " + "; ".join(parts)
                             + ". Blue raises the correct answer, red lowers it.")
 

@@ -3,7 +3,9 @@
 Each score is the head's average attention to the key a head of that type
 would attend to, measured on repeated random tokens (as in TransformerLens's
 demo), so all three grids share one sequential colour scale from 0 to 1.
-Clicking a head selects it everywhere.
+Clicking a head selects it everywhere. A note under the grids says how the
+sequences were made (from the result's meta) and why a model trained on short
+texts scores lower than on its own prompts.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ioi_desktop.core.analyses import head_scores
+from ioi_desktop.core.grids import strongest_cell
 from ioi_desktop.gui.panels.result_panel import ResultPanel
 from ioi_desktop.gui.widgets.export import export_grid_csv
 from ioi_desktop.gui.widgets.heatmap import Heatmap
@@ -41,6 +44,10 @@ class HeadScoresPanel(ResultPanel):
         top.addWidget(self.status, 1)
         top.addWidget(self.roles_checkbox)
         layout.addLayout(top)
+        self.note = QLabel("")
+        self.note.setWordWrap(True)
+        self.note.setObjectName("head_scores_note")
+        layout.addWidget(self.note)
         grids = QHBoxLayout()
         self.heatmaps: dict[str, Heatmap] = {}
         for name, title in SCORES:
@@ -75,11 +82,24 @@ class HeadScoresPanel(ResultPanel):
             for name, title in SCORES:
                 values = self.results.array(name)
                 if values is not None:
-                    layer, head = np.unravel_index(int(np.argmax(values)), values.shape)
-                    top.append(f"{title.split()[0].lower()}: L{layer}H{head} ({values[layer, head]:.2f})")
+                    (layer, head), value = strongest_cell(values, by="max")
+                    top.append(f"{title.split()[0].lower()}: L{layer}H{head} ({value:.2f})")
             self.status.setText("Strongest heads — " + "; ".join(top) + ". Click a head to inspect it.")
+            self.note.setText(self.sequence_note())
         else:
             self.status.setText("These results have no head scores; run the head-scores analysis.")
+
+    def sequence_note(self) -> str:
+        """How the scored sequences were made, and why scores can sit below a head's attention on real prompts."""
+        meta = self.results.meta_of("head_score_dup", "seq_len") if self.results is not None else None
+        if not isinstance(meta, int):
+            return ""
+        get = lambda key: self.results.meta_of("head_score_dup", key)  # noqa: E731
+        words = "distinct random word tokens" if get("token_pool") == "words" else "random token ids"
+        bos = "BOS, then " if get("prepend_bos") else ""
+        return (f"Scored on {bos}{meta} {words} repeated once ({get('batch')} sequences, seed {get('seed')}). "
+                "A model trained on short texts scores lower the farther apart the two copies are, so a head can "
+                "score below its attention on real prompts; set a shorter sequence length in Run > Options to see it.")
 
     def render_rows(self, array_name: str, grid: np.ndarray) -> None:
         self._draw(array_name, grid)
@@ -88,6 +108,7 @@ class HeadScoresPanel(ResultPanel):
     def clear_views(self) -> None:
         for heatmap in self.heatmaps.values():
             heatmap.clear_data()
+        self.note.setText("")
         self.status.setText("Run the head-scores analysis to see each head's type.")
 
     def figures(self) -> list[tuple[str, QWidget]]:

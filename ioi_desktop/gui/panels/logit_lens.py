@@ -6,9 +6,15 @@ unembedding, and writes the top token in each cell. The colour is switchable:
 the top token's probability, the logit difference (correct - incorrect) on a
 diverging scale symmetric around 0, or the probability of the correct answer.
 
+The grid always recomputes LayerNorm on each cell's residual stream (the
+standard logit lens) and its title says so.
+
 Beside it, the logit-difference lens: the logit difference at END read from
 the accumulated residual stream after every half-layer (0_pre, 0_mid, ...,
-final_post), averaged over prompts, with the selected prompt's own line.
+final_post), averaged over prompts, with the selected prompt's own line. Its
+title says how the final LayerNorm was applied (``meta["lens_norm"]``): the
+final LayerNorm's cached scale (the notebook's method, the default) or
+recomputed at each point.
 Rows line up with the grid's layers, top to bottom. Clicking a grid cell
 selects that (layer, position) everywhere.
 """
@@ -38,6 +44,12 @@ COLOURINGS = (
     ("Probability of the correct answer", "logit_lens_grid_p_correct", False),
 )
 _EMPTY = "Run the logit lens to see what each layer's residual stream predicts."
+# How the logit-difference lens applied the final LayerNorm (meta "lens_norm"), as its plot title says it.
+LENS_TITLES = {
+    "cached_final": "Logit difference lens<br>at END, cached final LN",
+    "recompute": "Logit difference lens<br>at END, LN recomputed",
+}
+GRID_NOTE = "LN recomputed per cell"
 
 
 class LogitLensPanel(ResultPanel):
@@ -176,7 +188,7 @@ class LogitLensPanel(ResultPanel):
         roles = self.results.roles(prompt) if self.results is not None else {}
         cols = axis_position_labels(None, tokens, values.shape[1], roles)
         levels = None if signed else (0.0, 1.0)
-        self.grid.set_titles(f"Top token by layer and position — prompt {prompt}", "layer", "position")
+        self.grid.set_titles(f"Top token, {GRID_NOTE} — prompt {prompt}", "layer", "position")
         self.grid.set_data(values, self._row_labels(values.shape[0]), cols, signed=signed, levels=levels,
                            value_format="{:+.3g}" if signed else "{:.2f}")
         # While rows stream in, rows not computed yet are NaN (ids included): no text there.
@@ -191,6 +203,7 @@ class LogitLensPanel(ResultPanel):
         finished = np.flatnonzero(known[:, end])
         if finished.size == values.shape[0]:
             text += f" The final prediction at END is {self._token_text(int(ids[-1, end]))!r}."
+            text += " " + self.lens_note()
         else:
             text += " Computing…"
         self.status.setText(text)
@@ -203,6 +216,7 @@ class LogitLensPanel(ResultPanel):
             return
         labels = self.results.axis_labels("logit_lens_logit_diff", 0) or [str(i) for i in range(len(mean))]
         labels = [label.replace("_", " ") for label in labels]
+        self.lens_view.setTitle(self.lens_title())
         positions = np.arange(len(mean), dtype=np.float64)
         self.lens_mean.setData(mean.astype(np.float64), positions)
         by_prompt = self._array("logit_lens_logit_diff_by_prompt")
@@ -219,6 +233,18 @@ class LogitLensPanel(ResultPanel):
         self.lens_view.getAxis("left").setTicks([ticks])
         fit_axis(self.lens_view.getAxis("left"), [label for _, label in ticks])
         self.lens_view.setYRange(-0.5, len(mean) - 0.5, padding=0)
+
+    def lens_note(self) -> str:
+        """One sentence on how grid and lens apply the final LayerNorm."""
+        norm = self.results.meta_of("logit_lens_logit_diff", "lens_norm") if self.results is not None else None
+        how = ("scales every point by the final LayerNorm's cached scale, as the notebook does"
+               if norm == "cached_final" else "recomputes LayerNorm at each point")
+        return f"The grid recomputes LayerNorm in every cell (the standard logit lens); the lens plot {how}."
+
+    def lens_title(self) -> str:
+        """The lens plot's title, naming how the final LayerNorm was applied (older results: recomputed)."""
+        norm = self.results.meta_of("logit_lens_logit_diff", "lens_norm") if self.results is not None else None
+        return LENS_TITLES.get(norm if isinstance(norm, str) else "recompute", LENS_TITLES["recompute"])
 
     def _describe_cell(self, row: int, col: int, value: float) -> str:
         prompt = self._prompt()

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from ioi_desktop.core.analyses import patching, attribution_patching
+from ioi_desktop.core.grids import strongest_cell
 from ioi_desktop.core.selection import Selection
 from ioi_desktop.gui.panels.result_panel import ResultPanel, axis_position_labels
 from ioi_desktop.gui.widgets.colors import SEQUENTIAL, symmetric_levels, theme_colors
@@ -273,11 +274,13 @@ class PatchingPanel(ResultPanel):
         return -peak, peak
 
     def _update_status(self, key: str, values: np.ndarray) -> None:
-        finite = np.where(np.isfinite(values), values, 0.0)
-        row, col = np.unravel_index(int(np.abs(finite).argmax()), finite.shape)
-        where = f"L{row}H{col}" if _KIND[key] == "head" else f"layer {row}, position {col}"
-        text = f"{_TITLE[key]}: strongest {where} ({float(values[row, col]):+.3g}). 1 = clean answer restored, " \
-               f"0 = no effect."
+        found = strongest_cell(values)
+        if found is None:
+            text = f"{_TITLE[key]}: computing…"
+        else:
+            (row, col), value = found
+            where = f"L{row}H{col}" if _KIND[key] == "head" else f"layer {row}, position {col}"
+            text = f"{_TITLE[key]}: strongest {where} ({value:+.3g}). 1 = clean answer restored, 0 = no effect."
         engine = self.results.meta("engine") if self.results is not None else None
         if isinstance(engine, Mapping) and engine.get("patching"):
             text += f" Engine: {engine['patching']}."

@@ -7,8 +7,8 @@ Drives the real window and worker offscreen. It first writes the folder's
 loads the model folder, runs every analysis on the TransformerLens demo's 8
 prompts, selects the heads ``eval.json`` points to (the mover with the
 largest direct effect and the best duplicate-token candidate) and saves PNGs
-of the window and of the attention, attribution, patching and logit-lens
-panels into ``<folder>/screenshots/``, with ``screenshots.json`` listing
+of the window and of the attention, attribution, patching, logit-lens and
+head-types panels into ``<folder>/screenshots/``, with ``screenshots.json`` listing
 each file and its caption, so the card shows only pictures this run took.
 """
 
@@ -156,9 +156,16 @@ def take_screenshots(folder: str | os.PathLike, out: str | os.PathLike | None = 
                  "prompts; known roles marked.")
             dock_again("Attribution")
             lens = show("Logit lens", PANEL_SIZE)
-            save(lens, "logit_lens.png", "Logit-lens panel: logit(IO) - logit(S) read off the residual stream "
-                 "after each layer, per position, on the first demo prompt.")
+            save(lens, "logit_lens.png", "Logit-lens panel: the top token read off the residual stream before "
+                 "each layer, per position, on the first demo prompt (LayerNorm recomputed per cell); right, the "
+                 "logit difference lens at END with the final LayerNorm's cached scale, as the notebook computes it.")
             dock_again("Logit lens")
+            head_types = show("Head scores", PANEL_SIZE)
+            head_types.roles_checkbox.setChecked(True)
+            settle()
+            save(head_types, "head_types.png", "Head types panel at its defaults (BOS, then random word runs "
+                 "repeated): the strongest duplicate-token score is the duplicate-token head's; known roles marked.")
+            dock_again("Head scores")
 
             attention = show("Attention", ATTENTION_SIZE)
             for kind, (layer, head) in heads.items():

@@ -3,6 +3,10 @@
 Reference values come from each prompt run alone (unpadded) through the same
 processed bridge, using ``accumulated_resid``, ``decompose_resid``,
 ``stack_head_results`` and ``apply_ln_to_stack``; tolerance 1e-5 (float32).
+The logit-difference lens is checked in its default, the notebook's method
+(``apply_ln_to_stack`` with the cached final scale); the ``recompute`` option
+and the grid are checked against ``tools.analysis.logit_lens`` in
+``test_transformer_lens_tools.py``.
 """
 
 from __future__ import annotations
@@ -54,8 +58,11 @@ def check_logit_lens(handle, batch, results, refs):
     n_layers = handle.info.n_layers
     by_prompt = result.arrays["logit_lens_logit_diff_by_prompt"]
     assert result.arrays["logit_lens_logit_diff"].shape == (2 * n_layers + 1,)
+    assert result.meta["lens_norm"] == "cached_final"
     for p, (logits, cache) in enumerate(refs):
-        stack, labels = cache.accumulated_resid(incl_mid=True, apply_ln=True, pos_slice=-1, return_labels=True)
+        # The notebook's lens: the final LayerNorm's cached scale at every point.
+        stack, labels = cache.accumulated_resid(layer=-1, incl_mid=True, pos_slice=-1, return_labels=True)
+        stack = cache.apply_ln_to_stack(stack, layer=-1, pos_slice=-1)
         expected = (stack[:, 0].float() @ _direction(model, batch, p)).numpy()
         assert result.labels["resid"] == labels
         np.testing.assert_allclose(by_prompt[p], expected, atol=TOL)

@@ -76,7 +76,8 @@ def test_set_options_reach_the_analyses_and_are_recorded(gpt2_handle, pairs_file
                                                  "patch_resid_pre_raw"]
     assert loaded["head_scores"].seq_len == 6
     assert loaded.meta["options"]["patching"]["sweeps"] == ["head_z", "resid_pre"]
-    assert loaded.meta["options"]["head_scores"] == {"seq_len": 6, "batch": 2, "seed": 0}
+    assert loaded.meta["options"]["head_scores"] == {"seq_len": 6, "batch": 2, "seed": 0, "prepend_bos": "auto",
+                                                     "token_pool": "words"}
 
 
 def test_list_options_prints_every_option_with_default_and_help(capsys):

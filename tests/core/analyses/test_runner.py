@@ -140,11 +140,12 @@ def test_bad_requests_raise_clear_errors(gpt2_handle):
 
 
 def test_head_scores_match_an_explicit_count(gpt2_handle):
+    """The notebook's convention (no BOS, ids from [100, 20000)) gives the demo's diagonal means."""
     import torch
 
     from ioi_desktop.core.analyses.head_scores import repeated_random_tokens
 
-    options = {"head_scores": {"seq_len": 12, "batch": 3, "seed": 7}}
+    options = {"head_scores": {"seq_len": 12, "batch": 3, "seed": 7, "token_pool": "id_range", "prepend_bos": "no"}}
     result = Runner().run(gpt2_handle, notebook_batch(gpt2_handle), ["head_scores"], options)["head_scores"]
     tokens = repeated_random_tokens(gpt2_handle.info.d_vocab, 12, 3, 7)
     assert torch.equal(tokens[:, :12], tokens[:, 12:]) and tokens.shape == (3, 24)
@@ -163,3 +164,4 @@ def test_head_scores_match_an_explicit_count(gpt2_handle):
     again = Runner().run(gpt2_handle, notebook_batch(gpt2_handle), ["head_scores"], options)["head_scores"]
     np.testing.assert_array_equal(again.arrays["head_score_induction"], result.arrays["head_score_induction"])
     assert result.meta["seq_len"] == 12 and result.meta["seed"] == 7
+    assert result.meta["prepend_bos"] is False and result.meta["token_pool"] == "id_range"

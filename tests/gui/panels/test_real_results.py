@@ -90,3 +90,23 @@ def test_real_metadata_feeds_tokens_roles_and_top_tokens(qtbot, selection, real_
     assert overview.top_table.rowCount() == 5 and not overview.top_table.item(0, 0).text().startswith("'#")
     assert all(text and not text.startswith("#") for text in lens.grid.cell_texts())
     assert attention.shown_pattern().shape == (len(tokens), len(tokens))
+
+
+def test_logit_lens_and_head_types_say_how_they_measured(qtbot, selection, real_run):
+    """The lens names its LayerNorm choice (the notebook's by default), the grid its own, head types their sequences."""
+    from ioi_desktop.gui.panels import HeadScoresPanel
+    from ioi_desktop.gui.panels.logit_lens import GRID_NOTE, LENS_TITLES
+
+    results, _ = real_run
+    lens = LogitLensPanel(selection)
+    qtbot.addWidget(lens)
+    lens.show_results(results)
+    assert lens.lens_title() == LENS_TITLES["cached_final"]
+    assert "cached" in lens.lens_view.getPlotItem().titleLabel.text
+    assert "recomputes LayerNorm in every cell" in lens.status.text() and "cached scale" in lens.status.text()
+    assert GRID_NOTE in lens.grid.plot.titleLabel.text
+    scores = HeadScoresPanel(selection)
+    qtbot.addWidget(scores)
+    scores.show_results(results)
+    meta = results["head_scores"].meta
+    assert f"BOS, then {meta['seq_len']} distinct random word tokens" in scores.note.text()
