@@ -248,7 +248,7 @@ def stages(training: dict) -> list[dict]:
     return chain
 
 
-def _train_commands(folder: Path, training: dict) -> list[str]:
+def train_commands(folder: Path, training: dict) -> list[str]:
     """One command per stage; every stage after the first starts from the one before."""
     chain = stages(training)
     outs = [stage_folder(i + 1) for i in range(len(chain) - 1)] + [f"resources/models/{folder.name}"]
@@ -584,7 +584,7 @@ def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) ->
         "## Training",
         "",
         "```",
-        *_train_commands(folder, training),
+        *train_commands(folder, training),
         f"python -m ioi_desktop.bundled.evaluate resources/models/{folder.name}",
         f"python -m ioi_desktop.gui.tools.screenshots resources/models/{folder.name}",
         f"python -m ioi_desktop.bundled.card resources/models/{folder.name}",

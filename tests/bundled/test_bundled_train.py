@@ -76,7 +76,7 @@ def test_a_third_stage_records_the_whole_chain(tmp_path):
     )
     chain = card.stages(third)
     assert [stage["config"]["seed"] for stage in chain] == [0, 1, 2]
-    commands = card._train_commands(tmp_path / "ioi-mini", third)
+    commands = card.train_commands(tmp_path / "ioi-mini", third)
     assert len(commands) == 3 and "--init-from" not in commands[0]
     assert commands[1].endswith("--init-from build/ioi-mini-stage1") and "--out build/ioi-mini-stage2" in commands[1]
     assert "--continuation-share 0.4" in commands[2] and commands[2].endswith("--init-from build/ioi-mini-stage2")

@@ -29,6 +29,9 @@ SCORES = (
 )
 
 
+_MIN_PEAK = 0.05
+
+
 class HeadScoresPanel(ResultPanel):
     TITLE = "Head scores"
     RESULTS = (head_scores.Result,)
@@ -59,10 +62,13 @@ class HeadScoresPanel(ResultPanel):
         layout.addWidget(self.roles_legend)
 
     def _levels(self, values: np.ndarray) -> tuple[tuple[float, float], bool]:
+        """0 to the largest score shown (at least 0.05), so weak heads on a short-text model still show:
+        a fixed 0-1 scale paints every cell black when all scores are small. Each grid has its colour bar."""
         finite = values[np.isfinite(values)]
         if finite.size and finite.min() < 0:
             return (-1.0, 1.0), True
-        return (0.0, 1.0), False
+        peak = float(finite.max()) if finite.size else 1.0
+        return (0.0, min(1.0, max(peak, _MIN_PEAK))), False
 
     def _draw(self, name: str, values: np.ndarray) -> None:
         levels, signed = self._levels(values)
