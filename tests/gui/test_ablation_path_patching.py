@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QPointF, Qt
+from PySide6.QtWidgets import QApplication
 
 from tests.support.gui_helpers import RUN_TIMEOUT_MS, run_and_wait, save_screenshot
 
@@ -146,3 +147,34 @@ def test_live_ablation_follows_the_pinned_set(qtbot, loaded_window):
     qtbot.waitUntil(lambda: ablated() == [[1, 2]], timeout=RUN_TIMEOUT_MS)
     _wait_idle(qtbot, window)
     panel.live_check.setChecked(False)
+
+
+def test_head_map_context_menu_pins_ablates_and_path_patches(qtbot, loaded_window):
+    window = loaded_window
+    run_and_wait(qtbot, window)
+    attribution = _panel(window, "Attribution")
+    shown = []
+    attribution.heads.cell_menu_requested.connect(lambda layer, head, where: shown.append((layer, head)))
+    qtbot.wait(50)
+    scene = attribution.heads.plot.vb.mapViewToScene(QPointF(2, 1))
+    qtbot.mouseClick(attribution.heads.viewport(), Qt.RightButton, Qt.KeyboardModifier.NoModifier,
+                     attribution.heads.mapFromScene(scene))
+    assert shown == [(1, 2)]
+    qtbot.keyClick(QApplication.activePopupWidget() or window, Qt.Key_Escape)
+
+    def trigger(layer, head, starts):
+        menu = attribution.head_menu(layer, head)
+        action = next(a for a in menu.actions() if a.text().startswith(starts))
+        action.trigger()
+        menu.deleteLater()
+
+    trigger(1, 2, "Pin L1H2")
+    assert window.selection.pinned == ((1, 2),)
+    assert any(a.text() == "Unpin L1H2" for a in attribution.head_menu(1, 2).actions())
+    trigger(0, 0, "Ablate the pinned heads (1)")
+    _wait_idle(qtbot, window)
+    assert window.results["ablation"].meta["heads"] == [[1, 2]]
+    trigger(1, 2, "Path patch into L1H2")
+    _wait_idle(qtbot, window)
+    assert window.results["path_patching"].meta["receiver_head"] == [1, 2]
+    assert "dla" in window.results.analyses  # the other results stay

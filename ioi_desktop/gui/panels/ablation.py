@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ioi_desktop.core.analyses import ablation
@@ -86,8 +86,6 @@ class AblationPanel(ResultPanel):
     TITLE = "Ablation"
     RESULTS = (ablation.Result,)
     INLINE_ROLE_LEGEND = False
-    # (analysis, option changes): the window runs that analysis alone, keeping the other results.
-    run_requested = Signal(str, dict)
 
     def __init__(self, selection, parent: QWidget | None = None) -> None:
         super().__init__(selection, parent)

@@ -93,6 +93,7 @@ class PatchingPanel(ResultPanel):
             heatmap.setMinimumSize(180, 200)
             heatmap.cell_clicked.connect(self._on_cell_clicked)
             heatmap.cell_ctrl_clicked.connect(self._on_cell_ctrl_clicked)
+            heatmap.cell_menu_requested.connect(self._on_cell_menu)
             grids.addWidget(heatmap)
         splitter.addWidget(self.grid_area)
 
@@ -400,6 +401,10 @@ class PatchingPanel(ResultPanel):
             self.selection.toggle_pin(row, col)
         else:
             self._on_cell_clicked(row, col)
+
+    def _on_cell_menu(self, row: int, col: int, where) -> None:
+        if _KIND.get(self._grid_key()) == "head":
+            self.head_menu(row, col).popup(where)
 
     def update_selection(self, selection: Selection, changed: frozenset) -> None:
         if "head" in changed and _KIND.get(self._grid_key()) == "head_by_pos":

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ioi_desktop.core.analyses import path_patching
@@ -36,7 +35,6 @@ class PathPatchingPanel(ResultPanel):
     RESULTS = (path_patching.Result,)
     STREAMED = ("path_patch_q", "path_patch_k", "path_patch_v")
     INLINE_ROLE_LEGEND = False
-    run_requested = Signal(str, dict)
 
     def __init__(self, selection, parent: QWidget | None = None) -> None:
         super().__init__(selection, parent)

@@ -31,7 +31,7 @@ from typing import Any, Callable
 import numpy as np
 import shiboken6
 from PySide6.QtCore import QEvent, Qt, Signal
-from PySide6.QtWidgets import QCheckBox, QLabel, QWidget
+from PySide6.QtWidgets import QCheckBox, QLabel, QMenu, QWidget
 
 from ioi_desktop.core.analyses.base import Positions
 from ioi_desktop.core.errors import IOIError
@@ -145,6 +145,9 @@ class ResultPanel(QWidget):
     TITLE = ""
     RESULTS: tuple[type, ...] = ()
     draw_failed = Signal(str)  # a bug while drawing: what failed, for the status bar and the bug report
+    # (analysis, option changes): the window runs that analysis alone, keeping the other results
+    # (the head maps' context menu, the Ablate / Path patch buttons).
+    run_requested = Signal(str, dict)
     # Arrays this panel fills in while a run streams rows.
     STREAMED: tuple[str, ...] = ()
     # Panels with several head maps side by side show one shared roles legend (``roles_legend``).
@@ -350,9 +353,25 @@ class ResultPanel(QWidget):
         """A layer x head grid: clicks select the head; it shows the selection and known roles."""
         heatmap.cell_clicked.connect(lambda layer, head: self.selection.select_head(layer, head))
         heatmap.cell_ctrl_clicked.connect(lambda layer, head: self.selection.toggle_pin(layer, head))
+        heatmap.cell_menu_requested.connect(lambda layer, head, where: self.head_menu(layer, head).popup(where))
         heatmap.set_hover_text(lambda layer, head, value: self.describe_head(heatmap, layer, head, value))
         self._head_maps.append(heatmap)
         return heatmap
+
+    def head_menu(self, layer: int, head: int) -> QMenu:
+        """The context menu of a head cell: pin/unpin it, ablate the pinned set, path-patch from/into it."""
+        menu = QMenu(self)
+        name = f"L{layer}H{head}"
+        pinned = (layer, head) in self.selection.pinned
+        menu.addAction(f"Unpin {name}" if pinned else f"Pin {name}", lambda: self.selection.toggle_pin(layer, head))
+        count = len(self.selection.pinned)
+        menu.addAction(f"Ablate the pinned heads ({count})" if count else "Ablate (backup preset: strongest DLA head)",
+                       lambda: self.run_requested.emit("ablation", {"heads": self.selection.pinned_text()}))
+        menu.addAction(f"Path patch from {name}", lambda: self.run_requested.emit(
+            "path_patching", {"senders": f"{layer}.{head}", "receiver_head": "", "receivers": ["q", "k", "v", "logits"]}))
+        menu.addAction(f"Path patch into {name}", lambda: self.run_requested.emit(
+            "path_patching", {"receiver_head": f"{layer}.{head}", "receivers": ["q", "k", "v"]}))
+        return menu
 
     def describe_head(self, heatmap: Heatmap, layer: int, head: int, value: float) -> str:
         """Hover text of a head cell: L9H9, its value, and its known role if any."""

@@ -196,6 +196,7 @@ class Heatmap(ThemedPlot):
 
     cell_clicked = Signal(int, int)
     cell_ctrl_clicked = Signal(int, int)  # a left click with Ctrl (Cmd on macOS) held
+    cell_menu_requested = Signal(int, int, object)  # a right click: row, col, global position (QPoint)
 
     def __init__(self, parent=None, *, title: str = "", row_title: str = "", col_title: str = "") -> None:
         super().__init__(parent)
@@ -493,6 +494,11 @@ class Heatmap(ThemedPlot):
         self.setToolTip("" if cell is None else text)
 
     def _on_mouse_clicked(self, event) -> None:
+        if event.button() == Qt.MouseButton.RightButton:
+            cell = self.cell_at(event.scenePos())
+            if cell is not None:
+                self.cell_menu_requested.emit(*cell, event.screenPos().toPoint())
+            return
         if event.button() != Qt.MouseButton.LeftButton:
             return
         cell = self.cell_at(event.scenePos())
