@@ -16,9 +16,11 @@ Rules:
   keep receiving callbacks and does not need to unsubscribe.
 
 Besides the one selected head there is a *pinned* head set (Ctrl/Cmd-click in
-any head heatmap), the set the ablation what-if and path patching act on. A
-change of it notifies observers with ``changed == {"pinned"}``; it is saved in
-sessions as ``selection["pinned"] = [[layer, head], ...]``.
+any head heatmap), the set the ablation what-if and path patching act on, and
+the positions it is ablated at (``pinned_positions``: ``"all"``, ``"end"`` or
+a named role such as ``"S2"``). A change of either notifies observers with
+``changed == {"pinned"}`` or ``{"pinned_positions"}``; sessions save them as
+``selection["pinned"] = [[layer, head], ...]`` and ``selection["pinned_positions"]``.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class SelectionModel:
         self._current = initial or Selection()
         self._observers = Observers()
         self._pinned: tuple[tuple[int, int], ...] = ()
+        self._pinned_positions = "end"
 
     @property
     def current(self) -> Selection:
@@ -165,6 +168,23 @@ class SelectionModel:
 
     def clear_pinned(self) -> frozenset:
         return self.set_pinned([])
+
+    @property
+    def pinned_positions(self) -> str:
+        """Where the pinned heads are ablated: "all", "end" or a named role (IO, S1, S2, ...)."""
+        return self._pinned_positions
+
+    def set_pinned_positions(self, positions: str) -> frozenset:
+        """Set where the pinned heads are ablated; notifies with ``{"pinned_positions"}`` if it changed."""
+        if not isinstance(positions, str) or not positions.strip():
+            raise ValueError(f"pinned positions must be 'all', 'end' or a role name, not {positions!r}")
+        positions = positions.strip()
+        if positions == self._pinned_positions:
+            return frozenset()
+        self._pinned_positions = positions
+        changed = frozenset({"pinned_positions"})
+        self._notify(self._current, changed)
+        return changed
 
     def clear(self) -> frozenset:
         """Back to prompt 0 with nothing else selected (e.g. a new prompt set)."""

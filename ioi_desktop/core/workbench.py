@@ -352,7 +352,8 @@ class Workbench:
             prompt_set=self.prompt_set,
             settings=self.settings(),
             selection={**self.selection.current.as_dict(),
-                       "pinned": [list(pair) for pair in self.selection.pinned]},
+                       "pinned": [list(pair) for pair in self.selection.pinned],
+                       "pinned_positions": self.selection.pinned_positions},
             layout=dict(layout),
             results=self.results.run_results(),
         )
@@ -372,6 +373,10 @@ class Workbench:
             self.selection.set_pinned(tuple(pair) for pair in session.selection.get("pinned") or ())
         except (TypeError, ValueError):
             self.selection.clear_pinned()
+        try:
+            self.selection.set_pinned_positions(session.selection.get("pinned_positions") or "end")
+        except ValueError:
+            self.selection.set_pinned_positions("end")
 
 
 def _from_flat_settings(data: Mapping[str, Any], per_analysis: dict[str, Any]) -> dict[str, Any]:

@@ -258,7 +258,8 @@ class MainWindow(QMainWindow):
         a("run_options", "&Options…", self.open_run_options, None,
           "Choose the analyses, the patching grids, the batch size, top tokens and head-type settings")
         a("ablate_pinned", "A&blate pinned heads",
-          lambda: self.run_only("ablation", {"heads": self.selection.pinned_text()}), None,
+          lambda: self.run_only("ablation", {"heads": self.selection.pinned_text(),
+                                             "positions": self.selection.pinned_positions}), None,
           "Ablate the pinned heads (Ctrl/Cmd-click heads to pin them; none pinned: the backup preset)")
         a("path_patch_selected", "&Path patch from the selected head", self._path_patch_selected, None,
           "Direct path patching from the selected head into every later head's q, k, v and the logits")

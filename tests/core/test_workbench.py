@@ -148,3 +148,26 @@ def test_sessions_keep_the_pinned_head_set():
     other = Workbench()
     other.restore(session)
     assert other.selection.pinned == ((2, 1), (0, 3))
+
+
+def test_pinned_heads_and_their_positions_are_shared_state_saved_in_sessions():
+    from ioi_desktop.core.session import Session
+
+    bench = Workbench()
+    bench.set_prompt_set(notebook_prompt_set())
+    seen = []
+    bench.selection.subscribe(lambda _selection, changed: seen.append(set(changed)))
+    bench.selection.set_pinned([(3, 3), (2, 1)])
+    assert bench.selection.set_pinned_positions("S2") == {"pinned_positions"}
+    assert bench.selection.set_pinned_positions("S2") == frozenset()
+    with pytest.raises(ValueError):
+        bench.selection.set_pinned_positions("  ")
+    assert seen == [{"pinned"}, {"pinned_positions"}]
+    saved = bench.session(layout={})
+    assert saved.selection["pinned"] == [[3, 3], [2, 1]] and saved.selection["pinned_positions"] == "S2"
+    other = Workbench()
+    other.restore(Session(model_spec={}, prompt_set=saved.prompt_set, selection=saved.selection))
+    assert other.selection.pinned == ((3, 3), (2, 1)) and other.selection.pinned_positions == "S2"
+    # A session without them (older version) keeps the defaults.
+    other.restore(Session(model_spec={}, prompt_set=saved.prompt_set, selection={"prompt": 0}))
+    assert other.selection.pinned == () and other.selection.pinned_positions == "end"

@@ -75,6 +75,8 @@ class Result(AnalysisResult, analysis=NAME, title="Ablation what-if"):
         "each head's direct effect at END before the ablation, mean over prompts")
     ablation_dla_head_after: Float32[np.ndarray, "layer head"] | None = array(
         "each head's direct effect at END after the ablation (ablated run's LayerNorm scale), mean over prompts")
+    ablation_dla_head_change: Float32[np.ndarray, "layer head"] | None = array(
+        "after - before: which heads take over (backup heads rise) or give way")
     ablation_predicted_drop: Float32[np.ndarray, ""] | None = array(
         "the ablated heads' summed DLA before the ablation: the drop direct attribution predicts")
     prompt_labels: tuple[str, ...] | None = labels("prompt", "each prompt's text without BOS")
@@ -165,6 +167,24 @@ def strongest_dla_head(ctx: AnalysisContext) -> tuple[int, int]:
 
 def dla_hooks(n_layers: int) -> set[str]:
     return {hooks.LN_FINAL_SCALE, *hooks.hook_names("z", n_layers)}
+
+
+def changed_heads(result: Result, share: float = 0.02, rising: int = 3, falling: int = 2
+                  ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(heads whose DLA rose, heads whose DLA fell) after the ablation, strongest first, ablated heads left out.
+
+    A change counts when it exceeds ``share`` (2%) of the clean mean logit
+    difference: the rising heads are the ones that compensate (backup heads).
+    """
+    change = result.ablation_dla_head_change
+    if change is None:
+        return [], []
+    ablated = {tuple(pair) for pair in result.heads or []}
+    threshold = share * max(abs(result.mean_clean or 0.0), 1e-6)
+    order = [tuple(int(i) for i in np.unravel_index(k, change.shape)) for k in np.argsort(change, axis=None)]
+    gainers = [(l, h) for l, h in reversed(order) if (l, h) not in ablated and change[l, h] > threshold][:rising]
+    losers = [(l, h) for l, h in order if (l, h) not in ablated and change[l, h] < -threshold][:falling]
+    return gainers, losers
 
 
 # ------------------------------------------------------------------ positions
@@ -392,6 +412,7 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
         ablation_logit_diff_clean=as_float32(clean),
         ablation_dla_head_before=as_float32(before_mean),
         ablation_dla_head_after=as_float32(after.mean(dim=0)),
+        ablation_dla_head_change=as_float32(after.mean(dim=0) - before_mean),
         ablation_predicted_drop=np.array(float(predicted), dtype=np.float32),
         prompt_labels=prompt_labels(batch),
         heads=[[int(l), int(h)] for l, h in heads],

@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ioi_desktop.core.analyses import ablation
 from ioi_desktop.gui.panels.result_panel import ResultPanel
@@ -32,12 +32,15 @@ from ioi_desktop.gui.widgets.heatmap import Heatmap
 GRIDS = (
     ("ablation_dla_head_before", "DLA before"),
     ("ablation_dla_head_after", "DLA after ablation"),
-    ("difference", "After − before"),
+    ("ablation_dla_head_change", "After − before"),
 )
 
 
+POSITION_CHOICES = ("end", "all", "IO", "S1", "S2")
+
+
 class PinnedChips(QWidget):
-    """The pinned head set as chips (click one to unpin) with a Clear button."""
+    """The pinned head set as chips (click one to unpin), where they are ablated, and a Clear button."""
 
     def __init__(self, selection, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -51,13 +54,29 @@ class PinnedChips(QWidget):
         self.clear_button.setObjectName("clear_pinned")
         self.clear_button.clicked.connect(lambda: self.selection.clear_pinned())
         self.row.addStretch(1)
+        self.row.addWidget(QLabel("at:"))
+        self.positions_combo = QComboBox()
+        self.positions_combo.setObjectName("pinned_positions")
+        self.positions_combo.setEditable(True)  # any role the prompts have, e.g. S1+1
+        self.positions_combo.addItems(list(POSITION_CHOICES))
+        self.positions_combo.setToolTip("Where the pinned heads are ablated: every position, END only, or one "
+                                        "named role (shared by every view, saved in sessions)")
+        self.positions_combo.setCurrentText(selection.pinned_positions)
+        self.positions_combo.currentTextChanged.connect(self._on_positions_edited)
+        self.row.addWidget(self.positions_combo)
         self.row.addWidget(self.clear_button)
         selection.subscribe(self._on_selection)
         self.refresh()
 
+    def _on_positions_edited(self, text: str) -> None:
+        if text.strip():
+            self.selection.set_pinned_positions(text)
+
     def _on_selection(self, _selection, changed) -> None:
         if "pinned" in changed:
             self.refresh()
+        if "pinned_positions" in changed and self.positions_combo.currentText() != self.selection.pinned_positions:
+            self.positions_combo.setCurrentText(self.selection.pinned_positions)
 
     def refresh(self) -> None:
         for chip in self.chips:
@@ -95,8 +114,9 @@ class AblationPanel(ResultPanel):
         actions = QHBoxLayout()
         self.ablate_button = QPushButton("Ablate pinned heads")
         self.ablate_button.setObjectName("ablate_pinned")
-        self.ablate_button.setToolTip("Zero-ablate the pinned heads at END (no pinned head: the backup preset, "
-                                      "the head with the largest DLA); method and positions in Run > Options")
+        self.ablate_button.setToolTip("Ablate the pinned heads at the positions chosen beside them (no pinned "
+                                      "head: the backup preset, the head with the largest DLA); the method is in "
+                                      "Run > Options")
         self.ablate_button.clicked.connect(self.request_ablation)
         actions.addWidget(self.ablate_button)
         self.live_check = QCheckBox("Live")
@@ -127,10 +147,11 @@ class AblationPanel(ResultPanel):
 
     def request_ablation(self) -> None:
         self._live_pending = False
-        self.run_requested.emit(ablation.NAME, {"heads": self.selection.pinned_text()})
+        self.run_requested.emit(ablation.NAME, {"heads": self.selection.pinned_text(),
+                                                "positions": self.selection.pinned_positions})
 
     def _on_pinned_changed(self, _selection, changed) -> None:
-        if "pinned" in changed and self.live_check.isChecked():
+        if {"pinned", "pinned_positions"} & changed and self.live_check.isChecked():
             self._live_pending = True
             self._live_timer.start()
 
@@ -146,9 +167,7 @@ class AblationPanel(ResultPanel):
         result = None if self.results is None else self.results.result(ablation.Result)
         if result is None or result.ablation_dla_head_before is None:
             return {}
-        before, after = result.ablation_dla_head_before, result.ablation_dla_head_after
-        return {"ablation_dla_head_before": before, "ablation_dla_head_after": after,
-                "difference": (after - before).astype(np.float32)}
+        return {name: getattr(result, name) for name, _title in GRIDS if getattr(result, name) is not None}
 
     def render_results(self) -> None:
         grids = self.grids()
@@ -160,7 +179,7 @@ class AblationPanel(ResultPanel):
         for name, values in grids.items():
             self.heatmaps[name].set_data(values, signed=True, levels=(-scale, scale), value_format="{:+.3g}")
         result = self.results.result(ablation.Result)
-        self.status.setText(summary(result, grids["difference"]))
+        self.status.setText(summary(result))
 
     def clear_views(self) -> None:
         for heatmap in self.heatmaps.values():
@@ -179,7 +198,7 @@ class AblationPanel(ResultPanel):
         return found
 
 
-def summary(result, difference: np.ndarray) -> str:
+def summary(result) -> str:
     """One paragraph: what was ablated, the logit difference before/after, predicted vs actual drop, who compensates."""
     heads = ", ".join(f"L{l}H{h}" for l, h in result.heads or []) or "no head"
     mlps = "".join(f", MLP {l}" for l in result.mlp_layers or [])
@@ -187,12 +206,8 @@ def summary(result, difference: np.ndarray) -> str:
             f"{result.ablated_positions}. Mean logit difference {_num(result.mean_clean)} → "
             f"{_num(result.mean_ablated)} (drop {_num(result.actual_drop)}; their DLA predicted "
             f"{_num(float(result.ablation_predicted_drop))}).")
-    ablated = {tuple(pair) for pair in result.heads or []}
-    order = [tuple(int(i) for i in np.unravel_index(k, difference.shape)) for k in np.argsort(difference, axis=None)]
-    # "Compensating": a DLA rise of more than 2% of the clean logit difference.
-    threshold = 0.02 * max(abs(result.mean_clean or 0.0), 1e-6)
-    gainers = [(l, h) for l, h in reversed(order) if (l, h) not in ablated and difference[l, h] > threshold][:3]
-    losers = [(l, h) for l, h in order if (l, h) not in ablated and difference[l, h] < -threshold][:2]
+    difference = result.ablation_dla_head_change
+    gainers, losers = ablation.changed_heads(result)
     if gainers:
         text += " Compensating: " + ", ".join(f"L{l}H{h} {difference[l, h]:+.3g}" for l, h in gainers) + "."
     else:

@@ -234,3 +234,16 @@ def test_ragged_set_matches_each_prompt_run_alone(gpt2_handle):
             logits = model(torch.as_tensor(row[None, :length]))
         expected_diff = float(logits[0, length - 1, batch.correct_ids[i]] - logits[0, length - 1, batch.incorrect_ids[i]])
         assert abs(result.ablation_logit_diff[i] - expected_diff) <= 1e-4
+
+
+def test_changed_heads_name_the_compensating_and_the_falling_heads():
+    from ioi_desktop.core.analyses import ablation
+
+    before = np.zeros((3, 4), np.float32)
+    after = before.copy()
+    after[2, 1], after[1, 0], after[0, 3], after[2, 2] = 1.0, 0.5, -0.4, 0.01
+    result = ablation.Result(ablation_dla_head_before=before, ablation_dla_head_after=after,
+                             ablation_dla_head_change=after - before, heads=[[1, 0]], mean_clean=3.0)
+    rising, falling = ablation.changed_heads(result)
+    # L1H0 is the ablated head; L2H2's +0.01 is below 2% of the clean logit difference (0.06).
+    assert rising == [(2, 1)] and falling == [(0, 3)]

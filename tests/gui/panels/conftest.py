@@ -228,6 +228,7 @@ def build_run_results():
     ablation = ablation_analysis.Result(
         ablation_logit_diff=f32(clean * 2.92 / 3.55), ablation_logit_diff_clean=f32(clean),
         ablation_dla_head_before=f32(dla_head), ablation_dla_head_after=after,
+        ablation_dla_head_change=f32(after - dla_head),
         ablation_predicted_drop=np.array(float(dla_head[9, 9]), dtype=np.float32), prompt_labels=tuple(prompt_texts),
         heads=[[9, 9]], mlp_layers=[], method="zero", ablated_positions="END", mean_clean=3.55, mean_ablated=2.92,
         actual_drop=0.63,
