@@ -50,12 +50,14 @@ from ioi_desktop.core.errors import AnalysisError
 
 NAME = "path_patching"
 RECEIVERS = ("q", "k", "v", "logits")
+PRESET_INTO = "Paths into the strongest DLA head"
+PRESET_FROM = "Paths from the strongest DLA head"
 
 
 class Options(AnalysisOptions, analysis=NAME):
-    senders: str = option("", "Sender heads as LAYER.HEAD, comma-separated (e.g. 7.3,7.9); empty: the head with "
-                          "the largest positive DLA at END")
-    receivers: tuple[str, ...] = option(("q", "logits"), "Receiver inputs: every later head's q, k or v, and "
+    senders: str = option("", "Sender heads as LAYER.HEAD, comma-separated (e.g. 7.3,7.9); empty (and no "
+                          "receiver_head): every earlier head into the head with the largest positive DLA at END")
+    receivers: tuple[str, ...] = option(RECEIVERS, "Receiver inputs: every later head's q, k or v, and "
                                         "each head's direct path to the logits", choices=RECEIVERS)
     receiver_head: str = option("", "Reverse question: one receiver head LAYER.HEAD, every earlier head as sender; "
                                 "empty: the forward question from the senders")
@@ -194,7 +196,7 @@ def logits_grid(model, clean, corrupt, batch, n_layers: int, n_heads: int, sende
 def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
     import torch
 
-    from ioi_desktop.core.analyses.ablation import PRESET, parse_heads, strongest_dla_head
+    from ioi_desktop.core.analyses.ablation import parse_heads, strongest_dla_head
     from ioi_desktop.core.analyses.metrics import prompt_labels
     from ioi_desktop.core.analyses.patching import build_inputs, normalization_span
     from ioi_desktop.core.engine import select_engine
@@ -220,7 +222,13 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
     preset = ""
     with torch.no_grad():
         if not senders and not receiver:
-            senders, preset = [strongest_dla_head(ctx)], PRESET
+            # The IOI paper's question: which heads feed the head that writes the answer (its
+            # q, k and v); a layer-0 head has no earlier heads, so then the paths out of it.
+            strongest = strongest_dla_head(ctx)
+            if strongest[0] > 0:
+                receiver, preset = [strongest], PRESET_INTO
+            else:
+                senders, preset = [strongest], PRESET_FROM
         inputs, clean_per_prompt = build_inputs(model, batch, ctx.runs, set(kinds))
         clean_mean = float(clean_per_prompt.mean())
         corrupt_mean = float(inputs.corrupt_logit_diff.mean())

@@ -130,10 +130,22 @@ def test_reverse_question_matches_hooked_runs(three):
         assert np.allclose(raw[2], result.meta["corrupt_logit_diff"])
 
 
-def test_default_senders_are_the_strongest_dla_head(three):
+def test_the_default_asks_which_heads_feed_the_strongest_dla_head(three):
+    # The strongest head by DLA at END, computed independently with ActivationCache methods.
+    end = torch.as_tensor(three.batch.end_pos)
+    W_U = three.model.W_U
+    direction = (W_U[:, torch.as_tensor(three.batch.correct_ids)] - W_U[:, torch.as_tensor(three.batch.incorrect_ids)]).T
+    stack, _labels = three.clean.stack_head_results(layer=-1, return_labels=True)
+    stack = three.clean.apply_ln_to_stack(stack)
+    dla = (stack[:, torch.arange(len(end)), end] * direction).sum(-1).mean(-1).reshape(3, 4)
+    strongest = divmod(int(dla.argmax()), 4)
     result = _run(three)
-    assert result.meta["preset"] and len(result.meta["senders"]) == 1
-    assert set(result.arrays) == {"path_patch_q", "path_patch_q_raw", "path_patch_logits", "path_patch_logits_raw"}
+    assert result.meta["preset"] == path_patching.PRESET_INTO if strongest[0] > 0 else path_patching.PRESET_FROM
+    if strongest[0] > 0:
+        assert result.meta["question"] == "reverse" and result.meta["receiver_head"] == list(strongest)
+    else:
+        assert result.meta["senders"] == [list(strongest)]
+    assert {f"path_patch_{kind}" for kind in ("q", "k", "v", "logits")} <= set(result.arrays)
 
 
 @pytest.fixture(scope="module")
