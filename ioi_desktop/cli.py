@@ -16,7 +16,7 @@ import sys
 from ioi_desktop import __version__
 from ioi_desktop.core.errors import IOIError
 
-COMMANDS = ("models", "pairs", "analyze")
+COMMANDS = ("models", "pairs", "analyze", "circuit")
 
 
 def _build_parser() -> tuple[argparse.ArgumentParser, dict]:
