@@ -197,7 +197,7 @@ def _run_capture(model, graph: Graph, tokens: torch.Tensor):
     return logits, out, captured["hook_embed"], captured[receiver_hooks(graph)[-1][0]]
 
 
-def _check_sum(graph: Graph, out: torch.Tensor, resid: torch.Tensor, lengths: np.ndarray) -> None:
+def check_residual_is_a_sum(graph: Graph, out: torch.Tensor, resid: torch.Tensor, lengths: np.ndarray) -> None:
     """Refuse models whose final residual stream is not the sum of the senders' outputs plus constants."""
     rest = (resid - out.sum(dim=2)).double()
     valid = torch.zeros(rest.shape[:2], dtype=torch.bool, device=rest.device)
@@ -227,7 +227,7 @@ def prepare(model, batch) -> Prepared:
         clean_logits, clean_out, clean_embed, clean_resid = _run_capture(model, graph, clean_tokens)
         seconds = time.perf_counter() - started
         corrupt_logits, corrupt_out, corrupt_embed, _ = _run_capture(model, graph, corrupt_tokens)
-    _check_sum(graph, clean_out, clean_resid, np.asarray(batch.lengths))
+    check_residual_is_a_sum(graph, clean_out, clean_resid, np.asarray(batch.lengths))
     prep = Prepared(graph, clean_tokens, corrupt_tokens, end, correct, incorrect, clean_out, corrupt_out,
                     clean_embed, corrupt_embed, clean_logits.new_zeros(0), clean_logits.new_zeros(0), seconds)
     prep.clean_metric = prep.metric(clean_logits).float()

@@ -311,6 +311,6 @@ def test_a_residual_stream_that_is_not_a_sum_is_refused():
     graph = Graph(1, 1)
     out = torch.randn(2, 3, graph.n_senders, 4)
     lengths = np.array([3, 3])
-    scoring._check_sum(graph, out, out.sum(dim=2) + 0.5, lengths)  # a constant bias is fine
+    scoring.check_residual_is_a_sum(graph, out, out.sum(dim=2) + 0.5, lengths)  # a constant bias is fine
     with pytest.raises(AnalysisError, match="not a sum of its components"):
-        scoring._check_sum(graph, out, torch.tanh(out.sum(dim=2)), lengths)
+        scoring.check_residual_is_a_sum(graph, out, torch.tanh(out.sum(dim=2)), lengths)
