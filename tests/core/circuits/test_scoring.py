@@ -9,9 +9,6 @@ hook_pos_embed``, ``blocks.L.attn.hook_result[:, :, H]`` or
 
 from __future__ import annotations
 
-import re
-from contextlib import contextmanager
-
 import numpy as np
 import pytest
 import torch
@@ -20,53 +17,10 @@ from ioi_desktop.core.circuits import scoring
 from ioi_desktop.core.circuits.graph import Graph, faithfulness
 from ioi_desktop.core.errors import AnalysisError
 
+from tests.support.circuit_fixtures import (
+    add_at, directional_derivative, receiver_hook, run_metric, sender_output, split, tl_flags,
+)
 from tests.support.patching_helpers import logit_diff_metric
-
-
-@contextmanager
-def tl_flags(model):
-    model.set_use_split_qkv_input(True)
-    model.set_use_attn_result(True)
-    model.set_use_hook_mlp_in(True)
-    try:
-        yield
-    finally:
-        model.set_use_split_qkv_input(False)
-        model.set_use_attn_result(False)
-        model.set_use_hook_mlp_in(False)
-
-
-def sender_output(cache, name):
-    if name == "input":
-        return cache["hook_embed"] + cache["hook_pos_embed"]
-    head = re.fullmatch(r"a(\d+)\.h(\d+)", name)
-    if head:
-        return cache[f"blocks.{head[1]}.attn.hook_result"][:, :, int(head[2])]
-    return cache[f"blocks.{name[1:]}.hook_mlp_out"]
-
-
-def receiver_hook(name, n_layers):
-    """(hook name, head index or None) of a receiver."""
-    head = re.fullmatch(r"a(\d+)\.h(\d+)<([qkv])>", name)
-    if head:
-        return f"blocks.{head[1]}.attn.hook_{head[3]}_input", int(head[2])
-    if name == "logits":
-        return f"blocks.{n_layers - 1}.hook_resid_post", None
-    return f"blocks.{name[1:]}.hook_mlp_in", None
-
-
-def add_at(receiver, n_layers, vector):
-    hook_name, head = receiver_hook(receiver, n_layers)
-
-    def hook(act, hook):
-        act = act.clone()
-        if head is None:
-            act += vector
-        else:
-            act[:, :, head] += vector
-        return act
-
-    return hook_name, hook
 
 
 @pytest.fixture(scope="module")
@@ -76,17 +30,6 @@ def caches(small):
         _, clean = model.run_with_cache(torch.as_tensor(batch.clean_tokens))
         _, corrupt = model.run_with_cache(torch.as_tensor(batch.corrupt_tokens))
     return clean, corrupt
-
-
-def run_metric(model, batch, hooks):
-    with tl_flags(model), torch.no_grad():
-        logits = model.run_with_hooks(torch.as_tensor(batch.clean_tokens), fwd_hooks=hooks)
-    return float(logit_diff_metric(batch)(logits))
-
-
-def split(edge):
-    sender, receiver = edge.split("->")
-    return sender, receiver
 
 
 def test_exact_scores_equal_per_edge_patching_with_plain_hooks(small, small_prep, caches):
@@ -115,25 +58,11 @@ def _edges_to_check(graph, scores, k=5):
     return [graph.edge_names[i] for i in picked]
 
 
-def _directional(model, batch, caches, edge, eps, alpha=None):
-    """(m(+eps) - m(-eps)) / 2eps with receiver input += eps * (corrupt - clean sender), embeddings at ``alpha``."""
-    clean, corrupt = caches
-    sender, receiver = split(edge)
-    delta = sender_output(corrupt, sender) - sender_output(clean, sender)
-    hooks = []
-    if alpha is not None:
-        mixed = corrupt["hook_embed"] + alpha * (clean["hook_embed"] - corrupt["hook_embed"])
-        hooks.append(("hook_embed", lambda act, hook: mixed))
-    up = run_metric(model, batch, hooks + [add_at(receiver, model.cfg.n_layers, eps * delta)])
-    down = run_metric(model, batch, hooks + [add_at(receiver, model.cfg.n_layers, -eps * delta)])
-    return (up - down) / (2 * eps)
-
-
 def test_eap_equals_finite_differences_on_the_clean_run(small, small_prep, caches):
     scores = scoring.eap_scores(small.model, small_prep)
     graph = small_prep.graph
     for edge in _edges_to_check(graph, scores):
-        expected = _directional(small.model, small.batch, caches, edge, 1e-2)
+        expected = directional_derivative(small.model, small.batch, caches, edge, 1e-2)
         assert scores[graph.edge(edge)] == pytest.approx(expected, abs=1e-4, rel=2e-3), edge
     assert (scores[~graph.adjacency] == 0).all()
 
@@ -143,7 +72,7 @@ def test_eap_ig_is_the_left_riemann_sum_of_finite_differences(small, small_prep,
     scores = scoring.eap_ig_scores(small.model, small_prep, steps)
     graph = small_prep.graph
     for edge in _edges_to_check(graph, scores, k=3):
-        expected = np.mean([_directional(small.model, small.batch, caches, edge, 1e-2, k / steps) for k in range(steps)])
+        expected = np.mean([directional_derivative(small.model, small.batch, caches, edge, 1e-2, k / steps) for k in range(steps)])
         assert scores[graph.edge(edge)] == pytest.approx(expected, abs=1e-4, rel=2e-3), edge
 
 
@@ -154,7 +83,7 @@ def test_eap_ig_converges_to_the_path_integral(small, small_prep, caches):
     alphas, weights = (nodes + 1) / 2, weights / 2
     by_steps = {m: scoring.eap_ig_scores(small.model, small_prep, m) for m in (2, 8, 32)}
     for edge in _edges_to_check(graph, by_steps[32], k=3)[:4]:
-        integral = sum(w * _directional(small.model, small.batch, caches, edge, 1e-2, a) for a, w in zip(alphas, weights))
+        integral = sum(w * directional_derivative(small.model, small.batch, caches, edge, 1e-2, a) for a, w in zip(alphas, weights))
         errors = [abs(by_steps[m][graph.edge(edge)] - integral) for m in (2, 8, 32)]
         assert errors[2] <= 0.05 * abs(integral) + 1e-3, (edge, integral, errors)
         assert errors[2] < errors[0] or errors[0] < 1e-3, (edge, errors)
