@@ -269,14 +269,17 @@ def _receiver_gradients(model, prep: Prepared, embed: torch.Tensor | None) -> di
 def _scores_from_gradients(prep: Prepared, grads: dict[str, torch.Tensor]) -> np.ndarray:
     """(corrupted - clean sender output) . gradient, summed over prompts, positions and d_model [sender, receiver]."""
     graph = prep.graph
-    delta = (prep.corrupt_out - prep.clean_out).double()
-    scores = torch.zeros(graph.n_senders, graph.n_receivers, dtype=torch.float64, device=delta.device)
+    delta = prep.corrupt_out - prep.clean_out  # [prompt, pos, sender, d_model]
+    # One matrix product: [sender, prompt*pos*d_model] @ [prompt*pos*d_model, receiver].
+    flat_delta = delta.permute(2, 0, 1, 3).reshape(graph.n_senders, -1).float()
+    scores = torch.zeros(graph.n_senders, graph.n_receivers, dtype=torch.float32, device=delta.device)
     for name, kind, layer in receiver_hooks(graph):
-        grad = grads[name].double()
+        grad = grads[name]
         if grad.dim() == 3:
             grad = grad[:, :, None]
-        scores[:, receiver_slice(graph, kind, layer)] = torch.einsum("bpsd,bprd->sr", delta, grad)
-    found = scores.cpu().numpy() * graph.adjacency
+        flat_grad = grad.permute(2, 0, 1, 3).reshape(grad.shape[2], -1).float()
+        scores[:, receiver_slice(graph, kind, layer)] = flat_delta @ flat_grad.T
+    found = scores.double().cpu().numpy() * graph.adjacency
     return np.ascontiguousarray(found, dtype=np.float32)
 
 
@@ -436,10 +439,23 @@ def _evaluate_chunk(model, prep: Prepared, corrupted: torch.Tensor) -> np.ndarra
         block = receiver_slice(graph, kind, layer)
         upto = graph.head_sender(layer, 0) if kind in ("q", "k", "v") else (
             graph.mlp_sender(layer) if kind == "mlp" else graph.n_senders)
-        weight = corrupted[:, :upto, block]  # [G, s, r]
+        weight = corrupted[:, :upto, block]  # [G, s, r]: 1 = edge corrupted
+        # sum_s w (corrupt - current) over the senders with a corrupted edge here, or, when fewer
+        # senders keep an edge here, (sum over all upstream senders) - (sum over the kept edges).
+        cut = torch.nonzero((weight > 0).any(dim=2).any(dim=0)).flatten()
+        kept_weight = (1.0 - weight) * torch.as_tensor(graph.adjacency[:upto, block].copy(), dtype=weight.dtype,
+                                                       device=weight.device)
+        kept = torch.nonzero((kept_weight > 0).any(dim=2).any(dim=0)).flatten()
+        complement = len(kept) < len(cut)
+        adjacent = np.nonzero(graph.adjacency[:upto, block].any(axis=1))[0]
+        upstream_senders = slice(0, upto) if len(adjacent) == upto else torch.as_tensor(adjacent, device=weight.device)
 
         def hook_fn(act, hook):
-            update = torch.einsum("gnpsd,gsr->gnprd", diff[:, :, :, :upto], weight)
+            if complement:
+                upstream = diff[:, :, :, upstream_senders].sum(dim=3, keepdim=True)  # [G, P, pos, 1, d]
+                update = upstream - torch.einsum("gnpsd,gsr->gnprd", diff[:, :, :, kept], kept_weight[:, kept])
+            else:
+                update = torch.einsum("gnpsd,gsr->gnprd", diff[:, :, :, cut], weight[:, cut])
             view = act.view(G, P, *act.shape[1:])
             if view.dim() == 4:
                 return (view + update[:, :, :, 0]).view_as(act)
