@@ -59,9 +59,11 @@ def graph_hooks(model):
         model.set_use_hook_mlp_in(True)
     except (ValueError, NotImplementedError, AttributeError, RuntimeError) as exc:
         _restore(model, saved)
+        kind = type(getattr(getattr(model, "blocks", [None])[0], "attn", None)).__name__
         raise AnalysisError(
-            f"This model's attention cannot give each head its own query, key and value inputs ({exc}).",
-            "Circuit discovery needs that; use a GPT-2-style model, or head-level analyses such as patching.",
+            f"This model's attention ({kind}) cannot give each head its own query, key and value inputs, "
+            "which circuit discovery needs.",
+            "Use a GPT-2-style model, or head-level analyses such as patching.",
         ) from exc
     try:
         yield

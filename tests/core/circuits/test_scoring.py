@@ -243,3 +243,26 @@ def test_a_residual_stream_that_is_not_a_sum_is_refused():
     scoring.check_residual_is_a_sum(graph, out, out.sum(dim=2) + 0.5, lengths)  # a constant bias is fine
     with pytest.raises(AnalysisError, match="not a sum of its components"):
         scoring.check_residual_is_a_sum(graph, out, torch.tanh(out.sum(dim=2)), lengths)
+
+
+@pytest.mark.parametrize("layer_norm_before", [False, True])
+def test_models_without_per_head_inputs_are_refused_in_one_sentence(tmp_path, layer_norm_before):
+    """OPT (post-LN when do_layer_norm_before is false): refused before any work, settings unchanged."""
+    from transformers import OPTConfig, OPTForCausalLM
+
+    from tests.support.circuit_fixtures import ABC_PAIRS
+    from tests.support.patching_helpers import boot_processed_bridge, tokenized_pairs
+    from tests.support.tiny_models import make_word_tokenizer
+
+    tokenizer = make_word_tokenizer()
+    torch.manual_seed(0)
+    config = OPTConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, ffn_dim=64,
+                       num_attention_heads=2, max_position_embeddings=64, word_embed_proj_dim=32,
+                       do_layer_norm_before=layer_norm_before, bos_token_id=0, eos_token_id=0, pad_token_id=1)
+    OPTForCausalLM(config).eval().save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    model = boot_processed_bridge(tmp_path, refactor_factored_attn_matrices=False)
+    with pytest.raises(AnalysisError, match=r"^This model's attention \(\w+\) cannot give each head") as info:
+        scoring.prepare(model, tokenized_pairs(ABC_PAIRS, tokenizer))
+    assert info.value.message.count(". ") == 0 and "Traceback" not in str(info.value)
+    assert not (model.cfg.use_split_qkv_input or model.cfg.use_attn_result)
