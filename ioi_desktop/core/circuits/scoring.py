@@ -98,6 +98,13 @@ def receiver_slice(graph: Graph, kind: str, layer: int) -> slice:
     return slice(index, index + 1)
 
 
+def _upstream_end(graph: Graph, kind: str, layer: int) -> int:
+    """Senders with an index below this may have an edge into that receiver hook (none above)."""
+    if kind in ("q", "k", "v"):
+        return graph.head_sender(layer, 0)
+    return graph.mlp_sender(layer) if kind == "mlp" else graph.n_senders
+
+
 def _sender_hooks(model, graph: Graph) -> list[tuple[str, slice]]:
     """(hook name, senders it writes) for the heads and MLPs; ``input`` is handled apart."""
     found = []
@@ -280,7 +287,8 @@ def _scores_from_gradients(prep: Prepared, grads: dict[str, torch.Tensor]) -> np
         if grad.dim() == 3:
             grad = grad[:, :, None]
         flat_grad = grad.permute(2, 0, 1, 3).reshape(grad.shape[2], -1).float()
-        scores[:, receiver_slice(graph, kind, layer)] = flat_delta @ flat_grad.T
+        upto = _upstream_end(graph, kind, layer)  # later senders have no edge here
+        scores[:upto, receiver_slice(graph, kind, layer)] = flat_delta[:upto] @ flat_grad.T
     found = scores.double().cpu().numpy() * graph.adjacency
     return np.ascontiguousarray(found, dtype=np.float32)
 
@@ -439,8 +447,7 @@ def _evaluate_chunk(model, prep: Prepared, corrupted: torch.Tensor) -> np.ndarra
 
     def receiver(kind: str, layer: int):
         block = receiver_slice(graph, kind, layer)
-        upto = graph.head_sender(layer, 0) if kind in ("q", "k", "v") else (
-            graph.mlp_sender(layer) if kind == "mlp" else graph.n_senders)
+        upto = _upstream_end(graph, kind, layer)
         weight = corrupted[:, :upto, block]  # [G, s, r]: 1 = edge corrupted
         # sum_s w (corrupt - current) over the senders with a corrupted edge here, or, when fewer
         # senders keep an edge here, (sum over all upstream senders) - (sum over the kept edges).
