@@ -38,6 +38,8 @@ class Options(AnalysisOptions, analysis=NAME):
     circuit_percent: float | None = option(None, "The circuit's size in % of the edges (top edges, pruned)",
                                            low=0.0, high=100.0,
                                            none_text="the smallest size on the curve with faithfulness >= 0.9")
+    node_ablation: bool = option(False, "Also score every node exactly: its output corrupted everywhere "
+                                 "downstream (one evaluation per node)")
 
 
 class Result(AnalysisResult, analysis=NAME, title="Circuit discovery"):
@@ -48,6 +50,8 @@ class Result(AnalysisResult, analysis=NAME, title="Circuit discovery"):
     circuit_adjacency: Int32[np.ndarray, "sender receiver"] | None = array("1 where the graph has an edge")
     circuit_node_scores: Float32[np.ndarray, "method sender"] | None = array(
         "each sender's outgoing edge scores summed")
+    circuit_node_ablation: Float32[np.ndarray, "sender"] | None = array(
+        "exact node scores: m(the node's output corrupted everywhere) - m(clean) (option node_ablation)")
     curve_percent: Float32[np.ndarray, "size"] | None = array("circuit sizes of the curves, % of all edges (MIB's)")
     curve_edges: Int32[np.ndarray, "method size"] | None = array("edges of each curve circuit after pruning")
     curve_metric: Float32[np.ndarray, "method size"] | None = array("m(circuit): mean END logit difference")
@@ -82,7 +86,7 @@ def count_units(ctx: AnalysisContext, options: Options) -> int:
 
     n_edges = Graph.of_model(ctx.handle.model).n_edges
     cost = {"eap": 1, "eap_ig": options.ig_steps, "exact": n_edges}
-    return 1 + sum(cost[m] + 1 for m in options.methods)
+    return 1 + sum(cost[m] + 1 for m in options.methods) + (1 if options.node_ablation else 0)
 
 
 class _Forward:
@@ -122,6 +126,11 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
         progress.advance(1, f"circuit: {method} faithfulness curve")
         all_scores.append(scores)
         curves.append(curve)
+    ablation = None
+    if options.node_ablation:
+        progress.check_cancelled()
+        ablation = scoring.node_ablation(model, prep)
+        progress.advance(1, "circuit: node ablation")
     mask = discovery.chosen_circuit(graph, all_scores[0], curves[0], size)
     chosen = discovery.evaluate_circuit(model, prep, mask)
     return Result(
@@ -129,6 +138,7 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
         circuit_edges=mask.astype(np.int32),
         circuit_adjacency=graph.adjacency.astype(np.int32),
         circuit_node_scores=np.stack([graph.node_scores(s) for s in all_scores]).astype(np.float32),
+        circuit_node_ablation=ablation,
         curve_percent=np.asarray(curves[0].percent, dtype=np.float32),
         curve_edges=np.asarray([c.edges for c in curves], dtype=np.int32),
         curve_metric=np.asarray([c.metric for c in curves], dtype=np.float32),

@@ -477,3 +477,15 @@ def _evaluate_chunk(model, prep: Prepared, corrupted: torch.Tensor) -> np.ndarra
     with torch.no_grad(), model.hooks(fwd_hooks=fwd):
         logits = model(prep.clean_tokens.repeat(G, 1))
     return prep.metric(logits).float().view(G, P).mean(dim=1).double().cpu().numpy()
+
+
+def node_ablation(model, prep: Prepared, progress=None) -> np.ndarray:
+    """Exact node scores [sender]: m(every outgoing edge of the node corrupted) - m(clean), i.e. the
+    node's output replaced by its corrupted output everywhere downstream (activation patching)."""
+    graph = prep.graph
+    circuits = []
+    for sender in range(graph.n_senders):
+        mask = graph.full()
+        mask[sender] = False
+        circuits.append(mask)
+    return np.ascontiguousarray(evaluate(model, prep, circuits, progress) - prep.full, dtype=np.float32)

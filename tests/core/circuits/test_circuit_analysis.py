@@ -14,7 +14,7 @@ from tests.support.patching_helpers import RecordingProgress, context
 
 def test_the_analysis_reports_the_cores_scores_curves_and_circuit(small, small_prep):
     progress = RecordingProgress()
-    options = circuit.Options(methods=("eap", "exact"), circuit_percent=20.0)
+    options = circuit.Options(methods=("eap", "exact"), circuit_percent=20.0, node_ablation=True)
     result = circuit.run(context(small.model, small.batch), options, progress)
     graph = small_prep.graph
     assert result.circuit_scores.shape == (2, graph.n_senders, graph.n_receivers)
@@ -29,6 +29,8 @@ def test_the_analysis_reports_the_cores_scores_curves_and_circuit(small, small_p
     assert result.method_labels == ("eap", "exact") and result.sender_labels[0] == "input"
     assert result.receiver_labels[-1] == "logits" and result.n_edges == 100
     assert set(result.cpr) == {"eap", "exact"}
+    np.testing.assert_allclose(result.circuit_node_ablation, scoring.node_ablation(small.model, small_prep), atol=1e-5)
+    assert circuit.Options().node_ablation is False
     assert progress.total == progress.done == circuit.count_units(context(small.model, small.batch), options)
     assert circuit.hooks_needed(None, options) == set()
 

@@ -199,6 +199,29 @@ def test_cutting_all_edges_of_a_node_is_activation_patching(small, small_prep, c
     assert got_out == pytest.approx(run_metric(model, batch, [("blocks.0.attn.hook_result", set_result)]), abs=2e-5)
 
 
+def test_node_ablation_is_patching_each_senders_output(small, small_prep, caches):
+    model, batch = small.model, small.batch
+    _clean, corrupt = caches
+    graph = small_prep.graph
+    ablation = scoring.node_ablation(model, small_prep)
+    assert ablation.shape == (graph.n_senders,)
+    base = run_metric(model, batch, [])
+    checks = {"a1.h0": ("blocks.1.attn.hook_result", 0), "m2": ("blocks.2.hook_mlp_out", None),
+              "input": ("hook_embed", None)}
+    for node, (hook_name, head) in checks.items():
+        def patch(act, hook, head=head, hook_name=hook_name):
+            act = act.clone()
+            if head is None:
+                act[:] = corrupt[hook_name]
+            else:
+                act[:, :, head] = corrupt[hook_name][:, :, head]
+            return act
+
+        expected = run_metric(model, batch, [(hook_name, patch)]) - base
+        assert ablation[graph.senders.index(node)] == pytest.approx(expected, abs=2e-5), node
+    assert ablation[0] == pytest.approx(small_prep.empty - small_prep.full, abs=1e-5)
+
+
 def test_many_circuits_in_one_forward_equal_one_at_a_time(small, small_prep):
     graph = small_prep.graph
     scores = scoring.eap_scores(small.model, small_prep)
