@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ig-steps", default="5", metavar="N", help="EAP-IG integration steps (default 5)")
     parser.add_argument("--edges", metavar="N", help="the circuit in graph.json: the top N edges (pruned)")
     parser.add_argument("--percent", metavar="P", help="the circuit in graph.json: the top P%% of edges (pruned)")
+    parser.add_argument("--selection", default="topn", metavar="S",
+                        help="how circuits are chosen from the scores: topn (default: the largest |score|) or greedy "
+                        "(EAP-IG's: grown from logits)")
     parser.add_argument("--exact-limit", default="5000", metavar="N",
                         help="refuse exact scoring above N forward passes of the prompt set (default 5000)")
     parser.add_argument("--evaluate", metavar="GRAPH_JSON", help="evaluate this graph file's circuit instead of discovering one")
@@ -149,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
         raise AnalysisError("--method names no method.", "Give eap, eap_ig or exact.")
     for method in methods:
         discovery.check_method(method)
+    if args.selection not in ("topn", "greedy"):
+        raise AnalysisError(f"--selection must be topn or greedy, not {args.selection!r}.", "For example --selection greedy.")
     ig_steps = _number(args.ig_steps, "--ig-steps")
     scoring.check_ig_steps(ig_steps)
     exact_limit = _number(args.exact_limit, "--exact-limit")
@@ -166,10 +171,10 @@ def run(args: argparse.Namespace) -> int:
         lines.say(f"Scoring {prep.graph.n_edges} edges with {method} ...")
         scores = discovery.score_edges(model, prep, method, ig_steps=ig_steps, exact_limit=exact_limit, progress=lines)
         lines.say(f"Evaluating the {method} faithfulness curve ...")
-        curves[method] = (scores, discovery.faithfulness_curve(model, prep, scores))
+        curves[method] = (scores, discovery.faithfulness_curve(model, prep, scores, selection=args.selection))
         first_scores = first_scores if first_scores is not None else scores
     first_curve = curves[methods[0]][1]
-    mask = discovery.chosen_circuit(prep.graph, first_scores, first_curve, size)
+    mask = discovery.chosen_circuit(prep.graph, first_scores, first_curve, size, args.selection)
     report = {"full": first_curve.full, "empty": first_curve.empty,
               "methods": {method: curve.to_dict() for method, (_s, curve) in curves.items()}}
     out.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,8 @@ class Options(AnalysisOptions, analysis=NAME):
     methods: tuple[str, ...] = option(("eap",), "The edge-scoring methods, each with its faithfulness curve "
                                       "(the circuit is the first one's)", choices=METHODS)
     ig_steps: int = option(5, "EAP-IG integration steps", low=1, high=200)
+    selection: str = option("topn", "How circuits are chosen from the scores: the largest |score| (topn) or "
+                            "EAP-IG's greedy growth from logits", choices=("topn", "greedy"))
     exact_limit: int = option(5000, "Refuse exact scoring above this many forward passes of the prompt set",
                               low=1, high=10_000_000)
     circuit_percent: float | None = option(None, "The circuit's size in % of the edges (top edges, pruned)",
@@ -68,6 +70,7 @@ class Result(AnalysisResult, analysis=NAME, title="Circuit discovery"):
     chosen_edges: int | None = meta("edges in the chosen circuit")
     chosen_faithfulness: float | None = meta("faithfulness of the chosen circuit")
     ig_steps: int | None = meta("EAP-IG steps used")
+    selection: str | None = meta("how circuits were chosen: topn or greedy")
     convention: str | None = meta("the graph and score convention")
 
 
@@ -122,7 +125,7 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
                                        exact_limit=options.exact_limit, progress=sub)
         if method == "eap":
             progress.advance(1, "circuit: EAP scores")
-        curve = discovery.faithfulness_curve(model, prep, scores)
+        curve = discovery.faithfulness_curve(model, prep, scores, selection=options.selection)
         progress.advance(1, f"circuit: {method} faithfulness curve")
         all_scores.append(scores)
         curves.append(curve)
@@ -131,7 +134,7 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
         progress.check_cancelled()
         ablation = scoring.node_ablation(model, prep)
         progress.advance(1, "circuit: node ablation")
-    mask = discovery.chosen_circuit(graph, all_scores[0], curves[0], size)
+    mask = discovery.chosen_circuit(graph, all_scores[0], curves[0], size, options.selection)
     chosen = discovery.evaluate_circuit(model, prep, mask)
     return Result(
         circuit_scores=np.ascontiguousarray(np.stack(all_scores), dtype=np.float32),
@@ -154,5 +157,6 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
         chosen_edges=chosen["edges"],
         chosen_faithfulness=chosen["faithfulness"],
         ig_steps=options.ig_steps,
+        selection=options.selection,
         convention=CONVENTION,
     )

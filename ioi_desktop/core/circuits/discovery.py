@@ -66,11 +66,12 @@ class Curve:
 
 
 def faithfulness_curve(model, prep: scoring.Prepared, scores: np.ndarray, percents=MIB_PERCENTS,
-                       progress=None) -> Curve:
-    """Evaluate the pruned top-n circuits at ``percents`` (plus the full and empty graphs, for the normalisation)."""
+                       progress=None, selection: str = "topn") -> Curve:
+    """Evaluate the pruned circuits (``selection``: top-n or greedy) at ``percents`` (plus the full
+    and empty graphs, for the normalisation)."""
     graph = prep.graph
     percents = [float(p) for p in percents]
-    circuits = [graph.circuit(scores, graph.size_for_percent(p)) for p in percents]
+    circuits = [graph.circuit(scores, graph.size_for_percent(p), selection) for p in percents]
     metrics = scoring.evaluate(model, prep, circuits + [graph.full(), graph.empty()], progress)
     full, empty = float(metrics[-2]), float(metrics[-1])
     faithfulness_span(full, empty)
@@ -103,10 +104,11 @@ def requested_size(graph: Graph, edges: int | None, percent: float | None) -> in
     return None
 
 
-def chosen_circuit(graph: Graph, scores: np.ndarray, curve: Curve, size: int | None) -> np.ndarray:
-    """The circuit of ``size`` top edges (pruned), or the smallest on the curve with f >= 0.9, else the largest."""
+def chosen_circuit(graph: Graph, scores: np.ndarray, curve: Curve, size: int | None,
+                   selection: str = "topn") -> np.ndarray:
+    """The circuit of ``size`` edges (``selection``, pruned), or the smallest on the curve with f >= 0.9, else the largest."""
     if size is not None:
-        return graph.circuit(scores, size)
+        return graph.circuit(scores, size, selection)
     for circuit, f in zip(curve.circuits, curve.faithfulness):
         if f >= TARGET_FAITHFULNESS:
             return circuit

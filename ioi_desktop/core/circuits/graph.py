@@ -16,7 +16,9 @@ Convention (exactly EAP-IG's):
   GPT-2 small (12 x 12) has 32,491 edges, a 4-layer 4-head model 479.
 
 Scores and circuits are ``[sender, receiver]`` arrays (0 / False where no edge
-exists). A circuit is pruned so that every kept edge lies on a path from
+exists). A circuit is the top-n edges by |score| (``topn``) or EAP-IG's
+``greedy`` selection (grown from ``logits``: each step the best edge into a node
+already in the circuit), pruned so that every kept edge lies on a path from
 ``input`` to ``logits``. Faithfulness f = (m(C) - m(empty)) / (m(full) -
 m(empty)); the faithfulness curve uses MIB's sizes (:data:`MIB_PERCENTS`, % of
 all edges, n = round(P/100 x edges)), CPR is the trapezoid area under f over
@@ -37,6 +39,7 @@ from ioi_desktop.core.errors import AnalysisError
 
 MIB_PERCENTS: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 METHODS: tuple[str, ...] = ("eap", "eap_ig", "exact")
+SELECTIONS: tuple[str, ...] = ("topn", "greedy")
 QKV = ("q", "k", "v")
 _HEAD = re.compile(r"a(\d+)\.h(\d+)")
 
@@ -194,6 +197,40 @@ class Graph:
         mask[s[order], r[order]] = True
         return mask
 
+    def greedy_edges(self, scores: np.ndarray, n: int) -> np.ndarray:
+        """EAP-IG's greedy selection: grow from ``logits``, each step adding the edge of largest |score|
+        whose receiver's node is already in the circuit (ties: EAP-IG edge order), ``n`` edges, before pruning."""
+        import heapq
+
+        self.top_edges(scores, 0)  # checks the scores' shape
+        if not 0 <= n <= self.n_edges:
+            self.top_edges(scores, n)  # the same refusal as top-n
+        values = np.abs(np.asarray(scores, dtype=np.float64))
+        node = self.receiver_node
+        s_all, r_all = self.edge_index
+        order = {(int(i), int(j)): k for k, (i, j) in enumerate(zip(s_all, r_all))}
+        into: dict[int, list[tuple[int, int]]] = {}
+        for i, j in zip(s_all, r_all):
+            into.setdefault(int(node[j]), []).append((int(i), int(j)))
+        mask = self.empty()
+        heap: list[tuple[float, int, int, int]] = []
+
+        def open_node(n_index: int) -> None:
+            for i, j in into.get(n_index, ()):
+                heapq.heappush(heap, (-values[i, j], order[(i, j)], i, j))
+
+        in_circuit = {self.n_senders}
+        open_node(self.n_senders)
+        count = 0
+        while heap and count < n:
+            _, _, i, j = heapq.heappop(heap)
+            mask[i, j] = True
+            count += 1
+            if i not in in_circuit:
+                in_circuit.add(i)
+                open_node(i)
+        return mask
+
     def prune(self, mask: np.ndarray) -> np.ndarray:
         """``mask`` without the edges that lie on no path from ``input`` to ``logits``."""
         mask = np.asarray(mask, dtype=bool) & self.adjacency
@@ -213,9 +250,12 @@ class Graph:
             alive[n] = bool((mask[n] & alive[node]).any())
         return mask & reach[:self.n_senders, None] & alive[node][None, :]
 
-    def circuit(self, scores: np.ndarray, n: int) -> np.ndarray:
-        """Top-``n`` edges by |score|, pruned."""
-        return self.prune(self.top_edges(scores, n))
+    def circuit(self, scores: np.ndarray, n: int, selection: str = "topn") -> np.ndarray:
+        """``n`` edges chosen by ``selection`` (:data:`SELECTIONS`: top-n by |score|, or greedy), pruned."""
+        if selection not in SELECTIONS:
+            raise AnalysisError(f"There is no circuit selection {selection!r}.", f"Choose {' or '.join(SELECTIONS)}.")
+        chosen = self.top_edges(scores, n) if selection == "topn" else self.greedy_edges(scores, n)
+        return self.prune(chosen)
 
     def size_for_percent(self, percent: float) -> int:
         """round(percent/100 x edges), the MIB convention; AnalysisError outside 0..100."""

@@ -59,8 +59,12 @@ def test_discovery_writes_graph_edges_and_curves_then_evaluate_reads_them_back(s
 def test_edges_option_sets_the_circuit_in_graph_json(small, pairs_file, tmp_path, capsys):
     out = tmp_path / "c"
     assert _circuit(small, pairs_file, out, "--method", "eap", "--edges", "12") == 0, capsys.readouterr().err
-    _graph, _scores, mask = read_graph_json(out / "graph.json")
+    graph, scores, mask = read_graph_json(out / "graph.json")
     assert 0 < mask.sum() <= 12
+    np.testing.assert_array_equal(mask, graph.circuit(scores, 12))
+    assert _circuit(small, pairs_file, out, "--method", "eap", "--edges", "12", "--selection", "greedy") == 0
+    graph, scores, mask = read_graph_json(out / "graph.json")
+    np.testing.assert_array_equal(mask, graph.circuit(scores, 12, "greedy"))
 
 
 @pytest.mark.parametrize("extra, words", [
@@ -70,6 +74,7 @@ def test_edges_option_sets_the_circuit_in_graph_json(small, pairs_file, tmp_path
     (["--percent", "120"], "--percent must be from 0 to 100"),
     (["--edges", "5", "--percent", "5"], "not both"),
     (["--method", "exact", "--exact-limit", "10"], "more than the limit of 10"),
+    (["--selection", "best"], "--selection must be topn or greedy"),
 ])
 def test_bad_options_give_one_line_and_write_nothing(small, pairs_file, tmp_path, capsys, extra, words):
     out = tmp_path / "c"

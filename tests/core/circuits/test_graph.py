@@ -90,3 +90,23 @@ def test_curve_areas_are_trapezoids_over_the_fraction_of_edges():
     assert cpr == pytest.approx(0.75) and cmd == pytest.approx(0.25)
     cpr, cmd = curve_areas([0, 50, 100], [0.0, 1.0, 2.0])  # overshoot counts as distance from 1
     assert cpr == pytest.approx(1.0) and cmd == pytest.approx(0.5)
+
+
+def test_greedy_grows_from_logits_and_differs_from_top_n():
+    graph = Graph(2, 1)
+    scores = np.zeros(graph.adjacency.shape, np.float32)
+    for name, value in {"input->a0.h0<q>": 9.0, "a0.h0->a1.h0<v>": 8.0, "a1.h0->logits": 1.0,
+                        "input->logits": 2.0, "m1->logits": 0.5, "input->m1": 0.4}.items():
+        scores[graph.edge(name)] = value
+    # top-2 takes the two largest, which connect to nothing that reaches logits: pruned away.
+    assert graph.circuit(scores, 2).sum() == 0
+    # greedy: only edges into logits are open at first; then the edges into each node it adds.
+    assert _names(graph, graph.greedy_edges(scores, 1)) == {"input->logits"}
+    assert _names(graph, graph.greedy_edges(scores, 4)) == {"input->logits", "a1.h0->logits", "a0.h0->a1.h0<v>",
+                                                            "input->a0.h0<q>"}
+    assert _names(graph, graph.circuit(scores, 4, "greedy")) == _names(graph, graph.greedy_edges(scores, 4))
+    assert graph.greedy_edges(scores, graph.n_edges).sum() == graph.n_edges
+    with pytest.raises(AnalysisError, match="no circuit selection 'best'"):
+        graph.circuit(scores, 3, "best")
+    with pytest.raises(AnalysisError, match=f"has {graph.n_edges} edges"):
+        graph.greedy_edges(scores, graph.n_edges + 1)
