@@ -168,7 +168,11 @@ def run(args: argparse.Namespace) -> int:
         scoring.check_exact_affordable(prep, exact_limit)
     curves, first_scores = {}, None
     for method in methods:
-        lines.say(f"Scoring {prep.graph.n_edges} edges with {method} ...")
+        cost = discovery.method_cost(prep, method, ig_steps)
+        passes = {"eap": "1 forward and backward pass", "eap_ig": f"{cost} forward and backward passes",
+                  "exact": f"{cost} forward passes"}[method]
+        lines.say(f"Scoring {prep.graph.n_edges} edges with {method}: {passes} of the prompt set "
+                  f"(about {max(1, round(cost * prep.forward_seconds * (3 if method != 'exact' else 1)))} s) ...")
         scores = discovery.score_edges(model, prep, method, ig_steps=ig_steps, exact_limit=exact_limit, progress=lines)
         lines.say(f"Evaluating the {method} faithfulness curve ...")
         curves[method] = (scores, discovery.faithfulness_curve(model, prep, scores, selection=args.selection))
