@@ -1,0 +1,491 @@
+"""Edge scores and exact circuit evaluation on a processed TransformerBridge (imports torch).
+
+Conventions (issue 15; EAP-IG's graph, see :mod:`.graph`):
+
+- the metric m is the mean over prompts of logit(correct) - logit(incorrect)
+  at each prompt's END;
+- a sender's output is ``hook_embed + hook_pos_embed`` (``input``), a head's
+  ``hook_result`` (bias-free per-head output), an MLP's ``hook_mlp_out``; a
+  receiver's input is a head's ``hook_{q,k,v}_input`` (its own copy of the
+  residual stream before LayerNorm), an MLP's ``hook_mlp_in`` (before ln2),
+  and ``blocks.{L-1}.hook_resid_post`` for ``logits``. With LayerNorm folded
+  (``fold_ln``) a receiver's input is the sum of its upstream senders' outputs
+  plus biases, so corrupting edge (s, r) means adding (corrupted - current
+  output of s) to r's input only;
+- every score estimates m(that edge corrupted) - m(clean) (noising form):
+  ``eap`` = (corrupted - clean output of s) . dm/d(input of r) on the clean run,
+  summed over positions and d_model (dm of the prompt mean, so averaged over
+  prompts); ``eap_ig`` the same with the gradient averaged over ``ig_steps``
+  runs whose input embeddings are corrupted + k/steps (clean - corrupted),
+  k = 0..steps-1 (EAP-IG "inputs"); ``exact`` really runs the clean prompts
+  with that one edge corrupted (batched: many edges per forward pass);
+- evaluating a circuit runs the clean prompts with every edge outside it
+  corrupted, exactly: each receiver gets, from every sender whose edge is not
+  in the circuit, the sender's corrupted output in place of its output in this
+  run.
+
+The model's settings (split q/k/v inputs, per-head results, ``hook_mlp_in``)
+are switched on only while this module runs and restored afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from ioi_desktop.core.circuits.graph import Graph
+from ioi_desktop.core.errors import AnalysisError
+
+# The receivers' per-row budget of activations in one batched forward (rows x pos x d_model floats).
+ROW_BUDGET = 2 ** 24
+
+
+@contextmanager
+def graph_hooks(model):
+    """Switch on what the graph needs (split q/k/v inputs, ``hook_result``, ``hook_mlp_in``), restore after."""
+    cfg = model.cfg
+    saved = {name: bool(getattr(cfg, name, False))
+             for name in ("use_attn_in", "use_split_qkv_input", "use_attn_result", "use_hook_mlp_in")}
+    try:
+        if saved["use_attn_in"]:
+            model.set_use_attn_in(False)
+        model.set_use_split_qkv_input(True)
+        model.set_use_attn_result(True)
+        model.set_use_hook_mlp_in(True)
+    except (ValueError, NotImplementedError, AttributeError, RuntimeError) as exc:
+        _restore(model, saved)
+        kind = type(getattr(getattr(model, "blocks", [None])[0], "attn", None)).__name__
+        raise AnalysisError(
+            f"This model's attention ({kind}) cannot give each head its own query, key and value inputs, "
+            "which circuit discovery needs.",
+            "Use a GPT-2-style model, or head-level analyses such as patching.",
+        ) from exc
+    try:
+        yield
+    finally:
+        _restore(model, saved)
+
+
+def _restore(model, saved: dict[str, bool]) -> None:
+    model.set_use_hook_mlp_in(saved["use_hook_mlp_in"])
+    model.set_use_attn_result(saved["use_attn_result"])
+    model.set_use_split_qkv_input(saved["use_split_qkv_input"])
+    if saved["use_attn_in"]:
+        model.set_use_attn_in(True)
+
+
+def receiver_hooks(graph: Graph) -> list[tuple[str, str, int]]:
+    """(hook name, kind, layer) of every receiver hook, in forward order; kind is q, k, v, mlp or logits."""
+    found = []
+    for layer in range(graph.n_layers):
+        found += [(f"blocks.{layer}.attn.hook_{w}_input", w, layer) for w in ("q", "k", "v")]
+        found.append((f"blocks.{layer}.hook_mlp_in", "mlp", layer))
+    found.append((f"blocks.{graph.n_layers - 1}.hook_resid_post", "logits", graph.n_layers - 1))
+    return found
+
+
+def receiver_slice(graph: Graph, kind: str, layer: int) -> slice:
+    """The receivers a hook's activation holds (heads along its head axis)."""
+    if kind in ("q", "k", "v"):
+        start = graph.qkv_receiver(layer, 0, kind)
+        return slice(start, start + graph.n_heads)
+    index = graph.mlp_receiver(layer) if kind == "mlp" else graph.logits_receiver
+    return slice(index, index + 1)
+
+
+def _upstream_end(graph: Graph, kind: str, layer: int) -> int:
+    """Senders with an index below this may have an edge into that receiver hook (none above)."""
+    if kind in ("q", "k", "v"):
+        return graph.head_sender(layer, 0)
+    return graph.mlp_sender(layer) if kind == "mlp" else graph.n_senders
+
+
+def _sender_hooks(model, graph: Graph) -> list[tuple[str, slice]]:
+    """(hook name, senders it writes) for the heads and MLPs; ``input`` is handled apart."""
+    found = []
+    for layer in range(graph.n_layers):
+        first = graph.head_sender(layer, 0)
+        found.append((f"blocks.{layer}.attn.hook_result", slice(first, first + graph.n_heads)))
+        found.append((f"blocks.{layer}.hook_mlp_out", slice(graph.mlp_sender(layer), graph.mlp_sender(layer) + 1)))
+    return found
+
+
+def _input_hooks(model) -> list[str]:
+    names = ["hook_embed"]
+    if "hook_pos_embed" in model.hook_dict:
+        names.append("hook_pos_embed")
+    return names
+
+
+@dataclass
+class Prepared:
+    """The clean and corrupted runs a scoring or evaluation needs (2 forward passes)."""
+
+    graph: Graph
+    clean_tokens: torch.Tensor
+    corrupt_tokens: torch.Tensor
+    end: torch.Tensor
+    correct: torch.Tensor
+    incorrect: torch.Tensor
+    clean_out: torch.Tensor  # [prompt, pos, sender, d_model]
+    corrupt_out: torch.Tensor
+    clean_embed: torch.Tensor  # hook_embed [prompt, pos, d_model]
+    corrupt_embed: torch.Tensor
+    clean_metric: torch.Tensor  # [prompt]
+    corrupt_metric: torch.Tensor
+    forward_seconds: float
+
+    @property
+    def n_prompts(self) -> int:
+        return int(self.clean_tokens.shape[0])
+
+    @property
+    def full(self) -> float:
+        return float(self.clean_metric.mean())
+
+    @property
+    def empty(self) -> float:
+        return float(self.corrupt_metric.mean())
+
+    def metric(self, logits: torch.Tensor) -> torch.Tensor:
+        """Per-row logit difference at END; rows are groups of the prompts, repeated."""
+        rows = torch.arange(logits.shape[0], device=logits.device)
+        reps = logits.shape[0] // self.n_prompts
+        end, correct, incorrect = (t.repeat(reps) for t in (self.end, self.correct, self.incorrect))
+        at_end = logits[rows, end]
+        return at_end[rows, correct] - at_end[rows, incorrect]
+
+
+def check_batch(batch: Any) -> None:
+    """One sentence for sets the graph cannot use: clean/corrupted prompts not aligned token for token."""
+    clean, corrupt = np.asarray(batch.clean_tokens), np.asarray(batch.corrupt_tokens)
+    if clean.shape != corrupt.shape or clean.ndim != 2 or clean.shape[0] == 0:
+        raise AnalysisError("The clean and corrupted prompts are not aligned token for token.",
+                            "Circuit discovery needs corrupted prompts of the same token length as their clean ones.")
+    for i, (a, b) in enumerate(zip(batch.str_tokens, batch.corrupt_str_tokens)):
+        if len(a) != len(b):
+            raise AnalysisError(
+                f"Pair {i}: the clean prompt is {len(a)} tokens but the corrupted one is {len(b)}, so edges "
+                "have no aligned positions.",
+                "Make the corrupted prompts tokenize to the same length as the clean ones (e.g. swap single-token names).",
+            )
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _run_capture(model, graph: Graph, tokens: torch.Tensor):
+    """One forward: logits, sender outputs [prompt, pos, sender, d_model], hook_embed, final residual."""
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep(name):
+        def hook_fn(act, hook):
+            captured[name] = act.detach()
+            return act
+        return hook_fn
+
+    names = _input_hooks(model) + [n for n, _ in _sender_hooks(model, graph)] + [receiver_hooks(graph)[-1][0]]
+    with torch.no_grad(), model.hooks(fwd_hooks=[(n, keep(n)) for n in names]):
+        logits = model(tokens)
+    missing = [n for n in names if n not in captured]
+    if missing:
+        raise AnalysisError(f"This model does not report {missing[0]}, which circuit discovery needs.",
+                            "Use a GPT-2-style model, or head-level analyses such as patching.")
+    out = torch.zeros(*tokens.shape, graph.n_senders, graph.d_model or captured["hook_embed"].shape[-1],
+                      dtype=captured["hook_embed"].dtype, device=tokens.device)
+    out[:, :, 0] = sum(captured[n] for n in _input_hooks(model))
+    for name, senders in _sender_hooks(model, graph):
+        act = captured[name]
+        out[:, :, senders] = act if act.dim() == 4 else act[:, :, None]
+    return logits, out, captured["hook_embed"], captured[receiver_hooks(graph)[-1][0]]
+
+
+def check_residual_is_a_sum(graph: Graph, out: torch.Tensor, resid: torch.Tensor, lengths: np.ndarray) -> None:
+    """Refuse models whose final residual stream is not the sum of the senders' outputs plus constants."""
+    rest = (resid - out.sum(dim=2)).double()
+    valid = torch.zeros(rest.shape[:2], dtype=torch.bool, device=rest.device)
+    for i, n in enumerate(lengths):
+        valid[i, : int(n)] = True
+    values = rest[valid]
+    spread = float((values - values[0]).abs().max()) if values.numel() else 0.0
+    scale = float(resid[valid].double().abs().max()) if values.numel() else 1.0
+    if spread > 1e-3 * max(scale, 1.0):
+        raise AnalysisError(
+            "This model's residual stream is not a sum of its components' outputs (e.g. LayerNorm after each "
+            "block), so its edges are not defined.",
+            "Use a pre-LayerNorm model (GPT-2, Pythia, ...) loaded with fold_ln.",
+        )
+
+
+def prepare(model, batch) -> Prepared:
+    """The clean and corrupted runs: sender outputs, embeddings and metrics (2 forward passes)."""
+    check_batch(batch)
+    graph = Graph.of_model(model)
+    device = _device(model)
+    as_long = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64), device=device)
+    clean_tokens, corrupt_tokens = as_long(batch.clean_tokens), as_long(batch.corrupt_tokens)
+    end, correct, incorrect = as_long(batch.end_pos), as_long(batch.correct_ids), as_long(batch.incorrect_ids)
+    with graph_hooks(model):
+        started = time.perf_counter()
+        clean_logits, clean_out, clean_embed, clean_resid = _run_capture(model, graph, clean_tokens)
+        seconds = time.perf_counter() - started
+        corrupt_logits, corrupt_out, corrupt_embed, _ = _run_capture(model, graph, corrupt_tokens)
+    check_residual_is_a_sum(graph, clean_out, clean_resid, np.asarray(batch.lengths))
+    prep = Prepared(graph, clean_tokens, corrupt_tokens, end, correct, incorrect, clean_out, corrupt_out,
+                    clean_embed, corrupt_embed, clean_logits.new_zeros(0), clean_logits.new_zeros(0), seconds)
+    prep.clean_metric = prep.metric(clean_logits).float()
+    prep.corrupt_metric = prep.metric(corrupt_logits).float()
+    return prep
+
+
+# ------------------------------------------------------------------ gradient scores
+
+
+def _receiver_gradients(model, prep: Prepared, embed: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """dm/d(receiver input) for every receiver hook on the clean tokens (embeddings replaced by ``embed``)."""
+    graph = prep.graph
+    hooks = receiver_hooks(graph)
+    captured: dict[str, torch.Tensor] = {}
+
+    def start(act, hook):
+        value = act if embed is None else embed.to(act.dtype)
+        return value.detach().requires_grad_(True)
+
+    def keep(name):
+        # A copy: hook_mlp_in shows the residual stream itself, and the gradient must be the MLP's
+        # input's alone (not also the residual path around the MLP).
+        def hook_fn(act, hook):
+            captured[name] = act = act.clone()
+            return act
+        return hook_fn
+
+    fwd = [("hook_embed", start)] + [(name, keep(name)) for name, _, _ in hooks]
+    with torch.enable_grad(), model.hooks(fwd_hooks=fwd):
+        logits = model(prep.clean_tokens)
+        metric = prep.metric(logits).mean()
+        acts = [captured[name] for name, _, _ in hooks]
+        grads = torch.autograd.grad(metric, acts, allow_unused=True)
+    return {name: (torch.zeros_like(a) if g is None else g).detach()
+            for (name, _, _), a, g in zip(hooks, acts, grads)}
+
+
+def _scores_from_gradients(prep: Prepared, grads: dict[str, torch.Tensor]) -> np.ndarray:
+    """(corrupted - clean sender output) . gradient, summed over prompts, positions and d_model [sender, receiver]."""
+    graph = prep.graph
+    delta = prep.corrupt_out - prep.clean_out  # [prompt, pos, sender, d_model]
+    # One matrix product: [sender, prompt*pos*d_model] @ [prompt*pos*d_model, receiver].
+    flat_delta = delta.permute(2, 0, 1, 3).reshape(graph.n_senders, -1).float()
+    scores = torch.zeros(graph.n_senders, graph.n_receivers, dtype=torch.float32, device=delta.device)
+    for name, kind, layer in receiver_hooks(graph):
+        grad = grads[name]
+        if grad.dim() == 3:
+            grad = grad[:, :, None]
+        flat_grad = grad.permute(2, 0, 1, 3).reshape(grad.shape[2], -1).float()
+        upto = _upstream_end(graph, kind, layer)  # later senders have no edge here
+        scores[:upto, receiver_slice(graph, kind, layer)] = flat_delta[:upto] @ flat_grad.T
+    found = scores.double().cpu().numpy() * graph.adjacency
+    return np.ascontiguousarray(found, dtype=np.float32)
+
+
+def eap_scores(model, prep: Prepared) -> np.ndarray:
+    """EAP [sender, receiver]: one backward pass on the clean run."""
+    with graph_hooks(model):
+        return _scores_from_gradients(prep, _receiver_gradients(model, prep, None))
+
+
+def eap_ig_scores(model, prep: Prepared, steps: int, progress=None) -> np.ndarray:
+    """EAP-IG "inputs" [sender, receiver]: gradients averaged over ``steps`` interpolated input embeddings."""
+    check_ig_steps(steps)
+    total: dict[str, torch.Tensor] = {}
+    with graph_hooks(model):
+        for k in range(steps):
+            if progress is not None:
+                progress.check_cancelled()
+            alpha = k / steps
+            embed = prep.corrupt_embed + alpha * (prep.clean_embed - prep.corrupt_embed)
+            for name, grad in _receiver_gradients(model, prep, embed).items():
+                total[name] = total[name] + grad if name in total else grad
+            if progress is not None:
+                progress.advance(1, f"EAP-IG step {k + 1} of {steps}")
+    return _scores_from_gradients(prep, {name: g / steps for name, g in total.items()})
+
+
+def check_ig_steps(steps: int) -> None:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise AnalysisError(f"EAP-IG needs at least 1 integration step, not {steps!r}.",
+                            "Give --ig-steps 1 or more (5 is the EAP-IG default).")
+
+
+# ------------------------------------------------------------------ exact scores
+
+
+def exact_cost(prep: Prepared) -> int:
+    """Forward passes of the whole prompt set that exact scoring takes: one per edge."""
+    return prep.graph.n_edges
+
+
+def check_exact_affordable(prep: Prepared, limit: int) -> None:
+    """Refuse exact scoring above ``limit`` forward-equivalents, with the estimate and the cheaper methods."""
+    cost = exact_cost(prep)
+    if cost > limit:
+        hours = cost * prep.forward_seconds / 3600.0
+        raise AnalysisError(
+            f"Exact edge scoring would take {cost:,} forward passes of the prompt set (about {hours:.1f} hours "
+            f"here), more than the limit of {limit:,}.",
+            "Use the eap or eap_ig method (a few passes), fewer prompts, or raise the exact-scoring limit.",
+        )
+
+
+def _rows_per_forward(prep: Prepared) -> int:
+    per_row = int(prep.clean_tokens.shape[1]) * int(prep.clean_out.shape[-1]) * max(4, prep.graph.n_heads)
+    return max(prep.n_prompts, ROW_BUDGET // max(per_row, 1))
+
+
+def exact_scores(model, prep: Prepared, progress=None, edges_per_forward: int | None = None) -> np.ndarray:
+    """Exact [sender, receiver]: m(clean with that edge corrupted) - m(clean), many edges per forward."""
+    graph = prep.graph
+    senders, receivers = graph.edge_index
+    per = edges_per_forward or max(1, _rows_per_forward(prep) // prep.n_prompts)
+    delta = prep.corrupt_out - prep.clean_out  # the sender's output is clean: nothing upstream changes
+    hooks = receiver_hooks(graph)
+    scores = np.zeros(graph.adjacency.shape, dtype=np.float64)
+    P = prep.n_prompts
+    with graph_hooks(model):
+        for start in range(0, len(senders), per):
+            if progress is not None:
+                progress.check_cancelled()
+            s_chunk, r_chunk = senders[start: start + per], receivers[start: start + per]
+            G = len(s_chunk)
+            fwd = []
+            for name, kind, layer in hooks:
+                block = receiver_slice(graph, kind, layer)
+                inside = np.nonzero((r_chunk >= block.start) & (r_chunk < block.stop))[0]
+                if inside.size:
+                    fwd.append((name, _edge_patch(G, P, inside, r_chunk[inside] - block.start,
+                                                  s_chunk[inside], delta, kind in ("q", "k", "v"))))
+            tokens = prep.clean_tokens.repeat(G, 1)
+            with torch.no_grad(), model.hooks(fwd_hooks=fwd):
+                logits = model(tokens)
+            metric = prep.metric(logits).float().view(G, P).mean(dim=1).double().cpu().numpy()
+            scores[s_chunk, r_chunk] = metric - prep.full
+            if progress is not None:
+                progress.advance(G, f"exact edge scores {min(start + per, len(senders))} of {len(senders)}")
+    return np.ascontiguousarray(scores, dtype=np.float32)
+
+
+def _edge_patch(G: int, P: int, groups, slots, senders, delta: torch.Tensor, per_head: bool) -> Callable:
+    groups_t = torch.as_tensor(groups, device=delta.device)
+    slots_t = torch.as_tensor(slots, device=delta.device)
+    values = delta[:, :, torch.as_tensor(senders, device=delta.device)].permute(2, 0, 1, 3)  # [k, P, pos, d]
+
+    def hook_fn(act, hook):
+        act = act.clone()
+        view = act.view(G, P, *act.shape[1:])
+        if per_head:
+            view[groups_t, :, :, slots_t] += values.to(act.dtype)
+        else:
+            view[groups_t] += values.to(act.dtype)
+        return act
+
+    return hook_fn
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+def evaluate(model, prep: Prepared, circuits: Sequence[np.ndarray], progress=None) -> np.ndarray:
+    """m(C) for each circuit (bool [sender, receiver]) with every edge outside it corrupted exactly."""
+    graph = prep.graph
+    P = prep.n_prompts
+    per = max(1, _rows_per_forward(prep) // (P * max(1, graph.n_senders // 8)))
+    found = []
+    with graph_hooks(model):
+        for start in range(0, len(circuits), per):
+            if progress is not None:
+                progress.check_cancelled()
+            chunk = circuits[start: start + per]
+            corrupted = torch.as_tensor(
+                np.stack([graph.adjacency & ~np.asarray(c, dtype=bool) for c in chunk]),
+                dtype=prep.clean_out.dtype, device=prep.clean_out.device)  # [G, S, R]
+            found.append(_evaluate_chunk(model, prep, corrupted))
+            if progress is not None:
+                progress.advance(len(chunk), f"evaluated {min(start + per, len(circuits))} of {len(circuits)} circuits")
+    return np.concatenate(found) if found else np.zeros(0)
+
+
+def _evaluate_chunk(model, prep: Prepared, corrupted: torch.Tensor) -> np.ndarray:
+    graph = prep.graph
+    G, P = corrupted.shape[0], prep.n_prompts
+    # diff = corrupted - current output of each sender in this run, filled in as the senders fire.
+    diff = torch.zeros(G, *prep.corrupt_out.shape, dtype=prep.corrupt_out.dtype, device=prep.corrupt_out.device)
+    corrupt = prep.corrupt_out[None]
+    inputs: dict[str, torch.Tensor] = {}
+
+    def input_part(name):
+        def hook_fn(act, hook):
+            inputs[name] = act
+            if len(inputs) == len(_input_hooks(model)):
+                current = sum(inputs.values()).view(G, P, *act.shape[1:])
+                diff[:, :, :, 0] = corrupt[:, :, :, 0] - current
+            return act
+        return hook_fn
+
+    def sender(senders: slice):
+        def hook_fn(act, hook):
+            current = act.view(G, P, *act.shape[1:])
+            if current.dim() == 4:
+                current = current[:, :, :, None]
+            diff[:, :, :, senders] = corrupt[:, :, :, senders] - current
+            return act
+        return hook_fn
+
+    def receiver(kind: str, layer: int):
+        block = receiver_slice(graph, kind, layer)
+        upto = _upstream_end(graph, kind, layer)
+        weight = corrupted[:, :upto, block]  # [G, s, r]: 1 = edge corrupted
+        # sum_s w (corrupt - current) over the senders with a corrupted edge here, or, when fewer
+        # senders keep an edge here, (sum over all upstream senders) - (sum over the kept edges).
+        cut = torch.nonzero((weight > 0).any(dim=2).any(dim=0)).flatten()
+        kept_weight = (1.0 - weight) * torch.as_tensor(graph.adjacency[:upto, block].copy(), dtype=weight.dtype,
+                                                       device=weight.device)
+        kept = torch.nonzero((kept_weight > 0).any(dim=2).any(dim=0)).flatten()
+        complement = len(kept) < len(cut)
+        adjacent = np.nonzero(graph.adjacency[:upto, block].any(axis=1))[0]
+        upstream_senders = slice(0, upto) if len(adjacent) == upto else torch.as_tensor(adjacent, device=weight.device)
+
+        def hook_fn(act, hook):
+            if complement:
+                upstream = diff[:, :, :, upstream_senders].sum(dim=3, keepdim=True)  # [G, P, pos, 1, d]
+                update = upstream - torch.einsum("gnpsd,gsr->gnprd", diff[:, :, :, kept], kept_weight[:, kept])
+            else:
+                update = torch.einsum("gnpsd,gsr->gnprd", diff[:, :, :, cut], weight[:, cut])
+            view = act.view(G, P, *act.shape[1:])
+            if view.dim() == 4:
+                return (view + update[:, :, :, 0]).view_as(act)
+            return (view + update).view_as(act)
+        return hook_fn
+
+    fwd = [(name, input_part(name)) for name in _input_hooks(model)]
+    fwd += [(name, sender(senders)) for name, senders in _sender_hooks(model, graph)]
+    fwd += [(name, receiver(kind, layer)) for name, kind, layer in receiver_hooks(graph)]
+    with torch.no_grad(), model.hooks(fwd_hooks=fwd):
+        logits = model(prep.clean_tokens.repeat(G, 1))
+    return prep.metric(logits).float().view(G, P).mean(dim=1).double().cpu().numpy()
+
+
+def node_ablation(model, prep: Prepared, progress=None) -> np.ndarray:
+    """Exact node scores [sender]: m(every outgoing edge of the node corrupted) - m(clean), i.e. the
+    node's output replaced by its corrupted output everywhere downstream (activation patching)."""
+    graph = prep.graph
+    circuits = []
+    for sender in range(graph.n_senders):
+        mask = graph.full()
+        mask[sender] = False
+        circuits.append(mask)
+    return np.ascontiguousarray(evaluate(model, prep, circuits, progress) - prep.full, dtype=np.float32)
