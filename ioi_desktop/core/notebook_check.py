@@ -17,9 +17,11 @@ each row names what it measures (``quantity``), so this module can
    unless the row gives its own, e.g. for scores on unseeded random tokens).
 
 The CLI (``ioi-desktop reproduce-notebook``) and the GUI (Help > Reproduce
-the Exploratory Analysis Demo) both call :func:`reproduce`. Steps the app
-cannot run yet (the backup-name-mover ablation) are listed in the
-reference's ``not_compared`` and shown as such. Qt-free; torch is imported
+the Exploratory Analysis Demo) both call :func:`reproduce`. Published
+statements with no single number to compare ("~0 up to 7_mid") are listed
+in the reference's ``not_compared`` and shown as such. The backup-name-mover
+step runs the ablation analysis with the reference's ``ablation_options``
+(the notebook's: L9H9's z zero-ablated at END). Qt-free; torch is imported
 on first use.
 """
 
@@ -36,6 +38,8 @@ from ioi_desktop.core.paths import resource_path
 
 REFERENCE_FORMAT = "ioi-desktop/notebook-reference"
 ANALYSES = ("logit_diff", "logit_lens", "dla", "patching", "head_scores")
+# The notebook's backup-name-mover experiment: the name mover L9H9's z zero-ablated at END.
+DEFAULT_ABLATION = {"heads": "9.9", "method": "zero", "positions": "end"}
 PATCH_GRIDS = ("resid_pre", "attn_out", "mlp_out", "head_z", "head_v", "head_pattern")
 SANITY_PROMPT = "After John and Mary went to the store, John gave a bottle of milk to"
 
@@ -68,6 +72,7 @@ def analysis_options(reference: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         "patching": {"sweeps": list(PATCH_GRIDS)},
         "head_scores": dict(reference.get("head_scores_options")
                             or {"token_pool": "id_range", "prepend_bos": "no", "seq_len": 100, "batch": 2, "seed": 0}),
+        "ablation": dict(reference.get("ablation_options") or DEFAULT_ABLATION),
     }
 
 
@@ -184,6 +189,15 @@ def our_value(quantity: Mapping[str, Any], results: Any, sanity: tuple[str, floa
         return float(grid[int(quantity["layer"]), int(second)])
     if kind == "head_score":
         return float(arrays("head_scores")["head_score_" + quantity["score"]][int(quantity["layer"]), int(quantity["head"])])
+    if kind == "ablation_mean":
+        return float(arrays("ablation")["ablation_logit_diff"].mean())
+    if kind == "ablation_dla_guess":
+        # The naive guess: the clean mean minus the ablated heads' direct attribution.
+        ablated = arrays("ablation")
+        return float(ablated["ablation_logit_diff_clean"].mean() - ablated["ablation_predicted_drop"])
+    if kind in ("ablation_dla_before", "ablation_dla_after"):
+        grid = arrays("ablation")["ablation_dla_head_" + kind.rsplit("_", 1)[1]]
+        return float(grid[int(quantity["layer"]), int(quantity["head"])])
     raise FileFormatError(f"The reference row quantity {dict(quantity)!r} is of an unknown kind.",
                           "Use the kinds of resources/reference/notebook_gpt2_small.json.")
 
@@ -210,7 +224,11 @@ def reproduce(handle: Any, reference: Mapping[str, Any], runner: Any = None,
     from ioi_desktop.core.runner import Runner
 
     runner = runner or Runner()
-    results = runner.run(handle, notebook_prompt_set(), list(ANALYSES), analysis_options(reference),
+    # The backup-name-mover rows need the ablation (of the reference's heads); others do not.
+    kinds = {str(row["quantity"].get("kind", "")) for row in reference["rows"]}
+    analyses = list(ANALYSES) + (["ablation"] if any(kind.startswith("ablation") for kind in kinds) else [])
+    options = {name: value for name, value in analysis_options(reference).items() if name in analyses}
+    results = runner.run(handle, notebook_prompt_set(), analyses, options,
                          on_progress=on_progress, cancel_token=cancel_token)
     needs_sanity = any(str(r["quantity"].get("kind", "")).startswith("sanity") for r in reference["rows"])
     return compare(reference, results, _sanity(handle) if needs_sanity else None), results

@@ -118,6 +118,33 @@ def transformer_lens_reference(handle) -> dict:
         rows.append(_row(f"head-type scores: {kind}", f"L{layer}H{head}",
                          {"kind": "head_score", "score": kind, "layer": int(layer), "head": int(head)},
                          float(scores[layer, head])))
+    # The backup-name-mover experiment, written with plain hooks: one head's z zero-ablated at END,
+    # then every head's DLA on the ablated run (ActivationCache methods, its own cached LN scale).
+    ablated_layer, ablated_head = 1, 2
+    end = torch.as_tensor(np.asarray(batch.end_pos))
+    rows_index = torch.arange(end.shape[0])
+
+    def zero_at_end(z, hook):
+        z = z.clone()
+        z[rows_index, end, ablated_head] = 0.0
+        return z
+
+    with torch.no_grad(), model.hooks(fwd_hooks=[(f"blocks.{ablated_layer}.attn.hook_z", zero_at_end)]):
+        ablated_logits, ablated_cache = model.run_with_cache(clean_tokens)
+    ablated_metric = float(metric(ablated_logits))
+    directions = (model.W_U[:, torch.as_tensor(np.asarray(batch.correct_ids))]
+                  - model.W_U[:, torch.as_tensor(np.asarray(batch.incorrect_ids))]).T.float()
+    after = (ablated_cache.stack_head_results(layer=-1, pos_slice=-1, apply_ln=True) * directions).sum(-1).mean(-1)
+    after = after.reshape(n_layers, n_heads).numpy()
+    step = "backup name movers"
+    rows.append(_row(step, "mean logit diff after", {"kind": "ablation_mean"}, ablated_metric))
+    rows.append(_row(step, "naive DLA guess", {"kind": "ablation_dla_guess"},
+                     float(np.mean(diffs) - per_head[ablated_layer, ablated_head])))
+    for layer, head in ((2, 0), (2, 3)):
+        rows.append(_row(step, f"L{layer}H{head} DLA before",
+                         {"kind": "ablation_dla_before", "layer": layer, "head": head}, float(per_head[layer, head])))
+        rows.append(_row(step, f"L{layer}H{head} DLA after",
+                         {"kind": "ablation_dla_after", "layer": layer, "head": head}, float(after[layer, head])))
     # The sanity prompt through to_tokens.
     with torch.no_grad():
         probs = model(model.to_tokens(notebook_check.SANITY_PROMPT))[0, -1].softmax(-1)
@@ -128,7 +155,8 @@ def transformer_lens_reference(handle) -> dict:
         "format": notebook_check.REFERENCE_FORMAT, "version": 1, "model": "random GPT-2", "title": "test reference",
         "source": "computed by this test with TransformerLens", "tolerance": 0.01,
         "head_scores_options": {"token_pool": "id_range", "prepend_bos": "no", "seq_len": seq_len, "batch": n_seq, "seed": seed},
-        "not_compared": [{"step": "backup name movers", "published": "-", "why": "not in the app yet"}],
+        "ablation_options": {"heads": f"{ablated_layer}.{ablated_head}", "method": "zero", "positions": "end"},
+        "not_compared": [{"step": "approximate statements", "published": "~0", "why": "no single number"}],
         "rows": rows,
     }
 
@@ -158,7 +186,8 @@ def test_every_published_number_comes_back_on_a_random_gpt2(gpt2_handle, referen
     # The table: one line per number, and what was left out is said.
     assert f"{len(reference['rows'])} of {len(reference['rows'])} published numbers agree" in captured.out
     assert captured.out.count("PASS") == len(reference["rows"])
-    assert "Not compared: backup name movers" in captured.out
+    assert "Not compared: approximate statements" in captured.out
+    assert "backup name movers" in captured.out
     assert "corrupted mean" in captured.out and "head_z patching" in captured.out
 
 
@@ -197,7 +226,9 @@ def test_shipped_reference_covers_the_published_steps():
     published = {(row["step"], row["item"]): row["published"] for row in reference["rows"]}
     assert published[("logit diff per prompt", "mean")] == 3.552
     assert published[("per-head DLA (stack_head_results)", "L9H9")] == 2.99
-    assert any(left["step"] == "backup name movers" for left in reference["not_compared"])
+    assert published[("backup name movers (L9H9 z zero-ablated at END)", "mean logit diff after")] == 2.92
+    assert published[("backup name movers (L9H9 z zero-ablated at END)", "L10H10 DLA after")] == 1.23
+    assert not any(left["step"].startswith("backup") for left in reference["not_compared"])
     assert "Exploratory Analysis Demo" in reference["source"]
 
 
