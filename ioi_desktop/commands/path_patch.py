@@ -13,7 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_run_arguments(parser)
     parser.add_argument("--senders", default="", metavar="L.H,...",
-                        help="sender heads, e.g. 7.3,7.9 (default: the head with the largest DLA at END)")
+                        help="sender heads, e.g. 7.3,7.9 (default, with no --receiver-head: every earlier head "
+                        "into the head with the largest DLA at END)")
     parser.add_argument("--receivers", default="q", metavar="q|k|v|logits",
                         help="receiver inputs, comma-separated (default q)")
     parser.add_argument("--receiver-head", default="", metavar="L.H",
