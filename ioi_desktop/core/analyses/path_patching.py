@@ -36,16 +36,7 @@ import numpy as np
 from jaxtyping import Float32
 
 from ioi_desktop.core import hooks
-from ioi_desktop.core.analyses.base import (
-    AnalysisContext,
-    AnalysisOptions,
-    AnalysisResult,
-    Progress,
-    array,
-    labels,
-    meta,
-    option,
-)
+from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisOptions, AnalysisResult, Progress, array, labels, meta, option
 from ioi_desktop.core.errors import AnalysisError
 
 NAME = "path_patching"

@@ -27,7 +27,6 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushBu
 from ioi_desktop.core.analyses import ablation
 from ioi_desktop.gui.panels.result_panel import ResultPanel
 from ioi_desktop.gui.widgets.export import export_grid_csv
-from ioi_desktop.gui.widgets.heatmap import Heatmap
 
 GRIDS = (
     ("ablation_dla_head_before", "DLA before"),
@@ -129,15 +128,7 @@ class AblationPanel(ResultPanel):
         self.status = QLabel("Pin heads and press Ablate, or run the ablation analysis.")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
-        grids = QHBoxLayout()
-        self.heatmaps: dict[str, Heatmap] = {}
-        for name, title in GRIDS:
-            heatmap = self.link_head_map(Heatmap(title=title, row_title="layer", col_title="head"))
-            heatmap.setMinimumSize(180, 180)
-            self.heatmaps[name] = heatmap
-            grids.addWidget(heatmap, 1)
-        layout.addLayout(grids, 1)
-        layout.addWidget(self.roles_legend)
+        self.heatmaps = self.add_head_maps(layout, GRIDS, stretch=1)
         self._live_timer = QTimer(self)
         self._live_timer.setSingleShot(True)
         self._live_timer.setInterval(LIVE_DELAY_MS)

@@ -20,7 +20,6 @@ from ioi_desktop.core.analyses import head_scores
 from ioi_desktop.core.grids import strongest_cell
 from ioi_desktop.gui.panels.result_panel import ResultPanel
 from ioi_desktop.gui.widgets.export import export_grid_csv
-from ioi_desktop.gui.widgets.heatmap import Heatmap
 
 SCORES = (
     ("head_score_prev", "Previous-token score"),
@@ -51,15 +50,7 @@ class HeadScoresPanel(ResultPanel):
         self.note.setWordWrap(True)
         self.note.setObjectName("head_scores_note")
         layout.addWidget(self.note)
-        grids = QHBoxLayout()
-        self.heatmaps: dict[str, Heatmap] = {}
-        for name, title in SCORES:
-            heatmap = self.link_head_map(Heatmap(title=title, row_title="layer", col_title="head"))
-            heatmap.setMinimumSize(180, 180)
-            self.heatmaps[name] = heatmap
-            grids.addWidget(heatmap)
-        layout.addLayout(grids, 1)
-        layout.addWidget(self.roles_legend)
+        self.heatmaps = self.add_head_maps(layout, SCORES)
 
     def _levels(self, values: np.ndarray) -> tuple[tuple[float, float], bool]:
         """0 to the largest score shown (at least 0.05), so weak heads on a short-text model still show:

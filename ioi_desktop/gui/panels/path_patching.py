@@ -20,7 +20,6 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWi
 from ioi_desktop.core.analyses import path_patching
 from ioi_desktop.gui.panels.result_panel import ResultPanel
 from ioi_desktop.gui.widgets.export import export_grid_csv
-from ioi_desktop.gui.widgets.heatmap import Heatmap
 
 GRIDS = (
     ("path_patch_q", "into q"),
@@ -54,15 +53,7 @@ class PathPatchingPanel(ResultPanel):
         self.status = QLabel("Select a head and path-patch from it or into it.")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
-        grids = QHBoxLayout()
-        self.heatmaps: dict[str, Heatmap] = {}
-        for name, title in GRIDS:
-            heatmap = self.link_head_map(Heatmap(title=title, row_title="layer", col_title="head"))
-            heatmap.setMinimumSize(160, 160)
-            self.heatmaps[name] = heatmap
-            grids.addWidget(heatmap, 1)
-        layout.addLayout(grids, 1)
-        layout.addWidget(self.roles_legend)
+        self.heatmaps = self.add_head_maps(layout, GRIDS, min_size=160, stretch=1)
 
     def _selected(self) -> str | None:
         layer, head = self.selection.layer, self.selection.head

@@ -31,7 +31,7 @@ from typing import Any, Callable
 import numpy as np
 import shiboken6
 from PySide6.QtCore import QEvent, Qt, Signal
-from PySide6.QtWidgets import QCheckBox, QLabel, QMenu, QWidget
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QMenu, QWidget
 
 from ioi_desktop.core.analyses.base import Positions
 from ioi_desktop.core.errors import IOIError
@@ -372,6 +372,19 @@ class ResultPanel(QWidget):
         menu.addAction(f"Path patch into {name}", lambda: self.run_requested.emit(
             "path_patching", {"receiver_head": f"{layer}.{head}", "receivers": ["q", "k", "v"]}))
         return menu
+
+    def add_head_maps(self, layout: Any, grids: Any, min_size: int = 180, stretch: int = 0) -> dict[str, Heatmap]:
+        """A row of linked layer x head heatmaps, one per ``(name, title)``, then the roles legend, into ``layout``."""
+        row = QHBoxLayout()
+        heatmaps: dict[str, Heatmap] = {}
+        for name, title in grids:
+            heatmap = self.link_head_map(Heatmap(title=title, row_title="layer", col_title="head"))
+            heatmap.setMinimumSize(min_size, min_size)
+            heatmaps[name] = heatmap
+            row.addWidget(heatmap, stretch)
+        layout.addLayout(row, 1)
+        layout.addWidget(self.roles_legend)
+        return heatmaps
 
     def describe_head(self, heatmap: Heatmap, layer: int, head: int, value: float) -> str:
         """Hover text of a head cell: L9H9, its value, and its known role if any."""
