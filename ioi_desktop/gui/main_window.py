@@ -401,17 +401,21 @@ class MainWindow(QMainWindow):
     def selected_analyses(self) -> list[str]:
         return [name for name, action in self.analysis_actions.items() if action.isChecked()]
 
-    def run_blocked_reason(self) -> str:
-        """Why Run cannot start now ('' when it can)."""
+    def _inputs_blocked_reason(self) -> str:
+        """Why no analysis can run now: read-only session, no model, invalid prompts ('' when it can)."""
         if self.read_only:
             return "This session is read-only because its model is not on this machine; load a model to run."
         if self.handle is None:
             return "Run is available once a model has loaded."
         if not self.prompt_editor.valid:
             return self.prompt_editor.invalid_reason
-        if not self.selected_analyses():
-            return "No analysis is selected (Run > Analyses)."
         return ""
+
+    def run_blocked_reason(self) -> str:
+        """Why Run cannot start now ('' when it can)."""
+        if not self._inputs_blocked_reason() and not self.selected_analyses():
+            return "No analysis is selected (Run > Analyses)."
+        return self._inputs_blocked_reason()
 
     def run(self) -> bool:
         """Start the selected analyses; False (with the reason shown) if it cannot start."""
@@ -420,27 +424,17 @@ class MainWindow(QMainWindow):
             self.step_label.setText(reason)
             return False
         self.workbench.set_run_settings(analyses=self.selected_analyses())
-        prompt_set = self.prompt_editor.prompt_set()
-        self.workbench.set_prompt_set(prompt_set)
-        request = self.workbench.run_request()
-        if not self.worker.run_analyses(self.handle, prompt_set, request):
-            return False
-        # The worker's reports are queued to this thread, so none arrives before the store is ready.
-        self._run_started = time.monotonic()
-        self.workbench.begin_run(request)
-        return True
+        return self._start(self.workbench.run_request(), keep_others=False)
 
     def run_only(self, analysis: str, changes: dict) -> bool:
         """Run one analysis with these option changes (a panel's Ablate / Path patch action),
-        keeping every other result shown; False (with the reason shown) if it cannot start."""
+        keeping every other result shown; False (with the reason shown) if it cannot start.
+        The analyses ticked for Run do not matter here."""
         from ioi_desktop.core.workbench import RunRequest
 
-        reason = self.run_blocked_reason()
-        if reason and self.selected_analyses():  # the analyses ticked for Run do not matter here
+        reason = self._inputs_blocked_reason()
+        if reason:
             self.step_label.setText(reason)
-            return False
-        if self.read_only or self.handle is None or not self.prompt_editor.valid:
-            self.step_label.setText(reason or "Run is available once a model has loaded.")
             return False
         current = self.workbench.options[analysis]
         try:
@@ -449,13 +443,17 @@ class MainWindow(QMainWindow):
             self._report("Cannot run", error)
             return False
         self.workbench.set_options(analysis, options)
+        return self._start(RunRequest((analysis,), {analysis: options}, self.workbench.batch_size), keep_others=True)
+
+    def _start(self, request: Any, keep_others: bool) -> bool:
+        """Hand ``request`` to the worker on the current prompt set, then ready the results store."""
         prompt_set = self.prompt_editor.prompt_set()
         self.workbench.set_prompt_set(prompt_set)
-        request = RunRequest((analysis,), {analysis: options}, self.workbench.batch_size)
         if not self.worker.run_analyses(self.handle, prompt_set, request):
             return False
+        # The worker's reports are queued to this thread, so none arrives before the store is ready.
         self._run_started = time.monotonic()
-        self.workbench.begin_run(request, keep_others=True)
+        self.workbench.begin_run(request, keep_others=keep_others)
         return True
 
     def _path_patch_selected(self) -> bool:
