@@ -136,9 +136,12 @@ class QKVReader:
     def _compute(self, kind: str, layer: int, resid):
         import torch
 
+        from ioi_desktop.core.devices import module_device, to_device
+
         block = self.model.blocks[layer]
-        normed = block.ln1(resid)
+        normed = block.ln1(to_device(resid, module_device(block.ln1)))  # a split model: ln1 on its block's GPU
         W = getattr(self.model, f"W_{kind.upper()}")[layer]
+        normed = to_device(normed, W.device)
         b = getattr(self.model, f"b_{kind.upper()}")[layer]
         return torch.einsum("...m,hmd->...hd", normed.to(W.dtype), W) + b
 
