@@ -84,3 +84,21 @@ def model_devices(model: Any) -> list:
         if parameter.device not in seen:
             seen.append(parameter.device)
     return seen
+
+
+def all_gpus_choice(device_infos) -> tuple[str, str, bool]:
+    """(label, tooltip, enabled) of the model picker's 'all GPUs' entry, from ``models.DeviceInfo`` rows.
+
+    The tooltip lists every GPU's free and total memory (GiB = 2**30); without a
+    CUDA GPU the entry is disabled.
+    """
+    gpus = [d for d in device_infos if str(d.name).startswith("cuda")]
+    if not gpus:
+        return "All GPUs (no NVIDIA GPU found)", "No CUDA GPU is available here.", False
+    free = sum(d.free_bytes for d in gpus) / 2**30
+    total = sum(d.total_bytes for d in gpus) / 2**30
+    lines = [f"{d.name}: {d.free_bytes / 2**30:.1f} of {d.total_bytes / 2**30:.1f} GiB free" for d in gpus]
+    label = f"All GPUs ({len(gpus)}, {free:.1f} of {total:.1f} GiB free)"
+    tooltip = ("Split the model's layers across every GPU (accelerate's device_map); the memory a run needs "
+               "is checked before loading.\n" + "\n".join(lines))
+    return label, tooltip, True
