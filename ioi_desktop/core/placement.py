@@ -294,12 +294,13 @@ def meta_model(folder: Path, dtype: Any):
 # ---------------------------------------------------------------- plans
 
 
-def refuse(name: str, need: Estimate, where: str, free: int) -> DeviceError:
+def refuse(name: str, need: Estimate, where: str, free: int, split: bool = False) -> DeviceError:
+    """The one-sentence refusal with the numbers; ``split``: the GPUs together were already too small."""
+    other = "" if split else "Choose 'all' to split it across every GPU, or "
     return DeviceError(
         f"{name} does not fit on {where}: it needs about {gib(need.total)} ({gib(need.weights)} weights + "
         f"{gib(need.activations)} activations for {_workload_words(need)}) but {gib(free)} is free there.",
-        "Choose 'all' to split it across every GPU, float16/bfloat16, fewer prompts or a smaller --batch-size, "
-        "or a smaller model.",
+        f"{other or 'Choose '}float16/bfloat16, fewer prompts or a smaller --batch-size, or a smaller model.",
     )
 
 
@@ -326,7 +327,7 @@ def plan_split(name: str, need: Estimate, folder: Path, dtype: Any, gpus: Sequen
     rooms = [int(free * GPU_SHARE) for _, free in gpus]
     total_room = sum(rooms)
     if need.total > total_room:
-        raise refuse(name, need, f"the {len(gpus)} GPUs together", total_room)
+        raise refuse(name, need, f"the {len(gpus)} GPUs together", total_room, split=True)
     model = meta_model(folder, dtype)
     prefix, elements, others = block_list(model)
     size = dtype_bytes(dtype)
@@ -342,7 +343,7 @@ def plan_split(name: str, need: Estimate, folder: Path, dtype: Any, gpus: Sequen
     try:
         owners = split_blocks(block_bytes, [home_room] + rooms[1:])
     except ValueError:
-        raise refuse(name, need, f"the {len(gpus)} GPUs together", total_room) from None
+        raise refuse(name, need, f"the {len(gpus)} GPUs together", total_room, split=True) from None
     targets = [target for target, _ in gpus]
     labels = [_label(t) for t in targets]
     planned = {label: 0 for label in labels}

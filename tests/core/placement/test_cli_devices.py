@@ -33,6 +33,7 @@ def test_all_on_gpus_too_small_refuses_with_the_numbers(capsys, tmp_path, monkey
     line = _analyze(capsys, tmp_path, "all")
     assert "does not fit on the 2 GPUs together: it needs about" in line
     assert "activations for 8 pairs of about" in line and "but 1.8 MiB is free there" in line
+    assert "Choose float16/bfloat16" in line and "'all'" not in line.split("free there.")[1]
 
 
 def test_one_gpu_too_small_refuses_before_loading(capsys, tmp_path, monkeypatch):
