@@ -295,11 +295,13 @@ def meta_model(folder: Path, dtype: Any):
 
 
 def refuse(name: str, need: Estimate, where: str, free: int, split: bool = False) -> DeviceError:
-    """The one-sentence refusal with the numbers; ``split``: the GPUs together were already too small."""
+    """The one-sentence refusal with the numbers (``free``: bytes free there); ``split``: the GPUs
+    together were already too small."""
     other = "" if split else "Choose 'all' to split it across every GPU, or "
     return DeviceError(
         f"{name} does not fit on {where}: it needs about {gib(need.total)} ({gib(need.weights)} weights + "
-        f"{gib(need.activations)} activations for {_workload_words(need)}) but {gib(free)} is free there.",
+        f"{gib(need.activations)} activations for {_workload_words(need)}) but only {gib(int(free * GPU_SHARE))} "
+        f"can be used there ({GPU_SHARE:.0%} of the {gib(free)} free).",
         f"{other or 'Choose '}float16/bfloat16, fewer prompts or a smaller --batch-size, or a smaller model.",
     )
 
@@ -312,9 +314,8 @@ def _workload_words(need: Estimate) -> str:
 
 def plan_one(name: str, need: Estimate, device: str, free: int) -> Placement:
     """One GPU: the whole estimate must fit in ``GPU_SHARE`` of its free memory."""
-    room = int(free * GPU_SHARE)
-    if need.total > room:
-        raise refuse(name, need, device, room)
+    if need.total > int(free * GPU_SHARE):
+        raise refuse(name, need, device, free)
     return Placement(device, None, need, {device: need.total}, {device: free})
 
 
@@ -325,9 +326,9 @@ def plan_split(name: str, need: Estimate, folder: Path, dtype: Any, gpus: Sequen
     map that only exercises the split, as the tests do).
     """
     rooms = [int(free * GPU_SHARE) for _, free in gpus]
-    total_room = sum(rooms)
-    if need.total > total_room:
-        raise refuse(name, need, f"the {len(gpus)} GPUs together", total_room, split=True)
+    total_free = sum(free for _, free in gpus)
+    if need.total > sum(rooms):
+        raise refuse(name, need, f"the {len(gpus)} GPUs together", total_free, split=True)
     model = meta_model(folder, dtype)
     prefix, elements, others = block_list(model)
     size = dtype_bytes(dtype)
@@ -337,26 +338,23 @@ def plan_split(name: str, need: Estimate, folder: Path, dtype: Any, gpus: Sequen
     if home_room < 0:
         raise DeviceError(
             f"{name} does not fit across the GPUs: the first GPU must hold the embeddings and unembedding "
-            f"({gib(home_weights)}) and the activations ({gib(need.activations)}) but has {gib(rooms[0])} free.",
+            f"({gib(home_weights)}) and the activations ({gib(need.activations)}) but only {gib(rooms[0])} "
+            f"can be used there ({GPU_SHARE:.0%} of the {gib(gpus[0][1])} free).",
             "Free memory on the first GPU, use fewer prompts or a smaller --batch-size, or float16/bfloat16.",
         )
     try:
         owners = split_blocks(block_bytes, [home_room] + rooms[1:])
     except ValueError:
-        raise refuse(name, need, f"the {len(gpus)} GPUs together", total_room, split=True) from None
+        raise refuse(name, need, f"the {len(gpus)} GPUs together", total_free, split=True) from None
     targets = [target for target, _ in gpus]
     labels = [_label(t) for t in targets]
-    planned = {label: 0 for label in labels}
-    planned[labels[0]] += home_weights + need.activations
+    if len(set(labels)) < len(labels):  # a map over one device named twice (tests): one key per slot
+        labels = [f"{label}#{i}" for i, label in enumerate(labels)]
+    planned = dict.fromkeys(labels, 0)
+    planned[labels[0]] = home_weights + need.activations
     for i, device in enumerate(owners):
         planned[labels[device]] += block_bytes[i]
     free = {label: f for label, (_, f) in zip(labels, gpus)}
-    if len(set(labels)) < len(labels):  # fake maps over one device: keep one entry per map slot
-        planned = {f"{label}#{i}": 0 for i, label in enumerate(labels)}
-        planned[f"{labels[0]}#0"] = home_weights + need.activations
-        for i, device in enumerate(owners):
-            planned[f"{labels[device]}#{device}"] += block_bytes[i]
-        free = {f"{label}#{i}": f for i, (label, (_, f)) in enumerate(zip(labels, gpus))}
     device_map = build_device_map(prefix, owners, others, targets)
     return Placement(_label(targets[0]), device_map, need, planned, free)
 

@@ -32,8 +32,8 @@ def test_all_on_gpus_too_small_refuses_with_the_numbers(capsys, tmp_path, monkey
     monkeypatch.setattr(devices, "gpu_targets", lambda: [(0, MiB), (1, MiB)])
     line = _analyze(capsys, tmp_path, "all")
     assert "does not fit on the 2 GPUs together: it needs about" in line
-    assert "activations for 8 pairs of about" in line and "but 1.8 MiB is free there" in line
-    assert "Choose float16/bfloat16" in line and "'all'" not in line.split("free there.")[1]
+    assert "activations for 8 pairs of about" in line and "but only 1.8 MiB can be used there (90% of the 2.0 MiB free)" in line
+    assert "Choose float16/bfloat16" in line and "'all'" not in line.split("free).")[1]
 
 
 def test_one_gpu_too_small_refuses_before_loading(capsys, tmp_path, monkeypatch):
@@ -41,5 +41,5 @@ def test_one_gpu_too_small_refuses_before_loading(capsys, tmp_path, monkeypatch)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(devices, "free_memory", lambda device: 2 * MiB)
     line = _analyze(capsys, tmp_path, "cuda")
-    assert "does not fit on cuda: it needs about" in line and "but 1.8 MiB is free there" in line
+    assert "does not fit on cuda: it needs about" in line and "but only 1.8 MiB can be used there" in line
     assert "Choose 'all'" in line

@@ -83,7 +83,8 @@ def test_refusal_is_one_sentence_with_the_numbers():
     message = info.value.message
     assert message == (
         "big-model does not fit on cuda:0: it needs about 33.0 GiB (30.0 GiB weights + 3.0 GiB activations "
-        "for 4 pairs of about 20 tokens, 2 per forward) but 18.0 GiB is free there."
+        "for 4 pairs of about 20 tokens, 2 per forward) but only 18.0 GiB can be used there (90% of the "
+        "20.0 GiB free)."
     )
     assert "'all'" in info.value.hint
     fits = placement.plan_one("big-model", need, "cuda:0", 40 * GiB)
