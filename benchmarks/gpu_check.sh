@@ -37,7 +37,7 @@ run)
     export PYTHONPATH=".:${PYTHONPATH:-}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TQDM_DISABLE=1
     nvidia-smi --query-gpu=index,name,memory.used,memory.total --format=csv 2>&1 | tee "$out/nvidia_smi.txt" || true
     set -o pipefail
-    timeout 290 python3 -m benchmarks.gpu_check --out "$out" 2>&1 | tee "$out/gpu_check.log"
+    timeout 295 python3 -m benchmarks.gpu_check --out "$out" 2>&1 | tee "$out/gpu_check.log"
     ;;
 *)
     echo "usage: benchmarks/gpu_check.sh [prepare|run]" >&2
