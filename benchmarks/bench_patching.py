@@ -15,7 +15,11 @@ Speedup = TransformerLens time / our time. ``max_abs_diff`` is the largest
 difference in the patched mean logit difference (before normalization) over
 every cell compared.
 
-    python -m benchmarks.bench_patching [--quick] [--head-z-only] [--json FILE] [--threads 1]
+    python -m benchmarks.bench_patching [--quick] [--head-z-only] [--json FILE] [--threads 1] [--device cuda]
+
+``--device cuda``: both sides on the GPU (model, tokens, caches), ratios against
+``transformer_lens.patching`` on the same GPU; our engines then batch as many
+patch settings per forward as half the free GPU memory holds.
 
 ``--head-z-only`` skips the six-sweep suite (no ``speedup_suite``): a
 re-measurement of the head z numbers in a few minutes. Run it from the
@@ -72,11 +76,11 @@ def _ours(model, batch, sweeps, engine):
     return seconds, {s: result.arrays[patching.SWEEPS[s].array + "_raw"] for s in sweeps}, result.meta
 
 
-def _tl(model, batch, sweep, clean_cache):
+def _tl(model, batch, sweep, clean_cache, device=None):
     from tests.support.patching_helpers import tl_reference
 
     began = time.perf_counter()
-    grid = tl_reference(model, batch, sweep, clean_cache)
+    grid = tl_reference(model, batch, sweep, clean_cache, device)
     return time.perf_counter() - began, grid
 
 
@@ -86,6 +90,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="write the measurements to this file")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--head-z-only", action="store_true", help="only the head z sweep on both engines")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda / cuda:N: both sides on that device")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -98,15 +103,20 @@ def main(argv=None) -> int:
     # TL's sweeps draw a progress bar per call; keep the output to the numbers.
     tl_patching.tqdm = lambda iterable, *a, **k: iterable
     shape = QUICK_SHAPE if args.quick else FULL_SHAPE
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda needs a CUDA GPU and a CUDA build of torch")
     model = random_gpt2_bridge(**shape, attn_gain=1.0)
+    if device.type != "cpu":
+        model.to(device)
     batch = tokenized_pairs(notebook_pairs())
     with torch.no_grad():
-        _logits, clean_cache = model.run_with_cache(torch.as_tensor(batch.clean_tokens))
+        _logits, clean_cache = model.run_with_cache(torch.as_tensor(batch.clean_tokens, device=device))
 
     measured = ("head_z",) if args.head_z_only else SUITE
     tl_seconds, tl_grids = {}, {}
     for sweep in measured:
-        tl_seconds[sweep], tl_grids[sweep] = _tl(model, batch, sweep, clean_cache)
+        tl_seconds[sweep], tl_grids[sweep] = _tl(model, batch, sweep, clean_cache, device)
         print(f"transformer_lens {sweep:>13}: {tl_seconds[sweep]:8.2f} s", flush=True)
 
     head_z_s, head_z, meta = _ours(model, batch, ["head_z"], "auto")
@@ -119,6 +129,7 @@ def main(argv=None) -> int:
         "model": {"shape": shape, "d_vocab": 50257, "quick": args.quick},
         "prompts": {"n": int(batch.clean_tokens.shape[0]), "n_pos": int(batch.clean_tokens.shape[1])},
         "threads": args.threads,
+        "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
         "engine_auto": meta["engine"],
         "seconds": {"tl_head_z": tl_seconds["head_z"], "tl_per_sweep": tl_seconds,
                     "fast_head_z": head_z_s, "bridge_head_z": bridge_s},
