@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
@@ -61,6 +61,13 @@ class SmokeTest(QObject):
     def _on_model_loaded(self, _handle) -> None:
         for action in self.window.analysis_actions.values():
             action.setChecked(True)
+        editor = self.window.prompt_editor
+        if editor.checking:  # the prompt set is validated in the worker's input thread: run when it is done
+            editor.checked.connect(self._start_run, Qt.SingleShotConnection)
+            return
+        self._start_run()
+
+    def _start_run(self) -> None:
         self._run_started = time.perf_counter()
         if not self.window.run():
             self._fail(f"Run did not start: {self.window.run_blocked_reason() or self.window.step_label.text()}")
