@@ -1095,9 +1095,7 @@ class MainWindow(QMainWindow):
         self.workbench.apply_settings(run_settings)
         for name, action in self.analysis_actions.items():
             action.setChecked(name in self.workbench.analyses)
-        geometry = self.settings.value("window/geometry")
-        if isinstance(geometry, QByteArray):
-            self.restoreGeometry(geometry)
+        self._restore_geometry()
         spec_text = self.settings.value("model/spec")
         if isinstance(spec_text, str):
             try:
@@ -1105,8 +1103,30 @@ class MainWindow(QMainWindow):
             except (ValueError, TypeError, AttributeError):
                 self.settings.remove("model/spec")
 
+    def _restore_geometry(self) -> None:
+        """Back where it was, exactly. ``restoreGeometry`` handles maximised windows and vanished
+        screens, but it also moves a window that did not fit the screen (down by a title bar's
+        height, narrower); the saved normal rectangle then puts it back as it was."""
+        from PySide6.QtCore import QRect
+        from PySide6.QtGui import QGuiApplication
+
+        geometry = self.settings.value("window/geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        rect = self.settings.value("window/rect")
+        try:
+            x, y, width, height = (int(v) for v in rect) if isinstance(rect, (list, tuple)) else ()
+        except (TypeError, ValueError):
+            return
+        saved = QRect(x, y, width, height)
+        on_screen = any(screen.availableGeometry().intersects(saved) for screen in QGuiApplication.screens())
+        if on_screen and width > 0 and height > 0 and not (self.windowState() & (Qt.WindowMaximized | Qt.WindowFullScreen)):
+            self.setGeometry(saved)
+
     def save_settings(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
+        normal = self.normalGeometry() if self.isMaximized() or self.isFullScreen() else self.geometry()
+        self.settings.setValue("window/rect", [normal.x(), normal.y(), normal.width(), normal.height()])
         if self.panels:  # a window closed before its panels existed has no full layout to remember
             self.settings.setValue("window/state", self.saveState(_LAYOUT_VERSION))
         from ioi_desktop.gui.dialogs.analysis_options import save_settings

@@ -53,7 +53,7 @@ class SmokeTest(QObject):
 
     def begin(self) -> None:
         self._timer.start()
-        self.window.open_notebook_set()
+        self.window.start(load_model=False)
         self.window.model_picker.set_spec(ModelSpec())
         if not self.window.load_model(ModelSpec()):
             self._fail("the model could not be queued for loading")
