@@ -43,6 +43,7 @@ class HelpDialog(QDialog):
         for topic in TOPICS:
             button = QPushButton(_TITLES[topic])
             button.setCheckable(True)
+            button.setAutoDefault(False)  # only the checked button looks pressed
             button.clicked.connect(lambda _checked=False, t=topic: self.show_topic(t))
             self.buttons[topic] = button
             row.addWidget(button)

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPlainTextEdit,
+    QPushButton,
     QSpinBox,
     QSplitter,
     QTableView,
@@ -43,7 +44,9 @@ from PySide6.QtWidgets import (
 
 from ioi_desktop.core.errors import IOIError
 from ioi_desktop.core.pairs import CORRUPTIONS, FAMILIES, BuilderSettings, BuildReport, WordLists, build_pairs, default_word_lists
+from ioi_desktop.core.prompt_diff import differing_spans
 from ioi_desktop.core.prompts import PromptSet
+from ioi_desktop.gui.panels.prompt_editor import DIFF_ROLE, PromptTextDelegate
 
 BUILD = "build_pairs"
 _SETTINGS_KEY = "pair_builder/settings"
@@ -69,9 +72,14 @@ class PreviewModel(QAbstractTableModel):
         return _PREVIEW_HEADERS[section] if orientation == Qt.Horizontal else str(section)
 
     def data(self, index: QModelIndex, role: int = Qt.DisplayRole) -> Any:
-        if not index.isValid() or role not in (Qt.DisplayRole, Qt.ToolTipRole):
+        if not index.isValid():
             return None
         pair = self.pairs[index.row()]
+        if role == DIFF_ROLE and index.column() < 2:
+            # Words, not the model's tokens: the preview shows at most PREVIEW_ROWS rows.
+            return differing_spans(pair.clean, pair.corrupt)[index.column()]
+        if role not in (Qt.DisplayRole, Qt.ToolTipRole):
+            return None
         return (pair.clean, pair.corrupt, pair.correct, pair.incorrect)[index.column()]
 
     def set_pairs(self, pairs: tuple) -> None:
@@ -144,11 +152,18 @@ class PairBuilderDialog(QDialog):
         )
         self.templates_hint = QLabel()
         self.templates_hint.setWordWrap(True)
-        self.templates_hint.setStyleSheet("color: palette(mid);")
+        self.use_custom_button = QPushButton("Write my own templates (family: custom)")
+        self.use_custom_button.setAutoDefault(False)
+        self.use_custom_button.clicked.connect(
+            lambda: self.family_combo.setCurrentIndex(self.family_combo.findData("custom")))
         templates_page = QWidget()
         templates_layout = QVBoxLayout(templates_page)
-        templates_layout.setContentsMargins(0, 0, 0, 0)
+        templates_layout.setContentsMargins(4, 4, 4, 4)
         templates_layout.addWidget(self.templates_hint)
+        hint_row = QHBoxLayout()
+        hint_row.addWidget(self.use_custom_button)
+        hint_row.addStretch(1)
+        templates_layout.addLayout(hint_row)
         templates_layout.addWidget(self.templates_edit, 1)
         word_tabs.addTab(templates_page, "Custom templates")
         self.word_tabs = word_tabs
@@ -167,8 +182,13 @@ class PairBuilderDialog(QDialog):
         self.preview.setModel(self.preview_model)
         self.preview.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.preview.setAlternatingRowColors(True)
-        self.preview.setWordWrap(False)
-        self.preview.setTextElideMode(Qt.ElideRight)
+        # The full prompts wrap, with the words that differ highlighted, as in the prompt editor.
+        self.preview_delegate = PromptTextDelegate(self.preview)
+        for column in (0, 1):
+            self.preview.setItemDelegateForColumn(column, self.preview_delegate)
+        self.preview.setWordWrap(True)
+        self.preview.verticalHeader().setSectionResizeMode(QHeaderView.Fixed)
+        self.preview.verticalHeader().setDefaultSectionSize(self.preview.fontMetrics().lineSpacing() * 3 + 8)
         header = self.preview.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.Stretch)
         header.setSectionResizeMode(1, QHeaderView.Stretch)
@@ -251,6 +271,7 @@ class PairBuilderDialog(QDialog):
         self.corruption_doc.setText(CORRUPTIONS[self.corruption_combo.currentData()])
         custom = family == "custom"
         self.templates_edit.setEnabled(custom)
+        self.use_custom_button.setVisible(not custom)
         self.templates_hint.setText(
             "Your templates, one per line: [A] is the indirect object (the answer, last), [B] the subject "
             "(at least twice), [C] a third name, [PLACE] and [OBJECT] words from the lists."

@@ -64,7 +64,7 @@ from ioi_desktop.core.prompts import TEXT_FIELDS, Finding, PromptPair, PromptSet
 from ioi_desktop.core.selection import Selection, SelectionModel
 from ioi_desktop.gui.widgets.token_strip import TokenStrip
 
-HEADERS = ("Clean prompt", "Corrupted prompt", "Correct", "Incorrect", "Check")
+HEADERS = ("Clean", "Corrupted", "Correct", "Incorrect", "Check")
 CHECK_COLUMN = len(TEXT_FIELDS)
 PROMPT_COLUMNS = (0, 1)
 DIFF_ROLE = Qt.UserRole + 1  # list of (start, end) character spans that differ from the other prompt
@@ -177,15 +177,21 @@ class PairTableModel(QAbstractTableModel):
         errors = [f for f in findings if f.severity == "error"]
         warnings = [f for f in findings if f.severity == "warning"]
         if role == Qt.DisplayRole:
+            # Short, so the prompts keep the width; the tooltip and the list below say what is wrong.
             if errors:
-                return f"✖ {len(errors)} error{'s' if len(errors) > 1 else ''}"
+                return f"✖ {len(errors)}"
             if warnings:
-                return f"⚠ {len(warnings)} warning{'s' if len(warnings) > 1 else ''}"
+                return f"⚠ {len(warnings)}"
             return "✔" if self._checked else ""
         if role == Qt.ForegroundRole:
             return QBrush(QColor(211, 47, 47) if errors else QColor(230, 140, 0) if warnings else QColor(46, 125, 50))
         if role == Qt.ToolTipRole:
-            return "\n\n".join(f"{f.message}\n→ {f.hint}" for f in findings) or None
+            counts = ", ".join(part for part in (
+                f"{len(errors)} error{'s' if len(errors) != 1 else ''}" if errors else "",
+                f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''}" if warnings else "") if part)
+            return "\n\n".join([counts] + [f"{f.message}\n→ {f.hint}" for f in findings]) if findings else None
+        if role == Qt.TextAlignmentRole:
+            return int(Qt.AlignCenter)
         return None
 
     def setData(self, index: QModelIndex, value: Any, role: int = Qt.EditRole) -> bool:  # noqa: N802 - Qt override
@@ -459,10 +465,12 @@ class PromptEditor(QWidget):
         header.setSectionResizeMode(1, QHeaderView.Stretch)
         # Fixed widths for the answers and the check mark: sizing them to their contents
         # would measure every row (seconds for a thousand pairs).
-        metrics = self.table.fontMetrics()
-        for column, sample in ((2, " Christopher"), (3, " Christopher"), (CHECK_COLUMN, "⚠ 2 warnings")):
+        metrics = header.fontMetrics()
+        for column in (2, 3, CHECK_COLUMN):
             header.setSectionResizeMode(column, QHeaderView.Interactive)
-            header.resizeSection(column, metrics.horizontalAdvance(sample) + 16)
+            header.resizeSection(column, max(metrics.horizontalAdvance(HEADERS[column]),
+                                             metrics.horizontalAdvance(" Martin")) + 14)
+        header.setMinimumSectionSize(metrics.horizontalAdvance("Check") + 10)
         # Every row gets the height of the longest prompt wrapped (one number, not one per row).
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.Fixed)
         header.sectionResized.connect(lambda *_: self._fit_timer.start())
@@ -504,7 +512,7 @@ class PromptEditor(QWidget):
                                              "correct": self.correct_edit, "incorrect": self.incorrect_edit}
         for edit in (self.clean_edit, self.corrupt_edit):
             edit.setTabChangesFocus(True)
-            edit.setFixedHeight(edit.fontMetrics().lineSpacing() * 3 + 12)
+            edit.setFixedHeight(edit.fontMetrics().lineSpacing() * 2 + 14)
         answers = QHBoxLayout()
         answers.addWidget(QLabel("Correct"))
         answers.addWidget(self.correct_edit, 1)
@@ -578,9 +586,10 @@ class PromptEditor(QWidget):
         below_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         splitter.addWidget(below_scroll)
         splitter.addWidget(findings)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 2)
+        splitter.setStretchFactor(0, 5)
+        splitter.setStretchFactor(1, 4)
         splitter.setStretchFactor(2, 1)
+        splitter.setSizes([500, 400, 60])
         self.splitter = splitter
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
