@@ -40,10 +40,11 @@ def _pieces(text: str, tokenizer: Any = None) -> tuple[list[Any], list[Span]]:
     return [m.group(0) for m in matches], [m.span() for m in matches]
 
 
-def _merge(spans: Sequence[Span]) -> list[Span]:
+def _merge(spans: Sequence[Span], text: str) -> list[Span]:
+    """Overlapping spans, and spans only whitespace apart, become one."""
     merged: list[Span] = []
     for a, b in sorted(s for s in spans if s[1] > s[0]):
-        if merged and a <= merged[-1][1]:
+        if merged and (a <= merged[-1][1] or not text[merged[-1][1]:a].strip()):
             merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
         else:
             merged.append((a, b))
@@ -67,4 +68,4 @@ def differing_spans(clean: str, corrupt: str, tokenizer: Any = None) -> tuple[li
             if tag != "equal":
                 marked_clean.extend(clean_spans[i1:i2])
                 marked_corrupt.extend(corrupt_spans[j1:j2])
-    return _merge(marked_clean), _merge(marked_corrupt)
+    return _merge(marked_clean, clean), _merge(marked_corrupt, corrupt)
