@@ -846,12 +846,16 @@ class MainWindow(QMainWindow):
     def restore_view_state(self, view: Any) -> None:
         if not isinstance(view, dict):
             return
+        self._raise_tabs(view)
         panels = view.get("panels") if isinstance(view.get("panels"), dict) else {}
         for panel in self.panels:
             state = panels.get(panel.TITLE)
             if isinstance(state, dict) and hasattr(panel, "restore_view_state"):
                 panel.restore_view_state(state)
-        for title in view.get("current_tabs") or []:
+
+    def _raise_tabs(self, view: Any) -> None:
+        tabs = view.get("current_tabs") if isinstance(view, dict) else None
+        for title in tabs if isinstance(tabs, list) else []:
             dock = self.docks.get(title) if isinstance(title, str) else None
             if dock is not None and dock.isVisible():
                 dock.raise_()
@@ -938,14 +942,17 @@ class MainWindow(QMainWindow):
             self.step_label.setText("Not opened: a job started meanwhile. Open the session again when it has finished.")
             self.session_open_failed.emit("a job started meanwhile")
             return
+        view = session.layout.get("view") if isinstance(session.layout, dict) else None
         self.prompt_editor.set_prompt_set(session.prompt_set, undoable=False)
+        # The layout and the current tabs first: panels in hidden tabs then draw only when shown.
+        self._restore_layout(session.layout)
+        self._raise_tabs(view)
         self.workbench.restore(session)
         for name, action in self.analysis_actions.items():
             action.setChecked(name in self.workbench.analyses)
-        self._restore_layout(session.layout)
         if session.results is not None:
             self.results_shown.emit(session.results)
-        self.restore_view_state(session.layout.get("view") if isinstance(session.layout, dict) else None)
+        self.restore_view_state(view)
         self._unsaved_results = False
         spec = ModelSpec.from_dict(dict(session.model_spec))
         self.model_picker.set_spec(spec)
