@@ -290,14 +290,26 @@ class PromptTextDelegate(QStyledItemDelegate):
     """Paints a prompt wrapped to the cell's width with the tokens that differ from its partner highlighted."""
 
     MARGIN = 3
+    CACHE = 512  # laid-out documents kept: repaints and scrolling back reuse them
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._documents: dict[tuple, QTextDocument] = {}
 
     def _document(self, option: QStyleOptionViewItem, index: QModelIndex, width: float) -> QTextDocument:
-        doc = QTextDocument()
-        doc.setDocumentMargin(self.MARGIN)
-        doc.setDefaultFont(option.font)
-        spans = index.data(DIFF_ROLE) or []
-        doc.setHtml(highlighted_html(str(index.data(Qt.DisplayRole) or ""), spans))
-        doc.setTextWidth(max(20.0, width))
+        text = str(index.data(Qt.DisplayRole) or "")
+        spans = tuple(tuple(span) for span in (index.data(DIFF_ROLE) or ()))
+        key = (text, spans, int(width), option.font.key())
+        doc = self._documents.get(key)
+        if doc is None:
+            if len(self._documents) >= self.CACHE:
+                self._documents.clear()
+            doc = QTextDocument()
+            doc.setDocumentMargin(self.MARGIN)
+            doc.setDefaultFont(option.font)
+            doc.setHtml(highlighted_html(text, list(spans)))
+            doc.setTextWidth(max(20.0, width))
+            self._documents[key] = doc
         return doc
 
     def paint(self, painter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
