@@ -118,6 +118,16 @@ class ModelPicker(QWidget):
             self.source_combo.insertItem(index, source, source)
         self.source_combo.setCurrentIndex(index)
 
+    def forget_source(self, source: str, loaded: Any = None) -> None:
+        """A folder that failed to load leaves the list; the loaded model's spec (or the bundled one) is shown.
+        Hugging Face cache names stay: the inventory listed them."""
+        from pathlib import Path
+
+        index = self.source_combo.findData(source)
+        if index >= 0 and Path(source).is_absolute() and source != getattr(loaded, "source", None):
+            self.source_combo.removeItem(index)
+        self._select_source(loaded.source if loaded is not None else BUNDLED)
+
     # -- what this machine has -----------------------------------------------
 
     def set_inventory(self, devices: list, local_models: list) -> None:
