@@ -684,6 +684,8 @@ class MainWindow(QMainWindow):
         return {
             "geometry": base64.b64encode(bytes(self.saveGeometry())).decode("ascii"),
             "state": base64.b64encode(bytes(self.saveState(_LAYOUT_VERSION))).decode("ascii"),
+            # Panels' own view choices (e.g. the Circuit panel's size), by panel object name.
+            "panels": {p.objectName(): p.view_state() for p in self.panels if hasattr(p, "view_state")},
         }
 
     def current_session(self) -> Any:
@@ -762,6 +764,10 @@ class MainWindow(QMainWindow):
         state = layout.get("state") if isinstance(layout, dict) else None
         if isinstance(state, str):
             self.restoreState(QByteArray(base64.b64decode(state)), _LAYOUT_VERSION)
+        views = layout.get("panels") if isinstance(layout, dict) else None
+        for panel in self.panels if isinstance(views, dict) else ():
+            if hasattr(panel, "restore_view_state"):
+                panel.restore_view_state(views.get(panel.objectName()))
 
     def _set_read_only(self, read_only: bool, note: str) -> None:
         self.workbench.read_only = read_only

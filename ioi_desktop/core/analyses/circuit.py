@@ -67,6 +67,7 @@ class Result(AnalysisResult, analysis=NAME, title="Circuit discovery"):
     cpr: dict | None = meta("method -> area under the faithfulness curve")
     cmd: dict | None = meta("method -> area between the faithfulness curve and 1")
     n_edges: int | None = meta("edges in the graph")
+    chosen_size: int | None = meta("edges requested for the chosen circuit (its top n, before pruning)")
     chosen_edges: int | None = meta("edges in the chosen circuit")
     chosen_faithfulness: float | None = meta("faithfulness of the chosen circuit")
     ig_steps: int | None = meta("EAP-IG steps used")
@@ -154,6 +155,7 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
         cpr={m: c.cpr for m, c in zip(options.methods, curves)},
         cmd={m: c.cmd for m, c in zip(options.methods, curves)},
         n_edges=graph.n_edges,
+        chosen_size=discovery.chosen_size(graph, curves[0], size),
         chosen_edges=chosen["edges"],
         chosen_faithfulness=chosen["faithfulness"],
         ig_steps=options.ig_steps,
