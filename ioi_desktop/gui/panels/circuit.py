@@ -19,13 +19,14 @@ Everything drawn is computed in :mod:`ioi_desktop.core.circuits.view`.
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QFontMetrics
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QSpinBox, QSplitter, QVBoxLayout, QWidget
 
 from ioi_desktop.core.analyses import circuit
@@ -134,14 +135,23 @@ class CircuitPanel(ResultPanel):
         self.curve_view.setLabel("left", "faithfulness")
         self.curve_view.addItem(pg.InfiniteLine(pos=1.0, angle=0, pen=pg.mkPen(QColor(128, 128, 128), width=1,
                                                                                 style=Qt.PenStyle.DashLine)))
-        self.curve_legend = self.curve_view.addLegend(offset=(10, 10))
         self.curve_items: list[pg.PlotDataItem] = []
         self.size_marker = pg.InfiniteLine(pos=0, angle=90, movable=False, label="size",
                                            labelOpts={"position": 0.5, "color": MARKER_COLOR},
                                            pen=pg.mkPen(MARKER_COLOR, width=2, style=Qt.PenStyle.DashDotLine))
         self.size_marker.setVisible(False)
         self.curve_view.addItem(self.size_marker)
-        splitter.addWidget(self.curve_view)
+        # The legend sits under the plot, where no curve can hide it.
+        self.curve_legend = QLabel("")
+        self.curve_legend.setObjectName("circuit_curve_legend")
+        self.curve_legend.setTextFormat(Qt.TextFormat.RichText)
+        self.curve_legend.setWordWrap(True)
+        curve_box = QWidget()
+        curve_layout = QVBoxLayout(curve_box)
+        curve_layout.setContentsMargins(0, 0, 0, 0)
+        curve_layout.addWidget(self.curve_view, 1)
+        curve_layout.addWidget(self.curve_legend)
+        splitter.addWidget(curve_box)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         layout.addWidget(splitter, 1)
@@ -183,7 +193,12 @@ class CircuitPanel(ResultPanel):
 
     def _draw_axes(self) -> None:
         plot = self.graph_view.getPlotItem()
-        plot.getAxis("left").setTicks([list(self.layout_.row_ticks)])
+        left = plot.getAxis("left")
+        left.setTicks([list(self.layout_.row_ticks)])
+        # A fixed width that fits the longest row label: pyqtgraph widens an axis only on a later
+        # repaint, and until then it clips the labels.
+        metrics = QFontMetrics(left.style.get("tickFont") or self.font())
+        left.setWidth(max(metrics.horizontalAdvance(text) for _, text in self.layout_.row_ticks) + 18)
         plot.getAxis("bottom").setTicks([list(self.layout_.column_ticks)])
         plot.setXRange(float(self.layout_.x.min()) - 0.7, float(self.layout_.x.max()) + 0.7, padding=0)
         plot.setYRange(-0.6, float(self.layout_.y.max()) + 0.6, padding=0)
@@ -192,8 +207,8 @@ class CircuitPanel(ResultPanel):
         for item in self.curve_items:
             self.curve_view.removeItem(item)
         self.curve_items = []
-        self.curve_legend.clear()
         result = self.result
+        legend = []
         percents = result.curve_percent
         for i, method in enumerate(result.method_labels):
             color = SERIES_COLORS[i % len(SERIES_COLORS)]
@@ -202,6 +217,9 @@ class CircuitPanel(ResultPanel):
                                         pen=pg.mkPen(color, width=2), symbol="o", symbolSize=6,
                                         symbolBrush=color, symbolPen=None)
             self.curve_items.append(item)
+            legend.append(f'<span style="color:{color.name()}; font-weight:bold">━━</span>&nbsp;{escape(name)}')
+        legend.append(f'<span style="color:{MARKER_COLOR.name()}">┆</span>&nbsp;the drawn size')
+        self.curve_legend.setText(" &nbsp; ".join(legend))
 
     def _current_method_index(self) -> int:
         return max(0, self.method_combo.currentIndex())
@@ -387,7 +405,7 @@ class CircuitPanel(ResultPanel):
         for item in self.edge_items + self.curve_items:
             (self.graph_view if item in self.edge_items else self.curve_view).removeItem(item)
         self.edge_items, self.curve_items = [], []
-        self.curve_legend.clear()
+        self.curve_legend.setText("")
         self.nodes.setData([])
         self.selected_ring.setData([])
         self.pinned_ring.setData([])
