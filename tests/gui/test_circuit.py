@@ -131,34 +131,51 @@ def _pairs(*pairs):
     return PromptSet(tuple(PromptPair(clean, corrupt, correct, incorrect) for clean, corrupt, correct, incorrect in pairs))
 
 
-@pytest.mark.parametrize("prompt_set, expected", [
-    # The corrupted prompt is one token longer: edges have no aligned positions.
-    (_pairs(("When Mary and John went to the store, John gave a drink to", "When Mary and John went to the big "
-             "store, Mary gave a drink to", " Mary", " John")), "tokens but the corrupted one is"),
-    # Corrupted = clean: m(full) = m(empty), faithfulness cannot be normalised.
-    (_pairs(("When Mary and John went to the store, John gave a drink to", "When Mary and John went to the "
-             "store, John gave a drink to", " Mary", " John")), "faithfulness cannot be normalised"),
-])
-def test_bad_circuit_input_is_one_sentence(qtbot, bundled_window, monkeypatch, prompt_set, expected):
+MARY_JOHN = "When Mary and John went to the store, John gave a drink to"
+
+
+def test_misaligned_prompts_are_one_sentence(qtbot, bundled_window, monkeypatch):
+    """The corrupted prompt is one token longer: edges (and patching) have no aligned positions."""
     window = bundled_window
     shown = []
     monkeypatch.setattr(window, "show_message",
                         lambda title, message, hint="", details="": shown.append((message, hint, details)))
-    window.set_prompt_set(prompt_set)
+    window.set_prompt_set(_pairs((MARY_JOHN, MARY_JOHN.replace("the store, John", "the big store, Mary"),
+                                  " Mary", " John")))
     qtbot.waitUntil(lambda: window.prompt_editor.valid, timeout=5000)
     _run_circuit(qtbot, window)
     qtbot.waitUntil(lambda: bool(shown), timeout=5000)
     message, hint, details = shown[0]
-    assert expected in message and "\n" not in message and hint and not details
-    assert "circuit" not in (window.results.analyses if window.results is not None else [])
+    assert "tokens but the corrupted one is" in message and "\n" not in message and hint and not details
 
 
-def test_exact_scoring_above_the_limit_is_refused_with_the_estimate(qtbot, bundled_window, monkeypatch):
+def test_no_clean_corrupt_gap_is_one_sentence_in_the_panel_and_the_run_goes_on(qtbot, bundled_window, monkeypatch):
+    """Corrupted = clean: m(full) = m(empty), so faithfulness cannot be normalised."""
     window = bundled_window
     shown = []
     monkeypatch.setattr(window, "show_message",
                         lambda title, message, hint="", details="": shown.append((message, hint, details)))
+    window.set_prompt_set(_pairs((MARY_JOHN, MARY_JOHN, " Mary", " John")))
+    qtbot.waitUntil(lambda: window.prompt_editor.valid, timeout=5000)
+    for name, action in window.analysis_actions.items():
+        action.setChecked(name in ("logit_diff", "circuit"))
+    assert window.run(), window.run_blocked_reason()
+    qtbot.waitUntil(lambda: not window.worker.busy, timeout=RUN_TIMEOUT_MS)
+    assert not shown  # no failure box: the logit difference still ran
+    assert window.results.analyses == ["logit_diff", "circuit"]
+    circuit = window.results["circuit"]
+    expected = "so faithfulness cannot be normalised"
+    assert expected in circuit.problem and circuit.circuit_scores is None and not circuit.arrays
+    panel = _circuit_panel(window)
+    qtbot.waitUntil(lambda: expected in panel.status.text(), timeout=5000)
+    assert panel.status.text().startswith("No circuit for these prompts:") and "\n" not in panel.status.text()
+    assert panel.figures() == [] and not panel.size_slider.isEnabled()
+
+
+def test_exact_scoring_above_the_limit_is_refused_with_the_estimate(qtbot, bundled_window):
+    window = bundled_window
     _run_circuit(qtbot, window, methods=["exact"], exact_limit=100)
-    qtbot.waitUntil(lambda: bool(shown), timeout=5000)
-    message, hint, details = shown[0]
-    assert "479 forward passes" in message and "eap" in hint and not details
+    problem = window.results["circuit"].problem
+    assert "479 forward passes" in problem and "eap" in problem
+    panel = _circuit_panel(window)
+    qtbot.waitUntil(lambda: "479 forward passes" in panel.status.text(), timeout=5000)

@@ -14,6 +14,10 @@ fraction of edges). ``circuit_edges`` marks the circuit of the first method:
 ``circuit_percent`` of the edges, by default the smallest size on its curve
 with f >= 0.9, else the largest.
 
+A prompt set or model that cannot have a circuit (see :func:`run`) gives a
+Result with only ``problem`` (one sentence and what to do), so the other
+analyses of a run still finish.
+
 This analysis does its own forward passes (each head's q/k/v input needs a
 split residual stream), so it asks nothing of the shared runs.
 """
@@ -24,6 +28,7 @@ import numpy as np
 from jaxtyping import Float32, Int32
 
 from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisOptions, AnalysisResult, Progress, array, labels, meta, option
+from ioi_desktop.core.errors import AnalysisError
 
 NAME = "circuit"
 METHODS = ("eap", "eap_ig", "exact")
@@ -73,6 +78,7 @@ class Result(AnalysisResult, analysis=NAME, title="Circuit discovery"):
     ig_steps: int | None = meta("EAP-IG steps used")
     selection: str | None = meta("how circuits were chosen: topn or greedy")
     convention: str | None = meta("the graph and score convention")
+    problem: str | None = meta("why no circuit was found for this prompt set or model (then nothing else is set)")
 
 
 CONVENTION = ("EAP-IG/MIB graph; scores estimate m(edge corrupted) - m(clean) with m the mean END logit "
@@ -107,13 +113,26 @@ class _Forward:
 
 
 def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
+    """The circuit, or, when this prompt set or model cannot have one (clean and corrupted prompts not
+    aligned token for token, a clean-corrupt gap near 0, exact scoring over its limit, a model whose
+    residual stream is not a sum of components), a Result with only ``problem`` saying why in one
+    sentence and what to do: the other analyses of the run go on, and the Circuit panel shows it."""
+    try:
+        return _discover(ctx, options, progress)
+    except AnalysisError as error:
+        return Result(problem=str(error), convention=CONVENTION)
+
+
+def _discover(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
     from ioi_desktop.core.circuits import discovery, scoring
+    from ioi_desktop.core.circuits.graph import faithfulness_span
 
     model = ctx.handle.model
     progress.set_total(count_units(ctx, options))
     progress.check_cancelled()
     prep = scoring.prepare(model, ctx.batch)
     graph = prep.graph
+    faithfulness_span(prep.full, prep.empty)  # before any scoring: without a gap there is no curve
     if "exact" in options.methods:
         scoring.check_exact_affordable(prep, options.exact_limit)
     size = discovery.requested_size(graph, None, options.circuit_percent)

@@ -163,6 +163,8 @@ class CircuitPanel(ResultPanel):
         result = None if self.results is None else self.results.result(circuit.Result)
         if result is None or result.circuit_scores is None:
             self.clear_views()
+            if result is not None and result.problem:
+                self.status.setText(f"No circuit for these prompts: {result.problem}")
             return
         self.result = result
         # The graph is rebuilt from the result's own shape, so saved results draw with no model loaded.
