@@ -31,8 +31,8 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QSpinBox,
 
 from ioi_desktop.core.analyses import circuit
 from ioi_desktop.core.circuits.graph import Graph
-from ioi_desktop.core.circuits.view import (curve_marker, draw_circuit, graph_of_result, head_of, nearest_curve_point,
-                                           node_layout)
+from ioi_desktop.core.circuits.view import (WIDTHS, curve_marker, draw_circuit, graph_of_result, head_of,
+                                           nearest_curve_point, node_layout)
 from ioi_desktop.gui.panels.result_panel import ResultPanel
 from ioi_desktop.gui.widgets.colors import NEGATIVE, POSITIVE, SERIES_COLORS, theme_colors
 from ioi_desktop.gui.widgets.export import export_table_csv
@@ -44,6 +44,7 @@ NODE_SYMBOLS = {"input": "h", "head": "o", "mlp": "s", "logits": "h"}
 SELECTED_COLOR = QColor(255, 170, 0)
 PINNED_COLOR = QColor(0, 170, 90)
 MARKER_COLOR = QColor(120, 60, 160)
+EDGE_ALPHA = (90, 150, 210, 240)  # per width class of core.circuits.view.WIDTHS
 EMPTY_TEXT = "Run circuit discovery (Run > Analyses > Circuit discovery) to see the circuit."
 
 
@@ -93,12 +94,12 @@ class CircuitPanel(ResultPanel):
         self.graph_view.setObjectName("circuit_graph")
         self.graph_view.setMenuEnabled(False)
         self.graph_view.hideButtons()
-        self.graph_view.setMinimumSize(320, 300)
+        self.graph_view.setMinimumSize(300, 170)
         self.edge_items: list[pg.PlotDataItem] = []
         # The selected head's edges: a wide halo under the edges, so their sign colour still shows.
         halo = QColor(SELECTED_COLOR)
-        halo.setAlpha(120)
-        self.highlight = pg.PlotDataItem([], [], connect="pairs", pen=pg.mkPen(halo, width=7.0))
+        halo.setAlpha(90)
+        self.highlight = pg.PlotDataItem([], [], connect="pairs", pen=pg.mkPen(halo, width=6.0))
         self.highlight.setZValue(0)
         self.graph_view.addItem(self.highlight)
         self.nodes = pg.ScatterPlotItem(pxMode=True, hoverable=True, tip=self._node_tip)
@@ -123,13 +124,17 @@ class CircuitPanel(ResultPanel):
         graph_layout = QVBoxLayout(graph_box)
         graph_layout.setContentsMargins(0, 0, 0, 0)
         graph_layout.addWidget(self.graph_view, 1)
-        graph_layout.addWidget(self.edge_label)
-        graph_layout.addWidget(self.roles_legend)
+        below = QHBoxLayout()
+        below.addWidget(self.edge_label, 1)
+        # The roles legend shares the hover line, so the graph and the curves keep the panel's height.
+        self.roles_legend.setWordWrap(False)
+        below.addWidget(self.roles_legend)
+        graph_layout.addLayout(below)
         splitter.addWidget(graph_box)
 
         self.curve_view = pg.PlotWidget(title="Faithfulness by circuit size")
         self.curve_view.setObjectName("circuit_curve")
-        self.curve_view.setMinimumSize(280, 260)
+        self.curve_view.setMinimumSize(240, 150)
         self.curve_view.setLogMode(x=True, y=False)
         self.curve_view.setLabel("bottom", "edges kept (% of all, log)")
         self.curve_view.setLabel("left", "faithfulness")
@@ -220,8 +225,7 @@ class CircuitPanel(ResultPanel):
                                         symbolBrush=color, symbolPen=None)
             self.curve_items.append(item)
             legend.append(f'<span style="color:{color.name()}; font-weight:bold">━━</span>&nbsp;{escape(name)}')
-        legend.append(f'<span style="color:{MARKER_COLOR.name()}">┆</span>&nbsp;the drawn size')
-        self.curve_legend.setText(" &nbsp; ".join(legend))
+        self.curve_legend.setText("<br>".join(legend))
 
     def _current_method_index(self) -> int:
         return max(0, self.method_combo.currentIndex())
@@ -236,7 +240,7 @@ class CircuitPanel(ResultPanel):
         self.edge_items = []
         for group in self.drawn.groups:
             color = QColor(POSITIVE if group.positive else NEGATIVE)
-            color.setAlpha(200)
+            color.setAlpha(EDGE_ALPHA[WIDTHS.index(group.width)])  # weak edges recede, strong ones stand out
             item = pg.PlotDataItem(group.x, group.y, connect="pairs", pen=pg.mkPen(color, width=group.width))
             item.setZValue(1)
             self.graph_view.addItem(item)
@@ -248,14 +252,16 @@ class CircuitPanel(ResultPanel):
         method = result.method_labels[index]
         nearest = nearest_curve_point(result.curve_percent, result.curve_faithfulness[index], percent)
         text = (f"{method}: top {self.drawn.requested} of {self.drawn.n_edges} edges ({percent:.3g}%), "
-                f"{self.drawn.kept} kept after pruning. Full graph m = {result.full:.3g}, empty m = "
-                f"{result.empty:.3g}.")
+                f"{self.drawn.kept} kept after pruning.")
         if nearest is not None:
             text += f" Curve at {nearest[0]:g}%: faithfulness {nearest[1]:.3f}."
+        text += f" m(full) = {result.full:.3g}, m(empty) = {result.empty:.3g}."
+        tip = "m: the mean logit difference at END."
         if result.chosen_edges is not None and result.chosen_faithfulness is not None:
-            text += (f" The run's circuit ({result.method_labels[0]}): {result.chosen_edges} edges, "
-                     f"faithfulness {result.chosen_faithfulness:.3f}.")
+            tip += (f" The run's circuit ({result.method_labels[0]}): {result.chosen_edges} edges, "
+                    f"faithfulness {result.chosen_faithfulness:.3f}.")
         self.status.setText(text)
+        self.status.setToolTip(tip)
         self.update_selection(self.selection.current, frozenset({"layer", "head"}))
 
     def _node_styles(self) -> tuple[list[str], list[QColor], dict[str, str]]:
