@@ -120,19 +120,9 @@ class CircuitPanel(ResultPanel):
             self.graph_view.getAxis(side).setStyle(textFillLimits=[(0, 1.0)])
         self.edge_label = QLabel("Hover an edge for its name and score.")
         self.edge_label.setObjectName("circuit_edge_label")
-        graph_box = QWidget()
-        graph_layout = QVBoxLayout(graph_box)
-        graph_layout.setContentsMargins(0, 0, 0, 0)
-        graph_layout.addWidget(self.graph_view, 1)
-        below = QHBoxLayout()
-        below.addWidget(self.edge_label, 1)
-        # The roles legend shares the hover line, so the graph and the curves keep the panel's height.
-        self.roles_legend.setWordWrap(False)
-        below.addWidget(self.roles_legend)
-        graph_layout.addLayout(below)
-        splitter.addWidget(graph_box)
+        splitter.addWidget(self.graph_view)
 
-        self.curve_view = pg.PlotWidget(title="Faithfulness by circuit size")
+        self.curve_view = pg.PlotWidget(title="Faithfulness")
         self.curve_view.setObjectName("circuit_curve")
         self.curve_view.setMinimumSize(240, 150)
         self.curve_view.setLogMode(x=True, y=False)
@@ -160,6 +150,11 @@ class CircuitPanel(ResultPanel):
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         layout.addWidget(splitter, 1)
+        # One line under both plots: the hovered edge and the roles legend, so the plots keep the height.
+        below = QHBoxLayout()
+        below.addWidget(self.edge_label, 1)
+        below.addWidget(self.roles_legend, 2)
+        layout.addLayout(below)
         self.apply_theme()
         self._set_controls_enabled(False)
 
