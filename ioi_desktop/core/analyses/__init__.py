@@ -74,6 +74,7 @@ ANALYSES: tuple[AnalysisInfo, ...] = (
         "Previous-token, duplicate-token and induction scores of every head on repeated random "
         "tokens.",
     ),
+    AnalysisInfo("circuit", "Circuit discovery", "Edge scores (EAP, EAP-IG, exact) on EAP-IG's graph, faithfulness curves with CPR/CMD, and the circuit they find."),
 )
 
 _BY_NAME = {info.name: info for info in ANALYSES}

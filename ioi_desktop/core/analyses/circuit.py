@@ -14,6 +14,10 @@ fraction of edges). ``circuit_edges`` marks the circuit of the first method:
 ``circuit_percent`` of the edges, by default the smallest size on its curve
 with f >= 0.9, else the largest.
 
+A prompt set or model that cannot have a circuit (see :func:`run`) gives a
+Result with only ``problem`` (one sentence and what to do), so the other
+analyses of a run still finish.
+
 This analysis does its own forward passes (each head's q/k/v input needs a
 split residual stream), so it asks nothing of the shared runs.
 """
@@ -24,6 +28,7 @@ import numpy as np
 from jaxtyping import Float32, Int32
 
 from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisOptions, AnalysisResult, Progress, array, labels, meta, option
+from ioi_desktop.core.errors import AnalysisError
 
 NAME = "circuit"
 METHODS = ("eap", "eap_ig", "exact")
@@ -67,11 +72,13 @@ class Result(AnalysisResult, analysis=NAME, title="Circuit discovery"):
     cpr: dict | None = meta("method -> area under the faithfulness curve")
     cmd: dict | None = meta("method -> area between the faithfulness curve and 1")
     n_edges: int | None = meta("edges in the graph")
+    chosen_size: int | None = meta("edges requested for the chosen circuit (its top n, before pruning)")
     chosen_edges: int | None = meta("edges in the chosen circuit")
     chosen_faithfulness: float | None = meta("faithfulness of the chosen circuit")
     ig_steps: int | None = meta("EAP-IG steps used")
     selection: str | None = meta("how circuits were chosen: topn or greedy")
     convention: str | None = meta("the graph and score convention")
+    problem: str | None = meta("why no circuit was found for this prompt set or model (then nothing else is set)")
 
 
 CONVENTION = ("EAP-IG/MIB graph; scores estimate m(edge corrupted) - m(clean) with m the mean END logit "
@@ -106,13 +113,26 @@ class _Forward:
 
 
 def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
+    """The circuit, or, when this prompt set or model cannot have one (clean and corrupted prompts not
+    aligned token for token, a clean-corrupt gap near 0, exact scoring over its limit, a model whose
+    residual stream is not a sum of components), a Result with only ``problem`` saying why in one
+    sentence and what to do: the other analyses of the run go on, and the Circuit panel shows it."""
+    try:
+        return _discover(ctx, options, progress)
+    except AnalysisError as error:
+        return Result(problem=str(error), convention=CONVENTION)
+
+
+def _discover(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
     from ioi_desktop.core.circuits import discovery, scoring
+    from ioi_desktop.core.circuits.graph import faithfulness_span
 
     model = ctx.handle.model
     progress.set_total(count_units(ctx, options))
     progress.check_cancelled()
     prep = scoring.prepare(model, ctx.batch)
     graph = prep.graph
+    faithfulness_span(prep.full, prep.empty)  # before any scoring: without a gap there is no curve
     if "exact" in options.methods:
         scoring.check_exact_affordable(prep, options.exact_limit)
     size = discovery.requested_size(graph, None, options.circuit_percent)
@@ -154,6 +174,7 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
         cpr={m: c.cpr for m, c in zip(options.methods, curves)},
         cmd={m: c.cmd for m, c in zip(options.methods, curves)},
         n_edges=graph.n_edges,
+        chosen_size=discovery.chosen_size(graph, curves[0], size),
         chosen_edges=chosen["edges"],
         chosen_faithfulness=chosen["faithfulness"],
         ig_steps=options.ig_steps,

@@ -104,6 +104,16 @@ def requested_size(graph: Graph, edges: int | None, percent: float | None) -> in
     return None
 
 
+def chosen_size(graph: Graph, curve: Curve, size: int | None) -> int:
+    """Edges requested (top-n before pruning): ``size``, or the smallest curve size with f >= 0.9, else the largest."""
+    if size is not None:
+        return int(size)
+    for percent, f in zip(curve.percent, curve.faithfulness):
+        if f >= TARGET_FAITHFULNESS:
+            return graph.size_for_percent(percent)
+    return graph.size_for_percent(max(curve.percent))
+
+
 def chosen_circuit(graph: Graph, scores: np.ndarray, curve: Curve, size: int | None,
                    selection: str = "topn") -> np.ndarray:
     """The circuit of ``size`` edges (``selection``, pruned), or the smallest on the curve with f >= 0.9, else the largest."""

@@ -25,6 +25,7 @@ _RESULT_PANELS = (
     ("ablation", "AblationPanel"),
     ("path_patching", "PathPatchingPanel"),
     ("head_scores", "HeadScoresPanel"),
+    ("circuit", "CircuitPanel"),
 )
 _CLASSES = {name: module for module, name in _RESULT_PANELS} | {"ResultPanel": "result_panel"}
 

@@ -41,3 +41,23 @@ def test_options_are_checked():
     with pytest.raises(AnalysisError, match="'acdc', which is not one of"):
         circuit.Options(methods=("acdc",))
     assert circuit.Options().methods == ("eap",)
+
+
+def test_a_set_without_a_circuit_gives_only_the_problem_and_it_round_trips(small, tmp_path):
+    """Corrupted = clean: no gap, so no faithfulness; the Result says so (the run's other analyses go on)."""
+    from ioi_desktop.core.results import RunResults, load_results, save_results
+    from tests.support.circuit_fixtures import ABC_PAIRS
+    from tests.support.patching_helpers import tokenized_pairs
+    from tests.support.tiny_models import make_word_tokenizer
+
+    same = [(clean, clean, correct, incorrect) for clean, _corrupt, correct, incorrect in ABC_PAIRS]
+    progress = RecordingProgress()
+    result = circuit.run(context(small.model, tokenized_pairs(same, make_word_tokenizer())), circuit.Options(), progress)
+    assert "so faithfulness cannot be normalised" in result.problem and "ABC corruption" in result.problem
+    assert result.arrays == {} and result.cpr is None
+    loaded = load_results(save_results(RunResults({"circuit": result}), tmp_path / "r").parent)
+    assert loaded["circuit"].problem == result.problem and loaded["circuit"].circuit_scores is None
+    # Too costly exact scoring is a problem too, with the estimate.
+    costly = circuit.run(context(small.model, small.batch), circuit.Options(methods=("exact",), exact_limit=10),
+                         RecordingProgress())
+    assert "100 forward passes" in costly.problem and costly.circuit_scores is None

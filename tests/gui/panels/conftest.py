@@ -242,8 +242,10 @@ def build_run_results():
         question="forward", senders=[[7, 3], [7, 9]], receivers=["q", "logits"],
     )
 
+    circuit = build_circuit_result(rng)
+
     results = {r.name: r for r in (logit_diff, logit_lens, dla, attention, patching, attribution, ablation,
-                                   path_patching, head_scores)}
+                                   path_patching, head_scores, circuit)}
     meta = {
         "model": {"name": "gpt2-shaped test model", "n_layers": N_LAYERS, "n_heads": N_HEADS},
         "prompts": {"n_prompts": n_prompts, "str_tokens": str_tokens, "roles": roles,
@@ -252,6 +254,44 @@ def build_run_results():
         "engine": {"patching": "fast"},
     }
     return RunResults(results=results, meta=meta)
+
+
+def build_circuit_result(rng):
+    """A circuit result on GPT-2 small's graph (32,491 edges): noise plus the IOI paper's paths planted
+    (duplicate-token -> S-inhibition -> name movers -> logits, negative name movers), two methods."""
+    from ioi_desktop.core.analyses import circuit as circuit_analysis
+    from ioi_desktop.core.circuits.graph import MIB_PERCENTS, Graph
+
+    graph = Graph(N_LAYERS, N_HEADS, d_model=768)
+    base = rng.normal(0, 0.004, graph.adjacency.shape) * graph.adjacency
+    planted = {("a9.h9", "logits"): -1.3, ("a9.h6", "logits"): -0.8, ("a10.h7", "logits"): 0.9,
+               ("a11.h10", "logits"): 0.5, ("a8.h6", "a9.h9<q>"): -0.6, ("a7.h9", "a9.h9<q>"): -0.4,
+               ("a8.h10", "a9.h6<q>"): -0.35, ("a5.h5", "a8.h6<v>"): -0.3, ("a3.h0", "a7.h9<v>"): -0.25,
+               ("a0.h1", "a3.h0<v>"): -0.2, ("input", "a0.h1<q>"): -0.15, ("input", "a9.h9<v>"): -0.3,
+               ("m0", "a9.h9<v>"): -0.2, ("input", "m0"): -0.25}
+    scores = base.copy()
+    for (sender, receiver), value in planted.items():
+        scores[graph.senders.index(sender), graph.receivers.index(receiver)] = value
+    noisy = scores + rng.normal(0, 0.002, scores.shape) * graph.adjacency
+    percents = np.asarray(MIB_PERCENTS, dtype=np.float32)
+    f_eap = np.asarray([0.05, 0.22, 0.55, 0.74, 0.86, 0.93, 0.97, 0.99, 1.0, 1.0], dtype=np.float32)
+    f_ig = np.asarray([0.12, 0.35, 0.68, 0.83, 0.92, 0.96, 0.98, 1.0, 1.0, 1.0], dtype=np.float32)
+    edges = np.asarray([[max(1, graph.size_for_percent(p) * 3 // 4) for p in MIB_PERCENTS]] * 2, dtype=np.int32)
+    full, empty = 3.55, -3.3
+    chosen = graph.circuit(scores, graph.size_for_percent(2.0))
+    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+    return circuit_analysis.Result(
+        circuit_scores=f32(np.stack([scores, noisy])), circuit_edges=chosen.astype(np.int32),
+        circuit_adjacency=graph.adjacency.astype(np.int32),
+        circuit_node_scores=f32(np.stack([graph.node_scores(scores), graph.node_scores(noisy)])),
+        curve_percent=percents, curve_edges=edges,
+        curve_metric=f32(np.stack([empty + f_eap * (full - empty), empty + f_ig * (full - empty)])),
+        curve_faithfulness=f32(np.stack([f_eap, f_ig])), method_labels=("eap", "eap_ig"),
+        sender_labels=graph.senders, receiver_labels=graph.receivers, full=full, empty=empty,
+        cpr={"eap": 0.95, "eap_ig": 0.97}, cmd={"eap": 0.05, "eap_ig": 0.03}, n_edges=graph.n_edges,
+        chosen_size=graph.size_for_percent(2.0), chosen_edges=int(chosen.sum()), chosen_faithfulness=0.86,
+        ig_steps=5, selection="topn", convention=circuit_analysis.CONVENTION,
+    )
 
 
 @pytest.fixture(scope="session")

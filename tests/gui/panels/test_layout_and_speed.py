@@ -28,7 +28,7 @@ def test_result_panels_are_listed_in_display_order_on_first_use():
 
     assert [cls.TITLE for cls in panels.RESULT_PANELS] == [
         "Overview", "Logit lens", "Attribution", "Attention", "Patching", "Ablation", "Path patching",
-        "Head scores"]
+        "Head scores", "Circuit"]
     assert panels.PatchingPanel is PatchingPanel
 
 

@@ -44,7 +44,7 @@ def click_cell(qtbot, heatmap, row, col):
 def test_registry_lists_every_panel_with_the_contract():
     assert [cls.TITLE for cls in RESULT_PANELS] == [
         "Overview", "Logit lens", "Attribution", "Attention", "Patching", "Ablation", "Path patching",
-        "Head scores"]
+        "Head scores", "Circuit"]
     from ioi_desktop.core.analyses import analysis_names
 
     covered = {name for cls in RESULT_PANELS for name in cls.analyses()}

@@ -44,6 +44,11 @@ def test_panel_shows_real_results(qtbot, tmp_path, cls, selection, real_run):
     selection.update(prompt=1, layer=1, head=2, position=14)
     save_screenshot(panel, f"real_panel_{slug(cls.TITLE)}")
     written = panel.export(tmp_path)
+    problem = results["circuit"].problem if "circuit" in cls.analyses() else None
+    if problem:
+        # The random model gives the notebook's symmetric set no clean-corrupt gap: the panel says so, draws nothing.
+        assert "faithfulness cannot be normalised" in problem and problem in panel.status.text() and written == []
+        return
     assert any(p.suffix == ".csv" for p in written) and any(p.suffix == ".png" for p in written)
 
 
