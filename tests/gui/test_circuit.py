@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtCore import QPointF, Qt
 
 from ioi_desktop.core.prompts import PromptPair, PromptSet
-from tests.support.gui_helpers import RUN_TIMEOUT_MS, save_screenshot
+from tests.support.gui_helpers import RUN_TIMEOUT_MS, open_session_and_wait, save_screenshot, save_session_and_wait
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +110,13 @@ def test_discover_resize_click_and_reopen_the_circuit(qtbot, bundled_window, tmp
     panel.method_combo.setCurrentIndex(1)
     assert panel.drawn.requested == moved
     path = tmp_path / "circuit.ioisession"
-    assert window.save_session_to(path)
+    assert save_session_and_wait(qtbot, window, path)
     from ioi_desktop.gui.main_window import MainWindow
 
     other = MainWindow(settings=settings)
     qtbot.addWidget(other)
     other.show()
-    assert other.open_session(path)
+    assert open_session_and_wait(qtbot, other, path)
     for name in ("circuit_scores", "circuit_edges", "curve_faithfulness"):
         np.testing.assert_array_equal(other.results.array(name), window.results.array(name))
     assert other.results["circuit"].cpr == result.cpr
@@ -142,11 +142,13 @@ def test_misaligned_prompts_are_one_sentence(qtbot, bundled_window, monkeypatch)
                         lambda title, message, hint="", details="": shown.append((message, hint, details)))
     window.set_prompt_set(_pairs((MARY_JOHN, MARY_JOHN.replace("the store, John", "the big store, Mary"),
                                   " Mary", " John")))
-    qtbot.waitUntil(lambda: window.prompt_editor.valid, timeout=5000)
-    _run_circuit(qtbot, window)
-    qtbot.waitUntil(lambda: bool(shown), timeout=5000)
-    message, hint, details = shown[0]
-    assert "tokens but the corrupted one is" in message and "\n" not in message and hint and not details
+    qtbot.waitUntil(lambda: not window.prompt_editor.checking, timeout=5000)
+    # The editor's check finds it before any run: the circuit run is refused with that one sentence.
+    assert not window.prompt_editor.valid
+    assert not window.run_only("circuit", {})
+    reason = window.step_label.text()
+    assert "tokens but the corrupted one is" in reason and "\n" not in reason
+    assert not window.worker.busy and (window.results is None or "circuit" not in window.results.analyses)
 
 
 def test_no_clean_corrupt_gap_is_one_sentence_in_the_panel_and_the_run_goes_on(qtbot, bundled_window, monkeypatch):
