@@ -230,10 +230,16 @@ class FastBlocksEngine(FastGPT2Engine):
             model.run_with_hooks(tokens, fwd_hooks=[(name, keep) for name in sorted(names)])
         cos = [seen[f"blocks.{l}.attn.hook_cos"] for l in range(self.n_layers)]
         sin = [seen[f"blocks.{l}.attn.hook_sin"] for l in range(self.n_layers)]
-        if cos[0].shape[-1] * 2 == self.d_head and getattr(model.cfg, "rotary_pct", 1.0) in (None, 1.0):
-            # Half-width cos/sin of a full rotation: duplicated, it is the rotate-half formula.
-            cos = [torch.cat([c, c], dim=-1) for c in cos]
-            sin = [torch.cat([s, s], dim=-1) for s in sin]
+        from transformer_lens.utilities.hf_utils import get_rotary_pct_from_config
+
+        full = get_rotary_pct_from_config(model.cfg) == 1.0
+        for layer, block in enumerate(model.blocks):
+            # As the bridge does (GPT-OSS convention): half-width cos/sin of a full rotation
+            # are duplicated, which is the rotate-half formula over all of d_head.
+            if (type(block.attn).__name__ == "PositionEmbeddingsAttentionBridge" and full
+                    and cos[layer].shape[-1] * 2 == self.d_head):
+                cos[layer] = torch.cat([cos[layer], cos[layer]], dim=-1)
+                sin[layer] = torch.cat([sin[layer], sin[layer]], dim=-1)
         return cos, sin
 
     @staticmethod
