@@ -121,7 +121,8 @@ def _module(bridge_component):
     """The model's own module behind a bridge component (called directly: no hooks), or None."""
     if bridge_component is None:
         return None
-    return getattr(bridge_component, "original_component", None) or bridge_component
+    inner = getattr(bridge_component, "original_component", None)
+    return bridge_component if inner is None else inner
 
 
 def _sliding_window(model, layer: int) -> int | None:
@@ -158,25 +159,30 @@ class FastBlocksEngine(FastGPT2Engine):
         soft_cap = float(getattr(cfg, "output_logits_soft_cap", -1.0) or -1.0)
         self.logit_soft_cap = soft_cap if soft_cap > 0 else None
         n = self.n_layers
+        blocks = list(model.blocks)
         with torch.no_grad():
-            w_q, w_k, w_v = (getattr(model, name).detach() for name in ("W_Q", "W_K", "W_V"))
-            d_model = w_q.shape[2]
-            flat = lambda w: w.permute(0, 2, 1, 3).reshape(n, d_model, -1)
-            self.w_q, self.w_k, self.w_v = flat(w_q), flat(w_k), flat(w_v)
+            # Per-layer views of the processed weights (the bridge's stacked W_in etc. are copies).
+            def layer_weights(name: str) -> list[torch.Tensor]:
+                part, attr = name.split(".")
+                return [getattr(getattr(block, part), attr).detach() for block in blocks]
+
+            d_model = int(cfg.d_model)
+            flat = lambda ws: [w.permute(1, 0, 2).reshape(d_model, -1) for w in ws]
+            self.w_q, self.w_k, self.w_v = (flat(layer_weights(f"attn.{w}")) for w in ("W_Q", "W_K", "W_V"))
+            w_q = self.w_q[0]
             self.b_q = self._bias(model, "b_Q", (n, self.n_heads * self.d_head), w_q)
             self.b_k = self._bias(model, "b_K", (n, self.n_kv * self.d_head), w_q)
             self.b_v = self._bias(model, "b_V", (n, self.n_kv * self.d_head), w_q)
-            self.w_o = model.W_O.detach().reshape(n, -1, d_model)
+            self.w_o = [w.reshape(-1, d_model) for w in layer_weights("attn.W_O")]
             self.b_o = self._bias(model, "b_O", (n, d_model), w_q)
-            self.w_in, self.w_out = model.W_in.detach(), model.W_out.detach()
-            d_mlp = self.w_in.shape[-1]
+            self.w_in, self.w_out = layer_weights("mlp.W_in"), layer_weights("mlp.W_out")
+            d_mlp = self.w_in[0].shape[-1]
             self.b_in = self._bias(model, "b_in", (n, d_mlp), w_q)
             self.b_out = self._bias(model, "b_out", (n, d_model), w_q)
-            self.w_gate = model.W_gate.detach() if self.gated else None
+            self.w_gate = layer_weights("mlp.W_gate") if self.gated else None
             answers = torch.stack([inputs.correct_ids, inputs.incorrect_ids], dim=1)
             self.w_answers = model.W_U.detach()[:, answers].permute(1, 0, 2)
             self.b_answers = self._bias(model, "b_U", (model.W_U.shape[1],), w_q)[answers]
-        blocks = list(model.blocks)
         self.ln1 = [_module(block.ln1) for block in blocks]
         self.ln2 = [_module(getattr(block, "ln2", None)) or _module(block.ln1) for block in blocks]
         self.ln1_post = [_module(getattr(block, "ln1_post", None)) for block in blocks]
@@ -215,19 +221,22 @@ class FastBlocksEngine(FastGPT2Engine):
         return value.detach().reshape(shape)
 
     def _rotary(self, model) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """The cos/sin each layer's attention receives, [pos, rotary_dim], from one short forward."""
+        """The cos/sin each layer's attention receives, [pos, rotary_dim] (per layer: e.g. Gemma 3's two
+        bases): from the cached corrupted run, else from one forward of one prompt."""
         names = {f"blocks.{layer}.attn.hook_{part}" for layer in range(self.n_layers) for part in ("cos", "sin")}
         missing = sorted(names - set(model.hook_dict))
         if missing:
             raise ValueError(f"the model has no rotary hook {missing[0]}")
         seen: dict[str, torch.Tensor] = {}
+        try:  # cached with the corrupted run (``inputs.ROTARY_HOOKS``)
+            seen = {name: self.inputs.corrupt(name)[0] for name in names}
+        except KeyError:
+            def keep(activation, hook):
+                seen[hook.name] = activation.detach()[0]
 
-        def keep(activation, hook):
-            seen[hook.name] = activation.detach()[0]
-
-        tokens = self.inputs.corrupt_tokens[:1]
-        with torch.no_grad():
-            model.run_with_hooks(tokens, fwd_hooks=[(name, keep) for name in sorted(names)])
+            with torch.no_grad():
+                model.run_with_hooks(self.inputs.corrupt_tokens[:1],
+                                     fwd_hooks=[(name, keep) for name in sorted(names)])
         cos = [seen[f"blocks.{l}.attn.hook_cos"] for l in range(self.n_layers)]
         sin = [seen[f"blocks.{l}.attn.hook_sin"] for l in range(self.n_layers)]
         from transformer_lens.utilities.hf_utils import get_rotary_pct_from_config

@@ -115,3 +115,28 @@ def test_architectures_outside_the_families_say_which_families_there_are(bridges
     reason = fast_blocks.unsupported_reason(mamba)
     assert reason.startswith("architecture MambaForCausalLM is not in the fast engine's families (GPT-2, Llama,")
     assert fast_blocks.unsupported_reason(bridges["llama"]) is None
+
+
+def test_rotary_tables_come_from_one_forward_when_the_cached_runs_lack_them(bridges, batch):
+    """Inputs cached without the rotary hooks (e.g. by another caller) still give an exact engine."""
+    import dataclasses
+
+    from ioi_desktop.core.engine import FastBlocksEngine
+    from ioi_desktop.core.engine.inputs import ROTARY_HOOKS
+
+    model = bridges["gemma3"]  # local and global rotary bases
+    ctx = context(model, batch)
+    inputs, _clean = patching.build_inputs(model, batch, ctx.runs, {"z"})
+
+    def without_rotary(name):
+        if name.endswith(ROTARY_HOOKS):
+            raise KeyError(name)
+        return inputs.corrupt(name)
+
+    bare = dataclasses.replace(inputs, corrupt=without_rotary)
+    engine = FastBlocksEngine(model, bare)
+    assert engine.self_check(tolerance=1e-6) is None
+    reference = FastBlocksEngine(model, inputs)
+    for layer in range(int(model.cfg.n_layers)):
+        assert torch.equal(engine.cos[layer], reference.cos[layer])
+        assert torch.equal(engine.sin[layer], reference.sin[layer])
