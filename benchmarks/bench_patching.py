@@ -7,7 +7,7 @@ i.e. not for rotary models):
 
 - ``gpt2``: GPT-2-small-shaped (12 layers x 12 heads, d_model 768);
 - ``llama``: Llama-shaped (8 layers x 8 query heads / 2 key-value heads,
-  d_model 512, d_mlp 1536, RoPE, RMSNorm, gated SiLU MLP);
+  d_model 512, d_mlp 1376 (Llama's 2.6875 x d_model), RoPE, RMSNorm, gated SiLU MLP);
 - ``neox``: Pythia-shaped (GPT-NeoX: 6 layers x 8 heads, d_model 512, d_mlp
   2048, parallel attention/MLP, LayerNorm, rotary on 25% of each head).
 
@@ -55,7 +55,7 @@ FULL_SHAPE = {"n_layer": 12, "n_head": 12, "n_embd": 768}
 QUICK_SHAPE = {"n_layer": 2, "n_head": 4, "n_embd": 128}
 SHAPES = {
     "gpt2": (FULL_SHAPE, QUICK_SHAPE),
-    "llama": ({"n_layers": 8, "n_heads": 8, "n_kv_heads": 2, "d_model": 512, "d_mlp": 1536},
+    "llama": ({"n_layers": 8, "n_heads": 8, "n_kv_heads": 2, "d_model": 512, "d_mlp": 1376},
               {"n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "d_model": 128, "d_mlp": 384}),
     "neox": ({"n_layers": 6, "n_heads": 8, "d_model": 512, "d_mlp": 2048},
              {"n_layers": 2, "n_heads": 4, "d_model": 128, "d_mlp": 512}),

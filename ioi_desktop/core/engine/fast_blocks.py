@@ -125,7 +125,7 @@ def _module(bridge_component):
     return bridge_component if inner is None else inner
 
 
-def _sliding_window(model, layer: int) -> int | None:
+def sliding_window(model, layer: int) -> int | None:
     """Keys a query at the sliding-window layer ``layer`` sees (None: all earlier ones)."""
     hf_config = _hf_config(model)
     window = getattr(hf_config, "sliding_window", None)
@@ -193,7 +193,7 @@ class FastBlocksEngine(FastGPT2Engine):
         hf_attn = [block.attn.original_component for block in blocks]
         self.scaling = [float(getattr(a, "scaling", self.d_head**-0.5)) for a in hf_attn]
         self.score_cap = [getattr(a, "attn_logit_softcapping", None) for a in hf_attn]
-        self.window = [_sliding_window(model, layer) for layer in range(n)]
+        self.window = [sliding_window(model, layer) for layer in range(n)]
         self.cos, self.sin = self._rotary(model)
         corrupt = inputs.corrupt
         positions = torch.arange(inputs.n_pos, device=inputs.end_pos.device)

@@ -96,7 +96,7 @@ def test_a_model_the_engine_does_not_reproduce_falls_back_with_the_reason(bridge
     self-check, and the sweep runs on the bridge engine, saying why."""
     from ioi_desktop.core.engine import fast_blocks
 
-    monkeypatch.setattr(fast_blocks, "_sliding_window", lambda model, layer: 2)
+    monkeypatch.setattr(fast_blocks, "sliding_window", lambda model, layer: 2)
     result = _run(bridges["llama"], batch, ["head_z"])
     assert result.meta["engine"] == "bridge"
     assert result.meta["engine_reason"].startswith("the fast engine's forward pass differs from the model's by")
