@@ -118,7 +118,7 @@ def _model(name: str, quick: bool):
     shape = SHAPES[name][1 if quick else 0]
     if name == "gpt2":
         return random_gpt2_bridge(**shape, attn_gain=1.0), shape
-    return random_bridge(name, **shape, attn_gain=1.0), shape
+    return random_bridge(name, **shape, attn_gain=1.0, logit_gain=1.0), shape
 
 
 def _measure(name, model, batch, head_z_only: bool) -> dict:

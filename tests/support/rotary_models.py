@@ -3,8 +3,9 @@
 Used by the fast-engine parity tests and ``benchmarks/bench_patching.py``. Every
 model has GPT-2's vocabulary (so the notebook prompts tokenize with the real
 GPT-2 tokenizer saved next to it), perturbed norm weights (so folding them is
-exercised) and query/key/value weights scaled by ``attn_gain`` (random
-initialisation attends almost uniformly, which would make patching effects tiny).
+exercised), query/key/value weights scaled by ``attn_gain`` (random
+initialisation attends almost uniformly, which would make patching effects tiny)
+and the unembedding scaled by ``logit_gain``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ FAMILIES = tuple(_configs(32, 2, 4, 2, 64))
 
 
 def save_random_model(family: str, folder: Path, *, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_mlp=64,
-                      seed=0, attn_gain=8.0, norm_noise=0.3) -> Path:
+                      seed=0, attn_gain=8.0, norm_noise=0.3, logit_gain=10.0) -> Path:
     """Write a random ``family`` model with GPT-2's tokenizer to ``folder`` (Hugging Face format)."""
     import torch
     import transformers
@@ -59,7 +60,7 @@ def save_random_model(family: str, folder: Path, *, d_model=32, n_layers=2, n_he
             elif any(part in name for part in ("q_proj", "k_proj", "v_proj", "qkv_proj", "query_key_value")):
                 param.mul_(attn_gain)
             elif name.endswith(("lm_head.weight", "embed_out.weight")):
-                param.mul_(10.0)  # logit differences well above the tests' 1e-5 tolerance
+                param.mul_(logit_gain)  # logit differences well above the tests' 1e-5 tolerance
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     make_gpt2_tokenizer().save_pretrained(folder)
