@@ -30,6 +30,10 @@ embedding scaling needs no code: the engine starts from the cached
 ``resid_pre``. ``self_check`` (inherited) reproduces the cached corrupted run
 before the engine is used; anything this module does not model shows there and
 the model falls back to the bridge engine with the reason.
+
+Not covered (bridge engine): GPT-J (its bridge wraps HF's attention, exposes no
+per-layer cos/sin and fires ``hook_pattern`` after the fact, so TransformerLens
+discards pattern edits there), and architectures outside ``FAMILIES``.
 """
 
 from __future__ import annotations
