@@ -27,7 +27,12 @@ JSON keys: ``speedup_head_z``, ``speedup_suite``, ``speedup_bridge_head_z``
 (gpt2), ``speedup_head_z_llama``, ``speedup_suite_llama``,
 ``speedup_head_z_neox``.
 
-    python -m benchmarks.bench_patching [--quick] [--head-z-only] [--models gpt2,llama,neox] [--json FILE] [--threads 1]
+    python -m benchmarks.bench_patching [--quick] [--head-z-only] [--models gpt2,llama,neox] [--json FILE]
+        [--threads 1] [--device cuda]
+
+``--device cuda``: both sides on the GPU (model, tokens, caches), ratios against
+``transformer_lens.patching`` on the same GPU; our engines then batch as many
+patch settings per forward as half the free GPU memory holds.
 
 ``--head-z-only`` skips the six-sweep suites: a re-measurement of the head z
 numbers in a few minutes. Run it from the repository root as a module, so
@@ -103,11 +108,11 @@ def _ours(model, batch, sweeps, engine):
     return time.perf_counter() - began, grids, meta
 
 
-def _tl(model, batch, sweep, clean_cache):
+def _tl(model, batch, sweep, clean_cache, device=None):
     from tests.support.patching_helpers import tl_reference
 
     began = time.perf_counter()
-    grid = tl_reference(model, batch, sweep, clean_cache)
+    grid = tl_reference(model, batch, sweep, clean_cache, device)
     return time.perf_counter() - began, grid
 
 
@@ -121,17 +126,17 @@ def _model(name: str, quick: bool):
     return random_bridge(name, **shape, attn_gain=1.0, logit_gain=1.0), shape
 
 
-def _measure(name, model, batch, head_z_only: bool) -> dict:
+def _measure(name, model, batch, head_z_only: bool, device) -> dict:
     """Timings, speedups and differences for one model."""
     import numpy as np
     import torch
 
     with torch.no_grad():
-        _logits, clean_cache = model.run_with_cache(torch.as_tensor(batch.clean_tokens))
+        _logits, clean_cache = model.run_with_cache(torch.as_tensor(batch.clean_tokens, device=device))
     measured = ("head_z",) if head_z_only or not WITH_SUITE[name] else SUITE
     tl_seconds, tl_grids = {}, {}
     for sweep in measured:
-        tl_seconds[sweep], tl_grids[sweep] = _tl(model, batch, sweep, clean_cache)
+        tl_seconds[sweep], tl_grids[sweep] = _tl(model, batch, sweep, clean_cache, device)
         print(f"[{name}] transformer_lens {sweep:>13}: {tl_seconds[sweep]:8.2f} s", flush=True)
     head_z_s, head_z, meta = _ours(model, batch, ["head_z"], "auto")
     out = {"engine_auto": meta["engine"], "engine_reason": meta["engine_reason"],
@@ -166,6 +171,7 @@ def main(argv=None) -> int:
     parser.add_argument("--head-z-only", action="store_true", help="only the head z sweeps")
     parser.add_argument("--models", default=",".join(MODELS),
                         help=f"comma-separated subset of {', '.join(MODELS)} (default: all)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda / cuda:N: both sides on that device")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     unknown = sorted(set(names) - set(MODELS))
@@ -178,12 +184,16 @@ def main(argv=None) -> int:
     from tests.support.patching_helpers import notebook_pairs, tokenized_pairs
 
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda needs a CUDA GPU and a CUDA build of torch")
     # TL's sweeps draw a progress bar per call; keep the output to the numbers.
     tl_patching.tqdm = lambda iterable, *a, **k: iterable
     batch = tokenized_pairs(notebook_pairs())
     report = {
         "prompts": {"n": int(batch.clean_tokens.shape[0]), "n_pos": int(batch.clean_tokens.shape[1])},
         "threads": args.threads,
+        "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
         "quick": args.quick,
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
                     "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
@@ -192,7 +202,9 @@ def main(argv=None) -> int:
     worst = []
     for name in names:
         model, shape = _model(name, args.quick)
-        measured = _measure(name, model, batch, args.head_z_only)
+        if device.type != "cpu":
+            model.to(device)
+        measured = _measure(name, model, batch, args.head_z_only, device)
         worst.append(measured["max_abs_diff"])
         model_info = {"shape": shape, "d_vocab": 50257, "architecture": model.cfg.architecture}
         if name == "gpt2":

@@ -68,7 +68,7 @@ def launch(argv: list[str]) -> int:
         scratch = tempfile.mkdtemp(prefix="ioi-desktop-smoke-")
         settings = QSettings(str(Path(scratch) / "settings.ini"), QSettings.IniFormat)
     window = MainWindow(settings=settings, build_panels=False)
-    window.open_notebook_set()
+    window.start(load_model=False)  # the notebook set, as saved (nothing to undo yet)
     window.show()
     app.processEvents()
     shown_after = time.perf_counter() - _STARTED

@@ -18,7 +18,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="'bundled' (default), a model folder, or a model name in the Hugging Face cache")
     parser.add_argument("--pairs", metavar="FILE", help="prompt pairs (.json or .csv, see docs/pairs-format.md)")
     parser.add_argument("--out", metavar="DIR", help="folder to write results.json and results.npz into")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps, or all (split across every GPU)")
     parser.add_argument("--dtype", default="float32", help="float32 (default), float16 or bfloat16")
     parser.add_argument("--batch-size", type=int, metavar="N", help="prompts per forward pass (default: all at once)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -116,7 +116,10 @@ def run_and_save(args: argparse.Namespace, names: list[str], options: dict, comm
 
     if not args.quiet:
         print(f"Loading {args.model} ...", file=sys.stderr)
-    handle = load_model(ModelSpec(source=args.model, device=args.device, dtype=args.dtype))
+    from ioi_desktop.core.placement import Workload  # the GPU memory check counts these prompts
+
+    workload = Workload.for_prompts(prompt_set, args.batch_size)
+    handle = load_model(ModelSpec(source=args.model, device=args.device, dtype=args.dtype), workload=workload)
     bar = None if args.quiet else _ProgressBar()
     try:
         results = Runner().run(handle, prompt_set, names, options, batch_size=args.batch_size, on_progress=bar)

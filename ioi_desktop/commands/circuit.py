@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="refuse exact scoring above N forward passes of the prompt set (default 5000)")
     parser.add_argument("--evaluate", metavar="GRAPH_JSON", help="evaluate this graph file's circuit instead of discovering one")
     parser.add_argument("--out", metavar="DIR", help="folder to write the files into")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps, or all (split across every GPU)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODEL",
         help="also load MODEL ('bundled', a folder, or a cached hub name) and print its summary",
     )
-    parser.add_argument("--device", default="auto", help="device for --load: auto, cuda, mps or cpu")
+    parser.add_argument("--device", default="auto", help="device for --load: auto, cpu, cuda, cuda:N, mps, or all (split across every GPU)")
     parser.add_argument("--dtype", default="float32", help="dtype for --load: float32, float16 or bfloat16")
     parser.add_argument("--all", action="store_true", help="also list cached models TransformerLens cannot analyse")
 

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="'gpt2' (default: GPT-2 small from the local Hugging Face cache) or a model folder")
     parser.add_argument("--reference", metavar="FILE",
                         help="published numbers (default: resources/reference/notebook_gpt2_small.json)")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps, or all (split across every GPU)")
     parser.add_argument("--json", metavar="FILE", help="also write the comparison to this JSON file")
 
 

@@ -37,7 +37,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-DEVICES = ("auto", "cuda", "mps", "cpu")
+DEVICES = ("auto", "cuda", "mps", "cpu", "all")
 DTYPES = ("float32", "float16", "bfloat16")
 PROCESSING_FLAGS = (
     "fold_ln",
@@ -376,6 +376,10 @@ def resolve_device(name: str) -> str:
         return "cuda" if cuda_ok else "mps" if mps_ok else "cpu"
     if name == "cpu":
         return "cpu"
+    if name == "all":  # all GPUs: the model is split across them (core.placement)
+        from ioi_desktop.core.devices import resolve_all
+
+        return resolve_all()
     if name.startswith("cuda"):
         if not cuda_ok:
             raise DeviceError(
@@ -445,7 +449,7 @@ def _load_tokenizer(folder: Path):
         ) from exc
 
 
-def _load_hf_model(folder: Path, use_safetensors: bool, torch_dtype):
+def _load_hf_model(folder: Path, use_safetensors: bool, torch_dtype, device_map=None):
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
@@ -453,8 +457,9 @@ def _load_hf_model(folder: Path, use_safetensors: bool, torch_dtype):
     # A progress bar on stderr would break the CLI's one-line errors and clutter logs.
     hf_logging.disable_progress_bar()
     try:
+        placed = {} if device_map is None else {"device_map": device_map}
         return AutoModelForCausalLM.from_pretrained(
-            str(folder), local_files_only=True, use_safetensors=use_safetensors, dtype=torch_dtype
+            str(folder), local_files_only=True, use_safetensors=use_safetensors, dtype=torch_dtype, **placed
         )
     except torch.OutOfMemoryError as exc:
         raise DeviceError("The machine ran out of memory while loading the model.", "Close other programs or choose a smaller model.") from exc
@@ -471,10 +476,13 @@ def _load_hf_model(folder: Path, use_safetensors: bool, torch_dtype):
         ) from exc
 
 
-def load_model(spec: ModelSpec | None = None, progress=None) -> ModelHandle:
+def load_model(spec: ModelSpec | None = None, progress=None, workload=None) -> ModelHandle:
     """Load and process a model; every expected failure is a ModelLoadError/DeviceError.
 
-    ``progress(message)`` is called before each step when given.
+    ``progress(message)`` is called before each step when given. On a GPU choice
+    the memory of weights plus ``workload`` (a ``core.placement.Workload``; None:
+    its default) is checked before loading, and ``all`` splits the model across
+    the GPUs (``core.placement``).
     """
     spec = spec or ModelSpec()
     report = progress or (lambda message: None)
@@ -489,13 +497,21 @@ def load_model(spec: ModelSpec | None = None, progress=None) -> ModelHandle:
 
     set_torch_threads()
     device = resolve_device(spec.device)
+    from ioi_desktop.core import placement
+
+    placed = placement.plan(name, folder, config, device, spec.dtype, workload)
+    if placed is not None:
+        device = placed.home
+        report(f"Memory: {placed.summary()}")
+    device_map = None if placed is None else placed.device_map
     torch_dtype = resolve_dtype(spec.dtype, device)
     tokenizer = _load_tokenizer(folder)
     report("Loading weights")
-    hf_model = _load_hf_model(folder, use_safetensors, torch_dtype)
+    hf_model = _load_hf_model(folder, use_safetensors, torch_dtype, device_map)
     n_params = sum(p.numel() for p in hf_model.parameters())
     try:
-        hf_model.to(device)
+        if device_map is None:
+            hf_model.to(device)
         report("Building the TransformerLens bridge")
         from transformer_lens.model_bridge import TransformerBridge
 
@@ -539,7 +555,7 @@ def load_model(spec: ModelSpec | None = None, progress=None) -> ModelHandle:
         d_vocab=int(cfg.d_vocab),
         n_ctx=int(cfg.n_ctx),
         n_params=int(n_params),
-        device=str(device),
+        device=placement.device_label(bridge, device),
         dtype=str(spec.dtype),
         processing=processing,
         closed_vocab=_is_closed_vocab(tokenizer),

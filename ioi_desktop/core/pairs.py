@@ -537,6 +537,8 @@ def build_pairs(settings: BuilderSettings, tokenizer, n_ctx: int | None = None) 
         pairs.extend(outcome)
     if len(pairs) < settings.n:
         common = reasons.most_common(1)[0][0] if reasons else "no pair could be drawn"
+        # A reason may be a finding's whole sentence ("... 'walked'."): one full stop, not two.
+        common = common.rstrip(".")
         raise PromptError(
             f"Only {len(pairs)} of {settings.n} pairs could be built; most were rejected because {common}.",
             "Change the templates, word lists or corruption scheme.",

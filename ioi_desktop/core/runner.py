@@ -43,7 +43,7 @@ import numpy as np
 
 from ioi_desktop.core.analyses import analysis_names, get_analysis
 from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisOptions, AnalysisResult
-from ioi_desktop.core.devices import model_device
+from ioi_desktop.core.devices import model_device, to_device
 from ioi_desktop.core.errors import AnalysisError, Cancelled, DeviceError, PromptError
 from ioi_desktop.core.results import RunResults, run_metadata
 
@@ -198,9 +198,11 @@ class SharedRuns:
                         "The device ran out of memory running the model on the prompts.",
                         "Use a smaller --batch-size, fewer prompts, or another device.",
                     ) from exc
-                logits_parts.append(logits.float())
+                # A model split across GPUs caches each layer on its own GPU: keep all on the home device.
+                home = tokens.device
+                logits_parts.append(to_device(logits.float(), home))
                 available = set(cache.keys())
-                cache_parts.append({name: cache[name] for name in names if name in available})
+                cache_parts.append({name: to_device(cache[name], home) for name in names if name in available})
         if which not in self._logits:
             self._logits[which] = torch.cat(logits_parts, dim=0)
         for name in names:

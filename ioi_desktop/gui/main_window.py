@@ -16,7 +16,15 @@ results) lives in one Qt-free :class:`~ioi_desktop.core.workbench.Workbench`.
   the one shared :class:`~ioi_desktop.core.selection.SelectionModel`; panels
   never talk to each other or to this window except through it;
 - sessions (``core.session``) save and restore the model spec, prompt set,
-  settings, results, selection and layout in one file;
+  settings, results, selection, layout and view state (current tabs, each
+  panel's choices such as the patching grid and mode) in one file; reading and
+  writing them, building pair sets and validating them run on the worker's
+  input thread, so nothing that grows with the prompt count or the model runs
+  on the GUI thread;
+- prompt-set edits are undoable (the prompt editor's ``QUndoStack``, in the
+  Edit menu); replacing an edited set and quitting with unsaved work ask first;
+- Help holds an offline guide, a glossary and the bundled model's card
+  (``gui.dialogs.help``);
 - QSettings remembers geometry, dock layout, recent sessions, the last model
   and the chosen analyses.
 """
@@ -75,6 +83,9 @@ class MainWindow(QMainWindow):
 
     results_shown = Signal(object)  # RunResults, after every panel has rendered them
     session_opened = Signal(str)
+    session_open_failed = Signal(str)  # the message shown
+    session_saved = Signal(str)
+    session_save_failed = Signal(str)
 
     def __init__(self, settings: QSettings | None = None, parent: QWidget | None = None,
                  build_panels: bool = True) -> None:
@@ -93,6 +104,12 @@ class MainWindow(QMainWindow):
         self.message_box: QMessageBox | None = None
         self.about_box: QMessageBox | None = None
         self.pair_builder: QWidget | None = None
+        self.help_dialog: QWidget | None = None
+        self.confirm_box: QMessageBox | None = None  # "discard unsaved changes?" (replace, quit)
+        self._unsaved_results = False  # results computed since the last save or open
+        self._quit_confirmed = False
+        self._close_after_save = False
+        self._loading_spec: Any = None
         self.options_dialog: QWidget | None = None
         self.notebook_check_dialog: QWidget | None = None  # Help > Reproduce the Exploratory Analysis Demo
         self.panel_errors: list[str] = []  # panel bugs caught while drawing (shown in the status bar)
@@ -245,14 +262,17 @@ class MainWindow(QMainWindow):
         a("import_pairs", "&Import pairs…", self.import_pairs_dialog, "Ctrl+I", "Read prompt pairs from a JSON or CSV file")
         a("export_pairs", "Export &pairs…", self.export_pairs_dialog, None, "Write the prompt pairs to a JSON or CSV file")
         a("export_all", "&Export figures and data…", self.export_all_dialog, "Ctrl+E", "Save every panel as PNG/SVG and its data as CSV (Ctrl+E)")
-        a("quit", "&Quit", self.close, QKeySequence.Quit)
+        a("quit", "&Quit", self.request_quit, QKeySequence.Quit)
         a("load_model", "&Load model", self._on_load_requested_from_picker, "Ctrl+L", "Load the model chosen in the Model panel (Ctrl+L)")
         a("build_pairs", "&Build pairs…", self.open_pair_builder, "Ctrl+B", "Generate IOI prompt pairs from templates (Ctrl+B)")
         a("add_pair", "&Add pair", self.prompt_editor.add_pair, "Ctrl+N")
         a("remove_pair", "&Remove pair", self.prompt_editor.remove_pair)
         a("move_pair_up", "Move pair &up", lambda: self.prompt_editor.move_pair(-1), "Alt+Up")
         a("move_pair_down", "Move pair &down", lambda: self.prompt_editor.move_pair(+1), "Alt+Down")
-        a("notebook_set", "Open the &notebook set", self.open_notebook_set, None, "The TransformerLens demo's 8 prompt pairs")
+        a("notebook_set", "Open the &notebook set", lambda: self.confirm_replace("open the notebook set", self.open_notebook_set),
+          None, "The TransformerLens demo's 8 prompt pairs")
+        a("edit_selected_pair", "&Edit the selected pair", self._focus_pair_editor, "F2",
+          "Edit the selected pair's full text in the pane under the table (F2)")
         a("run", "&Run", self.run, "Ctrl+R", "Run the selected analyses on the prompt set (Ctrl+R)")
         a("cancel", "&Cancel", self.cancel, Qt.Key_Escape, "Stop the current job (Esc)")
         a("run_options", "&Options…", self.open_run_options, None,
@@ -265,10 +285,24 @@ class MainWindow(QMainWindow):
           "Direct path patching from the selected head into every later head's q, k, v and the logits")
         a("reset_layout", "&Reset layout", self.reset_layout)
         a("about", "&About IOI Desktop", self.show_about)
+        a("help_guide", "IOI Desktop &guide", lambda: self.show_help("guide"), QKeySequence.HelpContents,
+          "What each panel shows, how to read it and the notebook step it corresponds to (F1)")
+        a("help_glossary", "G&lossary", lambda: self.show_help("glossary"), None,
+          "IO, S1, S2, END, logit difference, patching score and the other words the panels use")
+        a("help_model_card", "Bundled &model card (ioi-mini)", lambda: self.show_help("model_card"), None,
+          "How the bundled model was trained and what its circuit looks like")
         a("reproduce_notebook", "Reproduce the Exploratory Analysis &Demo", self.reproduce_notebook, None,
           "Load GPT-2 small from the Hugging Face cache, run the TransformerLens demo's steps on its 8 pairs and "
           "compare every published number with ours")
         self.actions_by_name["cancel"].setEnabled(False)
+        stack = self.prompt_editor.undo_stack
+        for name, action, keys in (("undo", stack.createUndoAction(self, "&Undo"), QKeySequence.Undo),
+                                   ("redo", stack.createRedoAction(self, "&Redo"), QKeySequence.Redo)):
+            action.setObjectName(f"action_{name}")
+            action.setShortcut(QKeySequence(keys))
+            action.setStatusTip(f"{name.capitalize()} the last prompt-set edit")
+            self.addAction(action)
+            self.actions_by_name[name] = action
         self.analysis_actions: dict[str, QAction] = {}
         for info in ANALYSES:
             action = QAction(info.title, self)
@@ -290,12 +324,17 @@ class MainWindow(QMainWindow):
         file_menu.addActions([acts["import_pairs"], acts["export_pairs"], acts["export_all"]])
         file_menu.addSeparator()
         file_menu.addAction(acts["quit"])
+        edit_menu = menu.addMenu("&Edit")
+        edit_menu.addActions([acts["undo"], acts["redo"]])
+        edit_menu.addSeparator()
+        edit_menu.addActions([acts["edit_selected_pair"], acts["add_pair"], acts["remove_pair"],
+                              acts["move_pair_up"], acts["move_pair_down"]])
         model_menu = menu.addMenu("&Model")
         model_menu.addAction(acts["load_model"])
         prompts_menu = menu.addMenu("&Prompts")
         prompts_menu.addActions([acts["build_pairs"], acts["notebook_set"]])
         prompts_menu.addSeparator()
-        prompts_menu.addActions([acts["add_pair"], acts["remove_pair"], acts["move_pair_up"], acts["move_pair_down"]])
+        prompts_menu.addActions([acts["import_pairs"], acts["export_pairs"]])
         run_menu = menu.addMenu("&Run")
         run_menu.addActions([acts["run"], acts["cancel"]])
         run_menu.addSeparator()
@@ -311,6 +350,8 @@ class MainWindow(QMainWindow):
         self._view_separator = self.view_menu.addSeparator()
         self.view_menu.addAction(acts["reset_layout"])
         help_menu = menu.addMenu("&Help")
+        help_menu.addActions([acts["help_guide"], acts["help_glossary"], acts["help_model_card"]])
+        help_menu.addSeparator()
         help_menu.addAction(acts["reproduce_notebook"])
         help_menu.addSeparator()
         help_menu.addAction(acts["about"])
@@ -345,8 +386,11 @@ class MainWindow(QMainWindow):
         w.run_failed.connect(self._on_run_failed)
         w.run_cancelled.connect(self._on_run_cancelled)
         w.notebook_check_finished.connect(self._on_notebook_check_finished)
+        w.preparing_changed.connect(lambda _preparing: self._update_run_enabled())
         self.model_picker.load_requested.connect(self.load_model)
+        self.prompt_editor.set_job_runner(self.worker.prepare)
         self.prompt_editor.validity_changed.connect(lambda _ok, _why: self._update_run_enabled())
+        self.prompt_editor.undo_stack.cleanChanged.connect(self._on_clean_changed)
         self.prompt_editor.build_requested.connect(self.open_pair_builder)
         self.prompt_editor.import_requested.connect(self.import_pairs_dialog)
         self.prompt_editor.export_requested.connect(self.export_pairs_dialog)
@@ -355,19 +399,99 @@ class MainWindow(QMainWindow):
 
     def start(self, load_model: bool = True) -> None:
         """Open the notebook prompt set and (optionally) load the last-used model."""
-        self.open_notebook_set()
+        from ioi_desktop.core.pairs import notebook_prompt_set
+
+        self.set_prompt_set(notebook_prompt_set(), undoable=False)
         if load_model:
             self.load_model(self.model_picker.spec())
 
     def open_notebook_set(self) -> None:
         from ioi_desktop.core.pairs import notebook_prompt_set
 
-        self.set_prompt_set(notebook_prompt_set())
+        self.set_prompt_set(notebook_prompt_set(), text="Open the notebook set")
 
-    def set_prompt_set(self, prompt_set: Any) -> None:
+    def set_prompt_set(self, prompt_set: Any, undoable: bool = True, text: str = "Replace the prompt set") -> None:
+        """Show ``prompt_set`` in the editor (an undoable step unless ``undoable`` is False)."""
         self.selection.clear()
-        self.prompt_editor.set_prompt_set(prompt_set)
+        self.prompt_editor.set_prompt_set(prompt_set, undoable=undoable, text=text)
         self.workbench.set_prompt_set(prompt_set)
+
+    # ------------------------------------------------------------------ unsaved work
+
+    @property
+    def has_unsaved_work(self) -> bool:
+        """An edited or new prompt set, or results, not saved in a session since."""
+        return self.prompt_editor.has_unsaved_edits or self._unsaved_results
+
+    def _ask(self, title: str, text: str, hint: str, buttons: list[tuple[str, QMessageBox.ButtonRole]],
+             answered) -> QMessageBox:
+        """A window-modal question that does not block: ``answered(role)`` runs with the button's role."""
+        if self.confirm_box is not None:
+            self.confirm_box.close()
+        box = QMessageBox(QMessageBox.Question, title, text, QMessageBox.NoButton, self)
+        box.setInformativeText(hint)
+        made = {box.addButton(label, role): role for label, role in buttons}
+        box.setDefaultButton(next(iter(made)))
+        box.setWindowModality(Qt.WindowModal)
+        box.buttonClicked.connect(lambda button: answered(made.get(button, QMessageBox.RejectRole)))
+        box.open()
+        self.confirm_box = box
+        return box
+
+    def confirm_replace(self, what: str, then) -> bool:
+        """Run ``then()`` now when the prompt set has no unsaved edits, else after the user agrees.
+
+        Returns True when ``then`` ran at once."""
+        if not self.prompt_editor.has_unsaved_edits:
+            then()
+            return True
+        self._ask(
+            "Discard unsaved changes?",
+            f"The prompt set has unsaved changes. Replace it to {what}?",
+            "Edit > Undo brings the replaced set back; File > Save session or Export pairs keeps it in a file.",
+            [("Replace", QMessageBox.DestructiveRole), ("Cancel", QMessageBox.RejectRole)],
+            lambda role: then() if role == QMessageBox.DestructiveRole else None,
+        )
+        return False
+
+    def request_quit(self) -> None:
+        """File > Quit: close now, or first ask whether to save unsaved work (a new set, its results)."""
+        self.prompt_editor.commit_detail()
+        if not self.has_unsaved_work:
+            self._quit_confirmed = True
+            self.close()
+            return
+        what = " and ".join(part for part, unsaved in (
+            ("the prompt set has unsaved changes", self.prompt_editor.has_unsaved_edits),
+            ("the results are not saved", self._unsaved_results)) if unsaved)
+
+        def answered(role) -> None:
+            if role == QMessageBox.AcceptRole:
+                self._close_after_save = True
+                if not self.save_session():
+                    self._close_after_save = False
+            elif role == QMessageBox.DestructiveRole:
+                self._quit_confirmed = True
+                self.close()
+
+        self._ask("Save before quitting?", f"Quit IOI Desktop? {what[0].upper()}{what[1:]}.",
+                  "Save keeps the model choice, the prompt set, the results and the layout in a session file.",
+                  [("Save…", QMessageBox.AcceptRole), ("Discard", QMessageBox.DestructiveRole),
+                   ("Cancel", QMessageBox.RejectRole)], answered)
+
+    def _on_clean_changed(self, _clean: bool) -> None:
+        self._update_title()
+
+    def _update_title(self) -> None:
+        name = self.session_path.name if self.session_path is not None else ""
+        mark = "*" if self.prompt_editor.has_unsaved_edits else ""
+        self.setWindowTitle(f"{name}{mark} — {APP_NAME}" if name else f"{APP_NAME}{' *' if mark else ''}")
+
+    def _focus_pair_editor(self) -> None:
+        dock = self.docks[PromptEditor.TITLE]
+        dock.show()
+        dock.raise_()
+        self.prompt_editor.clean_edit.setFocus()
 
     # ------------------------------------------------------------------ model
 
@@ -375,6 +499,7 @@ class MainWindow(QMainWindow):
         """Load ``spec`` in the worker; the picker shows what is being loaded."""
         if not self.worker.busy:  # a busy worker refuses, with the reason in the status bar
             self.model_picker.set_spec(spec)
+            self._loading_spec = spec
         return self.worker.load_model(spec)
 
     def _on_load_requested_from_picker(self) -> None:
@@ -390,6 +515,10 @@ class MainWindow(QMainWindow):
         self._update_run_enabled()
 
     def _on_model_load_failed(self, failure: JobFailure) -> None:
+        # A folder that did not load leaves the list; the picker shows the model still in use.
+        if self._loading_spec is not None:
+            loaded = self.handle.spec if self.handle is not None else None
+            self.model_picker.forget_source(self._loading_spec.source, loaded)
         self.model_picker.set_failed(failure.message, failure.hint)
         self.step_label.setText(f"Loading the model failed: {failure.message}")
         if failure.details:  # a bug, not a bad model: offer the details for a report
@@ -536,6 +665,7 @@ class MainWindow(QMainWindow):
     def _on_run_finished(self, run_results: Any) -> None:
         self._last_run_seconds = time.monotonic() - self._run_started
         self.workbench.results.end("finished", run_results)
+        self._unsaved_results = True
         summary = f"Run finished in {self._last_run_seconds:.1f} s"
         logit_diff = run_results.get("logit_diff")
         if logit_diff is not None and logit_diff.mean_clean is not None:
@@ -561,6 +691,7 @@ class MainWindow(QMainWindow):
 
     def _on_run_cancelled(self) -> None:
         self.workbench.results.end("cancelled")
+        self._unsaved_results = bool(self.workbench.results.analyses)
         finished = self.workbench.results.analyses
         titles = {info.name: info.title for info in ANALYSES}
         shown = ", ".join(titles[name] for name in finished) if finished else "nothing had finished"
@@ -569,6 +700,7 @@ class MainWindow(QMainWindow):
     def _update_run_enabled(self) -> None:
         reason = self.run_blocked_reason()
         run = self.actions_by_name["run"]
+        # Disabled (not refused later) while a job runs or the set is checked: a click is never queued.
         run.setEnabled(not reason and not self.worker.busy)
         tip = reason or ("A job is running." if self.worker.busy else "Run the selected analyses (Ctrl+R)")
         run.setToolTip(tip)
@@ -615,10 +747,17 @@ class MainWindow(QMainWindow):
         if self.handle is None:
             self.step_label.setText("The pair builder needs the model's tokenizer: wait until the model has loaded.")
             return
-        dialog = PairBuilderDialog(self.handle.tokenizer, self, n_ctx=self.handle.info.n_ctx)
+        dialog = PairBuilderDialog(self.handle.tokenizer, self, n_ctx=self.handle.info.n_ctx,
+                                   settings=self.settings, job_runner=self.worker.prepare)
         self.pair_builder = dialog
-        dialog.accepted.connect(lambda: self.set_prompt_set(dialog.prompt_set()))
+        dialog.accepted.connect(lambda: self._use_built_pairs(dialog))
         dialog.open()
+
+    def _use_built_pairs(self, dialog: Any) -> None:
+        prompt_set = dialog.prompt_set()
+        if prompt_set is not None:
+            self.confirm_replace("use the built pairs",
+                                 lambda: self.set_prompt_set(prompt_set, text=f"Use {len(prompt_set)} built pairs"))
 
     def open_run_options(self) -> None:
         """Run > Options…: the analyses and their options; OK applies them to the next run."""
@@ -648,7 +787,7 @@ class MainWindow(QMainWindow):
     def import_pairs_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import prompt pairs", "", PAIRS_FILTER)
         if path:
-            self.import_pairs(path)
+            self.confirm_replace(f"import {Path(path).name}", lambda: self.import_pairs(path))
 
     def import_pairs(self, path: str | Path) -> bool:
         from ioi_desktop.core.pairfiles import read_pairs
@@ -658,7 +797,7 @@ class MainWindow(QMainWindow):
         except IOIError as error:
             self._report("Importing pairs failed", error)
             return False
-        self.set_prompt_set(prompt_set)
+        self.set_prompt_set(prompt_set, text=f"Import {Path(path).name}")
         self.step_label.setText(f"Imported {len(prompt_set)} pairs from {Path(path).name}")
         return True
 
@@ -684,9 +823,45 @@ class MainWindow(QMainWindow):
         return {
             "geometry": base64.b64encode(bytes(self.saveGeometry())).decode("ascii"),
             "state": base64.b64encode(bytes(self.saveState(_LAYOUT_VERSION))).decode("ascii"),
+            "view": self.view_state(),
         }
 
+    def view_state(self) -> dict:
+        """What the user looks at beyond the dock layout: the current tab of each tab group, each
+        panel's own choices (``ResultPanel.view_state``: the patching grid and mode, ...)."""
+        from PySide6.QtWidgets import QTabBar
+
+        titles = set(self.docks)
+        tabs = []
+        for bar in self.findChildren(QTabBar):
+            if bar.currentIndex() >= 0 and bar.tabText(bar.currentIndex()) in titles:
+                tabs.append(bar.tabText(bar.currentIndex()))
+        panels = {}
+        for panel in self.panels:
+            state = panel.view_state() if hasattr(panel, "view_state") else {}
+            if state:
+                panels[panel.TITLE] = state
+        return {"current_tabs": sorted(tabs), "panels": panels}
+
+    def restore_view_state(self, view: Any) -> None:
+        if not isinstance(view, dict):
+            return
+        self._raise_tabs(view)
+        panels = view.get("panels") if isinstance(view.get("panels"), dict) else {}
+        for panel in self.panels:
+            state = panels.get(panel.TITLE)
+            if isinstance(state, dict) and hasattr(panel, "restore_view_state"):
+                panel.restore_view_state(state)
+
+    def _raise_tabs(self, view: Any) -> None:
+        tabs = view.get("current_tabs") if isinstance(view, dict) else None
+        for title in tabs if isinstance(tabs, list) else []:
+            dock = self.docks.get(title) if isinstance(title, str) else None
+            if dock is not None and dock.isVisible():
+                dock.raise_()
+
     def current_session(self) -> Any:
+        self.prompt_editor.commit_detail()
         if self.handle is None:
             self.workbench.model_spec = self.model_picker.spec()
         self.workbench.set_run_settings(analyses=self.selected_analyses())
@@ -703,47 +878,85 @@ class MainWindow(QMainWindow):
         return bool(path) and self.save_session_to(path)
 
     def save_session_to(self, path: str | Path) -> bool:
+        """Write the session in the worker's input thread; ``session_saved`` (or ``session_save_failed``) follows."""
         from ioi_desktop.core.session import save_session
 
-        try:
-            written = save_session(path, self.current_session())
-        except IOIError as error:
-            self._report("Saving the session failed", error)
-            return False
-        self.workbench.session_path = written
-        self._add_recent(written)
-        self.setWindowTitle(f"{written.name} — {APP_NAME}")
-        self.step_label.setText(f"Saved the session to {written}")
+        session = self.current_session()  # references to immutable results: nothing is copied here
+        saved_set = session.prompt_set
+        self.step_label.setText(f"Saving the session to {Path(path).name}…")
+
+        def done(written: Path) -> None:
+            self.workbench.session_path = written
+            self._add_recent(written)
+            if self.prompt_editor.prompt_set() == saved_set:
+                self.prompt_editor.mark_saved()
+            self._unsaved_results = False
+            self._update_title()
+            self.step_label.setText(f"Saved the session to {written}")
+            self.session_saved.emit(str(written))
+            if self._close_after_save:
+                self._quit_confirmed = True
+                self.close()
+
+        def failed(failure: JobFailure) -> None:
+            self._close_after_save = False
+            self.step_label.setText(f"Saving the session failed: {failure.message}")
+            self.show_message("Saving the session failed", failure.message, failure.hint, failure.details)
+            self.session_save_failed.emit(failure.message)
+
+        self.worker.prepare("save_session", lambda _context: save_session(path, session), done, failed)
         return True
 
     def open_session_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open session", "", SESSION_FILTER)
         if path:
-            self.open_session(path)
+            self.confirm_replace(f"open {Path(path).name}", lambda: self.open_session(path))
 
     def open_session(self, path: str | Path) -> bool:
-        """Restore a session without recomputing; read-only when its model is absent."""
-        from ioi_desktop.core.models import ModelSpec
+        """Read a session in the worker's input thread, then restore it without recomputing
+        (read-only when its model is absent); ``session_opened`` or ``session_open_failed`` follows.
+        False when it cannot start (a job is running)."""
         from ioi_desktop.core.session import load_session, model_availability
 
         if self.worker.busy:
             self.step_label.setText("Wait for the current job to finish (or cancel it with Esc) before opening a session.")
             return False
-        try:
+
+        def read(_context) -> tuple:
             session = load_session(path)
-        except IOIError as error:
-            self._report("Opening the session failed", error)
-            return False
-        self.prompt_editor.set_prompt_set(session.prompt_set)
+            return session, model_availability(session.model_spec)
+
+        def failed(failure: JobFailure) -> None:
+            self.step_label.setText(f"Opening the session failed: {failure.message}")
+            self.show_message("Opening the session failed", failure.message, failure.hint, failure.details)
+            self.session_open_failed.emit(failure.message)
+
+        self.step_label.setText(f"Opening {Path(path).name}…")
+        self.worker.prepare("open_session", read, lambda value: self._apply_session(path, *value), failed)
+        return True
+
+    def _apply_session(self, path: str | Path, session: Any, availability: tuple[bool, str]) -> None:
+        from ioi_desktop.core.models import ModelSpec
+
+        if self.worker.busy:
+            self.step_label.setText("Not opened: a job started meanwhile. Open the session again when it has finished.")
+            self.session_open_failed.emit("a job started meanwhile")
+            return
+        view = session.layout.get("view") if isinstance(session.layout, dict) else None
+        self.prompt_editor.set_prompt_set(session.prompt_set, undoable=False)
+        # The layout and the current tabs first: panels in hidden tabs then draw only when shown.
+        self._restore_layout(session.layout)
+        self._raise_tabs(view)
         self.workbench.restore(session)
         for name, action in self.analysis_actions.items():
             action.setChecked(name in self.workbench.analyses)
-        self._restore_layout(session.layout)
         if session.results is not None:
             self.results_shown.emit(session.results)
+        self.restore_view_state(view)
+        self._unsaved_results = False
         spec = ModelSpec.from_dict(dict(session.model_spec))
         self.model_picker.set_spec(spec)
-        available, why = model_availability(session.model_spec)
+        available, why = availability
         if not available:
             self._set_read_only(True, f"Read-only: this session's model ({spec.source}) is not on this machine. {why}")
         else:
@@ -752,11 +965,10 @@ class MainWindow(QMainWindow):
                 self.load_model(spec)
         self.workbench.session_path = Path(path)
         self._add_recent(self.session_path)
-        self.setWindowTitle(f"{self.session_path.name} — {APP_NAME}")
+        self._update_title()
         if not self.read_only:
             self.step_label.setText(f"Opened {self.session_path.name}")
         self.session_opened.emit(str(path))
-        return True
 
     def _restore_layout(self, layout: dict) -> None:
         state = layout.get("state") if isinstance(layout, dict) else None
@@ -792,7 +1004,8 @@ class MainWindow(QMainWindow):
             action = self.recent_menu.addAction(Path(path).name)
             action.setToolTip(path)
             action.setStatusTip(path)
-            action.triggered.connect(lambda _checked=False, p=path: self.open_session(p))
+            action.triggered.connect(lambda _checked=False, p=path: self.confirm_replace(
+                f"open {Path(p).name}", lambda: self.open_session(p)))
         self.recent_menu.setEnabled(bool(recent))
 
     # ------------------------------------------------------------------ export
@@ -856,6 +1069,17 @@ class MainWindow(QMainWindow):
         box.open()
         self.about_box = box
 
+    def show_help(self, topic: str = "guide") -> Any:
+        """Help > Guide / Glossary / Model card: offline pages in one browser dialog."""
+        from ioi_desktop.gui.dialogs.help import HelpDialog
+
+        if self.help_dialog is None:
+            self.help_dialog = HelpDialog(self)
+        self.help_dialog.show_topic(topic)
+        self.help_dialog.show()
+        self.help_dialog.raise_()
+        return self.help_dialog
+
     def reset_layout(self) -> None:
         self.restoreState(self._default_state, _LAYOUT_VERSION)
         for dock in self.docks.values():
@@ -878,9 +1102,7 @@ class MainWindow(QMainWindow):
         self.workbench.apply_settings(run_settings)
         for name, action in self.analysis_actions.items():
             action.setChecked(name in self.workbench.analyses)
-        geometry = self.settings.value("window/geometry")
-        if isinstance(geometry, QByteArray):
-            self.restoreGeometry(geometry)
+        self._restore_geometry()
         spec_text = self.settings.value("model/spec")
         if isinstance(spec_text, str):
             try:
@@ -888,8 +1110,30 @@ class MainWindow(QMainWindow):
             except (ValueError, TypeError, AttributeError):
                 self.settings.remove("model/spec")
 
+    def _restore_geometry(self) -> None:
+        """Back where it was, exactly. ``restoreGeometry`` handles maximised windows and vanished
+        screens, but it also moves a window that did not fit the screen (down by a title bar's
+        height, narrower); the saved normal rectangle then puts it back as it was."""
+        from PySide6.QtCore import QRect
+        from PySide6.QtGui import QGuiApplication
+
+        geometry = self.settings.value("window/geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        rect = self.settings.value("window/rect")
+        try:
+            x, y, width, height = (int(v) for v in rect) if isinstance(rect, (list, tuple)) else ()
+        except (TypeError, ValueError):
+            return
+        saved = QRect(x, y, width, height)
+        on_screen = any(screen.availableGeometry().intersects(saved) for screen in QGuiApplication.screens())
+        if on_screen and width > 0 and height > 0 and not (self.windowState() & (Qt.WindowMaximized | Qt.WindowFullScreen)):
+            self.setGeometry(saved)
+
     def save_settings(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
+        normal = self.normalGeometry() if self.isMaximized() or self.isFullScreen() else self.geometry()
+        self.settings.setValue("window/rect", [normal.x(), normal.y(), normal.width(), normal.height()])
         if self.panels:  # a window closed before its panels existed has no full layout to remember
             self.settings.setValue("window/state", self.saveState(_LAYOUT_VERSION))
         from ioi_desktop.gui.dialogs.analysis_options import save_settings
@@ -898,7 +1142,13 @@ class MainWindow(QMainWindow):
         self.settings.sync()
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        """Save settings; stop the worker (cancelling a run) before the window goes."""
+        """Ask about unsaved work when the user closes the window; save settings; stop the worker."""
+        if event.spontaneous() and not self._quit_confirmed and self.has_unsaved_work:
+            event.ignore()
+            self.request_quit()
+            return
+        if self.confirm_box is not None:
+            self.confirm_box.close()
         self.save_settings()
         if self.worker.busy:
             self.step_label.setText("Stopping the current job…")

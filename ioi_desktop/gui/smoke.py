@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
@@ -53,7 +53,7 @@ class SmokeTest(QObject):
 
     def begin(self) -> None:
         self._timer.start()
-        self.window.open_notebook_set()
+        self.window.start(load_model=False)
         self.window.model_picker.set_spec(ModelSpec())
         if not self.window.load_model(ModelSpec()):
             self._fail("the model could not be queued for loading")
@@ -61,6 +61,13 @@ class SmokeTest(QObject):
     def _on_model_loaded(self, _handle) -> None:
         for action in self.window.analysis_actions.values():
             action.setChecked(True)
+        editor = self.window.prompt_editor
+        if editor.checking:  # the prompt set is validated in the worker's input thread: run when it is done
+            editor.checked.connect(self._start_run, Qt.SingleShotConnection)
+            return
+        self._start_run()
+
+    def _start_run(self) -> None:
         self._run_started = time.perf_counter()
         if not self.window.run():
             self._fail(f"Run did not start: {self.window.run_blocked_reason() or self.window.step_label.text()}")

@@ -17,7 +17,14 @@ took, so a worker that produces rows faster than the panels can draw them
 never starves the GUI event loop (timers, repaints, clicks). When a run
 succeeds, rows still queued are dropped: its full results replace them.
 
-One job at a time: asking for another while one runs is refused
+Input jobs (building, validating and tokenizing a prompt set, reading and
+writing session files) run on a second, light thread through
+:meth:`Worker.prepare`, so they never wait behind a long run and never block
+the GUI thread. They are "latest wins" per kind: a newer job of the same kind
+cancels the older one, whose result is then dropped; the caller's callbacks
+run on the GUI thread.
+
+One run at a time: asking for another while one runs is refused
 (``job_refused``) rather than queued, because a queued run would silently use
 inputs the user may be editing. ``shutdown()`` cancels the current job, lets it
 stop at its next unit boundary, and joins the thread.
@@ -129,8 +136,15 @@ class _JobExecutor(QObject):
             self.succeeded.emit(job.job_id, value)
 
 
+@dataclass
+class _InputJob:
+    job: _Job
+    on_done: Callable[[Any], None]
+    on_failed: Callable[[JobFailure], None] | None
+
+
 class Worker(QObject):
-    """GUI-thread face of the background thread. Signals are past tense."""
+    """GUI-thread face of the background threads. Signals are past tense."""
 
     busy_changed = Signal(bool)
     job_started = Signal(str)
@@ -147,8 +161,10 @@ class Worker(QObject):
     run_failed = Signal(object)
     run_cancelled = Signal()
     notebook_check_finished = Signal(object)
+    preparing_changed = Signal(bool)  # True while any input job (prepare) is pending
 
     _job_submitted = Signal(object)
+    _input_submitted = Signal(object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -174,6 +190,17 @@ class Worker(QObject):
         self._runner = Runner()
         self._started_at = 0.0
         self._thread.start()
+        self._input_thread = QThread()
+        self._input_thread.setObjectName("ioi-desktop-inputs")
+        self._input_executor = _JobExecutor()
+        self._input_executor.moveToThread(self._input_thread)
+        self._input_submitted.connect(self._input_executor.execute)
+        self._input_executor.succeeded.connect(self._on_input_succeeded)
+        self._input_executor.failed.connect(self._on_input_failed)
+        self._input_thread.finished.connect(self._input_executor.deleteLater)
+        self._inputs: dict[int, _InputJob] = {}
+        self._latest_input: dict[str, int] = {}
+        self._input_thread.start()
         # Also stop the thread when the app quits without closing the window first.
         app = QCoreApplication.instance()
         if app is not None:
@@ -207,6 +234,51 @@ class Worker(QObject):
         self._job_submitted.emit(self._current)
         return True
 
+    @property
+    def preparing(self) -> bool:
+        """True while an input job (pair building, validation, a session file) is pending."""
+        return bool(self._inputs)
+
+    def preparing_kind(self, kind: str) -> bool:
+        return kind in self._latest_input
+
+    def prepare(self, kind: str, function: Callable[[JobContext], Any], on_done: Callable[[Any], None],
+                on_failed: Callable[[JobFailure], None] | None = None) -> int:
+        """Run ``function(context)`` on the input thread; ``on_done(value)`` / ``on_failed(failure)``
+        run on the GUI thread unless a newer job of the same ``kind`` replaced this one. Returns its id."""
+        previous = self._latest_input.get(kind)
+        if previous is not None and previous in self._inputs:
+            self._inputs[previous].job.cancel_token.cancel()
+        job = _Job(next(self._ids), kind, function, CancelToken())
+        was_preparing = self.preparing
+        self._inputs[job.job_id] = _InputJob(job, on_done, on_failed)
+        self._latest_input[kind] = job.job_id
+        if not was_preparing:
+            self.preparing_changed.emit(True)
+        self._input_submitted.emit(job)
+        return job.job_id
+
+    def _take_input(self, job_id: int) -> _InputJob | None:
+        entry = self._inputs.pop(job_id, None)
+        if entry is None:
+            return None
+        latest = self._latest_input.get(entry.job.kind) == job_id
+        if latest:
+            del self._latest_input[entry.job.kind]
+        if not self._inputs:
+            self.preparing_changed.emit(False)
+        return entry if latest else None
+
+    def _on_input_succeeded(self, job_id: int, value: Any) -> None:
+        entry = self._take_input(job_id)
+        if entry is not None:
+            entry.on_done(value)
+
+    def _on_input_failed(self, job_id: int, failure: JobFailure) -> None:
+        entry = self._take_input(job_id)
+        if entry is not None and not failure.cancelled and entry.on_failed is not None:
+            entry.on_failed(failure)
+
     def load_model(self, spec: Any) -> bool:
         """Load a model (``core.models.ModelSpec``) in the background."""
         return self.submit(LOAD_MODEL, lambda context: load_model_job(self._runner, spec, context))
@@ -235,8 +307,12 @@ class Worker(QObject):
         """Cancel the current job and stop the thread; True if it stopped in time."""
         if self._current is not None:
             self._current.cancel_token.cancel()
+        for entry in self._inputs.values():
+            entry.job.cancel_token.cancel()
         self._thread.quit()
+        self._input_thread.quit()
         stopped = self._thread.wait(timeout_ms)
+        stopped = self._input_thread.wait(timeout_ms) and stopped
         return bool(stopped)
 
     def _is_current(self, job_id: int) -> bool:

@@ -6,7 +6,7 @@ import numpy as np
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QApplication
 
-from tests.support.gui_helpers import RUN_TIMEOUT_MS, run_and_wait, save_screenshot
+from tests.support.gui_helpers import RUN_TIMEOUT_MS, run_and_wait, save_screenshot, open_session_and_wait, save_session_and_wait
 
 
 def _panel(window, title):
@@ -86,12 +86,12 @@ def test_pin_ablate_path_patch_click_and_session_round_trip(qtbot, loaded_window
     save_screenshot(window, "window_path_patching")
 
     path = tmp_path / "pinned.ioisession"
-    assert window.save_session_to(path)
+    assert save_session_and_wait(qtbot, window, path)
     from ioi_desktop.gui.main_window import MainWindow
 
     other = MainWindow(settings=settings)
     qtbot.addWidget(other)
-    assert other.open_session(path)
+    assert open_session_and_wait(qtbot, other, path)
     assert other.selection.pinned == ((1, 3), (0, 2))
     for name in ("ablation_dla_head_after", "path_patch_q", "path_patch_logits_raw"):
         np.testing.assert_array_equal(other.results.array(name), window.results.array(name))

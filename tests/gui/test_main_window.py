@@ -19,13 +19,14 @@ import textwrap
 import numpy as np
 import pytest
 from PySide6.QtCore import QPointF, Qt, QTimer
+from PySide6.QtWidgets import QDialogButtonBox
 
 from ioi_desktop.core.analyses import analysis_names
 from ioi_desktop.core.prompts import PromptPair, PromptSet
 from ioi_desktop.core.session import load_session
 
 from tests.support.gui_fixtures import load_through_worker
-from tests.support.gui_helpers import RUN_TIMEOUT_MS, run_and_wait, save_screenshot
+from tests.support.gui_helpers import RUN_TIMEOUT_MS, run_and_wait, save_screenshot, open_session_and_wait, save_session_and_wait
 
 
 def dock_of(window, title):
@@ -195,7 +196,7 @@ def test_clicking_a_position_cell_selects_layer_and_position(qtbot, ran_window):
     attention = next(p for p in window.panels if "attention" in p.analyses())
     assert attention.query_position() == 4
     # Choosing another prompt in the editor changes the per-prompt views.
-    window.prompt_editor.table.setCurrentCell(3, 0)
+    window.prompt_editor.select_row(3)
     assert window.selection.prompt == 3
     assert attention.shown_head()[0] == 3
 
@@ -204,7 +205,7 @@ def test_session_save_and_reopen_restores_results_without_recomputing(qtbot, ran
     window = ran_window
     window.selection.select_head(1, 2)
     path = tmp_path / "study.ioisession"
-    assert window.save_session_to(path)
+    assert save_session_and_wait(qtbot, window, path)
     saved = window.results
 
     from ioi_desktop.gui.main_window import MainWindow
@@ -214,7 +215,7 @@ def test_session_save_and_reopen_restores_results_without_recomputing(qtbot, ran
     qtbot.addWidget(other)
     jobs = []
     other.worker.job_started.connect(jobs.append)
-    assert other.open_session(path)
+    assert open_session_and_wait(qtbot, other, path)
     assert not other.read_only or other.handle is None
     for name, array in saved.iter_arrays():
         np.testing.assert_array_equal(other.results.array(name), array)
@@ -229,14 +230,14 @@ def test_session_save_and_reopen_restores_results_without_recomputing(qtbot, ran
 def test_session_whose_model_is_missing_opens_read_only(qtbot, ran_window, tmp_path):
     window = ran_window
     path = tmp_path / "elsewhere.ioisession"
-    assert window.save_session_to(path)
+    assert save_session_and_wait(qtbot, window, path)
     session = load_session(path)
     from dataclasses import replace
 
     from ioi_desktop.core.session import save_session
 
     save_session(path, replace(session, model_spec={**session.model_spec, "source": str(tmp_path / "gone")}))
-    assert window.open_session(path)
+    assert open_session_and_wait(qtbot, window, path)
     assert window.read_only
     assert window.read_only_label.isVisible()
     assert "not on this machine" in window.read_only_label.toolTip()
@@ -258,17 +259,18 @@ def test_export_all_writes_figures_and_data(qtbot, ran_window, tmp_path):
 def test_invalid_prompt_shows_its_finding_and_blocks_run(qtbot, loaded_window):
     window = loaded_window
     editor = window.prompt_editor
-    editor.table.item(2, 2).setText(" Zorblax")
-    qtbot.waitUntil(lambda: not editor.valid, timeout=5000)
-    check = editor.table.item(2, 4).text()
+    model = editor.table.model()
+    editor.edit_pair(2, "correct", " Zorblax")
+    qtbot.waitUntil(lambda: not editor.valid and not editor.checking, timeout=5000)
+    check = model.index(2, 4).data()
     assert check.startswith("✖")
-    assert "Zorblax" in editor.table.item(2, 2).toolTip()
+    assert "Zorblax" in model.index(2, 2).data(Qt.ToolTipRole)
     assert not window.actions_by_name["run"].isEnabled()
     assert "Zorblax" in window.actions_by_name["run"].toolTip()
     assert not window.run()
-    assert editor.findings_list.isVisible() and editor.findings_list.count() >= 1
+    assert editor.findings_list.isVisible() and editor.findings_list.model().rowCount() >= 1
     save_screenshot(window, "window_invalid_prompt")
-    editor.table.item(2, 2).setText(" Tom")
+    editor.edit_pair(2, "correct", " Tom")
     qtbot.waitUntil(lambda: editor.valid, timeout=5000)
     assert window.actions_by_name["run"].isEnabled()
 
@@ -276,11 +278,11 @@ def test_invalid_prompt_shows_its_finding_and_blocks_run(qtbot, loaded_window):
 def test_editing_adding_removing_and_reordering_pairs(qtbot, loaded_window):
     editor = loaded_window.prompt_editor
     first = editor.prompt_set()[0]
-    editor.table.setCurrentCell(0, 0)
+    editor.select_row(0)
     editor.add_pair()
     assert len(editor.prompt_set()) == 9 and editor.prompt_set()[1] == first
     editor.move_pair(+1)
-    assert editor.table.currentRow() == 2 and editor.prompt_set()[2] == first
+    assert editor.current_row() == 2 and editor.prompt_set()[2] == first
     editor.remove_pair()
     assert len(editor.prompt_set()) == 8
     assert editor.clean_strip.tokens()  # token strip of the selected pair
@@ -343,11 +345,12 @@ def test_pair_builder_makes_a_set_for_the_editor(qtbot, loaded_window):
     dialog.templates_edit.setPlainText("When [B] and [A] went to the [PLACE], [B] gave a [OBJECT] to [A]")
     dialog.n_spin.setValue(6)
     dialog.rebuild()
+    qtbot.waitUntil(lambda: not dialog.building, timeout=5000)
     assert dialog.report is not None, dialog.counts_label.text()
     assert len(dialog.report.prompt_set) == 6
     assert "1 rejected" in dialog.counts_label.text() and "Zorblax" in dialog.rejected_label.text()
     save_screenshot(dialog, "pair_builder")
-    dialog.accept()
+    dialog.buttons.button(QDialogButtonBox.Ok).click()
     assert len(window.prompt_editor.prompt_set()) == 6
     assert window.prompt_editor.prompt_set()[0].meta.corruption == "s2-io"
     qtbot.waitUntil(lambda: window.prompt_editor.valid, timeout=5000)

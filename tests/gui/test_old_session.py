@@ -6,14 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.support.gui_helpers import RUN_TIMEOUT_MS
+from tests.support.gui_helpers import RUN_TIMEOUT_MS, open_session_and_wait, save_session_and_wait
 
 V1_SESSION = Path(__file__).resolve().parents[1] / "data" / "format-v1" / "session.ioisession"
 
 
 def test_version_1_session_opens_with_its_results_settings_and_selection(qtbot, window):
     with qtbot.waitSignal(window.results_shown, timeout=RUN_TIMEOUT_MS) as shown:
-        assert window.open_session(V1_SESSION), window.step_label.text()
+        assert open_session_and_wait(qtbot, window, V1_SESSION), window.step_label.text()
     results = shown.args[0]
     assert results.analyses == ["logit_diff", "logit_lens", "dla", "attention", "patching",
                                 "attribution_patching", "head_scores"]

@@ -9,7 +9,7 @@ from ioi_desktop.core.analyses.patching import SWEEPS
 from ioi_desktop.core.workbench import Workbench
 from ioi_desktop.gui.dialogs.analysis_options import AnalysisOptionsDialog, load_settings, save_settings
 
-from tests.support.gui_helpers import RUN_TIMEOUT_MS
+from tests.support.gui_helpers import RUN_TIMEOUT_MS, open_session_and_wait, save_session_and_wait
 
 ALL_ANALYSES = [info.name for info in ANALYSES]
 
@@ -105,10 +105,10 @@ def test_window_applies_remembers_and_saves_the_options(qtbot, window, settings,
 
     # Sessions carry their options: opening one brings them back.
     path = tmp_path / "options.ioisession"
-    assert window.save_session_to(path)
+    assert save_session_and_wait(qtbot, window, path)
     window.apply_run_settings(Workbench().settings())
     assert window.run_settings() != chosen
-    assert window.open_session(path)
+    assert open_session_and_wait(qtbot, window, path)
     assert window.run_settings() == chosen
 
 

@@ -16,7 +16,7 @@ import pytest
 from ioi_desktop.core.prompts import PromptPair, PromptSet
 
 from tests.support.gui_fixtures import loaded_window, settings, tiny_handle, tiny_model_dir, window  # noqa: F401
-from tests.support.gui_helpers import RUN_TIMEOUT_MS, run_and_wait
+from tests.support.gui_helpers import RUN_TIMEOUT_MS, run_and_wait, open_session_and_wait, save_session_and_wait
 from tests.support.robustness_inputs import GOOD_PAIR
 
 
@@ -44,7 +44,7 @@ def test_invalid_sets_block_run_with_the_finding(qtbot, loaded_window, prompt_se
     window = loaded_window
     handle = window.handle
     window.set_prompt_set(prompt_set)
-    qtbot.waitUntil(lambda: not window.prompt_editor.valid, timeout=5000)
+    qtbot.waitUntil(lambda: not window.prompt_editor.valid and not window.prompt_editor.checking, timeout=5000)
     assert fragment in window.run_blocked_reason()
     assert not window.actions_by_name["run"].isEnabled()
     assert not window.run() and fragment in window.step_label.text()
@@ -212,11 +212,11 @@ def test_saving_a_session_to_a_full_disk_keeps_the_previous_file(qtbot, loaded_w
     run_and_wait(qtbot, window)
     folder = tmp_path / "out"
     path = folder / "kept.ioisession"
-    assert window.save_session_to(path)
+    assert save_session_and_wait(qtbot, window, path)
     before = path.read_bytes()
     real_fsync = os.fsync
     monkeypatch.setattr(atomic.os, "fsync", _disk_full_in(folder if full == "output folder" else None))
-    assert not window.save_session_to(path)
+    assert not save_session_and_wait(qtbot, window, path)
     box = window.message_box
     if full == "output folder":
         assert box.text() == "Saving kept.ioisession failed: No space left on device; the previous file is unchanged."
@@ -227,7 +227,7 @@ def test_saving_a_session_to_a_full_disk_keeps_the_previous_file(qtbot, loaded_w
     assert path.read_bytes() == before
     assert [p.name for p in folder.iterdir()] == ["kept.ioisession"]  # no temporary file left behind
     monkeypatch.setattr(atomic.os, "fsync", real_fsync)
-    assert window.save_session_to(path) and path.read_bytes() != b""
+    assert save_session_and_wait(qtbot, window, path) and path.read_bytes() != b""
 
 
 def test_saving_into_a_read_only_folder_keeps_the_previous_file(qtbot, loaded_window, tmp_path, monkeypatch):
@@ -240,7 +240,7 @@ def test_saving_into_a_read_only_folder_keeps_the_previous_file(qtbot, loaded_wi
     window = loaded_window
     folder = tmp_path / "read-only"
     path = folder / "kept.ioisession"
-    assert window.save_session_to(path)
+    assert save_session_and_wait(qtbot, window, path)
     before = path.read_bytes()
     folder.chmod(0o555)
     if os.geteuid() == 0:
@@ -249,7 +249,7 @@ def test_saving_into_a_read_only_folder_keeps_the_previous_file(qtbot, loaded_wi
 
         monkeypatch.setattr(atomic.tempfile, "mkstemp", refused)
     try:
-        assert not window.save_session_to(path)
+        assert not save_session_and_wait(qtbot, window, path)
         assert window.message_box.text() == f"Cannot write to the folder {folder}: Permission denied."
         assert window.message_box.informativeText() == "Choose a folder you can write to."
         assert path.read_bytes() == before
@@ -270,7 +270,7 @@ def test_opening_a_bad_session_shows_why_and_changes_nothing(qtbot, loaded_windo
     handle, prompt_set = window.handle, window.prompt_editor.prompt_set()
     path = tmp_path / "bad.ioisession"
     path.write_bytes(content)
-    assert not window.open_session(path)
+    assert not open_session_and_wait(qtbot, window, path)
     assert fragment in window.message_box.text()
     assert window.handle is handle and window.prompt_editor.prompt_set() == prompt_set
 
@@ -280,13 +280,13 @@ def test_opening_a_session_from_a_newer_app_is_refused(qtbot, loaded_window, tmp
 
     window = loaded_window
     path = tmp_path / "newer.ioisession"
-    assert window.save_session_to(path)
+    assert save_session_and_wait(qtbot, window, path)
     with zipfile.ZipFile(path) as archive:
         manifest = json.loads(archive.read("session.json"))
     manifest["version"] = 7
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("session.json", json.dumps(manifest))
-    assert not window.open_session(path)
+    assert not open_session_and_wait(qtbot, window, path)
     assert "format version 7; this IOI Desktop reads version 1" in window.message_box.text()
     assert "update IOI Desktop" in window.message_box.informativeText()
 

@@ -27,3 +27,28 @@ def run_and_wait(qtbot, window):
     qtbot.waitUntil(lambda: not window.worker.busy, timeout=RUN_TIMEOUT_MS)
     assert window.results is not None, window.step_label.text()
     return window.results
+
+
+SESSION_TIMEOUT_MS = 60_000
+
+
+def save_session_and_wait(qtbot, window, path) -> bool:
+    """Save a session (written in the worker's input thread) and wait; True when it was written."""
+    outcome = []
+    window.session_saved.connect(lambda _path: outcome.append(True))
+    window.session_save_failed.connect(lambda _message: outcome.append(False))
+    if not window.save_session_to(path):
+        return False
+    qtbot.waitUntil(lambda: bool(outcome), timeout=SESSION_TIMEOUT_MS)
+    return outcome[0]
+
+
+def open_session_and_wait(qtbot, window, path) -> bool:
+    """Open a session (read in the worker's input thread) and wait; True when it was restored."""
+    outcome = []
+    window.session_opened.connect(lambda _path: outcome.append(True))
+    window.session_open_failed.connect(lambda _message: outcome.append(False))
+    if not window.open_session(path):
+        return False
+    qtbot.waitUntil(lambda: bool(outcome), timeout=SESSION_TIMEOUT_MS)
+    return outcome[0]

@@ -166,16 +166,16 @@ def run_with(module, ctx, options=None, progress=None):
     return module.run(ctx, module.Options.from_dict(options), progress or RecordingProgress())
 
 
-def logit_diff_metric(batch):
+def logit_diff_metric(batch, device=None):
     """TransformerLens patching metric: mean logit difference at each prompt's END."""
     import torch
 
-    end = torch.as_tensor(batch.end_pos)
-    correct = torch.as_tensor(batch.correct_ids)
-    incorrect = torch.as_tensor(batch.incorrect_ids)
+    end = torch.as_tensor(batch.end_pos, device=device)
+    correct = torch.as_tensor(batch.correct_ids, device=device)
+    incorrect = torch.as_tensor(batch.incorrect_ids, device=device)
 
     def metric(logits):
-        rows = torch.arange(logits.shape[0])
+        rows = torch.arange(logits.shape[0], device=logits.device)
         at_end = logits[rows, end]
         return (at_end[rows, correct] - at_end[rows, incorrect]).mean()
 
@@ -196,17 +196,18 @@ TL_FUNCTIONS = {
 }
 
 
-def tl_reference(model, batch, sweep: str, clean_cache=None) -> np.ndarray:
-    """TransformerLens's own patched mean logit difference grid for ``sweep``."""
+def tl_reference(model, batch, sweep: str, clean_cache=None, device=None) -> np.ndarray:
+    """TransformerLens's own patched mean logit difference grid for ``sweep`` (tokens on ``device``)."""
     import torch
     from transformer_lens import patching
 
-    clean_tokens = torch.as_tensor(batch.clean_tokens)
-    corrupt_tokens = torch.as_tensor(batch.corrupt_tokens)
+    clean_tokens = torch.as_tensor(batch.clean_tokens, device=device)
+    corrupt_tokens = torch.as_tensor(batch.corrupt_tokens, device=device)
     if clean_cache is None:
         _logits, clean_cache = model.run_with_cache(clean_tokens)
     with torch.no_grad():
-        grid = getattr(patching, TL_FUNCTIONS[sweep])(model, corrupt_tokens, clean_cache, logit_diff_metric(batch))
+        grid = getattr(patching, TL_FUNCTIONS[sweep])(model, corrupt_tokens, clean_cache,
+                                                      logit_diff_metric(batch, device))
     return grid.detach().cpu().numpy()
 
 

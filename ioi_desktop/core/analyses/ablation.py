@@ -428,7 +428,7 @@ def _replace_hook(values, mask, head_list):
         new = activation.clone()
         full = values if values.dim() == 0 else values[rows] if values.shape[0] == mask.shape[0] else values
         full = torch.broadcast_to(full.to(new.dtype).to(new.device), new.shape)
-        where = mask[rows][: new.shape[0], : new.shape[1]]
+        where = mask[rows][: new.shape[0], : new.shape[1]].to(new.device)
         if head_list is None:
             new[where] = full[where]
         else:

@@ -157,11 +157,13 @@ def corrupted_gradients(model, tokens, targets, names: list[str]):
         per_prompt = logit_diff_at_end(logits, targets)
         acts = [captured[n] for n in names]
         grads = torch.autograd.grad(per_prompt.mean(), acts, allow_unused=True)
+    # On a model split across GPUs each layer's activation and gradient is on its GPU: gather them home.
+    home = tokens.device
     gradients = {
-        name: (torch.zeros_like(act) if grad is None else grad).detach()
+        name: (torch.zeros_like(act) if grad is None else grad).detach().to(home)
         for name, act, grad in zip(names, acts, grads)
     }
-    return {name: act.detach() for name, act in zip(names, acts)}, gradients, per_prompt.detach()
+    return {name: act.detach().to(home) for name, act in zip(names, acts)}, gradients, per_prompt.detach()
 
 
 def estimate_rows(sweep: str, delta, grad, positions) -> "torch.Tensor":

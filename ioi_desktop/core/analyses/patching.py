@@ -275,7 +275,10 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
     device = inputs.corrupt_logit_diff.device
     batch_size = ctx.batch_size
     row_bytes = bytes_per_row(n_pos, int(cfg.d_model), int(getattr(cfg, "d_mlp", 4 * cfg.d_model)), int(cfg.n_heads))
-    chunk = settings_per_chunk(None if batch_size is None else int(batch_size), n_prompts, row_bytes, device)
+    from ioi_desktop.core.devices import model_devices  # every GPU of a split model: the tightest one counts
+
+    chunk = settings_per_chunk(None if batch_size is None else int(batch_size), n_prompts, row_bytes,
+                               model_devices(model) or [device])
 
     arrays: dict[str, np.ndarray] = {}
     axes: dict[str, tuple[str, ...]] = {}

@@ -136,9 +136,12 @@ class QKVReader:
     def _compute(self, kind: str, layer: int, resid):
         import torch
 
+        from ioi_desktop.core.devices import module_device, to_device
+
         block = self.model.blocks[layer]
-        normed = block.ln1(resid)
+        normed = block.ln1(to_device(resid, module_device(block.ln1)))  # a split model: ln1 on its block's GPU
         W = getattr(self.model, f"W_{kind.upper()}")[layer]
+        normed = to_device(normed, W.device)
         b = getattr(self.model, f"b_{kind.upper()}")[layer]
         return torch.einsum("...m,hmd->...hd", normed.to(W.dtype), W) + b
 
@@ -233,8 +236,10 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
             reader = QKVReader(model, corrupt)
             row_bytes = bytes_per_row(inputs.n_pos, int(model.cfg.d_model),
                                       int(getattr(model.cfg, "d_mlp", 4 * model.cfg.d_model)), n_heads)
+            from ioi_desktop.core.devices import model_devices  # a split model: its tightest GPU counts
+
             chunk = settings_per_chunk(ctx.batch_size, inputs.n_prompts, row_bytes,
-                                       inputs.corrupt_logit_diff.device)
+                                       model_devices(model) or [inputs.corrupt_logit_diff.device])
             writes = [head_writes(model, clean, corrupt, layer) for layer in range(n_layers)]
             try:
                 for kind in kinds:

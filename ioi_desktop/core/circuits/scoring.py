@@ -177,7 +177,10 @@ def check_batch(batch: Any) -> None:
 
 
 def _device(model) -> torch.device:
-    return next(model.parameters()).device
+    """The home device (see ``core.devices``): every tensor this module keeps lives there."""
+    from ioi_desktop.core.devices import model_device
+
+    return model_device(model)
 
 
 def _run_capture(model, graph: Graph, tokens: torch.Tensor):
@@ -199,11 +202,12 @@ def _run_capture(model, graph: Graph, tokens: torch.Tensor):
                             "Use a GPT-2-style model, or head-level analyses such as patching.")
     out = torch.zeros(*tokens.shape, graph.n_senders, graph.d_model or captured["hook_embed"].shape[-1],
                       dtype=captured["hook_embed"].dtype, device=tokens.device)
-    out[:, :, 0] = sum(captured[n] for n in _input_hooks(model))
+    home = out.device  # a model split across GPUs reports each layer on its own GPU
+    out[:, :, 0] = sum(captured[n].to(home) for n in _input_hooks(model))
     for name, senders in _sender_hooks(model, graph):
-        act = captured[name]
+        act = captured[name].to(home)
         out[:, :, senders] = act if act.dim() == 4 else act[:, :, None]
-    return logits, out, captured["hook_embed"], captured[receiver_hooks(graph)[-1][0]]
+    return logits, out, captured["hook_embed"].to(home), captured[receiver_hooks(graph)[-1][0]].to(home)
 
 
 def check_residual_is_a_sum(graph: Graph, out: torch.Tensor, resid: torch.Tensor, lengths: np.ndarray) -> None:
@@ -271,7 +275,8 @@ def _receiver_gradients(model, prep: Prepared, embed: torch.Tensor | None) -> di
         metric = prep.metric(logits).mean()
         acts = [captured[name] for name, _, _ in hooks]
         grads = torch.autograd.grad(metric, acts, allow_unused=True)
-    return {name: (torch.zeros_like(a) if g is None else g).detach()
+    home = prep.clean_tokens.device
+    return {name: (torch.zeros_like(a) if g is None else g).detach().to(home)
             for (name, _, _), a, g in zip(hooks, acts, grads)}
 
 
@@ -387,10 +392,11 @@ def _edge_patch(G: int, P: int, groups, slots, senders, delta: torch.Tensor, per
     def hook_fn(act, hook):
         act = act.clone()
         view = act.view(G, P, *act.shape[1:])
+        where = act.device  # this receiver's GPU on a split model
         if per_head:
-            view[groups_t, :, :, slots_t] += values.to(act.dtype)
+            view[groups_t.to(where), :, :, slots_t.to(where)] += values.to(where, act.dtype)
         else:
-            view[groups_t] += values.to(act.dtype)
+            view[groups_t.to(where)] += values.to(where, act.dtype)
         return act
 
     return hook_fn
@@ -431,14 +437,14 @@ def _evaluate_chunk(model, prep: Prepared, corrupted: torch.Tensor) -> np.ndarra
         def hook_fn(act, hook):
             inputs[name] = act
             if len(inputs) == len(_input_hooks(model)):
-                current = sum(inputs.values()).view(G, P, *act.shape[1:])
+                current = sum(v.to(diff.device) for v in inputs.values()).view(G, P, *act.shape[1:])
                 diff[:, :, :, 0] = corrupt[:, :, :, 0] - current
             return act
         return hook_fn
 
     def sender(senders: slice):
         def hook_fn(act, hook):
-            current = act.view(G, P, *act.shape[1:])
+            current = act.to(diff.device).view(G, P, *act.shape[1:])
             if current.dim() == 4:
                 current = current[:, :, :, None]
             diff[:, :, :, senders] = corrupt[:, :, :, senders] - current
@@ -465,6 +471,7 @@ def _evaluate_chunk(model, prep: Prepared, corrupted: torch.Tensor) -> np.ndarra
                 update = upstream - torch.einsum("gnpsd,gsr->gnprd", diff[:, :, :, kept], kept_weight[:, kept])
             else:
                 update = torch.einsum("gnpsd,gsr->gnprd", diff[:, :, :, cut], weight[:, cut])
+            update = update.to(act.device)
             view = act.view(G, P, *act.shape[1:])
             if view.dim() == 4:
                 return (view + update[:, :, :, 0]).view_as(act)

@@ -22,6 +22,7 @@ import warnings
 
 import torch
 
+from ioi_desktop.core.devices import module_device, to_device
 from ioi_desktop.core.engine.inputs import PatchInputs, first_changed_pos, patched_activation
 from ioi_desktop.core.hooks import hook_name
 
@@ -45,9 +46,12 @@ class BridgeBlocksEngine:
 
     def _metric_at_end(self, resid: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
         """Logit difference at each row's END from the final residual stream."""
+        home = self.inputs.end_pos.device
+        resid = to_device(resid, home)  # a split model's last block may be on another GPU
         rows = torch.arange(resid.shape[0], device=resid.device)
         at_end = resid[rows, self.inputs.end_pos[prompt]]
-        logits = self.model.unembed(self.model.ln_final(at_end.unsqueeze(1)))[:, 0]
+        final = self.model.ln_final(to_device(at_end.unsqueeze(1), module_device(self.model.ln_final, home)))
+        logits = to_device(self.model.unembed(to_device(final, module_device(self.model.unembed, home)))[:, 0], home)
         return (
             logits.gather(1, self.inputs.correct_ids[prompt, None])
             - logits.gather(1, self.inputs.incorrect_ids[prompt, None])
@@ -55,7 +59,7 @@ class BridgeBlocksEngine:
 
     def _run_blocks(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
         for block in self.model.blocks[layer:]:
-            resid = block(resid)
+            resid = block(to_device(resid, module_device(block, resid.device)))
             if isinstance(resid, tuple):
                 resid = resid[0]
         return resid
@@ -100,7 +104,8 @@ class BridgeBlocksEngine:
             else:
                 replacement = new[:, :, :stop].reshape(rows, stop, *new.shape[3:])
             prompt = torch.arange(n_prompts, device=new.device).repeat(n)
-            patch = [(hook_name(kind, layer), lambda activation, hook: replacement)]
+            # On a split model the hook fires on the patched layer's GPU.
+            patch = [(hook_name(kind, layer), lambda activation, hook: to_device(replacement, activation.device))]
             if self.from_blocks:
                 if kind == "resid_pre":
                     resid, patch = replacement, []
@@ -113,7 +118,7 @@ class BridgeBlocksEngine:
             else:
                 tokens = inputs.corrupt_tokens[:, :stop].repeat(n, 1)
                 with model.hooks(fwd_hooks=patch):
-                    logits = model(tokens)
+                    logits = to_device(model(tokens), inputs.end_pos.device)
                 at_end = logits[torch.arange(rows, device=logits.device), inputs.end_pos[prompt]]
                 values = (
                     at_end.gather(1, inputs.correct_ids[prompt, None])

@@ -81,7 +81,11 @@ def _hf_config(model):
 
 def unsupported_reason(model) -> str | None:
     """Why this engine cannot run ``model`` (a TransformerBridge), or None if it can."""
+    from ioi_desktop.core.devices import is_split
+
     cfg = model.cfg
+    if is_split(model):
+        return "the model is split across GPUs, which the bridge engine runs block by block"
     arch = _architecture(model)
     if arch not in FAMILIES:
         families = ", ".join(["GPT-2", *dict.fromkeys(FAMILIES.values())])

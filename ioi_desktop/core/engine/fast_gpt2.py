@@ -50,7 +50,11 @@ _ACTIVATIONS = {
 
 def unsupported_reason(model) -> str | None:
     """Why this engine cannot run ``model`` (a TransformerBridge), or None if it can."""
+    from ioi_desktop.core.devices import is_split
+
     cfg = model.cfg
+    if is_split(model):
+        return "the model is split across GPUs, which the bridge engine runs block by block"
     arch = getattr(cfg, "architecture", None) or getattr(cfg, "original_architecture", None)
     if arch not in _ARCHITECTURES:
         return f"architecture {arch} is not in the fast engine's GPT-2 family"

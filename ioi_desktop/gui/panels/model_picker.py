@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ioi_desktop.core.devices import all_gpus_choice
 from ioi_desktop.core.models import DTYPES, format_bytes, format_count
 
 BUNDLED = "bundled"
@@ -48,7 +49,7 @@ class ModelPicker(QWidget):
         self.source_combo.addItem("Local folder…", _BROWSE)
         self.source_combo.activated.connect(self._on_source_activated)
         self.device_combo = QComboBox()
-        self.device_combo.setToolTip("auto picks a CUDA GPU, then an Apple GPU, then the CPU")
+        self.device_combo.setToolTip("auto picks a CUDA GPU, then an Apple GPU, then the CPU; 'All GPUs' splits a model too large for one GPU")
         self._set_devices([])
         self.dtype_combo = QComboBox()
         self.dtype_combo.addItems(DTYPES)
@@ -117,6 +118,16 @@ class ModelPicker(QWidget):
             self.source_combo.insertItem(index, source, source)
         self.source_combo.setCurrentIndex(index)
 
+    def forget_source(self, source: str, loaded: Any = None) -> None:
+        """A folder that failed to load leaves the list; the loaded model's spec (or the bundled one) is shown.
+        Hugging Face cache names stay: the inventory listed them."""
+        from pathlib import Path
+
+        index = self.source_combo.findData(source)
+        if index >= 0 and Path(source).is_absolute() and source != getattr(loaded, "source", None):
+            self.source_combo.removeItem(index)
+        self._select_source(loaded.source if loaded is not None else BUNDLED)
+
     # -- what this machine has -----------------------------------------------
 
     def set_inventory(self, devices: list, local_models: list) -> None:
@@ -139,7 +150,16 @@ class ModelPicker(QWidget):
         self.device_combo.addItem("auto", "auto")
         names = {device.name for device in devices}
         for device in devices:
-            self.device_combo.addItem(device.label if device.name != "cpu" else "CPU", device.name)
+            label = f"{device.name}: {device.label}" if device.name.startswith("cuda") else device.label
+            self.device_combo.addItem(label if device.name != "cpu" else "CPU", device.name)
+        if devices:  # split across GPUs; the tooltip lists each GPU's free memory
+            label, tooltip, enabled = all_gpus_choice(devices)
+            self.device_combo.addItem(label, "all")
+            at = self.device_combo.count() - 1
+            if enabled:
+                self.device_combo.setItemData(at, tooltip, Qt.ItemDataRole.ToolTipRole)
+            else:
+                self._disable_item(self.device_combo, at, tooltip)
         if devices and not any(name.startswith("cuda") for name in names):
             self.device_combo.addItem("CUDA (no NVIDIA GPU found)", "cuda")
             self._disable_item(self.device_combo, self.device_combo.count() - 1, "No CUDA GPU is available here.")

@@ -161,14 +161,15 @@ class PatchingPanel(ResultPanel):
         return [key for key in patching.SWEEPS if any(a is not None for a in self._arrays(key))]
 
     def _refresh_combo(self, preferred: str | None = None) -> None:
-        """List the grids there are; show the user's choice, else ``preferred``, else head z."""
+        """List the grids there are; show the user's choice, else resid_pre (the notebook's first grid),
+        else ``preferred``."""
         current = self._grid_key()
         keys = self._available()
         self.grid_combo.blockSignals(True)
         self.grid_combo.clear()
         for key in keys:
             self.grid_combo.addItem(_TITLE[key], key)
-        for choice in (self._chosen_grid, preferred, "head_z", current):
+        for choice in (self._chosen_grid, "resid_pre", preferred, current):
             if choice in keys:
                 self.grid_combo.setCurrentIndex(keys.index(choice))
                 break
@@ -381,6 +382,19 @@ class PatchingPanel(ResultPanel):
         self.scatter_view.getPlotItem().setTitle(self.scatter_view.getPlotItem().titleLabel.text)
         for label in self._scatter_labels:
             label.setColor(foreground)
+
+    def view_state(self) -> dict:
+        return {"grid": self._chosen_grid or self._grid_key(), "mode": self.mode_combo.currentIndex()}
+
+    def restore_view_state(self, state: dict) -> None:
+        grid, mode = state.get("grid"), state.get("mode")
+        if isinstance(mode, int) and 0 <= mode < self.mode_combo.count():
+            self.mode_combo.setCurrentIndex(mode)
+        if isinstance(grid, str) and grid in patching.SWEEPS:
+            self._chosen_grid = grid
+            index = self.grid_combo.findData(grid)
+            if index >= 0:
+                self.grid_combo.setCurrentIndex(index)
 
     # ----------------------------------------------------------- linking
     def _on_grid_changed(self, _index: int) -> None:

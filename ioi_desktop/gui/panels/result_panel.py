@@ -330,6 +330,13 @@ class ResultPanel(QWidget):
         """(name, write(path) -> path) of each CSV table to export."""
         return []
 
+    def view_state(self) -> dict:
+        """The panel's own view choices (a grid, a mode) as JSON values, for sessions; {} by default."""
+        return {}
+
+    def restore_view_state(self, state: dict) -> None:
+        """Bring back what :meth:`view_state` returned (ignore what does not apply)."""
+
     def apply_theme(self) -> None:
         """Recolour plots that are not Heatmap/BarChart widgets (those follow the palette themselves)."""
 

@@ -74,7 +74,8 @@ def test_head_click_in_patching_selects_head_everywhere(qtbot, selection, run_re
     attention = make_panel(qtbot, AttentionPanel, selection, run_results)
     scores = make_panel(qtbot, HeadScoresPanel, selection, run_results)
     attribution = make_panel(qtbot, AttributionPanel, selection, run_results)
-    assert patching.grid_combo.currentData() == "head_z"
+    assert patching.grid_combo.currentData() == "resid_pre"  # the notebook's first grid
+    patching.grid_combo.setCurrentIndex(patching.grid_combo.findData("head_z"))
     click_cell(qtbot, patching.exact, 10, 7)
     assert (selection.layer, selection.head) == (10, 7)
     assert attention.shown_head() == (0, 10, 7)
@@ -179,6 +180,7 @@ def test_overview_bar_click_selects_prompt(qtbot, selection, run_results):
 
 def test_patching_modes_and_error_grid(qtbot, selection, run_results):
     patching = make_panel(qtbot, PatchingPanel, selection, run_results)
+    patching.grid_combo.setCurrentIndex(patching.grid_combo.findData("head_z"))
     patching.mode_combo.setCurrentIndex(2)
     assert patching.exact.isVisible() and patching.estimate.isVisible() and patching.error.isVisible()
     np.testing.assert_allclose(patching.error.values(),
@@ -209,6 +211,8 @@ def test_partial_rows_fill_in(qtbot, selection, run_results):
     assert np.isnan(shown[3:]).all()
     save_screenshot(patching, "panel_patching_partial_rows")
     patching.show_results(run_results)
+    assert patching.grid_combo.currentData() == "resid_pre"  # complete results open on the notebook's first grid
+    patching.grid_combo.setCurrentIndex(patching.grid_combo.findData("head_z"))
     np.testing.assert_array_equal(patching.exact.values(), full)
 
     scores = make_panel(qtbot, HeadScoresPanel, selection)

@@ -64,9 +64,9 @@ def test_streamed_rows_fill_every_panel_then_the_final_grid(qtbot, selection, re
         # As in the window: the worker's rows go into the store, which tells the panels that show them.
         store.add_rows(event)
     patching = next(p for p in panels if isinstance(p, PatchingPanel))
-    # With no grid chosen, the panel shows the grid that streamed last, complete.
-    last = next(e.array for e in reversed(events) if e.array.startswith("patch_"))
-    assert patching.grid_combo.currentData() == last.removeprefix("patch_")
+    # With no grid chosen, the panel shows the notebook's first grid (resid_pre), complete.
+    assert any(e.array == "patch_resid_pre" for e in events)
+    assert patching.grid_combo.currentData() == "resid_pre"
     assert not np.isnan(patching.exact.values()).any()
     patching.grid_combo.setCurrentIndex(patching.grid_combo.findData("head_z"))
     np.testing.assert_array_equal(patching.exact.values(), results.array("patch_head_z"))
