@@ -54,7 +54,7 @@ def bench(out: Path, timeout: float) -> dict:
     began = time.perf_counter()
     try:
         done = subprocess.run([sys.executable, "-m", "benchmarks.bench_patching", "--device", "cuda",
-                               "--json", str(path)], capture_output=True, text=True, timeout=timeout)
+                               "--models", "gpt2", "--json", str(path)], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"bench_patching --device cuda took more than {timeout:.0f} s"}
     report = {"returncode": done.returncode, "seconds": round(time.perf_counter() - began, 1),

@@ -7,7 +7,8 @@ activation patched in where ``masks`` is True. They give TransformerLens's
 ``patching`` results without its one-full-forward-per-cell cost:
 
 - ``fast``: plain torch over the bridge's processed weights for the GPT-2
-  family (``fast_gpt2``);
+  family (``fast_gpt2``) and the rotary / RMSNorm / grouped-query / parallel-block
+  families: Llama, Mistral, Qwen2, Qwen3, Gemma 1-3, Phi-3, GPT-NeoX (``fast_blocks``);
 - ``bridge``: the bridge's own blocks from the patched layer on, for every
   architecture TransformerLens supports (``bridge_blocks``).
 
@@ -18,6 +19,7 @@ reproduces the cached corrupted run, else ``bridge``, and says why.
 from __future__ import annotations
 
 from ioi_desktop.core.engine.bridge_blocks import BridgeBlocksEngine
+from ioi_desktop.core.engine.fast_blocks import FastBlocksEngine, fast_engine_for
 from ioi_desktop.core.engine.fast_gpt2 import FastGPT2Engine, unsupported_reason
 from ioi_desktop.core.engine.inputs import (
     HEAD_KINDS,
@@ -39,12 +41,12 @@ def select_engine(model, inputs: PatchInputs, choice: str = "auto"):
         )
     if choice == "bridge":
         return _bridge(model, inputs, "the bridge engine was requested")
-    reason = unsupported_reason(model)
-    if reason is None:
-        engine = FastGPT2Engine(model, inputs)
+    engine_class, reason = fast_engine_for(model)
+    if engine_class is not None:
+        engine = engine_class(model, inputs)
         reason = engine.self_check()
         if reason is None:
-            return engine, "the model is in the fast engine's GPT-2 family"
+            return engine, f"the model is in the fast engine's {getattr(engine, 'family', 'GPT-2')} family"
     if choice == "fast":
         raise AnalysisError(
             f"The fast patching engine cannot run this model: {reason}.",
@@ -61,6 +63,7 @@ def _bridge(model, inputs: PatchInputs, reason: str):
 __all__ = [
     "BridgeBlocksEngine",
     "ENGINE_CHOICES",
+    "FastBlocksEngine",
     "FastGPT2Engine",
     "HEAD_KINDS",
     "PATCH_KINDS",

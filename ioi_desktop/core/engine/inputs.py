@@ -18,12 +18,16 @@ PATCH_KINDS = POSITION_KINDS + HEAD_KINDS
 # residual stream to restart from, and the keys/values/queries/patterns that an
 # unchanged prefix or an unpatched part of a head reuses.
 _CONTEXT_KINDS = ("resid_pre", "resid_mid", "q", "k", "v", "pattern")
+# Rotary models' bridges also expose the cos/sin each layer's attention receives
+# (the fast engine reads them; other models lack them, which the runner records).
+ROTARY_HOOKS = ("attn.hook_cos", "attn.hook_sin")
 
 
 def hooks_for_kinds(kinds, n_layers: int) -> set[str]:
     """Hook names both cached runs must hold for patching ``kinds`` at every layer."""
     wanted = set(kinds) | set(_CONTEXT_KINDS)
-    return {hook_name(kind, layer) for kind in wanted for layer in range(n_layers)}
+    names = {hook_name(kind, layer) for kind in wanted for layer in range(n_layers)}
+    return names | {f"blocks.{layer}.{suffix}" for suffix in ROTARY_HOOKS for layer in range(n_layers)}
 
 
 @dataclass(frozen=True)
