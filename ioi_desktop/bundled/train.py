@@ -94,6 +94,12 @@ class TrainingConfig:
     init_from: str = ""
     # Layers added on top of init_from's: "silent" (output projections zero: the same function at the start) or "random".
     new_layers: str = "silent"
+    # Head dropout during training only: each listed layer's heads are switched off for a sequence with
+    # probability head_dropout ("head": each head on its own; "layer": all heads of the layer together),
+    # so that no single head can carry a job alone. No rescaling; evaluation runs the full model.
+    head_dropout: float = 0.0
+    head_dropout_layers: tuple = ()
+    head_dropout_mode: str = "head"
 
 
 def build_model(config: TrainingConfig, vocab_size: int, bos_id: int):
@@ -143,6 +149,41 @@ def switch_off_heads(model, heads) -> None:
         mask = torch.ones_like(weight)
         mask[rows] = 0.0
         weight.register_hook(lambda grad, mask=mask: grad * mask)
+
+
+def add_head_dropout(model, layers, p: float, mode: str = "head", seed: int = 0) -> list:
+    """Drop attention heads of ``layers`` per training sequence with probability ``p``; returns the hook handles.
+
+    A forward pre-hook on each layer's attention output projection multiplies
+    the merged head outputs ``z`` ([batch, pos, head * d_head]) by a 0/1 mask
+    drawn per sequence and head ("head") or per sequence and layer ("layer").
+    It acts only while the model is in training mode; nothing is rescaled.
+    """
+    import torch
+
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"--head-dropout {p}: give a probability from 0 up to (not including) 1")
+    if mode not in ("head", "layer"):
+        raise ValueError(f"--head-dropout-mode {mode!r}: choose head or layer")
+    n_head = model.config.n_head
+    d_head = model.config.n_embd // n_head
+    generator = torch.Generator().manual_seed(seed + 7919)
+    handles = []
+    for layer in layers:
+        if not 0 <= layer < len(model.transformer.h):
+            raise ValueError(f"--head-dropout-layers {layer}: the model has layers 0 to {len(model.transformer.h) - 1}")
+
+        def pre_hook(module, args):
+            if not module.training or p == 0.0:
+                return None
+            (z,) = args
+            width = 1 if mode == "layer" else n_head
+            keep = (torch.rand((z.shape[0], width), generator=generator) >= p).to(z.dtype)
+            keep = keep.expand(z.shape[0], n_head).repeat_interleave(d_head, dim=1)  # [batch, head * d_head]
+            return (z * keep[:, None, :],)
+
+        handles.append(model.transformer.h[layer].attn.c_proj.register_forward_pre_hook(pre_hook))
+    return handles
 
 
 def switch_off_mlps(model, layers) -> None:
@@ -352,6 +393,7 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
             raise ValueError(f"--frozen-mlp-layers {layer}: the model has layers 0 to {len(model.transformer.h) - 1}")
         for param in model.transformer.h[layer].mlp.parameters():
             param.requires_grad_(False)
+    dropout_hooks = add_head_dropout(model, config.head_dropout_layers, config.head_dropout, config.head_dropout_mode, config.seed)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
     sampler = corpus.CorpusSampler(config.seed, config.mix, config.prefix_share, config.continuation_share)
     losses: list[float] = []
@@ -386,6 +428,8 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
         chosen_step = best[1]
         model.load_state_dict(best[2])
     elapsed = time.perf_counter() - started
+    for handle in dropout_hooks:
+        handle.remove()
     model.eval()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -492,6 +536,9 @@ def main(argv: list[str] | None = None) -> int:
         default=defaults.new_layers,
         help="layers added on top of --init-from's: output projections zero (silent) or as freshly initialised (random)",
     )
+    parser.add_argument("--head-dropout", type=float, default=defaults.head_dropout, help="training-only probability of switching a head off for a sequence")
+    parser.add_argument("--head-dropout-layers", default="", help="comma-separated layers whose heads --head-dropout applies to")
+    parser.add_argument("--head-dropout-mode", choices=("head", "layer"), default=defaults.head_dropout_mode, help="drop each head on its own or a layer's heads together")
     parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
     parser.add_argument("--probe-prompts", type=int, default=defaults.probe_prompts, help="quality prompts per family and split in each probe")
     parser.add_argument("--probe-circuit-prompts", type=int, default=defaults.probe_circuit_prompts, help="circuit prompts per family in each probe")
@@ -521,6 +568,9 @@ def main(argv: list[str] | None = None) -> int:
         no_mlp_layers=_parse_layers(args.no_mlp_layers),
         silent_heads=_parse_heads(args.silent_heads),
         frozen_mlp_layers=_parse_layers(args.frozen_mlp_layers),
+        head_dropout=args.head_dropout,
+        head_dropout_layers=_parse_layers(args.head_dropout_layers),
+        head_dropout_mode=args.head_dropout_mode,
     )
     train(config, args.out, log=lambda line: print(line, flush=True))
     return 0
