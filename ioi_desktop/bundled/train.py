@@ -100,6 +100,9 @@ class TrainingConfig:
     head_dropout: float = 0.0
     head_dropout_layers: tuple = ()
     head_dropout_mode: str = "head"
+    # The same for whole MLPs: each listed layer's MLP output is zero for a sequence with probability mlp_dropout.
+    mlp_dropout: float = 0.0
+    mlp_dropout_layers: tuple = ()
 
 
 def build_model(config: TrainingConfig, vocab_size: int, bos_id: int):
@@ -183,6 +186,31 @@ def add_head_dropout(model, layers, p: float, mode: str = "head", seed: int = 0)
             return (z * keep[:, None, :],)
 
         handles.append(model.transformer.h[layer].attn.c_proj.register_forward_pre_hook(pre_hook))
+    return handles
+
+
+def add_mlp_dropout(model, layers, p: float, seed: int = 0) -> list:
+    """Zero the MLP output of ``layers`` per training sequence with probability ``p``; returns the hook handles.
+
+    Acts only in training mode, nothing is rescaled (like :func:`add_head_dropout`).
+    """
+    import torch
+
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"--mlp-dropout {p}: give a probability from 0 up to (not including) 1")
+    generator = torch.Generator().manual_seed(seed + 104729)
+    handles = []
+    for layer in layers:
+        if not 0 <= layer < len(model.transformer.h):
+            raise ValueError(f"--mlp-dropout-layers {layer}: the model has layers 0 to {len(model.transformer.h) - 1}")
+
+        def hook(module, args, output):
+            if not module.training or p == 0.0:
+                return None
+            keep = (torch.rand((output.shape[0], 1, 1), generator=generator) >= p).to(output.dtype)
+            return output * keep
+
+        handles.append(model.transformer.h[layer].mlp.register_forward_hook(hook))
     return handles
 
 
@@ -394,6 +422,7 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
         for param in model.transformer.h[layer].mlp.parameters():
             param.requires_grad_(False)
     dropout_hooks = add_head_dropout(model, config.head_dropout_layers, config.head_dropout, config.head_dropout_mode, config.seed)
+    dropout_hooks += add_mlp_dropout(model, config.mlp_dropout_layers, config.mlp_dropout, config.seed)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
     sampler = corpus.CorpusSampler(config.seed, config.mix, config.prefix_share, config.continuation_share)
     losses: list[float] = []
@@ -539,6 +568,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head-dropout", type=float, default=defaults.head_dropout, help="training-only probability of switching a head off for a sequence")
     parser.add_argument("--head-dropout-layers", default="", help="comma-separated layers whose heads --head-dropout applies to")
     parser.add_argument("--head-dropout-mode", choices=("head", "layer"), default=defaults.head_dropout_mode, help="drop each head on its own or a layer's heads together")
+    parser.add_argument("--mlp-dropout", type=float, default=defaults.mlp_dropout, help="training-only probability of switching an MLP off for a sequence")
+    parser.add_argument("--mlp-dropout-layers", default="", help="comma-separated layers whose MLP --mlp-dropout applies to")
     parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
     parser.add_argument("--probe-prompts", type=int, default=defaults.probe_prompts, help="quality prompts per family and split in each probe")
     parser.add_argument("--probe-circuit-prompts", type=int, default=defaults.probe_circuit_prompts, help="circuit prompts per family in each probe")
@@ -571,6 +602,8 @@ def main(argv: list[str] | None = None) -> int:
         head_dropout=args.head_dropout,
         head_dropout_layers=_parse_layers(args.head_dropout_layers),
         head_dropout_mode=args.head_dropout_mode,
+        mlp_dropout=args.mlp_dropout,
+        mlp_dropout_layers=_parse_layers(args.mlp_dropout_layers),
     )
     train(config, args.out, log=lambda line: print(line, flush=True))
     return 0

@@ -237,3 +237,36 @@ def test_head_dropout_switches_whole_heads_off_per_sequence_in_training_only():
         add_head_dropout(model, (2,), 0.5)
     with pytest.raises(ValueError, match="probability"):
         add_head_dropout(model, (1,), 1.0)
+
+
+def test_mlp_dropout_zeroes_whole_mlps_per_sequence_in_training_only():
+    import pytest
+
+    from ioi_desktop.bundled.train import add_mlp_dropout, switch_off_mlps
+
+    torch.set_num_threads(1)
+    config = TrainingConfig(seed=0, n_layer=2, n_head=2, d_model=32, mlp_inner=16)
+    model = build_model(config, vocab_size=50, bos_id=0)
+    tokens = torch.randint(1, 50, (24, 7))
+    model.eval()
+    without = build_model(config, vocab_size=50, bos_id=0)
+    without.load_state_dict(model.state_dict())
+    switch_off_mlps(without, (1,))  # zero weights: the layer's MLP adds nothing
+    without.eval()
+    with torch.no_grad():
+        full, off = model(tokens).logits, without(tokens).logits
+        handles = add_mlp_dropout(model, (1,), 0.5, seed=1)
+        assert torch.allclose(model(tokens).logits, full)
+        model.train()
+        dropped = model(tokens).logits
+    kinds = []
+    for row in range(len(tokens)):
+        on_ = torch.allclose(dropped[row], full[row], atol=1e-5)
+        off_ = torch.allclose(dropped[row], off[row], atol=1e-5)
+        assert on_ or off_
+        kinds.append(on_)
+    assert any(kinds) and not all(kinds)
+    for handle in handles:
+        handle.remove()
+    with pytest.raises(ValueError, match="layers 0 to 1"):
+        add_mlp_dropout(model, (5,), 0.5)
