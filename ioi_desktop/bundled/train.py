@@ -30,6 +30,10 @@ an earlier run with fewer layers (new layers start silent, or random), more
 layers (the top ones are cut), or a smaller vocabulary (a prefix of today's:
 new words get fresh rows); ``silent_heads``, ``no_mlp_layers`` and
 ``frozen_mlp_layers`` switch parts off or keep them fixed for a stage.
+``head_dropout`` (per head, or per layer with ``head_dropout_mode="layer"``)
+and ``mlp_dropout`` switch heads or MLPs of the listed layers off for a random
+share of the training sequences (training mode only, no rescaling), so that no
+single component can carry a job alone; evaluation always runs the full model.
 
 Checkpoint selection: from ``select_from`` of the run on, every
 ``probe_every`` steps the model is booted into TransformerLens and scored on
