@@ -30,6 +30,10 @@ an earlier run with fewer layers (new layers start silent, or random), more
 layers (the top ones are cut), or a smaller vocabulary (a prefix of today's:
 new words get fresh rows); ``silent_heads``, ``no_mlp_layers`` and
 ``frozen_mlp_layers`` switch parts off or keep them fixed for a stage.
+``head_dropout`` (per head, or per layer with ``head_dropout_mode="layer"``)
+and ``mlp_dropout`` switch heads or MLPs of the listed layers off for a random
+share of the training sequences (training mode only, no rescaling), so that no
+single component can carry a job alone; evaluation always runs the full model.
 
 Checkpoint selection: from ``select_from`` of the run on, every
 ``probe_every`` steps the model is booted into TransformerLens and scored on
@@ -94,6 +98,15 @@ class TrainingConfig:
     init_from: str = ""
     # Layers added on top of init_from's: "silent" (output projections zero: the same function at the start) or "random".
     new_layers: str = "silent"
+    # Head dropout during training only: each listed layer's heads are switched off for a sequence with
+    # probability head_dropout ("head": each head on its own; "layer": all heads of the layer together),
+    # so that no single head can carry a job alone. No rescaling; evaluation runs the full model.
+    head_dropout: float = 0.0
+    head_dropout_layers: tuple = ()
+    head_dropout_mode: str = "head"
+    # The same for whole MLPs: each listed layer's MLP output is zero for a sequence with probability mlp_dropout.
+    mlp_dropout: float = 0.0
+    mlp_dropout_layers: tuple = ()
 
 
 def build_model(config: TrainingConfig, vocab_size: int, bos_id: int):
@@ -143,6 +156,66 @@ def switch_off_heads(model, heads) -> None:
         mask = torch.ones_like(weight)
         mask[rows] = 0.0
         weight.register_hook(lambda grad, mask=mask: grad * mask)
+
+
+def add_head_dropout(model, layers, p: float, mode: str = "head", seed: int = 0) -> list:
+    """Drop attention heads of ``layers`` per training sequence with probability ``p``; returns the hook handles.
+
+    A forward pre-hook on each layer's attention output projection multiplies
+    the merged head outputs ``z`` ([batch, pos, head * d_head]) by a 0/1 mask
+    drawn per sequence and head ("head") or per sequence and layer ("layer").
+    It acts only while the model is in training mode; nothing is rescaled.
+    """
+    import torch
+
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"--head-dropout {p}: give a probability from 0 up to (not including) 1")
+    if mode not in ("head", "layer"):
+        raise ValueError(f"--head-dropout-mode {mode!r}: choose head or layer")
+    n_head = model.config.n_head
+    d_head = model.config.n_embd // n_head
+    generator = torch.Generator().manual_seed(seed + 7919)
+    handles = []
+    for layer in layers:
+        if not 0 <= layer < len(model.transformer.h):
+            raise ValueError(f"--head-dropout-layers {layer}: the model has layers 0 to {len(model.transformer.h) - 1}")
+
+        def pre_hook(module, args):
+            if not module.training or p == 0.0:
+                return None
+            (z,) = args
+            width = 1 if mode == "layer" else n_head
+            keep = (torch.rand((z.shape[0], width), generator=generator) >= p).to(z.dtype)
+            keep = keep.expand(z.shape[0], n_head).repeat_interleave(d_head, dim=1)  # [batch, head * d_head]
+            return (z * keep[:, None, :],)
+
+        handles.append(model.transformer.h[layer].attn.c_proj.register_forward_pre_hook(pre_hook))
+    return handles
+
+
+def add_mlp_dropout(model, layers, p: float, seed: int = 0) -> list:
+    """Zero the MLP output of ``layers`` per training sequence with probability ``p``; returns the hook handles.
+
+    Acts only in training mode, nothing is rescaled (like :func:`add_head_dropout`).
+    """
+    import torch
+
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"--mlp-dropout {p}: give a probability from 0 up to (not including) 1")
+    generator = torch.Generator().manual_seed(seed + 104729)
+    handles = []
+    for layer in layers:
+        if not 0 <= layer < len(model.transformer.h):
+            raise ValueError(f"--mlp-dropout-layers {layer}: the model has layers 0 to {len(model.transformer.h) - 1}")
+
+        def hook(module, args, output):
+            if not module.training or p == 0.0:
+                return None
+            keep = (torch.rand((output.shape[0], 1, 1), generator=generator) >= p).to(output.dtype)
+            return output * keep
+
+        handles.append(model.transformer.h[layer].mlp.register_forward_hook(hook))
+    return handles
 
 
 def switch_off_mlps(model, layers) -> None:
@@ -352,6 +425,8 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
             raise ValueError(f"--frozen-mlp-layers {layer}: the model has layers 0 to {len(model.transformer.h) - 1}")
         for param in model.transformer.h[layer].mlp.parameters():
             param.requires_grad_(False)
+    dropout_hooks = add_head_dropout(model, config.head_dropout_layers, config.head_dropout, config.head_dropout_mode, config.seed)
+    dropout_hooks += add_mlp_dropout(model, config.mlp_dropout_layers, config.mlp_dropout, config.seed)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
     sampler = corpus.CorpusSampler(config.seed, config.mix, config.prefix_share, config.continuation_share)
     losses: list[float] = []
@@ -386,6 +461,8 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
         chosen_step = best[1]
         model.load_state_dict(best[2])
     elapsed = time.perf_counter() - started
+    for handle in dropout_hooks:
+        handle.remove()
     model.eval()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -492,6 +569,11 @@ def main(argv: list[str] | None = None) -> int:
         default=defaults.new_layers,
         help="layers added on top of --init-from's: output projections zero (silent) or as freshly initialised (random)",
     )
+    parser.add_argument("--head-dropout", type=float, default=defaults.head_dropout, help="training-only probability of switching a head off for a sequence")
+    parser.add_argument("--head-dropout-layers", default="", help="comma-separated layers whose heads --head-dropout applies to")
+    parser.add_argument("--head-dropout-mode", choices=("head", "layer"), default=defaults.head_dropout_mode, help="drop each head on its own or a layer's heads together")
+    parser.add_argument("--mlp-dropout", type=float, default=defaults.mlp_dropout, help="training-only probability of switching an MLP off for a sequence")
+    parser.add_argument("--mlp-dropout-layers", default="", help="comma-separated layers whose MLP --mlp-dropout applies to")
     parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
     parser.add_argument("--probe-prompts", type=int, default=defaults.probe_prompts, help="quality prompts per family and split in each probe")
     parser.add_argument("--probe-circuit-prompts", type=int, default=defaults.probe_circuit_prompts, help="circuit prompts per family in each probe")
@@ -521,6 +603,11 @@ def main(argv: list[str] | None = None) -> int:
         no_mlp_layers=_parse_layers(args.no_mlp_layers),
         silent_heads=_parse_heads(args.silent_heads),
         frozen_mlp_layers=_parse_layers(args.frozen_mlp_layers),
+        head_dropout=args.head_dropout,
+        head_dropout_layers=_parse_layers(args.head_dropout_layers),
+        head_dropout_mode=args.head_dropout_mode,
+        mlp_dropout=args.mlp_dropout,
+        mlp_dropout_layers=_parse_layers(args.mlp_dropout_layers),
     )
     train(config, args.out, log=lambda line: print(line, flush=True))
     return 0

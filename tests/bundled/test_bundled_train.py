@@ -186,3 +186,87 @@ def test_a_shallower_stage_keeps_the_lower_layers_and_frozen_mlps_keep_their_wei
     for name in ("c_fc.weight", "c_proj.weight"):
         torch.testing.assert_close(after[f"transformer.h.1.mlp.{name}"], before[f"transformer.h.1.mlp.{name}"])
     assert not torch.equal(after["transformer.h.0.mlp.c_fc.weight"], before["transformer.h.0.mlp.c_fc.weight"])
+
+
+def test_head_dropout_switches_whole_heads_off_per_sequence_in_training_only():
+    import itertools
+
+    import pytest
+
+    from ioi_desktop.bundled.train import add_head_dropout
+
+    torch.set_num_threads(1)
+    config = TrainingConfig(seed=0, n_layer=2, n_head=2, d_model=32, mlp_inner=16)
+    model = build_model(config, vocab_size=50, bos_id=0)
+    tokens = torch.randint(1, 50, (24, 7))
+    model.eval()
+    with torch.no_grad():
+        full = model(tokens).logits
+        # Reference outputs with heads switched off by zeroing their rows of layer 1's output projection.
+        weight = model.transformer.h[1].attn.c_proj.weight
+        saved = weight.detach().clone()
+        variants = {}
+        for kept in itertools.product((0, 1), repeat=2):
+            weight.copy_(saved)
+            for head, keep in enumerate(kept):
+                if not keep:
+                    weight[head * 16 : (head + 1) * 16] = 0.0
+            variants[kept] = model(tokens).logits
+        weight.copy_(saved)
+    handles = add_head_dropout(model, (1,), 0.5, "head", seed=3)
+    with torch.no_grad():
+        assert torch.allclose(model(tokens).logits, full)  # eval mode: untouched
+        model.train()
+        dropped = model(tokens).logits
+    seen = set()
+    for row in range(len(tokens)):
+        matches = [kept for kept, logits in variants.items() if torch.allclose(dropped[row], logits[row], atol=1e-5)]
+        assert matches, "each sequence must equal the model with some heads switched off"
+        seen.add(matches[0])
+    assert len(seen) > 1  # the draw differs between sequences
+    for handle in handles:
+        handle.remove()
+    layer_handles = add_head_dropout(model, (1,), 0.5, "layer", seed=3)
+    with torch.no_grad():
+        dropped = model(tokens).logits
+    for row in range(len(tokens)):
+        assert torch.allclose(dropped[row], variants[(1, 1)][row], atol=1e-5) or torch.allclose(dropped[row], variants[(0, 0)][row], atol=1e-5)
+    for handle in layer_handles:
+        handle.remove()
+    with pytest.raises(ValueError, match="layers 0 to 1"):
+        add_head_dropout(model, (2,), 0.5)
+    with pytest.raises(ValueError, match="probability"):
+        add_head_dropout(model, (1,), 1.0)
+
+
+def test_mlp_dropout_zeroes_whole_mlps_per_sequence_in_training_only():
+    import pytest
+
+    from ioi_desktop.bundled.train import add_mlp_dropout, switch_off_mlps
+
+    torch.set_num_threads(1)
+    config = TrainingConfig(seed=0, n_layer=2, n_head=2, d_model=32, mlp_inner=16)
+    model = build_model(config, vocab_size=50, bos_id=0)
+    tokens = torch.randint(1, 50, (24, 7))
+    model.eval()
+    without = build_model(config, vocab_size=50, bos_id=0)
+    without.load_state_dict(model.state_dict())
+    switch_off_mlps(without, (1,))  # zero weights: the layer's MLP adds nothing
+    without.eval()
+    with torch.no_grad():
+        full, off = model(tokens).logits, without(tokens).logits
+        handles = add_mlp_dropout(model, (1,), 0.5, seed=1)
+        assert torch.allclose(model(tokens).logits, full)
+        model.train()
+        dropped = model(tokens).logits
+    kinds = []
+    for row in range(len(tokens)):
+        on_ = torch.allclose(dropped[row], full[row], atol=1e-5)
+        off_ = torch.allclose(dropped[row], off[row], atol=1e-5)
+        assert on_ or off_
+        kinds.append(on_)
+    assert any(kinds) and not all(kinds)
+    for handle in handles:
+        handle.remove()
+    with pytest.raises(ValueError, match="layers 0 to 1"):
+        add_mlp_dropout(model, (5,), 0.5)
