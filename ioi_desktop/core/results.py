@@ -164,6 +164,7 @@ def prompt_set_metadata(batch: Any, tokenizer: Any = None, prompt_set: Any = Non
         "lengths": lengths,
         "end_pos": [int(n) for n in np.asarray(batch.end_pos)],
         "equal_length": bool(batch.equal_length),
+        "prepend_bos": bool(getattr(batch, "prepend_bos", True)),
         "roles": {role: [int(p) for p in np.asarray(pos)] for role, pos in batch.roles.items()},
         "correct_ids": [int(i) for i in np.asarray(batch.correct_ids)],
         "incorrect_ids": [int(i) for i in np.asarray(batch.incorrect_ids)],

@@ -302,7 +302,8 @@ def tokenized(handle: Any, prompts: Any) -> Any:
     else:
         from ioi_desktop.core.prompts import tokenize_set
 
-        batch = tokenize_set(prompts, handle.tokenizer, n_ctx=handle.info.n_ctx)
+        batch = tokenize_set(prompts, handle.tokenizer, n_ctx=handle.info.n_ctx,
+                             prepend_bos=getattr(handle.info, "prepend_bos", None))
     tokens = np.asarray(batch.clean_tokens)
     if tokens.ndim != 2 or tokens.shape[0] == 0:
         raise PromptError("The prompt set is empty.", "Add at least one prompt pair.")
