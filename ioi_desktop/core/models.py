@@ -463,13 +463,20 @@ def _load_hf_model(folder: Path, use_safetensors: bool, torch_dtype):
     # A progress bar on stderr would break the CLI's one-line errors and clutter logs.
     hf_logging.disable_progress_bar()
     try:
-        return AutoModelForCausalLM.from_pretrained(
-            str(folder), local_files_only=True, use_safetensors=use_safetensors, dtype=torch_dtype
+        model, loading = AutoModelForCausalLM.from_pretrained(
+            str(folder), local_files_only=True, use_safetensors=use_safetensors, dtype=torch_dtype,
+            output_loading_info=True,
         )
     except torch.OutOfMemoryError as exc:
         raise DeviceError("The machine ran out of memory while loading the model.", "Close other programs or choose a smaller model.") from exc
     except Exception as exc:  # safetensors/transformers raise several types for corrupt files
         text = str(exc)
+        if "ignore_mismatched_sizes" in text or "size mismatch" in text.lower():
+            raise ModelLoadError(
+                f"The config.json in {folder} does not match its weights: some weights have other shapes than "
+                "the config describes.",
+                "Use the config.json that came with these weights, or copy the model again.",
+            ) from exc
         if "safetensors" in text.lower() or "header" in text.lower() or "deserializ" in text.lower() or "incomplete" in text.lower():
             raise ModelLoadError(
                 f"The weights in {folder} are corrupt or incomplete ({text.splitlines()[0][:200]}).",
@@ -479,6 +486,33 @@ def _load_hf_model(folder: Path, use_safetensors: bool, torch_dtype):
             f"The model in {folder} could not be loaded ({type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}).",
             "Check that the folder holds a complete Hugging Face causal language model.",
         ) from exc
+    _check_weights_fit_config(folder, model, loading)
+    return model
+
+
+def _check_weights_fit_config(folder: Path, model, loading: dict) -> None:
+    """A ModelLoadError when the weights are not the ones config.json describes.
+
+    transformers fills weights it does not find with random values (and only
+    warns): weights of other shapes, or parameters missing from the files
+    (beyond an output layer tied to the embedding), mean the config and the
+    weights disagree, and every number would be meaningless.
+    """
+    mismatched = [str(item[0] if isinstance(item, (tuple, list)) else item)
+                  for item in loading.get("mismatched_keys") or []]
+    parameters = {name for name, _ in model.named_parameters()}
+    missing = [key for key in loading.get("missing_keys") or [] if key in parameters
+               and not key.endswith(("lm_head.weight", "embed_out.weight"))]
+    if mismatched or missing:
+        example = (mismatched or missing)[0]
+        count = len(mismatched) + len(missing)
+        raise ModelLoadError(
+            f"The config.json in {folder} does not match its weights: {count} weight"
+            f"{'s are' if count != 1 else ' is'} {'of another shape than' if mismatched else 'missing from the files for'} "
+            f"the {model.config.architectures[0] if model.config.architectures else 'model'} the config describes "
+            f"(e.g. {example}).",
+            "Use the config.json that came with these weights, or copy the model again.",
+        )
 
 
 def load_model(spec: ModelSpec | None = None, progress=None) -> ModelHandle:
@@ -582,13 +616,12 @@ def _default_bos(cfg: Any, has_bos: bool) -> bool:
 
 
 # Words in TransformerLens/transformers errors that mean the weights' shapes are not the config's.
-_SHAPE_WORDS = ("size mismatch", "cannot split", "shape mismatch", "must match the size", "geometry",
-                "shape '", "invalid for input of size", "too many indices", "einops", "rearrange")
+_SHAPE_WORDS = ("size mismatch", "cannot split", "perlayergeometry")
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200].rstrip('.')}" if text else type(exc).__name__
 
 
 def preparation_error(name: str, architecture: str, exc: BaseException) -> ModelLoadError:
@@ -605,6 +638,14 @@ def preparation_error(name: str, architecture: str, exc: BaseException) -> Model
         "This architecture or configuration may not be supported by this TransformerLens version; "
         "try another model of the family, or turn off weight processing.",
     )
+
+
+def _smoke_forward(bridge, device: str) -> None:
+    """Run the prepared model on two tokens: a bridge whose forward fails is refused at load time."""
+    import torch
+
+    with torch.no_grad():
+        bridge(torch.zeros((1, 2), dtype=torch.long, device=device))
 
 
 def _prepare(folder: Path, name: str, architecture: str, hf_model, tokenizer, device: str, torch_dtype,
@@ -643,6 +684,7 @@ def _prepare(folder: Path, name: str, architecture: str, hf_model, tokenizer, de
             else:
                 bridge.enable_compatibility_mode(disable_warnings=True, no_processing=True)
             bridge.eval()
+            _smoke_forward(bridge, device)
             if first_failure is not None:
                 report(f"refactor_factored_attn_matrices turned off: weight processing failed with it "
                        f"({_first_line(first_failure)})")
