@@ -495,24 +495,31 @@ def analysis_options(module: Any, given: AnalysisOptions | Mapping[str, Any] | N
     return module.Options.from_dict(given)
 
 
+# Analyses that read only the residual stream and the logits: they run on models without attention too.
+_ATTENTION_FREE = ("logit_diff", "logit_lens")
+
+
 def missing_hooks_sentence(handle: Any, name: str, needed: set[str]) -> str | None:
     """One sentence refusing ``name`` when the model lacks hooks it needs (None when it has them all).
 
-    Hooks some models simply do not have and the analyses already do without
-    (``hook_pos_embed`` with rotary embeddings, ``hook_resid_mid`` in parallel
-    blocks) never refuse an analysis.
+    A model without attention (Mamba and other state-space models) runs only
+    the analyses that read the residual stream. Hooks some models simply do
+    not have and the analyses already do without (``hook_pos_embed`` with
+    rotary embeddings, ``hook_resid_mid`` in parallel blocks) never refuse an
+    analysis.
     """
     hook_dict = getattr(handle.model, "hook_dict", None)
-    if not needed or hook_dict is None:
+    if hook_dict is None:
         return None
+    architecture = getattr(handle.info, "architecture", "this model")
+    if name not in _ATTENTION_FREE and not any(key.endswith("attn.hook_pattern") for key in hook_dict):
+        return f"{name} needs attention heads, which {architecture} does not have (it has no attention layers)."
     optional = ("hook_embed", "hook_pos_embed", "hook_resid_mid", "ln_final.hook_scale")
     missing = sorted(n for n in needed if n not in hook_dict and not n.endswith(optional))
     if not missing:
         return None
-    architecture = getattr(handle.info, "architecture", "this model")
-    what = "attention" if any(".attn." in n or "attn_out" in n or "pattern" in n for n in missing) else "these activations"
-    return (f"{name} needs {what} ({missing[0]}{' and others' if len(missing) > 1 else ''}), "
-            f"which {architecture} does not have.")
+    return (f"{name} needs the activation {missing[0]}{' and others' if len(missing) > 1 else ''}, "
+            f"which TransformerLens does not provide for {architecture}.")
 
 
 def failure_sentence(handle: Any, name: str, exc: BaseException) -> str:
@@ -526,6 +533,9 @@ def failure_sentence(handle: Any, name: str, exc: BaseException) -> str:
     from ioi_desktop.core.error_log import write_error_log
 
     architecture = getattr(handle.info, "architecture", "this model")
+    if isinstance(exc, KeyError) and str(exc.args[0] if exc.args else "").startswith(("blocks.", "ln_final.", "hook_")):
+        return (f"{name} needs the activation {exc.args[0]}, which TransformerLens does not record "
+                f"for {architecture}.")
     write_error_log(f"{name} on {architecture}", "".join(traceback.format_exception(exc)))
     text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
     return f"{name} failed on {architecture} ({type(exc).__name__}{': ' + text if text else ''})."
