@@ -16,6 +16,16 @@ ANALYSES = ("logit_diff", "logit_lens", "dla", "attention", "patching", "attribu
             "ablation", "path_patching", "head_scores")
 # Small head_scores run: the matrix checks that it runs (its numbers are checked in tests/core).
 OPTIONS = {"head_scores": {"seq_len": 8, "batch": 2}}
+# Every patching grid for one model of each block family; the others patch one grid per hook family
+# (position grid, z, the kv-head grids, pattern), which is where architectures differ.
+FULL = {"GPT2LMHeadModel", "GPTNeoXForCausalLM", "LlamaForCausalLM", "OPTForCausalLM", "FalconForCausalLM"}
+SOME_SWEEPS = ("resid_pre", "head_z", "head_v", "head_k", "head_pattern")
+
+
+def options_for(architecture: str) -> dict:
+    if architecture in FULL:
+        return OPTIONS
+    return {**OPTIONS, "patching": {"sweeps": SOME_SWEEPS}, "attribution_patching": {"sweeps": SOME_SWEEPS}}
 
 
 @dataclass
@@ -52,7 +62,8 @@ def run_architecture(architecture: str, folder: Path, analyses=ANALYSES) -> Outc
         outcome.refused = str(error)
         return outcome
     outcome.prepend_bos = handle.info.prepend_bos
-    results = Runner().run(handle, prompt_set(), list(analyses), OPTIONS)
+    options = options_for(architecture)
+    results = Runner().run(handle, prompt_set(), list(analyses), {k: v for k, v in options.items() if k in analyses})
     outcome.failed = dict(results.meta["failed"])
     if "patching" in results:
         outcome.engine = results["patching"].meta["engine"]
