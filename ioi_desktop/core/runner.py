@@ -514,6 +514,9 @@ def missing_hooks_sentence(handle: Any, name: str, needed: set[str]) -> str | No
     architecture = getattr(handle.info, "architecture", "this model")
     if name not in _ATTENTION_FREE and not any(key.endswith("attn.hook_pattern") for key in hook_dict):
         return f"{name} needs attention heads, which {architecture} does not have (it has no attention layers)."
+    if "blocks.0.attn.hook_kv_latent" in hook_dict and any(n.endswith("attn.hook_z") for n in needed):
+        return (f"{name} needs each head's output z, which TransformerLens does not lay out per head for "
+                f"{architecture}'s multi-head latent attention (MLA).")
     optional = ("hook_embed", "hook_pos_embed", "hook_resid_mid", "ln_final.hook_scale")
     missing = sorted(n for n in needed if n not in hook_dict and not n.endswith(optional))
     if not missing:

@@ -30,7 +30,7 @@ EXPECTED_REFUSALS: dict[str, dict[str, str]] = {
        for arch in _GQA | {"FalconForCausalLM", "GPTBigCodeForCausalLM"}},
     "OpenAIGPTLMHeadModel": {a: "which TransformerLens does not record for OpenAIGPTLMHeadModel"
                              for a in ("logit_lens", "dla", "ablation", "path_patching")},
-    "DeepseekV2ForCausalLM": {a: "failed on DeepseekV2ForCausalLM"
+    "DeepseekV2ForCausalLM": {a: "does not lay out per head for DeepseekV2ForCausalLM's multi-head latent attention"
                               for a in ("dla", "patching", "attribution_patching", "ablation", "path_patching")},
     "JetMoeForCausalLM": _NO_ATTENTION_HOOKS,
     "MambaForCausalLM": {a: "MambaForCausalLM does not have (it has no attention layers)"
