@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 
 from tests.architectures.matrix import ANALYSES, run_architecture
-from tests.support.arch_models import CAUSAL_LMS, _GQA
+from tests.support.arch_models import CAUSAL_LMS, GQA
 
 TOL = 1e-5
 
@@ -27,7 +27,7 @@ _NO_ATTENTION_HOOKS = {a: "does not provide for JetMoeForCausalLM"
                        for a in ("dla", "patching", "attribution_patching", "ablation", "path_patching")}
 EXPECTED_REFUSALS: dict[str, dict[str, str]] = {
     **{arch: {"path_patching": "key-value heads (grouped-query attention)"}
-       for arch in _GQA | {"FalconForCausalLM", "GPTBigCodeForCausalLM"}},
+       for arch in GQA | {"FalconForCausalLM", "GPTBigCodeForCausalLM"}},
     "OpenAIGPTLMHeadModel": {a: "which TransformerLens does not record for OpenAIGPTLMHeadModel"
                              for a in ("logit_lens", "dla", "ablation", "path_patching")},
     "DeepseekV2ForCausalLM": {a: "does not lay out per head for DeepseekV2ForCausalLM's multi-head latent attention"

@@ -60,7 +60,7 @@ _EXTRA: dict[str, dict] = {
     "MambaForCausalLM": dict(state_size=4, expand=2, conv_kernel=4, time_step_rank=4),
 }
 # Architectures with grouped-query attention: 4 query heads share 2 key-value heads.
-_GQA = {
+GQA = {
     "LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
     "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
     "CohereForCausalLM", "Cohere2ForCausalLM", "GraniteForCausalLM", "GraniteMoeForCausalLM", "OlmoForCausalLM",
@@ -90,7 +90,7 @@ def tiny_config(architecture: str):
 
     model_cls = getattr(transformers, architecture)
     kwargs = {**_COMMON, **_EXTRA.get(architecture, {})}
-    if architecture in _GQA:
+    if architecture in GQA:
         kwargs.update(num_key_value_heads=2, head_dim=8)
     return model_cls.config_class(**kwargs), model_cls
 
