@@ -530,7 +530,7 @@ def failure_sentence(handle: Any, name: str, exc: BaseException) -> str:
     from ioi_desktop.core.errors import IOIError
 
     if isinstance(exc, IOIError):
-        return f"{name}: {exc}"
+        return str(exc)
     import traceback
 
     from ioi_desktop.core.error_log import write_error_log
