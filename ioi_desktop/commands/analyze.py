@@ -21,6 +21,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps, or all (split across every GPU)")
     parser.add_argument("--dtype", default="float32", help="float32 (default), float16 or bfloat16")
     parser.add_argument("--batch-size", type=int, metavar="N", help="prompts per forward pass (default: all at once)")
+    parser.add_argument("--prepend-bos", dest="prepend_bos", action=argparse.BooleanOptionalAction, default=None,
+                        help="start every prompt with the BOS token, or not (default: the model's convention, "
+                        "TransformerLens's default_prepend_bos; none when the tokenizer has no BOS token)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -119,14 +122,25 @@ def run_and_save(args: argparse.Namespace, names: list[str], options: dict, comm
     from ioi_desktop.core.placement import Workload  # the GPU memory check counts these prompts
 
     workload = Workload.for_prompts(prompt_set, args.batch_size)
-    handle = load_model(ModelSpec(source=args.model, device=args.device, dtype=args.dtype), workload=workload)
+    handle = load_model(ModelSpec(source=args.model, device=args.device, dtype=args.dtype,
+                                  prepend_bos=getattr(args, "prepend_bos", None)), workload=workload)
     bar = None if args.quiet else _ProgressBar()
     try:
         results = Runner().run(handle, prompt_set, names, options, batch_size=args.batch_size, on_progress=bar)
     finally:
         if bar is not None:
             bar.close()
+    failed = dict(results.meta.get("failed") or {})
+    if not results.results:
+        raise AnalysisError(f"No analysis could run on {handle.info.name}: " + " ".join(failed.values()),
+                            "Choose analyses this model supports, or another model.")
     path = results.save(out)
     total = sum(results.meta["timings"].values())
-    print(f"Wrote {path} and {path.with_name('results.npz')} ({', '.join(names)}; {total:.1f} s).")
+    ran = [name for name in names if name not in failed]
+    print(f"Wrote {path} and {path.with_name('results.npz')} ({', '.join(ran)}; {total:.1f} s).")
+    if failed:
+        print(f"{len(failed)} of {len(names)} analyses did not run:", file=sys.stderr)
+        for name, sentence in failed.items():
+            print(f"  {name}: {sentence}", file=sys.stderr)
+        return 2
     return 0

@@ -92,7 +92,8 @@ def _prepare(args, lines: _Lines):
     prompt_set = read_pairs(args.pairs)
     lines.say(f"Loading {args.model} ...")
     handle = load_model(ModelSpec(source=args.model, device=args.device))
-    batch = tokenize_set(prompt_set, handle.tokenizer, n_ctx=handle.info.n_ctx)
+    batch = tokenize_set(prompt_set, handle.tokenizer, n_ctx=handle.info.n_ctx,
+                            prepend_bos=getattr(handle.info, "prepend_bos", None))
     return handle.model, scoring.prepare(handle.model, batch)
 
 

@@ -64,6 +64,8 @@ class ModelSpec:
     refactor_factored_attn_matrices: bool = True
     allow_download: bool = False
     allow_pickle: bool = False
+    # None: the model's convention (TransformerLens's cfg.default_prepend_bos, if the tokenizer has a BOS token).
+    prepend_bos: bool | None = None
 
     def processing(self) -> dict[str, bool]:
         return {name: bool(getattr(self, name)) for name in PROCESSING_FLAGS}
@@ -98,6 +100,11 @@ class ModelInfo:
     processing: dict[str, bool]
     closed_vocab: bool
     load_seconds: float = 0.0
+    # Whether prompts start with BOS, and why (the model's convention or the user's choice).
+    prepend_bos: bool = True
+    bos_choice: str = ""
+    # What loading changed on its own, e.g. a weight-processing step turned off and why.
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,7 +115,10 @@ class ModelInfo:
             f"{self.name} ({self.architecture}): {self.n_layers} layers x {self.n_heads} heads, "
             f"d_model {self.d_model}, vocab {self.d_vocab}, context {self.n_ctx}, "
             f"{format_count(self.n_params)} parameters on {self.device} ({self.dtype}); "
-            f"weight processing: {', '.join(steps)}"
+            f"weight processing: {', '.join(steps)}; "
+            f"prompts {'start with BOS' if self.prepend_bos else 'have no BOS'}"
+            f"{' (' + self.bos_choice + ')' if self.bos_choice else ''}"
+            + "".join(f"; {note}" for note in self.notes)
         )
 
 
@@ -458,13 +468,20 @@ def _load_hf_model(folder: Path, use_safetensors: bool, torch_dtype, device_map=
     hf_logging.disable_progress_bar()
     try:
         placed = {} if device_map is None else {"device_map": device_map}
-        return AutoModelForCausalLM.from_pretrained(
-            str(folder), local_files_only=True, use_safetensors=use_safetensors, dtype=torch_dtype, **placed
+        model, loading = AutoModelForCausalLM.from_pretrained(
+            str(folder), local_files_only=True, use_safetensors=use_safetensors, dtype=torch_dtype,
+            output_loading_info=True, **placed,
         )
     except torch.OutOfMemoryError as exc:
         raise DeviceError("The machine ran out of memory while loading the model.", "Close other programs or choose a smaller model.") from exc
     except Exception as exc:  # safetensors/transformers raise several types for corrupt files
         text = str(exc)
+        if "ignore_mismatched_sizes" in text or "size mismatch" in text.lower():
+            raise ModelLoadError(
+                f"The config.json in {folder} does not match its weights: some weights have other shapes than "
+                "the config describes.",
+                "Use the config.json that came with these weights, or copy the model again.",
+            ) from exc
         if "safetensors" in text.lower() or "header" in text.lower() or "deserializ" in text.lower() or "incomplete" in text.lower():
             raise ModelLoadError(
                 f"The weights in {folder} are corrupt or incomplete ({text.splitlines()[0][:200]}).",
@@ -474,6 +491,33 @@ def _load_hf_model(folder: Path, use_safetensors: bool, torch_dtype, device_map=
             f"The model in {folder} could not be loaded ({type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}).",
             "Check that the folder holds a complete Hugging Face causal language model.",
         ) from exc
+    _check_weights_fit_config(folder, model, loading)
+    return model
+
+
+def _check_weights_fit_config(folder: Path, model, loading: dict) -> None:
+    """A ModelLoadError when the weights are not the ones config.json describes.
+
+    transformers fills weights it does not find with random values (and only
+    warns): weights of other shapes, or parameters missing from the files
+    (beyond an output layer tied to the embedding), mean the config and the
+    weights disagree, and every number would be meaningless.
+    """
+    mismatched = [str(item[0] if isinstance(item, (tuple, list)) else item)
+                  for item in loading.get("mismatched_keys") or []]
+    parameters = {name for name, _ in model.named_parameters()}
+    missing = [key for key in loading.get("missing_keys") or [] if key in parameters
+               and not key.endswith(("lm_head.weight", "embed_out.weight"))]
+    if mismatched or missing:
+        example = (mismatched or missing)[0]
+        count = len(mismatched) + len(missing)
+        raise ModelLoadError(
+            f"The config.json in {folder} does not match its weights: {count} weight"
+            f"{'s are' if count != 1 else ' is'} {'of another shape than' if mismatched else 'missing from the files for'} "
+            f"the {model.config.architectures[0] if model.config.architectures else 'model'} the config describes "
+            f"(e.g. {example}).",
+            "Use the config.json that came with these weights, or copy the model again.",
+        )
 
 
 def load_model(spec: ModelSpec | None = None, progress=None, workload=None) -> ModelHandle:
@@ -506,42 +550,33 @@ def load_model(spec: ModelSpec | None = None, progress=None, workload=None) -> M
     device_map = None if placed is None else placed.device_map
     torch_dtype = resolve_dtype(spec.dtype, device)
     tokenizer = _load_tokenizer(folder)
+    # The folder's own BOS, before TransformerLens may install a stand-in on the tokenizer.
+    folder_bos = SimpleNamespace(bos_token_id=getattr(tokenizer, "bos_token_id", None))
     report("Loading weights")
     hf_model = _load_hf_model(folder, use_safetensors, torch_dtype, device_map)
     n_params = sum(p.numel() for p in hf_model.parameters())
-    try:
-        if device_map is None:
-            hf_model.to(device)
-        report("Building the TransformerLens bridge")
-        from transformer_lens.model_bridge import TransformerBridge
+    processing = spec.processing()
+    notes: list[str] = []
 
-        bridge = TransformerBridge.boot_transformers(
-            str(folder), hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=torch_dtype
-        )
-        report("Processing weights (fold LayerNorm, center, ...)")
-        processing = spec.processing()
-        if processing["refactor_factored_attn_matrices"] and bridge.cfg.positional_embedding_type == "rotary":
-            # TransformerLens cannot refactor W_Q/W_K when rotary embeddings sit between them.
-            processing["refactor_factored_attn_matrices"] = False
-            report("Skipping refactor_factored_attn_matrices: not defined for rotary position embeddings")
-        if any(processing.values()):
-            bridge.enable_compatibility_mode(disable_warnings=True, **processing)
-        else:
-            bridge.enable_compatibility_mode(disable_warnings=True, no_processing=True)
-        bridge.eval()
+    def report_and_note(message: str) -> None:
+        if message.startswith(("Skipping", "refactor_factored_attn_matrices turned off")):
+            notes.append(message)
+        report(message)
+
+    try:
+        bridge, processing = _prepare(folder, name, architecture, hf_model, tokenizer, device, torch_dtype,
+                                      processing, report_and_note,
+                                      reload=lambda: _load_hf_model(folder, use_safetensors, torch_dtype, device_map),
+                                      placed=device_map is not None)
     except torch.OutOfMemoryError as exc:
         raise DeviceError(
             f"The {device} device ran out of memory while preparing {name}.",
             "Choose a smaller model, float16/bfloat16, or the CPU.",
         ) from exc
-    except ValueError as exc:
-        raise ModelLoadError(
-            f"TransformerLens could not prepare {name}: {exc}.",
-            "This architecture or configuration may not be supported by TransformerLens.",
-        ) from exc
     for parameter in bridge.parameters():
         parameter.requires_grad_(False)
     cfg = bridge.cfg
+    prepend_bos, bos_choice = bos_convention(cfg, folder_bos, spec.prepend_bos)
     info = ModelInfo(
         name=name,
         source=kind,
@@ -560,8 +595,131 @@ def load_model(spec: ModelSpec | None = None, progress=None, workload=None) -> M
         processing=processing,
         closed_vocab=_is_closed_vocab(tokenizer),
         load_seconds=round(time.perf_counter() - started, 3),
+        prepend_bos=prepend_bos,
+        bos_choice=bos_choice,
+        notes=tuple(notes),
     )
     return ModelHandle(model=bridge, tokenizer=bridge.tokenizer, info=info, spec=spec)
+
+
+def bos_convention(cfg: Any, tokenizer: Any, override: bool | None = None) -> tuple[bool, str]:
+    """(prepend BOS?, why in words) for a model: the user's choice, else the model's convention.
+
+    The convention is TransformerLens's ``cfg.default_prepend_bos`` for the
+    architecture (False for GPT-NeoX/Pythia, Phi, Qwen2/3, Granite, GLM, ...),
+    and only when the tokenizer read from the model folder has a BOS token
+    (Qwen ships none: then none is added). ``tokenizer`` must be the folder's
+    own tokenizer, not the bridge's (TransformerLens may install a stand-in BOS).
+    """
+    has_bos = getattr(tokenizer, "bos_token_id", None) is not None
+    if override is not None:
+        if override and not has_bos:
+            raise ModelLoadError(
+                "BOS was asked for, but the model's tokenizer has no beginning-of-sequence (BOS) token.",
+                "Leave the BOS setting on the model's default, or turn it off.",
+            )
+        return bool(override), "chosen by the user" + ("" if override == _default_bos(cfg, has_bos) else
+                                                       f"; the model's convention is {'BOS' if not override else 'no BOS'}")
+    if not has_bos:
+        return False, "the tokenizer has no BOS token"
+    if _default_bos(cfg, has_bos):
+        return True, "the model's convention (TransformerLens default_prepend_bos)"
+    return False, "the model's convention (TransformerLens default_prepend_bos is False for this architecture)"
+
+
+def _default_bos(cfg: Any, has_bos: bool) -> bool:
+    return has_bos and bool(getattr(cfg, "default_prepend_bos", True))
+
+
+# Words in TransformerLens/transformers errors that mean the weights' shapes are not the config's.
+_SHAPE_WORDS = ("size mismatch", "cannot split", "perlayergeometry")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200].rstrip('.')}" if text else type(exc).__name__
+
+
+def preparation_error(name: str, architecture: str, exc: BaseException) -> ModelLoadError:
+    """One sentence for a model TransformerLens could not prepare (shape disagreements named as such)."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    if any(word in text for word in _SHAPE_WORDS):
+        return ModelLoadError(
+            f"The config.json of {name} does not match its weights: TransformerLens could not lay out the "
+            f"{architecture} weights with the sizes the config gives ({_first_line(exc)}).",
+            "Check that config.json belongs to these weights (architecture, hidden size, heads), or copy the model again.",
+        )
+    return ModelLoadError(
+        f"TransformerLens {_tl_version()} could not prepare {name} ({architecture}): {_first_line(exc)}.",
+        "This architecture or configuration may not be supported by this TransformerLens version; "
+        "try another model of the family, or turn off weight processing.",
+    )
+
+
+def _smoke_forward(bridge, device: str) -> None:
+    """Run the prepared model on two tokens: a bridge whose forward fails is refused at load time."""
+    import torch
+
+    with torch.no_grad():
+        bridge(torch.zeros((1, 2), dtype=torch.long, device=device))
+
+
+def _prepare(folder: Path, name: str, architecture: str, hf_model, tokenizer, device: str, torch_dtype,
+             processing: dict[str, bool], report, reload, placed: bool = False) -> tuple[Any, dict[str, bool]]:
+    """Boot the TransformerBridge and apply ``processing``; the bridge and the processing applied.
+
+    When weight processing fails with ``refactor_factored_attn_matrices`` on,
+    the model is prepared again without that step (TransformerLens runs some
+    architectures, MPT for one, only so) and the retry is reported; any other
+    failure is one sentence naming the architecture and the problem. A model
+    ``placed`` across devices by a device map stays where accelerate put it.
+    """
+    import torch
+    from transformer_lens.model_bridge import TransformerBridge
+
+    processing = dict(processing)
+    first_failure: BaseException | None = None
+    for attempt in range(2):
+        try:
+            if not placed:
+                hf_model.to(device)
+            report("Building the TransformerLens bridge")
+            bridge = TransformerBridge.boot_transformers(
+                str(folder), hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=torch_dtype
+            )
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - TransformerLens raises many types for unsupported configs
+            raise preparation_error(name, architecture, exc) from exc
+        report("Processing weights (fold LayerNorm, center, ...)")
+        if processing["refactor_factored_attn_matrices"] and bridge.cfg.positional_embedding_type == "rotary":
+            # TransformerLens cannot refactor W_Q/W_K when rotary embeddings sit between them.
+            processing["refactor_factored_attn_matrices"] = False
+            report("Skipping refactor_factored_attn_matrices: not defined for rotary position embeddings")
+        try:
+            if any(processing.values()):
+                bridge.enable_compatibility_mode(disable_warnings=True, **processing)
+            else:
+                bridge.enable_compatibility_mode(disable_warnings=True, no_processing=True)
+            bridge.eval()
+            _smoke_forward(bridge, device)
+            if first_failure is not None:
+                report(f"refactor_factored_attn_matrices turned off: weight processing failed with it "
+                       f"({_first_line(first_failure)})")
+            return bridge, processing
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            if attempt == 0 and processing["refactor_factored_attn_matrices"]:
+                first_failure = exc
+                processing["refactor_factored_attn_matrices"] = False
+                report(f"Weight processing failed ({_first_line(exc)}); "
+                       "preparing the model again without refactor_factored_attn_matrices")
+                del bridge
+                hf_model = reload()
+                continue
+            raise preparation_error(name, architecture, exc) from exc
+    raise AssertionError("unreachable")
 
 
 # ---------------------------------------------------------------- listing

@@ -275,7 +275,7 @@ def _single_token_words(words: tuple[str, ...], tokenizer, kind: str) -> tuple[l
         if re.search(r"\s|\[|\]", word):
             rejected.append(RejectedName(raw, f"a {kind} must be one word without brackets"))
             continue
-        ids = to_tokens(tokenizer, " " + word)[1:]
+        ids = to_tokens(tokenizer, " " + word, prepend_bos=False)
         if unk is not None and unk in ids:
             rejected.append(RejectedName(word, "not in the model's vocabulary"))
         elif len(ids) != 1:

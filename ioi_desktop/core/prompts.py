@@ -22,8 +22,14 @@ the text (IO = the correct answer's first occurrence, S1/S2 = the first/last
 occurrence of the incorrect answer). Either way character spans are mapped
 onto tokens with the tokenizer's offsets, so this works for every tokenizer.
 
-Tokenization matches TransformerLens's ``to_tokens`` default: the BOS token
-is prepended to the tokens of the text encoded without special tokens.
+Tokenization follows the model's BOS convention: the text is encoded
+without special tokens and the BOS token is put first when ``prepend_bos`` is
+True, as TransformerLens's ``to_tokens`` does with ``cfg.default_prepend_bos``.
+The loader resolves the convention (``ModelInfo.prepend_bos``: the
+architecture's ``default_prepend_bos``, no BOS when the tokenizer has none,
+or the user's choice); the functions here take it as ``prepend_bos``, where
+None means "BOS first if the tokenizer has one". Named positions and length
+checks count the BOS when there is one.
 
 This module imports neither torch nor Qt.
 """
@@ -133,9 +139,9 @@ class Finding:
 class TokenizedSet:
     """A prompt set as token arrays, with every prompt's named positions.
 
-    ``clean_tokens`` / ``corrupt_tokens``: int64 [prompt, pos], BOS first,
-    right-padded with ``pad_id`` when lengths differ. ``roles[name]``: int64
-    [prompt] position, -1 where the prompt has no such position. ``C`` is in
+    ``clean_tokens`` / ``corrupt_tokens``: int64 [prompt, pos], BOS first
+    when ``prepend_bos`` (the model's convention), right-padded with
+    ``pad_id`` when lengths differ. ``roles[name]``: int64 [prompt] position, -1 where the prompt has no such position. ``C`` is in
     ``roles`` only when some pair has a third name.
     """
 
@@ -150,6 +156,7 @@ class TokenizedSet:
     corrupt_str_tokens: list[list[str]]
     equal_length: bool
     pad_id: int
+    prepend_bos: bool = True
 
 
 # ---------------------------------------------------------------- templates
@@ -305,6 +312,15 @@ def bos_token_id(tokenizer) -> int:
     return int(bos)
 
 
+def resolve_bos(tokenizer, prepend_bos: bool | None = None) -> int | None:
+    """The BOS id to put first, or None for no BOS. ``prepend_bos=None``: BOS when the tokenizer has one;
+    True without a BOS token in the tokenizer is a PromptError."""
+    if prepend_bos is None:
+        bos = getattr(tokenizer, "bos_token_id", None)
+        return None if bos is None else int(bos)
+    return bos_token_id(tokenizer) if prepend_bos else None
+
+
 def pad_token_id(tokenizer) -> int:
     """Padding id: the tokenizer's pad token, else EOS, else BOS (as TransformerLens does)."""
     for name in ("pad_token_id", "eos_token_id", "bos_token_id"):
@@ -327,9 +343,10 @@ def _encode(tokenizer, text: str) -> _Encoded:
     return _Encoded(ids, offsets)
 
 
-def to_tokens(tokenizer, text: str) -> list[int]:
-    """Token ids as TransformerLens's ``to_tokens`` makes them: BOS, then the text's tokens."""
-    return [bos_token_id(tokenizer)] + _encode(tokenizer, text).ids
+def to_tokens(tokenizer, text: str, prepend_bos: bool | None = None) -> list[int]:
+    """Token ids as TransformerLens's ``to_tokens`` makes them: BOS (see ``resolve_bos``), then the text's tokens."""
+    bos = resolve_bos(tokenizer, prepend_bos)
+    return ([] if bos is None else [bos]) + _encode(tokenizer, text).ids
 
 
 def token_strings(tokenizer, ids: Sequence[int]) -> list[str]:
@@ -337,12 +354,12 @@ def token_strings(tokenizer, ids: Sequence[int]) -> list[str]:
     return [tokenizer.decode([int(i)], clean_up_tokenization_spaces=False) for i in ids]
 
 
-def _token_range(encoded: _Encoded, start: int, end: int) -> tuple[int, int] | None:
-    """First and last index (in the BOS-prepended sequence) of tokens overlapping a character span."""
+def _token_range(encoded: _Encoded, start: int, end: int, offset: int = 1) -> tuple[int, int] | None:
+    """First and last index (in the sequence with ``offset`` BOS tokens first) of tokens overlapping a character span."""
     hits = [i for i, (a, b) in enumerate(encoded.offsets) if a < end and b > start and b > a]
     if not hits:
         return None
-    return hits[0] + 1, hits[-1] + 1
+    return hits[0] + offset, hits[-1] + offset
 
 
 def unknown_words(tokenizer, text: str) -> list[str]:
@@ -407,7 +424,7 @@ def _check_answer(tokenizer, index: int, name: str, answer: str, findings: list[
 
 
 def _check_text(tokenizer, index: int, name: str, text: str, n_ctx: int | None,
-                findings: list[Finding]) -> _Encoded | None:
+                findings: list[Finding], offset: int = 1) -> _Encoded | None:
     label = "clean" if name == "clean" else "corrupted"
     if not text.strip():
         findings.append(Finding("error", index, name, "empty-prompt", f"Pair {index}: the {label} prompt is empty.",
@@ -422,23 +439,24 @@ def _check_text(tokenizer, index: int, name: str, text: str, n_ctx: int | None,
             + ", ".join(repr(w) for w in unknown) + ".",
             "Replace them with words from the model's vocabulary (the bundled model knows only its training words).",
         ))
-    length = len(encoded.ids) + 1
+    length = len(encoded.ids) + offset
     if n_ctx is not None and length > n_ctx:
         findings.append(Finding(
             "error", index, name, "too-long",
-            f"Pair {index}: the {label} prompt is {length} tokens with BOS, longer than the model's context of {n_ctx}.",
+            f"Pair {index}: the {label} prompt is {length} tokens{' with BOS' if offset else ''}, "
+            f"longer than the model's context of {n_ctx}.",
             "Shorten the prompt.",
         ))
     return encoded
 
 
 def _find_roles(tokenizer, index: int, pair: PromptPair, encoded: _Encoded,
-                findings: list[Finding]) -> dict[str, int]:
+                findings: list[Finding], offset: int = 1) -> dict[str, int]:
     roles = {role: -1 for role in ROLES}
-    roles["END"] = len(encoded.ids)
+    roles["END"] = len(encoded.ids) - 1 + offset
     spans = role_spans(pair)
     for role, (start, end) in spans.items():
-        found = _token_range(encoded, start, end)
+        found = _token_range(encoded, start, end, offset)
         if found is None:
             continue
         first, last = found
@@ -450,12 +468,13 @@ def _find_roles(tokenizer, index: int, pair: PromptPair, encoded: _Encoded,
                 "in the clean prompt; its position is its first token.",
                 "Use names that are one token where they stand in the prompt.",
             ))
-        if role == "S1" and last + 1 < len(encoded.ids) + 1:
+        if role == "S1" and last + 1 < len(encoded.ids) + offset:
             roles["S1+1"] = last + 1
     return roles
 
 
-def _analyse(prompt_set: PromptSet, tokenizer, n_ctx: int | None) -> tuple[list[Finding], list[_PairTokens | None]]:
+def _analyse(prompt_set: PromptSet, tokenizer, n_ctx: int | None,
+             prepend_bos: bool | None = None) -> tuple[list[Finding], list[_PairTokens | None]]:
     findings: list[Finding] = []
     results: list[_PairTokens | None] = []
     if len(prompt_set) == 0:
@@ -463,13 +482,13 @@ def _analyse(prompt_set: PromptSet, tokenizer, n_ctx: int | None) -> tuple[list[
                                 "Add pairs, build them with the pair builder, or open a pairs file."))
         return findings, results
     try:
-        bos_token_id(tokenizer)
+        offset = int(resolve_bos(tokenizer, prepend_bos) is not None)
     except PromptError as error:
         findings.append(Finding("error", None, None, "no-bos", error.message, error.hint))
         return findings, results
     for index, pair in enumerate(prompt_set):
-        clean = _check_text(tokenizer, index, "clean", pair.clean, n_ctx, findings)
-        corrupt = _check_text(tokenizer, index, "corrupt", pair.corrupt, n_ctx, findings)
+        clean = _check_text(tokenizer, index, "clean", pair.clean, n_ctx, findings, offset)
+        corrupt = _check_text(tokenizer, index, "corrupt", pair.corrupt, n_ctx, findings, offset)
         correct_id = _check_answer(tokenizer, index, "correct", pair.correct, findings)
         incorrect_id = _check_answer(tokenizer, index, "incorrect", pair.incorrect, findings)
         if correct_id is not None and correct_id == incorrect_id:
@@ -481,14 +500,14 @@ def _analyse(prompt_set: PromptSet, tokenizer, n_ctx: int | None) -> tuple[list[
         if clean is not None and corrupt is not None and len(clean.ids) != len(corrupt.ids):
             findings.append(Finding(
                 "error", index, "corrupt", "length-mismatch",
-                f"Pair {index}: the clean prompt is {len(clean.ids) + 1} tokens but the corrupted one is "
-                f"{len(corrupt.ids) + 1}; patching needs them aligned token for token.",
+                f"Pair {index}: the clean prompt is {len(clean.ids) + offset} tokens but the corrupted one is "
+                f"{len(corrupt.ids) + offset}; patching needs them aligned token for token.",
                 "Change the corrupted prompt so it tokenizes to the same length (e.g. swap single-token names only).",
             ))
         if clean is None or corrupt is None or correct_id is None or incorrect_id is None:
             results.append(None)
             continue
-        roles = _find_roles(tokenizer, index, pair, clean, findings)
+        roles = _find_roles(tokenizer, index, pair, clean, findings, offset)
         results.append(_PairTokens(clean, corrupt, correct_id, incorrect_id, roles))
     lengths = {len(r.clean.ids) for r in results if r is not None}
     equal_length = len(lengths) <= 1
@@ -514,16 +533,18 @@ def _analyse(prompt_set: PromptSet, tokenizer, n_ctx: int | None) -> tuple[list[
     return findings, results
 
 
-def validate(prompt_set: PromptSet, tokenizer, n_ctx: int | None = None) -> list[Finding]:
+def validate(prompt_set: PromptSet, tokenizer, n_ctx: int | None = None,
+             prepend_bos: bool | None = None) -> list[Finding]:
     """Check a prompt set against a model's tokenizer; every problem found, errors and warnings.
 
     Errors: answers that are not single known tokens, clean/corrupted prompts
     of different token lengths, prompts longer than ``n_ctx``, unknown words
     (reported with the word), a set of differing lengths whose prompts lack
     named positions. Warnings: answers without a leading space, names split
-    into several tokens, missing roles in an equal-length set.
+    into several tokens, missing roles in an equal-length set. ``prepend_bos``:
+    see ``resolve_bos`` (lengths and positions count the BOS when there is one).
     """
-    findings, _ = _analyse(prompt_set, tokenizer, n_ctx)
+    findings, _ = _analyse(prompt_set, tokenizer, n_ctx, prepend_bos)
     return findings
 
 
@@ -531,24 +552,29 @@ def first_error(findings: Sequence[Finding]) -> Finding | None:
     return next((f for f in findings if f.severity == "error"), None)
 
 
-def tokenize_set(prompt_set: PromptSet, tokenizer, n_ctx: int | None = None) -> TokenizedSet:
-    """Tokenize a valid prompt set for analyses; PromptError names the first problem otherwise."""
-    findings, results = _analyse(prompt_set, tokenizer, n_ctx)
+def tokenize_set(prompt_set: PromptSet, tokenizer, n_ctx: int | None = None,
+                 prepend_bos: bool | None = None) -> TokenizedSet:
+    """Tokenize a valid prompt set for analyses; PromptError names the first problem otherwise.
+
+    ``prepend_bos``: see ``resolve_bos`` (pass the model's ``ModelInfo.prepend_bos``).
+    """
+    findings, results = _analyse(prompt_set, tokenizer, n_ctx, prepend_bos)
     error = first_error(findings)
     if error is not None:
         others = sum(1 for f in findings if f.severity == "error") - 1
         suffix = f" ({others} more problem{'s' if others != 1 else ''} in the set.)" if others else ""
         raise PromptError(error.message + suffix, error.hint)
     pairs = [r for r in results if r is not None]
-    bos = bos_token_id(tokenizer)
+    bos_id = resolve_bos(tokenizer, prepend_bos)
+    bos = [] if bos_id is None else [bos_id]
     pad = pad_token_id(tokenizer)
-    lengths = np.array([len(p.clean.ids) + 1 for p in pairs], dtype=np.int64)
+    lengths = np.array([len(p.clean.ids) + len(bos) for p in pairs], dtype=np.int64)
     width = int(lengths.max())
     clean_tokens = np.full((len(pairs), width), pad, dtype=np.int64)
     corrupt_tokens = np.full((len(pairs), width), pad, dtype=np.int64)
     for row, p in enumerate(pairs):
-        clean_tokens[row, : lengths[row]] = [bos] + p.clean.ids
-        corrupt_tokens[row, : lengths[row]] = [bos] + p.corrupt.ids
+        clean_tokens[row, : lengths[row]] = bos + p.clean.ids
+        corrupt_tokens[row, : lengths[row]] = bos + p.corrupt.ids
     role_names = [r for r in ROLES if r != "C" or any(p.roles["C"] >= 0 for p in pairs)]
     roles = {r: np.array([p.roles[r] for p in pairs], dtype=np.int64) for r in role_names}
     return TokenizedSet(
@@ -559,8 +585,9 @@ def tokenize_set(prompt_set: PromptSet, tokenizer, n_ctx: int | None = None) -> 
         lengths=lengths,
         end_pos=lengths - 1,
         roles=roles,
-        str_tokens=[token_strings(tokenizer, [bos] + p.clean.ids) for p in pairs],
-        corrupt_str_tokens=[token_strings(tokenizer, [bos] + p.corrupt.ids) for p in pairs],
+        str_tokens=[token_strings(tokenizer, bos + p.clean.ids) for p in pairs],
+        corrupt_str_tokens=[token_strings(tokenizer, bos + p.corrupt.ids) for p in pairs],
         equal_length=bool(np.all(lengths == lengths[0])),
         pad_id=pad,
+        prepend_bos=bool(bos),
     )

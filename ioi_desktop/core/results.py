@@ -164,6 +164,7 @@ def prompt_set_metadata(batch: Any, tokenizer: Any = None, prompt_set: Any = Non
         "lengths": lengths,
         "end_pos": [int(n) for n in np.asarray(batch.end_pos)],
         "equal_length": bool(batch.equal_length),
+        "prepend_bos": bool(getattr(batch, "prepend_bos", True)),
         "roles": {role: [int(p) for p in np.asarray(pos)] for role, pos in batch.roles.items()},
         "correct_ids": [int(i) for i in np.asarray(batch.correct_ids)],
         "incorrect_ids": [int(i) for i in np.asarray(batch.incorrect_ids)],
@@ -383,6 +384,12 @@ def _parse_analysis(
     return _typed_result(path, name, found, axes, labels, positions, meta)
 
 
+def _renamed_axes(axes: tuple[str, ...]) -> tuple[str, ...]:
+    """Axes as this version names them: files before the kv_head axis held the k and v grids over
+    'head' (the same thing for models without grouped-query attention, the only ones they could hold)."""
+    return tuple("kv_head" if axis == "head" else axis for axis in axes)
+
+
 def _typed_result(path: Path, name: str, arrays: dict[str, np.ndarray], axes: dict[str, tuple[str, ...]],
                   labels: dict[str, list[str]], positions: dict[str, Any], meta: dict[str, Any]) -> AnalysisResult:
     """The analysis's Result from a file's arrays, labels and metadata (unknown metadata is dropped)."""
@@ -390,6 +397,8 @@ def _typed_result(path: Path, name: str, arrays: dict[str, np.ndarray], axes: di
     fields: dict[str, Any] = {}
     for spec in cls.array_specs():
         if spec.name in arrays:
+            if _renamed_axes(axes[spec.name]) == spec.axes:
+                axes[spec.name] = spec.axes
             if axes[spec.name] != spec.axes or arrays[spec.name].dtype.name != spec.dtype:
                 raise _problem(path, f"has the array {spec.name!r} over axes {list(axes[spec.name])} as "
                                      f"{arrays[spec.name].dtype}, expected {list(spec.axes)} as {spec.dtype}")

@@ -21,6 +21,14 @@ What it does, in order:
 4. returns a :class:`~ioi_desktop.core.results.RunResults` with per-analysis
    timings.
 
+One analysis that cannot run never takes the others down. An analysis whose
+hooks this model does not have (attention hooks on Mamba, say) is refused
+before anything runs; one that fails while running (an expected
+``IOIError``, or a bug) is recorded with one sentence, and the run goes on.
+The results hold what worked; ``meta["failed"]`` maps each analysis that did
+not to its sentence (``on_failed(name, sentence)`` reports it as it happens).
+``Cancelled`` still stops the whole run.
+
 Between runs the runner keeps the cached forward passes and the finished
 analysis results for the last (model, tokens) pair: re-running with the same
 model, prompts and options reuses them, so nothing is recomputed.
@@ -111,6 +119,7 @@ class RowsEvent:
 ProgressCallback = Callable[[ProgressEvent], None]
 RowsCallback = Callable[[RowsEvent], None]
 ResultCallback = Callable[[AnalysisResult], None]
+FailedCallback = Callable[[str, str], None]
 
 
 # ------------------------------------------------------------------ shared runs
@@ -295,7 +304,8 @@ def tokenized(handle: Any, prompts: Any) -> Any:
     else:
         from ioi_desktop.core.prompts import tokenize_set
 
-        batch = tokenize_set(prompts, handle.tokenizer, n_ctx=handle.info.n_ctx)
+        batch = tokenize_set(prompts, handle.tokenizer, n_ctx=handle.info.n_ctx,
+                             prepend_bos=getattr(handle.info, "prepend_bos", None))
     tokens = np.asarray(batch.clean_tokens)
     if tokens.ndim != 2 or tokens.shape[0] == 0:
         raise PromptError("The prompt set is empty.", "Add at least one prompt pair.")
@@ -361,6 +371,7 @@ class Runner:
         on_result: ResultCallback | None = None,
         on_start: Callable[[dict], None] | None = None,
         cancel_token: CancelToken | None = None,
+        on_failed: FailedCallback | None = None,
     ) -> RunResults:
         """Run ``analyses`` (default: all, in display order) and return their results.
 
@@ -372,6 +383,8 @@ class Runner:
         ``on_result``), and ``IOIError`` subclasses for bad input. ``on_start``
         gets the run's metadata (model, prompts, options; no timings yet)
         before the first analysis runs, so partial results can be labelled.
+        An analysis that cannot run is left out of the results and named with
+        its sentence in ``meta["failed"]`` (and passed to ``on_failed``).
         """
         names = list(analyses) if analyses is not None else analysis_names()
         if not names:
@@ -389,8 +402,20 @@ class Runner:
         keys = {name: (self._runs_key, name, ctx.batch_size, json.dumps(chosen[name].to_dict(), sort_keys=True))
                 for name in names}
         pending = [name for name in names if keys[name] not in self._results]
+        failed: dict[str, str] = {}
         for name in pending:
-            runs.declare(set(modules[name].hooks_needed(ctx, chosen[name])))
+            try:
+                needed = set(modules[name].hooks_needed(ctx, chosen[name]))
+                refusal = missing_hooks_sentence(handle, name, needed)
+            except Cancelled:
+                raise
+            except Exception as exc:  # noqa: BLE001 - recorded as that analysis's failure
+                refusal = failure_sentence(handle, name, exc)
+            if refusal is not None:
+                failed[name] = refusal
+                continue
+            runs.declare(needed)
+        pending = [name for name in pending if name not in failed]
         planned = {"forward": _FORWARD_UNITS}
         for name in names:
             planned[name] = max(1, int(modules[name].count_units(ctx, chosen[name]))) if name in pending else 1
@@ -410,29 +435,44 @@ class Runner:
         try:
             for name in names:
                 token.raise_if_cancelled()
-                if name in pending:
+                if name in failed:
+                    result = None
+                elif name in pending:
                     forward_before = runs.forward_seconds
                     started = time.perf_counter()
                     tracker.emit(name, f"Running {name}")
                     progress = _AnalysisProgress(name, tracker, token, modules[name].Result, on_rows)
-                    result = _run_analysis(modules[name], ctx, chosen[name], progress)
+                    try:
+                        result = _run_analysis(modules[name], ctx, chosen[name], progress)
+                    except Cancelled:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - one analysis never takes the others down
+                        failed[name] = failure_sentence(handle, name, exc)
+                        result = None
+                    else:
+                        self._results[keys[name]] = result
                     timings[name] = time.perf_counter() - started - (runs.forward_seconds - forward_before)
-                    self._results[keys[name]] = result
                 else:
                     result = self._results[keys[name]]
                     timings[name] = 0.0
-                results[name] = result
                 if name == names[-1]:
                     # Forward passes some analysis never needed still count as done at the end.
                     tracker.done["forward"] = tracker.planned["forward"]
-                tracker.finish(name, f"Finished {name}")
+                tracker.finish(name, f"Finished {name}" if result is not None else f"{name} could not run")
+                if result is None:
+                    if on_failed is not None:
+                        on_failed(name, failed[name])
+                    continue
+                results[name] = result
                 if on_result is not None:
                     on_result(result)
             timings["forward"] = runs.forward_seconds - forward_seconds_before
         finally:
             runs.on_forward = None
-        meta = run_metadata(handle, batch, names, run_options, timings, results, prompt_set=prompt_set)
-        meta["cached"] = [name for name in names if name not in pending]
+        ran = [name for name in names if name not in failed]
+        meta = run_metadata(handle, batch, ran, run_options, timings, results, prompt_set=prompt_set)
+        meta["cached"] = [name for name in ran if name not in pending]
+        meta["failed"] = {name: failed[name] for name in names if name in failed}
         return RunResults(results=results, meta=meta)
 
     def _shared_runs(self, handle: Any, batch: Any, batch_size: int | None, token: CancelToken) -> SharedRuns:
@@ -455,6 +495,55 @@ def analysis_options(module: Any, given: AnalysisOptions | Mapping[str, Any] | N
         raise AnalysisError(f"The options of {module.NAME} are a {type(given).__name__}, not its Options.",
                             "Pass that analysis's Options, or a mapping of option names to values.")
     return module.Options.from_dict(given)
+
+
+# Analyses that read only the residual stream and the logits: they run on models without attention too.
+_ATTENTION_FREE = ("logit_diff", "logit_lens")
+
+
+def missing_hooks_sentence(handle: Any, name: str, needed: set[str]) -> str | None:
+    """One sentence refusing ``name`` when the model lacks hooks it needs (None when it has them all).
+
+    A model without attention (Mamba and other state-space models) runs only
+    the analyses that read the residual stream. Hooks some models simply do
+    not have and the analyses already do without (``hook_pos_embed`` with
+    rotary embeddings, ``hook_resid_mid`` in parallel blocks) never refuse an
+    analysis.
+    """
+    hook_dict = getattr(handle.model, "hook_dict", None)
+    if hook_dict is None:
+        return None
+    architecture = getattr(handle.info, "architecture", "this model")
+    if name not in _ATTENTION_FREE and not any(key.endswith("attn.hook_pattern") for key in hook_dict):
+        return f"{name} needs attention heads, which {architecture} does not have (it has no attention layers)."
+    if "blocks.0.attn.hook_kv_latent" in hook_dict and any(n.endswith("attn.hook_z") for n in needed):
+        return (f"{name} needs each head's output z, which TransformerLens does not lay out per head for "
+                f"{architecture}'s multi-head latent attention (MLA).")
+    optional = ("hook_embed", "hook_pos_embed", "hook_resid_mid", "ln_final.hook_scale")
+    missing = sorted(n for n in needed if n not in hook_dict and not n.endswith(optional))
+    if not missing:
+        return None
+    return (f"{name} needs the activation {missing[0]}{' and others' if len(missing) > 1 else ''}, "
+            f"which TransformerLens does not provide for {architecture}.")
+
+
+def failure_sentence(handle: Any, name: str, exc: BaseException) -> str:
+    """One sentence saying why analysis ``name`` did not run; a bug's traceback goes to the error log."""
+    from ioi_desktop.core.errors import IOIError
+
+    if isinstance(exc, IOIError):
+        return str(exc)
+    import traceback
+
+    from ioi_desktop.core.error_log import write_error_log
+
+    architecture = getattr(handle.info, "architecture", "this model")
+    if isinstance(exc, KeyError) and str(exc.args[0] if exc.args else "").startswith(("blocks.", "ln_final.", "hook_")):
+        return (f"{name} needs the activation {exc.args[0]}, which TransformerLens does not record "
+                f"for {architecture}.")
+    write_error_log(f"{name} on {architecture}", "".join(traceback.format_exception(exc)))
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return f"{name} failed on {architecture} ({type(exc).__name__}{': ' + text if text else ''})."
 
 
 def _run_analysis(module: Any, ctx: AnalysisContext, options: AnalysisOptions,

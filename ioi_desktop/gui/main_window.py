@@ -670,6 +670,15 @@ class MainWindow(QMainWindow):
         logit_diff = run_results.get("logit_diff")
         if logit_diff is not None and logit_diff.mean_clean is not None:
             summary += f": mean logit difference {logit_diff.mean_clean:.3f}"
+        failed = dict(run_results.meta.get("failed") or {})
+        if failed:
+            summary += f"; did not run: {', '.join(failed)} (see those panels)"
+        for panel in self.panels:
+            reasons = [failed[name] for name in panel.analyses() if name in failed]
+            panel.mark_failed(" ".join(reasons))
+            dock = self.docks.get(panel.TITLE)
+            if dock is not None:
+                dock.setWindowTitle(panel.TITLE + (" (did not run)" if reasons else ""))
         self.step_label.setText(summary)
         self.results_shown.emit(run_results)
 

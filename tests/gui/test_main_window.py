@@ -289,7 +289,7 @@ def test_editing_adding_removing_and_reordering_pairs(qtbot, loaded_window):
     qtbot.waitUntil(lambda: editor.valid, timeout=5000)
 
 
-def test_a_worker_error_shows_a_message_and_the_app_keeps_working(qtbot, loaded_window, monkeypatch):
+def test_an_analysis_that_fails_marks_its_panel_and_the_others_finish(qtbot, loaded_window, monkeypatch):
     import ioi_desktop.core.analyses.logit_diff as logit_diff
 
     window = loaded_window
@@ -299,16 +299,16 @@ def test_a_worker_error_shows_a_message_and_the_app_keeps_working(qtbot, loaded_
         raise RuntimeError("simulated failure inside an analysis")
 
     monkeypatch.setattr(logit_diff, "run", broken)  # a fresh window: nothing is cached yet
-    with qtbot.waitSignal(window.worker.run_failed, timeout=RUN_TIMEOUT_MS):
-        assert window.run()
-    box = window.message_box
-    assert box is not None and box.isVisible()
-    assert "simulated failure" in box.text() and "bug" in box.informativeText()
-    save_screenshot(box, "message_run_failed")
-    box.close()
+    results = run_and_wait(qtbot, window)
+    assert "logit_diff" not in results.analyses and len(results.analyses) > 0
+    panel = next(p for p in window.panels if "logit_diff" in p.analyses())
+    assert "simulated failure" in panel.failure_text
+    assert window.docks[panel.TITLE].windowTitle().endswith("(did not run)")
+    assert "did not run: logit_diff" in window.step_label.text()
     monkeypatch.setattr(logit_diff, "run", real_run)
     results = run_and_wait(qtbot, window)
-    assert "logit_diff" in results.analyses
+    assert "logit_diff" in results.analyses and panel.failure_text == ""
+    assert not window.docks[panel.TITLE].windowTitle().endswith("(did not run)")
 
 
 def test_a_model_that_cannot_load_is_explained(qtbot, window, tmp_path):

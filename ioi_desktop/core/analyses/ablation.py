@@ -210,7 +210,8 @@ def read_reference(path: str, handle: Any, batch: Any) -> Any:
 
     try:
         prompt_set = read_pairs(path)
-        return tokenize_set(prompt_set, handle.tokenizer, n_ctx=handle.info.n_ctx)
+        return tokenize_set(prompt_set, handle.tokenizer, n_ctx=handle.info.n_ctx,
+                            prepend_bos=getattr(handle.info, "prepend_bos", None))
     except (PromptError, FileFormatError) as exc:
         raise AnalysisError(f"The reference set {path} does not fit this model's tokenizer: {exc.message}",
                             exc.hint or "Use a pairs file written for this model.") from exc

@@ -16,8 +16,9 @@ at the same time. The metric is the set-mean logit difference at END, as in
 from linear: MLP0, the residual stream and saturated attention heads.
 
 Grids (same axes and position alignment as ``patching``): ``atp_resid_pre``,
-``atp_attn_out``, ``atp_mlp_out`` [layer, pos]; ``atp_head_z``, ``atp_head_v``,
-``atp_head_pattern``, ``atp_head_q``, ``atp_head_k`` [layer, head];
+``atp_attn_out``, ``atp_mlp_out`` [layer, pos]; ``atp_head_z``,
+``atp_head_pattern``, ``atp_head_q`` [layer, head]; ``atp_head_v``,
+``atp_head_k`` [layer, kv_head] (per key-value head, as in ``patching``);
 ``atp_head_z_by_pos`` [layer, pos, head]; each also as ``<name>_raw``
 (corrupted mean + estimate, comparable with ``patch_<grid>_raw``).
 
@@ -46,7 +47,14 @@ from jaxtyping import Float32
 
 from ioi_desktop.core.analyses import patching
 from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisOptions, AnalysisResult, Positions, Progress, array, labels, meta, option
-from ioi_desktop.core.analyses.patching import SWEEPS, logit_diff_at_end, normalization_span, position_axis
+from ioi_desktop.core.analyses.patching import (
+    SWEEPS,
+    kv_head_labels,
+    logit_diff_at_end,
+    normalization_span,
+    position_axis,
+)
+from ioi_desktop.core.errors import AnalysisError
 
 NAME = "attribution_patching"
 PREFIX = "atp_"
@@ -72,17 +80,20 @@ class Result(AnalysisResult, analysis=NAME, title="Attribution patching"):
     atp_mlp_out_raw: Float32[np.ndarray, "layer pos"] | None = array("corrupted mean + estimate")
     atp_head_z: Float32[np.ndarray, "layer head"] | None = array("estimate of patch_head_z")
     atp_head_z_raw: Float32[np.ndarray, "layer head"] | None = array("corrupted mean + estimate")
-    atp_head_v: Float32[np.ndarray, "layer head"] | None = array("estimate of patch_head_v")
-    atp_head_v_raw: Float32[np.ndarray, "layer head"] | None = array("corrupted mean + estimate")
+    atp_head_v: Float32[np.ndarray, "layer kv_head"] | None = array("estimate of patch_head_v")
+    atp_head_v_raw: Float32[np.ndarray, "layer kv_head"] | None = array("corrupted mean + estimate")
     atp_head_pattern: Float32[np.ndarray, "layer head"] | None = array("estimate of patch_head_pattern")
     atp_head_pattern_raw: Float32[np.ndarray, "layer head"] | None = array("corrupted mean + estimate")
     atp_head_q: Float32[np.ndarray, "layer head"] | None = array("estimate of patch_head_q")
     atp_head_q_raw: Float32[np.ndarray, "layer head"] | None = array("corrupted mean + estimate")
-    atp_head_k: Float32[np.ndarray, "layer head"] | None = array("estimate of patch_head_k")
-    atp_head_k_raw: Float32[np.ndarray, "layer head"] | None = array("corrupted mean + estimate")
+    atp_head_k: Float32[np.ndarray, "layer kv_head"] | None = array("estimate of patch_head_k")
+    atp_head_k_raw: Float32[np.ndarray, "layer kv_head"] | None = array("corrupted mean + estimate")
     atp_head_z_by_pos: Float32[np.ndarray, "layer pos head"] | None = array("estimate of patch_head_z_by_pos")
     atp_head_z_by_pos_raw: Float32[np.ndarray, "layer pos head"] | None = array("corrupted mean + estimate")
     pos_labels: Positions | None = labels("pos", "positions (equal-length sets) or named roles")
+    kv_head_labels: tuple[str, ...] | None = labels(
+        "kv_head", "key-value heads and the query heads that share each, e.g. 'KV0 (H0-H1)'")
+    refused: dict | None = meta("grids that were not estimated, each with the reason in one sentence")
     engine: str | None = meta("always 'bridge' (one hooked forward and backward)")
     normalization: str | None = meta("how scores are normalized")
     clean_logit_diff: float | None = meta("clean mean logit difference")
@@ -176,7 +187,7 @@ def estimate_rows(sweep: str, delta, grad, positions) -> "torch.Tensor":
 
     spec = SWEEPS[sweep]
     product = delta * grad
-    if spec.axes == ("layer", "head"):
+    if spec.axes in (("layer", "head"), ("layer", "kv_head")):
         if spec.kind == "pattern":  # [prompt, head, query_pos, key_pos]
             return product.sum(dim=(0, 2, 3))
         return product.sum(dim=(0, 1, 3))  # [prompt, pos, head, d_head]
@@ -200,6 +211,18 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
     model, batch = ctx.handle.model, ctx.batch
     n_layers = int(model.cfg.n_layers)
     progress.set_total(1 + len(names))
+    refused: dict[str, str] = {}
+    if "head_pattern" in names:
+        from ioi_desktop.core.engine.edits import discarded_edit_sentence, edit_reaches_output
+
+        longest = int(np.asarray(batch.end_pos).argmax())
+        probe = torch.as_tensor(np.asarray(batch.corrupt_tokens)[longest : longest + 1, : int(batch.end_pos[longest]) + 1],
+                                dtype=torch.long, device=ctx.runs.logits("clean").device)
+        if not edit_reaches_output(model, probe, "pattern"):
+            refused["head_pattern"] = discarded_edit_sentence(ctx.handle.info.architecture, "pattern", "head_pattern")
+            names = [name for name in names if name != "head_pattern"]
+            if not names:
+                raise AnalysisError(refused["head_pattern"], "Choose other grids (head_z, head_v, head_q, ...).")
     kinds = sorted({SWEEPS[name].kind for name in names})
     hooks = [hook_name(kind, layer) for kind in kinds for layer in range(n_layers)]
     ctx.runs.require("clean", set(hooks))
@@ -234,9 +257,13 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
         arrays[array_name(name) + "_raw"] = np.ascontiguousarray(corrupt_mean + estimate, dtype=np.float32)
         axes[array_name(name)] = axes[array_name(name) + "_raw"] = SWEEPS[name].axes
         progress.advance(1, f"attribution patching: {name}")
+    kv_arrays = [array_name(n) for n in names if "kv_head" in SWEEPS[n].axes]
+    kv_labels = kv_head_labels(int(model.cfg.n_heads), int(arrays[kv_arrays[0]].shape[1])) if kv_arrays else None
     return Result(
         **arrays,
         pos_labels=pos_labels if any("pos" in a for a in axes.values()) else None,
+        kv_head_labels=kv_labels,
+        refused=refused or None,
         engine="bridge",
         normalization=NORMALIZATION,
         clean_logit_diff=clean_mean,

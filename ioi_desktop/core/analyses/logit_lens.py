@@ -9,7 +9,11 @@ LayerNorm and the unembedding as if it were the last layer's output
 through the final LayerNorm, projected on ``W_U[:, correct] - W_U[:,
 incorrect]`` (no unembedding bias, as in the demo), averaged over prompts.
 Labels ``0_pre, 0_mid, 1_pre, ..., final_post``; the last point is the
-model's real logit difference minus ``b_U[correct] - b_U[incorrect]``. Option
+model's real logit difference minus ``b_U[correct] - b_U[incorrect]``.
+Models with parallel attention and MLP (GPT-NeoX/Pythia, GPT-J, Phi, Falcon,
+Cohere) have no residual stream between the two, so their lens has no
+``_mid`` points (``0_pre, 1_pre, ..., final_post``, TransformerLens's
+``accumulated_resid(incl_mid=False)``); ``meta["incl_mid"]`` says which. Option
 ``lens_norm`` says how the final LayerNorm is applied (recorded in
 ``meta["lens_norm"]``):
 
@@ -92,16 +96,24 @@ class Result(AnalysisResult, analysis=NAME, title="Logit lens"):
     grid_ln: str | None = meta("how the grid applied the final LayerNorm, in words")
     lens_bias: str | None = meta("where the unembedding bias is included")
     lengths: list | None = meta("each prompt's length in tokens")
+    incl_mid: bool | None = meta("whether the lens has resid_mid points (False for parallel attention/MLP blocks)")
 # Bound the [prompts, pos, d_vocab] logits block unembedded at once.
 _MAX_LOGIT_ELEMENTS = 32_000_000
 
 
-def lens_point_names(n_layers: int) -> list[tuple[str, str]]:
-    """(label, hook name) of every lens point: 0_pre, 0_mid, ..., final_post."""
+def has_resid_mid(model: Any) -> bool:
+    """Whether the model has a residual stream between attention and MLP (not parallel blocks)."""
+    hook_dict = getattr(model, "hook_dict", None)
+    return hook_dict is None or hooks.hook_name("resid_mid", 0) in hook_dict
+
+
+def lens_point_names(n_layers: int, incl_mid: bool = True) -> list[tuple[str, str]]:
+    """(label, hook name) of every lens point: 0_pre, 0_mid (when ``incl_mid``), ..., final_post."""
     points = []
     for layer in range(n_layers):
         points.append((f"{layer}_pre", hooks.hook_name("resid_pre", layer)))
-        points.append((f"{layer}_mid", hooks.hook_name("resid_mid", layer)))
+        if incl_mid:
+            points.append((f"{layer}_mid", hooks.hook_name("resid_mid", layer)))
     points.append(("final_post", hooks.resid_final_name(n_layers)))
     return points
 
@@ -114,7 +126,8 @@ def grid_point_names(n_layers: int) -> list[tuple[str, str]]:
 
 
 def hooks_needed(ctx: AnalysisContext, options: Options) -> set[str]:
-    return {name for _, name in lens_point_names(ctx.handle.info.n_layers)} | {hooks.LN_FINAL_SCALE}
+    points = lens_point_names(ctx.handle.info.n_layers, has_resid_mid(ctx.handle.model))
+    return {name for _, name in points} | {hooks.LN_FINAL_SCALE}
 
 
 def count_units(ctx: AnalysisContext, options: Options) -> int:
@@ -138,7 +151,7 @@ def logit_diff_lens(model: Any, cache: Any, batch: Any, n_layers: int,
     from ioi_desktop.core.analyses.dla import final_ln_at_end
     from ioi_desktop.core.analyses.metrics import at_end, end_index, logit_diff_directions
 
-    points = lens_point_names(n_layers)
+    points = lens_point_names(n_layers, has_resid_mid(model))
     directions = logit_diff_directions(model, batch)
     end = end_index(batch, directions.device)
     if lens_norm == "cached_final":
@@ -235,4 +248,5 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
         grid_ln=LENS_NORMS["recompute"] + ", the standard logit lens",
         lens_bias="logit_lens_logit_diff excludes b_U; the grid's logits include it",
         lengths=[int(n) for n in np.asarray(batch.lengths)],
+        incl_mid=has_resid_mid(model),
     )

@@ -72,8 +72,9 @@ def token_text(tokenizer: Any, ids: np.ndarray) -> dict[str, str]:
 
 
 def prompt_labels(batch: Any) -> tuple[str, ...]:
-    """One label per prompt: its text without the BOS token."""
-    return tuple("".join(tokens[1:]) for tokens in batch.str_tokens)
+    """One label per prompt: its text without the BOS token (when the set has one)."""
+    skip = 1 if getattr(batch, "prepend_bos", True) else 0
+    return tuple("".join(tokens[skip:]) for tokens in batch.str_tokens)
 
 
 def rank_labels(k: int) -> tuple[str, ...]:

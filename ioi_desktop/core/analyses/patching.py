@@ -12,8 +12,13 @@ over the set, normalized as in the demo:
 so 0 means no effect and 1 means fully restored. Sweeps (array names):
 
 - ``patch_resid_pre``, ``patch_attn_out``, ``patch_mlp_out`` [layer, pos];
-- ``patch_head_z``, ``patch_head_v``, ``patch_head_pattern``, ``patch_head_q``,
-  ``patch_head_k`` [layer, head] (the head's activation at every position);
+- ``patch_head_z``, ``patch_head_pattern``, ``patch_head_q`` [layer, head]
+  (the head's activation at every position);
+- ``patch_head_v``, ``patch_head_k`` [layer, kv_head]: per key-value head.
+  With grouped- or multi-query attention (Llama, Mistral, Qwen, Gemma,
+  Falcon, ...) several query heads share one key-value head, so the k and v
+  grids have ``n_key_value_heads`` columns (``kv_head_labels`` say which query
+  heads share each); without it they equal the query heads;
 - ``patch_head_z_by_pos`` [layer, pos, head].
 
 Each also comes as ``<name>_raw``: the patched mean logit difference before
@@ -69,10 +74,10 @@ SWEEPS: dict[str, Sweep] = {
     "attn_out": Sweep("patch_attn_out", "attn_out", ("layer", "pos"), "Attention layer output (layer × position)"),
     "mlp_out": Sweep("patch_mlp_out", "mlp_out", ("layer", "pos"), "MLP layer output (layer × position)"),
     "head_z": Sweep("patch_head_z", "z", ("layer", "head"), "Head output z (layer × head)"),
-    "head_v": Sweep("patch_head_v", "v", ("layer", "head"), "Head values v (layer × head)"),
+    "head_v": Sweep("patch_head_v", "v", ("layer", "kv_head"), "Head values v (layer × key-value head)"),
     "head_pattern": Sweep("patch_head_pattern", "pattern", ("layer", "head"), "Head attention pattern (layer × head)"),
     "head_q": Sweep("patch_head_q", "q", ("layer", "head"), "Head queries q (layer × head)"),
-    "head_k": Sweep("patch_head_k", "k", ("layer", "head"), "Head keys k (layer × head)"),
+    "head_k": Sweep("patch_head_k", "k", ("layer", "kv_head"), "Head keys k (layer × key-value head)"),
     "head_z_by_pos": Sweep("patch_head_z_by_pos", "z", ("layer", "pos", "head"),
                            "Head output z by position (layer × position × head)"),
 }
@@ -99,19 +104,22 @@ class Result(AnalysisResult, analysis=NAME, title="Activation patching"):
     patch_mlp_out_raw: Float32[np.ndarray, "layer pos"] | None = array("the same, patched mean logit difference")
     patch_head_z: Float32[np.ndarray, "layer head"] | None = array("each head's output z at every position")
     patch_head_z_raw: Float32[np.ndarray, "layer head"] | None = array("the same, patched mean logit difference")
-    patch_head_v: Float32[np.ndarray, "layer head"] | None = array("each head's values v")
-    patch_head_v_raw: Float32[np.ndarray, "layer head"] | None = array("the same, patched mean logit difference")
+    patch_head_v: Float32[np.ndarray, "layer kv_head"] | None = array("each head's values v")
+    patch_head_v_raw: Float32[np.ndarray, "layer kv_head"] | None = array("the same, patched mean logit difference")
     patch_head_pattern: Float32[np.ndarray, "layer head"] | None = array("each head's attention pattern")
     patch_head_pattern_raw: Float32[np.ndarray, "layer head"] | None = array("the same, patched mean logit difference")
     patch_head_q: Float32[np.ndarray, "layer head"] | None = array("each head's queries q")
     patch_head_q_raw: Float32[np.ndarray, "layer head"] | None = array("the same, patched mean logit difference")
-    patch_head_k: Float32[np.ndarray, "layer head"] | None = array("each head's keys k")
-    patch_head_k_raw: Float32[np.ndarray, "layer head"] | None = array("the same, patched mean logit difference")
+    patch_head_k: Float32[np.ndarray, "layer kv_head"] | None = array("each head's keys k")
+    patch_head_k_raw: Float32[np.ndarray, "layer kv_head"] | None = array("the same, patched mean logit difference")
     patch_head_z_by_pos: Float32[np.ndarray, "layer pos head"] | None = array("each head's z at one position")
     patch_head_z_by_pos_raw: Float32[np.ndarray, "layer pos head"] | None = array(
         "the same, patched mean logit difference")
     pos_labels: Positions | None = labels("pos", "positions (equal-length sets) or named roles")
+    kv_head_labels: tuple[str, ...] | None = labels(
+        "kv_head", "key-value heads and the query heads that share each, e.g. 'KV0 (H0-H1)'")
     engine: str | None = meta("the engine that computed the grids (fast, bridge)")
+    refused: dict | None = meta("grids that were not patched, each with the reason in one sentence")
     engine_reason: str | None = meta("why that engine was chosen")
     normalization: str | None = meta("how scores are normalized")
     clean_logit_diff: float | None = meta("clean mean logit difference")
@@ -223,7 +231,7 @@ def settings_masks(sweep: Sweep, positions, n_pos: int, n_heads: int, device) ->
         entry = torch.arange(n_entries, device=device)[:, None].expand(-1, n_prompts)
         masks[entry, prompt.expand(n_entries, -1), at] = present
         return masks
-    if sweep.axes == ("layer", "head"):
+    if sweep.axes in (("layer", "head"), ("layer", "kv_head")):
         masks = torch.zeros(n_heads, n_prompts, n_pos, n_heads, dtype=torch.bool, device=device)
         heads = torch.arange(n_heads, device=device)
         masks[heads, :, :, heads] = True
@@ -240,6 +248,31 @@ def head_count(activation, kind: str) -> int:
     if kind == "pattern":
         return int(activation.shape[1])
     return int(activation.shape[-2]) if activation.dim() == 4 else 0
+
+
+def kv_head_labels(n_heads: int, n_kv_heads: int) -> tuple[str, ...]:
+    """'KV0 (H0-H1)', ...: which query heads share each key-value head (one each without GQA)."""
+    if n_kv_heads <= 0:
+        return ()
+    group = max(1, n_heads // n_kv_heads)
+    if group == 1:
+        return tuple(f"KV{i} (H{i})" for i in range(n_kv_heads))
+    return tuple(f"KV{i} (H{i * group}-H{(i + 1) * group - 1})" for i in range(n_kv_heads))
+
+
+def refused_sweeps(ctx: AnalysisContext, names: list[str], inputs) -> dict[str, str]:
+    """Sweeps this model cannot patch (TransformerLens discards edits to their hook), with the reason."""
+    from ioi_desktop.core.engine.edits import discarded_edit_sentence, edit_reaches_output
+
+    refused = {}
+    longest = int(inputs.end_pos.argmax())
+    tokens = inputs.corrupt_tokens[longest : longest + 1, : int(inputs.end_pos[longest]) + 1]
+    for kind in sorted({SWEEPS[n].kind for n in names if SWEEPS[n].kind == "pattern"}):
+        if not edit_reaches_output(ctx.handle.model, tokens, kind):
+            for name in names:
+                if SWEEPS[name].kind == kind:
+                    refused[name] = discarded_edit_sentence(ctx.handle.info.architecture, kind, name)
+    return refused
 
 
 def sweep_layer(engine, sweep: Sweep, layer: int, masks, chunk: int) -> tuple["torch.Tensor", int]:
@@ -269,6 +302,10 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
     clean_mean = float(clean_per_prompt.mean())
     corrupt_mean = float(inputs.corrupt_logit_diff.mean())
     span = normalization_span(clean_mean, corrupt_mean, "patching")
+    refused = refused_sweeps(ctx, names, inputs)
+    names = [name for name in names if name not in refused]
+    if not names:
+        raise AnalysisError(" ".join(refused.values()), "Choose other grids (head_z, head_v, head_q, ...).")
     engine, reason = select_engine(model, inputs, options.engine)
     positions, pos_labels, alignment = position_axis(batch)
     n_pos, n_prompts = inputs.n_pos, inputs.n_prompts
@@ -283,11 +320,14 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
     arrays: dict[str, np.ndarray] = {}
     axes: dict[str, tuple[str, ...]] = {}
     seconds: dict[str, float] = {}
+    kv_labels = None
     for name in names:
         sweep = SWEEPS[name]
         n_heads = head_count(inputs.clean(hook_name(sweep.kind, 0)), sweep.kind)
+        if "kv_head" in sweep.axes:
+            kv_labels = kv_head_labels(int(cfg.n_heads), n_heads)
         masks = settings_masks(sweep, positions, n_pos, n_heads, device)
-        grid_shape = {"pos": positions.shape[0], "head": n_heads}
+        grid_shape = {"pos": positions.shape[0], "head": n_heads, "kv_head": n_heads}
         row_shape = tuple(grid_shape[a] for a in sweep.axes[1:])
         raw = np.zeros((n_layers, *row_shape), dtype=np.float32)
         began = time.perf_counter()
@@ -305,6 +345,8 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
     return Result(
         **arrays,
         pos_labels=pos_labels if any("pos" in a for a in axes.values()) else None,
+        kv_head_labels=kv_labels,
+        refused=refused or None,
         engine=engine.name,
         engine_reason=reason,
         normalization=NORMALIZATION,

@@ -147,12 +147,17 @@ class QKVReader:
 
     def _check(self, kind: str, layer: int) -> None:
         expected = self.corrupt[hooks.hook_name(kind, layer)]
-        value = self._compute(kind, layer, self.corrupt[hooks.hook_name("resid_pre", layer)])
-        error = float((value - expected).abs().max()) if value.shape == expected.shape else float("inf")
+        try:
+            value = self._compute(kind, layer, self.corrupt[hooks.hook_name("resid_pre", layer)])
+        except (AttributeError, RuntimeError, IndexError, TypeError, KeyError) as exc:
+            value, why = None, f"its blocks have no ln1 and W_{kind.upper()}/b_{kind.upper()} to compute them with ({type(exc).__name__})"
+        else:
+            why = None
+        error = float((value - expected).abs().max()) if value is not None and value.shape == expected.shape else float("inf")
         if not error <= 1e-4 * max(1.0, float(expected.abs().max())):
             raise AnalysisError(
                 f"Path patching cannot compute this model's {kind} inputs from the residual stream "
-                f"(layer {layer} differs by {error:.3g}).",
+                f"({why or f'layer {layer} differs by {error:.3g}'}).",
                 "Path patching supports models whose attention reads q, k and v from ln1 of the residual "
                 "stream (the GPT-2 family, for one); use activation patching instead.")
         self.checked.add((kind, layer))
@@ -210,6 +215,12 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
         raise AnalysisError(f"The receiver head {receiver[0][0]}.{receiver[0][1]} is in layer 0, which no head "
                             "writes into.", "Choose a receiver head in a later layer.")
     kinds = [r for r in options.receivers if r != "logits"]
+    n_kv = int(getattr(info, "n_key_value_heads", None) or n_heads)
+    if n_kv != n_heads and any(kind in ("k", "v") for kind in kinds):
+        raise AnalysisError(
+            f"Path patching into k and v is not available for {ctx.handle.info.architecture}: its {n_heads} query "
+            f"heads share {n_kv} key-value heads (grouped-query attention), so a receiver head has no k or v of its own.",
+            "Choose the receivers q and logits (--set path_patching.receivers=q,logits).")
     progress.set_total(len(options.receivers) * n_layers)
     ctx.runs.require("clean", hooks_needed(ctx, options))
     ctx.runs.require("corrupt", hooks_needed(ctx, options))

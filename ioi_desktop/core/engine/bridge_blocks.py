@@ -11,9 +11,12 @@ returns the corrupted metric exactly without any forward.
 
 Some architectures' blocks need inputs that the bridge's forward computes
 (rotary position embeddings, for one); a block called on a bare residual then
-gives a different result. The engine checks this once on the corrupted run
-and, where it fails, runs each batch of patches as a full forward with the
-patching hook instead (still batched, still skipping unchanged cells).
+gives a different result, and some (Bloom's ALiBi mask, GPT-J, Falcon,
+DeepSeek-V2's latent attention) cannot be called on a bare residual at all.
+The engine checks this once on the corrupted run and, where the blocks give
+another result or raise, runs each batch of patches as a full hooked forward
+instead (as ``transformer_lens.patching`` does, but still batched and still
+skipping unchanged cells); ``note`` says why.
 """
 
 from __future__ import annotations
@@ -38,11 +41,14 @@ class BridgeBlocksEngine:
         self.model = model
         self.inputs = inputs
         self.stop = int(inputs.end_pos.max()) + 1  # later positions never reach the metric
-        self.from_blocks = self._blocks_reproduce_the_run()
-        self.note = None if self.from_blocks else (
-            "its blocks need inputs from the full forward (e.g. rotary embeddings), "
-            "so each batch of patches runs a full forward"
-        )
+        try:
+            self.from_blocks = self._blocks_reproduce_the_run()
+            why = "its blocks need inputs from the full forward (e.g. rotary embeddings)"
+        except Exception as exc:  # noqa: BLE001 - any failure of the shortcut means: use full forwards
+            self.from_blocks = False
+            text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+            why = f"its blocks cannot run on a cached residual stream ({type(exc).__name__}{': ' + text if text else ''})"
+        self.note = None if self.from_blocks else f"{why}, so each batch of patches runs a full hooked forward"
 
     def _metric_at_end(self, resid: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
         """Logit difference at each row's END from the final residual stream."""

@@ -54,6 +54,12 @@ class ModelPicker(QWidget):
         self.dtype_combo = QComboBox()
         self.dtype_combo.addItems(DTYPES)
         self.dtype_combo.setToolTip("float32 is exact; float16/bfloat16 halve the memory on a GPU")
+        self.bos_combo = QComboBox()
+        self.bos_combo.addItem("Model's convention", None)
+        self.bos_combo.addItem("Always", True)
+        self.bos_combo.addItem("Never", False)
+        self.bos_combo.setToolTip("Whether prompts start with the BOS token: by default as TransformerLens does for "
+                                  "the architecture (default_prepend_bos), and never when the tokenizer has no BOS")
         self.load_button = QPushButton("Load model")
         self.load_button.clicked.connect(self._on_load_clicked)
 
@@ -76,6 +82,7 @@ class ModelPicker(QWidget):
         form.addRow("Model", self.source_combo)
         form.addRow("Device", self.device_combo)
         form.addRow("Dtype", self.dtype_combo)
+        form.addRow("BOS", self.bos_combo)
         buttons = QHBoxLayout()
         buttons.addStretch(1)
         buttons.addWidget(self.load_button)
@@ -97,6 +104,7 @@ class ModelPicker(QWidget):
             source=self.source_combo.currentData() or BUNDLED,
             device=self.device_combo.currentData() or "auto",
             dtype=self.dtype_combo.currentText(),
+            prepend_bos=self.bos_combo.currentData(),
         )
 
     def set_spec(self, spec: Any) -> None:
@@ -109,6 +117,7 @@ class ModelPicker(QWidget):
         self.device_combo.setCurrentIndex(device_index)
         dtype_index = self.dtype_combo.findText(spec.dtype)
         self.dtype_combo.setCurrentIndex(max(0, dtype_index))
+        self.bos_combo.setCurrentIndex({None: 0, True: 1, False: 2}.get(getattr(spec, "prepend_bos", None), 0))
 
     def _select_source(self, source: str) -> None:
         index = self.source_combo.findData(source)

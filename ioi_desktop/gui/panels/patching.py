@@ -41,7 +41,7 @@ from ioi_desktop.gui.widgets.export import export_grid_csv
 from ioi_desktop.gui.widgets.heatmap import Heatmap
 
 # The grids come from core's one sweep catalogue: arrays "patch_<key>" (exact), "atp_<key>" (estimate).
-_KIND_OF_AXES = {"layer_pos": "position", "layer_head": "head", "layer_pos_head": "head_by_pos"}
+_KIND_OF_AXES = {"layer_pos": "position", "layer_head": "head", "layer_kv_head": "head", "layer_pos_head": "head_by_pos"}
 _KIND = {key: _KIND_OF_AXES[sweep.grid_kind] for key, sweep in patching.SWEEPS.items()}
 _TITLE = {key: sweep.title for key, sweep in patching.SWEEPS.items()}
 _MIN_PEAK = 0.1

@@ -163,6 +163,7 @@ class ResultPanel(QWidget):
         self._partial: dict[str, np.ndarray] = {}
         # Drawing postponed while the panel is hidden (see ``_drawing_deferred``).
         self._stale = False
+        self.failure_text = ""  # why this panel's analysis did not run in the last run ('' when it did)
         self._stale_rows: dict[str, bool] = {}
         self._store: Any = None
         self._head_maps: list[Heatmap] = []
@@ -204,6 +205,11 @@ class ResultPanel(QWidget):
             traceback.print_exc()
             self.draw_failed.emit(f"The {self.TITLE} panel could not draw this ({method.__name__}: "
                                   f"{type(error).__name__}: {error})")
+
+    def mark_failed(self, text: str) -> None:
+        """Say on the panel why its analysis did not run in the last run ('' clears it)."""
+        self.failure_text = text
+        self.setToolTip(f"Did not run: {text}" if text else "")
 
     def _on_run_started(self, event: RunStarted) -> None:
         if self._alive() and (not event.keep_others or set(event.analyses) & set(self.analyses())):

@@ -1,0 +1,75 @@
+"""The architecture matrix: every causal LM TransformerLens 4.3 supports that transformers builds offline.
+
+Each test builds a tiny random model (tests/support/arch_models.py) in a tmp
+folder, loads it through the app's loader and runs every analysis through the
+runner. Every analysis that runs is compared with TransformerLens's own
+computation (tests/support/arch_checks.py: ActivationCache methods,
+``transformer_lens.patching``, plain autograd) to 1e-5; every analysis that
+does not run must be one of the refusals listed here, each a single sentence
+naming the architecture. A change that makes a model fail anew, or fixes one
+(so its refusal must go), fails the test.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.architectures.matrix import ANALYSES, run_architecture
+from tests.support.arch_models import CAUSAL_LMS, GQA
+
+TOL = 1e-5
+
+REFUSED_AT_LOAD = {
+    "CodeGenForCausalLM": "embed_positions",
+    "VaultGemmaForCausalLM": "does not support compatibility mode",
+}
+_NO_ATTENTION_HOOKS = {a: "does not provide for JetMoeForCausalLM"
+                       for a in ("dla", "patching", "attribution_patching", "ablation", "path_patching")}
+EXPECTED_REFUSALS: dict[str, dict[str, str]] = {
+    **{arch: {"path_patching": "key-value heads (grouped-query attention)"}
+       for arch in GQA | {"FalconForCausalLM", "GPTBigCodeForCausalLM"}},
+    "OpenAIGPTLMHeadModel": {a: "which TransformerLens does not record for OpenAIGPTLMHeadModel"
+                             for a in ("logit_lens", "dla", "ablation", "path_patching")},
+    "DeepseekV2ForCausalLM": {a: "does not lay out per head for DeepseekV2ForCausalLM's multi-head latent attention"
+                              for a in ("dla", "patching", "attribution_patching", "ablation", "path_patching")},
+    "JetMoeForCausalLM": _NO_ATTENTION_HOOKS,
+    "MambaForCausalLM": {a: "MambaForCausalLM does not have (it has no attention layers)"
+                         for a in ANALYSES if a not in ("logit_diff", "logit_lens")},
+}
+# TransformerLens discards edits to hook_pattern on these: the pattern grid is refused, never zeros.
+PATTERN_EDITS_DISCARDED = {"OPTForCausalLM", "GPTNeoForCausalLM", "XGLMForCausalLM", "GPTJForCausalLM"}
+# cfg.default_prepend_bos is False for these architectures: prompts get no BOS.
+NO_BOS = {"GPTNeoXForCausalLM", "BloomForCausalLM", "MptForCausalLM", "PhiForCausalLM", "Qwen2ForCausalLM",
+          "Qwen3ForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM", "GraniteForCausalLM",
+          "GraniteMoeForCausalLM", "Starcoder2ForCausalLM", "GlmForCausalLM", "Glm4ForCausalLM",
+          "SmolLM3ForCausalLM", "SeedOssForCausalLM", "Exaone4ForCausalLM", "Ernie4_5ForCausalLM"}
+
+
+def _one_sentence(text: str) -> None:
+    assert "\n" not in text and "Traceback" not in text and "unexpected error" not in text, text
+
+
+@pytest.mark.parametrize("architecture", CAUSAL_LMS)
+def test_architecture(architecture, tmp_path):
+    outcome = run_architecture(architecture, tmp_path / architecture)
+    if architecture in REFUSED_AT_LOAD:
+        assert REFUSED_AT_LOAD[architecture] in outcome.refused and architecture in outcome.refused
+        _one_sentence(outcome.refused)
+        return
+    assert not outcome.refused, outcome.refused
+    expected = EXPECTED_REFUSALS.get(architecture, {})
+    assert set(outcome.failed) == set(expected), outcome.failed
+    for name, sentence in outcome.failed.items():
+        assert expected[name] in sentence, sentence
+        _one_sentence(sentence)
+    for name, difference in outcome.differences.items():
+        assert difference <= TOL, (name, difference)
+    compared = {"logit_diff", "logit_lens", "dla", "attention", "patching", "attribution_patching"}
+    assert set(outcome.differences) == compared - set(outcome.failed)
+    refused_grids = outcome.notes.get("patching", {})
+    if architecture in PATTERN_EDITS_DISCARDED:
+        assert set(refused_grids) == {"head_pattern"}
+        assert "discards edits to hook_pattern" in refused_grids["head_pattern"]
+    else:
+        assert not refused_grids, refused_grids
+    assert outcome.prepend_bos is (architecture not in NO_BOS)
