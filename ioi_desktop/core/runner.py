@@ -507,8 +507,8 @@ def missing_hooks_sentence(handle: Any, name: str, needed: set[str]) -> str | No
     A model without attention (Mamba and other state-space models) runs only
     the analyses that read the residual stream. Hooks some models simply do
     not have and the analyses already do without (``hook_pos_embed`` with
-    rotary embeddings, ``hook_resid_mid`` in parallel blocks) never refuse an
-    analysis.
+    rotary embeddings, ``hook_resid_mid`` in parallel blocks, the rotary
+    cos/sin tables the fast engine reads when present) never refuse an analysis.
     """
     hook_dict = getattr(handle.model, "hook_dict", None)
     if hook_dict is None:
@@ -519,7 +519,10 @@ def missing_hooks_sentence(handle: Any, name: str, needed: set[str]) -> str | No
     if "blocks.0.attn.hook_kv_latent" in hook_dict and any(n.endswith("attn.hook_z") for n in needed):
         return (f"{name} needs each head's output z, which TransformerLens does not lay out per head for "
                 f"{architecture}'s multi-head latent attention (MLA).")
-    optional = ("hook_embed", "hook_pos_embed", "hook_resid_mid", "ln_final.hook_scale")
+    from ioi_desktop.core.engine.inputs import ROTARY_HOOKS
+
+    # The rotary tables are read by the fast engine when a model has them; the others do without.
+    optional = ("hook_embed", "hook_pos_embed", "hook_resid_mid", "ln_final.hook_scale", *ROTARY_HOOKS)
     missing = sorted(n for n in needed if n not in hook_dict and not n.endswith(optional))
     if not missing:
         return None
