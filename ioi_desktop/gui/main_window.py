@@ -335,6 +335,7 @@ class MainWindow(QMainWindow):
         w.busy_changed.connect(self._on_busy_changed)
         w.job_refused.connect(self._on_job_refused)
         w.progress_changed.connect(self._on_progress_changed)
+        w.progress_changed.connect(lambda _done, _total, message, _eta: self.workbench.results.note_step(message))
         w.inventory_found.connect(lambda inventory: self.model_picker.set_inventory(inventory.devices, inventory.local_models))
         w.model_loaded.connect(self._on_model_loaded)
         w.model_load_failed.connect(self._on_model_load_failed)
@@ -347,6 +348,9 @@ class MainWindow(QMainWindow):
         w.notebook_check_finished.connect(self._on_notebook_check_finished)
         self.model_picker.load_requested.connect(self.load_model)
         self.prompt_editor.validity_changed.connect(lambda _ok, _why: self._update_run_enabled())
+        # An edited pair makes results of the old set stale (the panels say so; Run re-runs them).
+        self.prompt_editor.prompt_set_changed.connect(
+            lambda: self.workbench.set_prompt_set(self.prompt_editor.prompt_set()))
         self.prompt_editor.build_requested.connect(self.open_pair_builder)
         self.prompt_editor.import_requested.connect(self.import_pairs_dialog)
         self.prompt_editor.export_requested.connect(self.export_pairs_dialog)
@@ -424,7 +428,10 @@ class MainWindow(QMainWindow):
             self.step_label.setText(reason)
             return False
         self.workbench.set_run_settings(analyses=self.selected_analyses())
-        return self._start(self.workbench.run_request(), keep_others=False)
+        self.workbench.set_prompt_set(self.prompt_editor.prompt_set())
+        # Only what changed re-runs: results still matching the model, prompts and options stay.
+        analyses, keep_others = self.workbench.analyses_to_run()
+        return self._start(self.workbench.run_request(only=analyses), keep_others=keep_others)
 
     def run_only(self, analysis: str, changes: dict) -> bool:
         """Run one analysis with these option changes (a panel's Ablate / Path patch action),

@@ -31,13 +31,21 @@ from typing import Any, Callable
 import numpy as np
 import shiboken6
 from PySide6.QtCore import QEvent, Qt, Signal
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QMenu, QWidget
+from PySide6.QtWidgets import QBoxLayout, QCheckBox, QGraphicsOpacityEffect, QHBoxLayout, QLabel, QMenu, QWidget
 
 from ioi_desktop.core.analyses.base import Positions
 from ioi_desktop.core.errors import IOIError
 from ioi_desktop.core.roles import HeadRoles, load_roles, roles_path_for_model
 from ioi_desktop.core.selection import Selection, SelectionModel
-from ioi_desktop.core.workbench import ResultAdded, ResultsReplaced, RowsAdded, RunStarted
+from ioi_desktop.core.workbench import (
+    SMALL_GAP_THRESHOLD,
+    ResultAdded,
+    ResultsReplaced,
+    ResultsStale,
+    RowsAdded,
+    RunEnded,
+    RunStarted,
+)
 from ioi_desktop.gui.widgets.export import export_png, export_svg
 from ioi_desktop.gui.widgets.heatmap import Heatmap, marker_styles, short_token
 
@@ -175,6 +183,17 @@ class ResultPanel(QWidget):
         self.roles_legend = QLabel("")
         self.roles_legend.setTextFormat(Qt.TextFormat.RichText)
         self.roles_legend.setWordWrap(True)
+        # One line over the panel: stale results ("results from <model>, <n> pairs; press Run") or a
+        # cancelled run ("cancelled at <step>"); inserted at the top of the panel's layout when first shown.
+        self.banner = QLabel("")
+        self.banner.setObjectName("result_banner")
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet("QLabel#result_banner { background: #fff3cd; color: #5c4500; "
+                                  "border: 1px solid #d9b650; border-radius: 3px; padding: 3px 6px; }")
+        self.banner.hide()
+        self.stale_reasons: tuple[str, ...] = ()
+        self.cancelled_at: str | None = None
+        self._meta_view: ResultsView | None = None
         selection.subscribe(self._on_selection_changed)
 
     # ------------------------------------------------------------ contract
@@ -191,6 +210,99 @@ class ResultPanel(QWidget):
         hub.subscribe(RowsAdded, self._on_rows_added)
         hub.subscribe(ResultAdded, self._on_result_added)
         hub.subscribe(ResultsReplaced, self._on_results_replaced)
+        hub.subscribe(ResultsStale, self._on_results_stale)
+        hub.subscribe(RunEnded, self._on_run_ended)
+
+    # ------------------------------------------------------- the banner
+    def _show_banner(self, text: str) -> None:
+        layout = self.layout()
+        if self.banner.parent() is not self and isinstance(layout, QBoxLayout):
+            layout.insertWidget(0, self.banner)
+        self.banner.setText(text)
+        self.banner.setVisible(bool(text))
+
+    def _set_greyed(self, greyed: bool) -> None:
+        """Stale results stay readable but faded; the banner says why."""
+        for child in self.findChildren(QWidget, options=Qt.FindChildOption.FindDirectChildrenOnly):
+            if child is self.banner:
+                continue
+            if greyed:
+                effect = QGraphicsOpacityEffect(child)
+                effect.setOpacity(0.45)
+                child.setGraphicsEffect(effect)
+            elif child.graphicsEffect() is not None:
+                child.setGraphicsEffect(None)
+
+    @property
+    def greyed(self) -> bool:
+        """True while this panel shows stale results (faded, with the banner)."""
+        return bool(self.stale_reasons)
+
+    def banner_text(self) -> str:
+        return self.banner.text() if self.banner.isVisibleTo(self) else ""
+
+    def _on_results_stale(self, event: ResultsStale) -> None:
+        if not self._alive():
+            return
+        mine = [name for name in self.analyses() if name in event.stale]
+        reasons = tuple(dict.fromkeys(r for name in mine for r in event.reasons.get(name, ())))
+        self.stale_reasons = reasons
+        if mine:
+            provenance = self._store.provenance(mine[0]) if self._store is not None else None
+            origin = provenance.summary() if provenance is not None else "results from an earlier run"
+            changed = " and ".join(reasons)
+            self._show_banner(f"{origin[0].upper()}{origin[1:]}; press Run "
+                              f"(the {changed} changed since).")
+            self._set_greyed(True)
+        else:
+            self._clear_banner()
+
+    def _clear_banner(self) -> None:
+        self.stale_reasons = ()
+        self.cancelled_at = None
+        self._show_banner("")
+        self._set_greyed(False)
+
+    def _on_run_ended(self, event: RunEnded) -> None:
+        if not self._alive() or event.status != "cancelled":
+            return
+        unfinished = [name for name in self.analyses() if name in event.unfinished]
+        if not unfinished:
+            return
+        step = self._store.last_step if self._store is not None else ""
+        self.cancelled_at = step or "the start"
+        self._show_banner(f"Cancelled at {self.cancelled_at}: the rows shown are those computed before the "
+                          "cancel; press Run to compute the rest.")
+        self._guarded(self.show_cancelled)
+
+    def show_cancelled(self) -> None:
+        """Redraw the partial rows of a cancelled run as final (no "Computing…"); panels may override."""
+        for array_name, values in list(self._partial.items()):
+            self.render_rows(array_name, values)
+
+    def view(self) -> "ResultsView | None":
+        """Labels for what is shown: the finished results, else the running run's metadata
+        (prompt tokens, roles, lengths; known before the first analysis finishes)."""
+        if self.results is not None:
+            return self.results
+        if self._store is None or not self._store.meta:
+            return None
+        from ioi_desktop.core.results import RunResults
+
+        meta = self._store.meta
+        if self._meta_view is None:
+            self._meta_view = ResultsView(RunResults(results={}, meta=dict(meta)))
+        return self._meta_view
+
+    def gap_warning(self, clean: float | None, corrupted: float | None) -> str:
+        """A warning when the clean-corrupted gap a normalised score divides by is below the threshold."""
+        if clean is None or corrupted is None or not np.isfinite(clean - corrupted):
+            return ""
+        gap = abs(float(clean) - float(corrupted))
+        if gap >= SMALL_GAP_THRESHOLD:
+            return ""
+        return (f"⚠ Small gap: |clean − corrupted| = {gap:.3g} logits, below {SMALL_GAP_THRESHOLD:g}; "
+                "normalised scores divide by it and are mostly noise.")
 
     def _alive(self) -> bool:
         # A Qt-deleted panel's Python wrapper can outlive its C++ object for a moment.
@@ -207,6 +319,8 @@ class ResultPanel(QWidget):
 
     def _on_run_started(self, event: RunStarted) -> None:
         if self._alive() and (not event.keep_others or set(event.analyses) & set(self.analyses())):
+            self._meta_view = None
+            self._clear_banner()
             self._guarded(self.clear)
 
     def _on_rows_added(self, event: RowsAdded) -> None:
@@ -220,6 +334,7 @@ class ResultPanel(QWidget):
     def _on_results_replaced(self, event: ResultsReplaced) -> None:
         if not self._alive():
             return
+        self._clear_banner()
         if event.results is None:
             self._guarded(self.clear)
         else:
