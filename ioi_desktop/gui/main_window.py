@@ -805,12 +805,18 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ export
 
     def export_all_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Export every figure and its data to a folder")
-        if folder:
-            self.export_all(folder)
+        from PySide6.QtWidgets import QInputDialog
 
-    def export_all(self, folder: str | Path) -> list[Path]:
-        """Every panel's figures (PNG/SVG) and data (CSV), plus the results files."""
+        folder = QFileDialog.getExistingDirectory(self, "Export every figure and its data to a folder")
+        if not folder:
+            return
+        dpi, ok = QInputDialog.getInt(self, "Export resolution", "PNG resolution (dots per inch):", 300, 30, 1200, 50)
+        if ok:
+            self.export_all(folder, dpi=dpi)
+
+    def export_all(self, folder: str | Path, dpi: int = 300, markers: bool = False) -> list[Path]:
+        """Every grid of every analysis (SVG, PNG at ``dpi``), each panel's other plots and data (CSV),
+        plus the results files; known head roles drawn only with ``markers``."""
         from ioi_desktop.core.results import save_results
 
         folder = Path(folder)
@@ -819,7 +825,7 @@ class MainWindow(QMainWindow):
             for panel in self.panels:
                 target = folder / _slug(panel.TITLE)
                 target.mkdir(parents=True, exist_ok=True)
-                written.extend(panel.export(target))
+                written.extend(panel.export(target, dpi=dpi, markers=markers))
             if self.results is not None:
                 json_path = save_results(self.results, folder / "results")
                 written.extend([json_path, json_path.with_name("results.npz")])

@@ -175,13 +175,12 @@ class OverviewPanel(ResultPanel):
     def tables(self) -> list[tuple[str, Callable[[Path], Path]]]:
         if self.results is None or self.results.array("logit_diff_clean") is None:
             return []
-        clean = self.results.array("logit_diff_clean")
-        corrupt = self.results.array("logit_diff_corrupt")
-        n = len(clean)
-        texts = [" ".join(self.results.tokens(i)) for i in range(n)]
-        rows = [(i, texts[i], float(clean[i]), None if corrupt is None else float(corrupt[i])) for i in range(n)]
-        found = [("logit_diff", lambda path: export_table_csv(
-            path, ["prompt", "tokens", "logit_diff_clean", "logit_diff_corrupt"], rows))]
+        from ioi_desktop.core.figures import prompt_rows
+
+        # Prompt texts (clean and corrupted), answers, named positions and both logit differences.
+        header, rows = prompt_rows(self.results.run_meta, self.results.raw.results)
+        n = len(rows)
+        found = [("logit_diff", lambda path: export_table_csv(path, header, rows))]
         top_rows = []
         for i in range(n):
             for which in ("clean", "corrupt"):

@@ -46,7 +46,7 @@ from ioi_desktop.core.workbench import (
     RunEnded,
     RunStarted,
 )
-from ioi_desktop.gui.widgets.export import export_png, export_svg
+from ioi_desktop.gui.widgets.export import export_svg
 from ioi_desktop.gui.widgets.heatmap import Heatmap, marker_styles, short_token
 
 # Text stand-ins for pyqtgraph's marker symbols, for legends outside the plots.
@@ -408,8 +408,20 @@ class ResultPanel(QWidget):
         self._stale_rows.clear()
         self.clear_views()
 
-    def export(self, folder: Path | str) -> list[Path]:
-        """Write every figure as PNG and SVG and every table as CSV into ``folder``."""
+    def export(self, folder: Path | str, dpi: int = 300, markers: bool = False) -> list[Path]:
+        """Write every figure of this panel's analyses, rendered off-screen at publication size.
+
+        Every grid of every analysis the panel shows (not only the one on
+        screen) comes from ``core.figures``: a vector SVG (one rectangle per
+        cell, titled with analysis, activation, model and prompt set) and a PNG
+        of it at ``dpi``; known head roles only on layer x head grids and only
+        with ``markers``. Plots that are not grids (bars, scatter, lens line,
+        attention patterns) are rendered from the widget at ``dpi`` (PNG) and
+        as SVG, without the selection outline. Tables are CSVs with labels.
+        """
+        from ioi_desktop.core.figures import write_figures
+        from ioi_desktop.gui.widgets.export import render_widget_png, svg_to_png
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.ensure_drawn()
@@ -418,9 +430,34 @@ class ResultPanel(QWidget):
             self.resize(max(self.width(), 1000), max(self.height(), 650))
         written: list[Path] = []
         prefix = slug(self.TITLE)
-        for name, widget in self.figures():
-            written.append(export_png(widget, folder / f"{prefix}_{name}.png"))
-            written.append(export_svg(widget, folder / f"{prefix}_{name}.svg", title=f"{self.TITLE}: {name}"))
+        has_grids = False
+        if self.results is not None:
+            core_files = write_figures(self.results.raw, folder, analyses=self.analyses(),
+                                       roles=self.head_roles if markers else None, markers=markers,
+                                       prompts=(self.selection.prompt,))
+            for path in core_files:
+                if path.suffix == ".svg":
+                    has_grids = True
+                    written.append(svg_to_png(path.read_bytes(), path.with_suffix(".png"), dpi))
+            written.extend(core_files)
+        selected = [(heatmap, heatmap.selected()) for heatmap in self.findChildren(Heatmap)]
+        marked = [(heatmap, heatmap.marker_count()) for heatmap in self.findChildren(Heatmap)]
+        try:
+            for heatmap, _cell in selected:
+                heatmap.set_selected(None)
+            if not markers:
+                for heatmap, _count in marked:
+                    heatmap.set_markers({})
+            for name, widget in self.figures():
+                if has_grids and (isinstance(widget, Heatmap) or widget.findChildren(Heatmap)):
+                    continue  # written above as a vector figure
+                written.append(render_widget_png(widget, folder / f"{prefix}_{name}.png", dpi))
+                written.append(export_svg(widget, folder / f"{prefix}_{name}.svg", title=f"{self.TITLE}: {name}"))
+        finally:
+            for heatmap, cell in selected:
+                heatmap.set_selected(cell)
+            if not markers:
+                self._update_roles_overlay()
         for name, write_csv in self.tables():
             written.append(write_csv(folder / f"{prefix}_{name}.csv"))
         return written
