@@ -284,6 +284,12 @@ def _figure(analysis: str, title: str, array_name: str, values: np.ndarray, axes
     if roles is not None and head_grid:
         within = roles.within(n_rows, n_cols)
         cells = {(r.layer, r.head): r.role for r in within.by_head().values()}
+    if patching_score:
+        from ioi_desktop.core.grids import small_gap_warning
+
+        meta_of = result.meta if hasattr(result, "meta") else {}
+        warning = small_gap_warning(meta_of.get("clean_logit_diff"), meta_of.get("corrupt_logit_diff"))
+        source = f"{source}. {warning}" if warning else source
     return GridFigure(
         name=array_name, title=f"{title}: {_activation_title(analysis, array_name)}", subtitle=source,
         values=np.asarray(values, dtype=np.float64), row_labels=row_labels, col_labels=col_labels,

@@ -27,9 +27,8 @@ from ioi_desktop.core.selection import SelectionModel
 
 MAX_BATCH_SIZE = 4096
 
-# A normalised score (patched - corrupted) / (clean - corrupted) divides by the clean-corrupted gap of the
-# mean logit difference; below this gap (in logits) the ratio is mostly noise and the panels say so.
-SMALL_GAP_THRESHOLD = 0.1
+# Below this clean-corrupted gap (logits) normalised scores are mostly noise (see core.analyses.metrics).
+from ioi_desktop.core.grids import SMALL_GAP_THRESHOLD, small_gap_warning  # noqa: E402,F401
 
 # Options that change how fast a result is computed, not what it is.
 _SPEED_ONLY_OPTIONS = frozenset({"batch_size"})

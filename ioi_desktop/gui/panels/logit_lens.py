@@ -206,7 +206,7 @@ class LogitLensPanel(ResultPanel):
                            value_format="{:+.3g}" if signed else "{:.2f}")
         # While rows stream in, rows not computed yet are NaN (ids included): no text there.
         known = np.isfinite(ids) & (np.nan_to_num(ids, nan=-1) >= 0) & np.isfinite(values)
-        self.grid.set_cell_text([[short_token(self._token_text(int(i))) if ok else "" for i, ok in zip(id_row, ok_row)]
+        self.grid.set_cell_text([[short_token(self._token_text(int(i)), width=24) if ok else "" for i, ok in zip(id_row, ok_row)]
                                  for id_row, ok_row in zip(ids, known)])
         self.update_selection(self.selection.current, frozenset())
         label = COLOURINGS[self.colour_combo.currentIndex()][0].lower()

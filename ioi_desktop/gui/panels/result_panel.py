@@ -35,10 +35,10 @@ from PySide6.QtWidgets import QBoxLayout, QCheckBox, QGraphicsOpacityEffect, QHB
 
 from ioi_desktop.core.analyses.base import Positions
 from ioi_desktop.core.errors import IOIError
+from ioi_desktop.core.grids import small_gap_warning
 from ioi_desktop.core.roles import HeadRoles, load_roles, roles_path_for_model
 from ioi_desktop.core.selection import Selection, SelectionModel
 from ioi_desktop.core.workbench import (
-    SMALL_GAP_THRESHOLD,
     ResultAdded,
     ResultsReplaced,
     ResultsStale,
@@ -294,15 +294,21 @@ class ResultPanel(QWidget):
             self._meta_view = ResultsView(RunResults(results={}, meta=dict(meta)))
         return self._meta_view
 
-    def gap_warning(self, clean: float | None, corrupted: float | None) -> str:
-        """A warning when the clean-corrupted gap a normalised score divides by is below the threshold."""
-        if clean is None or corrupted is None or not np.isfinite(clean - corrupted):
+    def gap_warning(self, array_name: str) -> str:
+        """A warning when the clean-corrupted gap the normalised scores of ``array_name`` divide by is
+        below ``core.grids.SMALL_GAP_THRESHOLD`` ('' when it is not, or unknown)."""
+        if self.results is None:
             return ""
-        gap = abs(float(clean) - float(corrupted))
-        if gap >= SMALL_GAP_THRESHOLD:
-            return ""
-        return (f"⚠ Small gap: |clean − corrupted| = {gap:.3g} logits, below {SMALL_GAP_THRESHOLD:g}; "
-                "normalised scores divide by it and are mostly noise.")
+        clean = self.results.meta_of(array_name, "clean_logit_diff")
+        corrupted = self.results.meta_of(array_name, "corrupt_logit_diff")
+        if clean is None or corrupted is None:
+            clean_array = self.results.array("logit_diff_clean")
+            corrupt_array = self.results.array("logit_diff_corrupt")
+            if clean_array is None or corrupt_array is None:
+                return ""
+            clean, corrupted = float(np.mean(clean_array)), float(np.mean(corrupt_array))
+        text = small_gap_warning(clean, corrupted)
+        return f"⚠ {text}" if text else ""
 
     def _alive(self) -> bool:
         # A Qt-deleted panel's Python wrapper can outlive its C++ object for a moment.
@@ -578,6 +584,10 @@ class ResultPanel(QWidget):
         self.roles_checkbox.setEnabled(self.head_roles is not None and bool(self.head_roles.roles))
         show = self.head_roles is not None and self.roles_checkbox.isChecked()
         shown_roles: dict[str, str] = {}
+        # Roles mean something only on layer x head grids: every other grid of the panel has none.
+        for heatmap in self.findChildren(Heatmap):
+            if heatmap not in self._head_maps:
+                heatmap.set_markers({})
         for heatmap in self._head_maps:
             if not show:
                 heatmap.set_markers({})
