@@ -44,6 +44,9 @@ _MAX_PINS = 3
 # Default side of one attention cell in pixels (square; the Zoom box changes it), and of a pinned head's.
 CELL_PX = 24
 PINNED_CELL_PX = 14
+# "Fit" never makes a cell smaller than this (a row label's height), nor larger than MAX_FIT_PX.
+MIN_FIT_PX = 14
+MAX_FIT_PX = 40
 _EMPTY = "Run the attention analysis, then pick a head (click one in any head heatmap)."
 
 
@@ -85,10 +88,13 @@ class AttentionPanel(ResultPanel):
         controls.addWidget(self.unpin_button)
         controls.addWidget(QLabel("Zoom"))
         self.zoom_spin = QSpinBox()
-        self.zoom_spin.setRange(8, 64)
-        self.zoom_spin.setValue(CELL_PX)
+        self.zoom_spin.setRange(MIN_FIT_PX - 1, 64)
+        # The lowest value reads "Fit": square cells as large as the panel allows, never below
+        # MIN_FIT_PX (every token still labelled); longer prompts scroll.
+        self.zoom_spin.setSpecialValueText("Fit")
+        self.zoom_spin.setValue(MIN_FIT_PX - 1)
         self.zoom_spin.setSuffix(" px")
-        self.zoom_spin.setToolTip("Side of one attention cell; long prompts scroll")
+        self.zoom_spin.setToolTip("Side of one attention cell (Fit: as large as the panel allows); long prompts scroll")
         self.zoom_spin.valueChanged.connect(lambda _value: self._draw())
         controls.addWidget(self.zoom_spin)
         controls.addStretch(1)
@@ -213,7 +219,8 @@ class AttentionPanel(ResultPanel):
         cols = [_col_label(i, t) for i, t in enumerate(tokens)]
         self.heatmap.set_titles(f"L{layer}H{head} — prompt {prompt}", "query", "key")
         self.heatmap.set_data(pattern, rows, cols, signed=False, levels=(0.0, 1.0), value_format="{:.3f}")
-        self.heatmap.setMinimumSize(*self._map_size(len(tokens), self.zoom_spin.value(), rows, cols))
+        cell = self.cell_px(len(tokens), rows, cols)
+        self.heatmap.setMinimumSize(*self._map_size(len(tokens), cell, rows, cols))
         patterns = self._patterns()
         pins = self.pinned_heads()
         for index, pinned in enumerate(self.pinned_maps):
@@ -226,8 +233,7 @@ class AttentionPanel(ResultPanel):
             pinned.set_titles(f"L{pin_layer}H{pin_head} (pinned) — prompt {prompt}", "query", "key")
             values = patterns[prompt, pin_layer, pin_head, : pattern.shape[0], : pattern.shape[1]]
             pinned.set_data(values, rows, cols, signed=False, levels=(0.0, 1.0), value_format="{:.3f}")
-            pinned.setMinimumSize(*self._map_size(len(tokens), max(8, self.zoom_spin.value() * PINNED_CELL_PX
-                                                                    // CELL_PX), rows, cols))
+            pinned.setMinimumSize(*self._map_size(len(tokens), max(8, cell * PINNED_CELL_PX // CELL_PX), rows, cols))
         self.strip.set_tokens(tokens, self.results.roles(prompt))
         self._draw_query()
         role = ""
@@ -236,6 +242,24 @@ class AttentionPanel(ResultPanel):
             role = f" Known role: {known.role}." if known is not None else ""
         self.status.setText(f"Head L{layer}H{head} on prompt {prompt}: each row is a query token, its colours "
                             f"show how much it attends to each key (rows sum to 1).{role}")
+
+    def cell_px(self, n: int, rows: list[str], cols: list[str]) -> int:
+        """The side of a cell: the Zoom box's, or with "Fit" the largest that fits the visible area."""
+        zoom = self.zoom_spin.value()
+        if zoom >= MIN_FIT_PX:
+            return zoom
+        viewport = self.maps_scroll.viewport()
+        width, height = self._map_size(n, 0, rows, cols)
+        pins = len(self.pinned_heads())
+        room_w = (viewport.width() - 8) / (1 + pins * PINNED_CELL_PX / CELL_PX) - width
+        room_h = viewport.height() - 4 - height
+        fit = int(min(room_w, room_h) // max(n, 1))
+        return max(MIN_FIT_PX, min(MAX_FIT_PX, fit))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        if self.zoom_spin.value() < MIN_FIT_PX and self.shown_pattern() is not None:
+            self._draw()
 
     def _map_size(self, n: int, cell: int, rows: list[str], cols: list[str]) -> tuple[int, int]:
         """Room for n x n square cells of ``cell`` px plus the labelled axes and the colour bar."""

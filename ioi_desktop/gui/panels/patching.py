@@ -68,16 +68,18 @@ class PatchingPanel(ResultPanel):
         controls = QHBoxLayout()
         controls.addWidget(QLabel("Activation:"))
         self.grid_combo = QComboBox()
-        # Sized for a short name, not the longest one, so the combo never sets the window's width.
-        self.grid_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.grid_combo.setMinimumContentsLength(16)
+        # As wide as its longest name: a truncated "Residual stream (resid_pr" hides which activation it is.
+        self.grid_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.grid_combo.setToolTip("Which activation was patched from the clean into the corrupted run")
         controls.addWidget(self.grid_combo)
+        controls.addStretch(1)
+        layout.addLayout(controls)
+        # The mode on a second row: both combos at full width do not fit beside each other at 800 px.
+        controls = QHBoxLayout()
         controls.addWidget(QLabel("Show:"))
         self.mode_combo = QComboBox()
         self.mode_combo.addItems(MODES)
-        self.mode_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.mode_combo.setMinimumContentsLength(12)
+        self.mode_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.mode_combo.setToolTip("Exact activation patching, the attribution-patching estimate, or both "
                                    "with the error (estimate - exact)")
         controls.addWidget(self.mode_combo)
@@ -173,7 +175,9 @@ class PatchingPanel(ResultPanel):
     def _arrange_grids(self) -> None:
         """Side by side when each shown grid gets GRID_MIN_WIDTH, else stacked (and scrolling)."""
         shown = self.shown_maps()
-        width = self.grid_scroll.viewport().width() if self.grid_scroll.isVisible() else self.width()
+        # The grids get the whole width when the scatter is hidden or below them, else the splitter's first pane.
+        beside = not self.scatter_view.isHidden() and self.splitter.orientation() == Qt.Orientation.Horizontal
+        width = self.splitter.sizes()[0] if beside and self.splitter.sizes()[0] > 0 else self.width() - 24
         stacked = len(shown) > 1 and width < GRID_MIN_WIDTH * len(shown)
         layout = self._grids_layout
         for heatmap in (self.exact, self.estimate, self.error):
@@ -298,9 +302,9 @@ class PatchingPanel(ResultPanel):
                 heatmap.set_hover_text(None)
         shown_maps = [m for m, s in ((self.exact, show_exact), (self.estimate, show_estimate),
                                      (self.error, show_error)) if s]
-        self._arrange_grids()
         # Three grids and the scatter do not fit side by side; the scatter returns in the other modes.
         self.scatter_view.setVisible(self._scatter_values is not None and not show_error)
+        self._arrange_grids()
         self._head_maps = shown_maps if kind == "head" else []
         self._position_maps = shown_maps if kind != "head" else []
         self._update_roles_overlay()

@@ -412,8 +412,14 @@ class Heatmap(ThemedPlot):
         laid_out = view.width() > 1 and view.height() > 1
         width = view.width() if laid_out else 400.0
         height = view.height() if laid_out else 300.0
-        self.plot.getAxis("bottom").setTicks([tick_labels(self._col_labels, max(1, int(width // label_width)))])
-        self.plot.getAxis("left").setTicks([tick_labels(self._row_labels, max(1, int(height // label_height)))])
+        self._ticks = {"bottom": tick_labels(self._col_labels, max(1, int(width // label_width))),
+                       "left": tick_labels(self._row_labels, max(1, int(height // label_height)))}
+        self.plot.getAxis("bottom").setTicks([self._ticks["bottom"]])
+        self.plot.getAxis("left").setTicks([self._ticks["left"]])
+
+    def shown_ticks(self, side: str) -> list[tuple[int, str]]:
+        """The (index, label) ticks drawn now on the "bottom" (columns) or "left" (rows) axis."""
+        return list(getattr(self, "_ticks", {}).get(side, []))
 
     def set_row(self, row: int, values: np.ndarray) -> None:
         """Fill one row (streamed partial results); levels follow what is known so far."""
