@@ -457,12 +457,21 @@ def prompt_rows(meta: Mapping[str, Any], results: Mapping[str, Any] | None = Non
             if name in result.arrays:
                 arrays[name] = np.asarray(result.arrays[name])
     header += list(arrays)
+    # The texts as written in the prompt set (no BOS); the tokens joined when the set is not in the metadata.
+    pairs = prompts.get("prompt_set", {}).get("pairs") if isinstance(prompts.get("prompt_set"), Mapping) else None
+    pairs = pairs if isinstance(pairs, list) and len(pairs) == len(clean) else None
     rows = []
     for i, tokens in enumerate(clean):
-        row = [i, "".join(tokens), "".join(corrupt[i]) if i < len(corrupt) else "",
-               _at(prompts.get("correct"), i), _at(prompts.get("incorrect"), i)]
+        if pairs is not None and isinstance(pairs[i], Mapping):
+            clean_text, corrupt_text = str(pairs[i].get("clean", "")), str(pairs[i].get("corrupt", ""))
+        else:
+            clean_text = "".join(t for t in tokens if not (t.startswith("<|") and t.endswith("|>")))
+            corrupt_text = "".join(t for t in (corrupt[i] if i < len(corrupt) else [])
+                                   if not (t.startswith("<|") and t.endswith("|>")))
+        row = [i, clean_text, corrupt_text,
+               str(_at(prompts.get("correct"), i)).strip(), str(_at(prompts.get("incorrect"), i)).strip()]
         positions = [int(roles[role][i]) if i < len(roles[role]) else -1 for role in role_names]
-        row += [tokens[p] if 0 <= p < len(tokens) else "" for p in positions] + positions
+        row += [tokens[p].strip() if 0 <= p < len(tokens) else "" for p in positions] + positions
         row += [float(values[i]) if i < len(values) else None for values in arrays.values()]
         rows.append(row)
     return header, rows

@@ -254,7 +254,9 @@ class AttentionPanel(ResultPanel):
         room_w = (viewport.width() - 8) / (1 + pins * PINNED_CELL_PX / CELL_PX) - width
         room_h = viewport.height() - 4 - height
         fit = int(min(room_w, room_h) // max(n, 1))
-        return max(MIN_FIT_PX, min(MAX_FIT_PX, fit))
+        # Never below a row label's height: every query stays labelled.
+        smallest = max(MIN_FIT_PX, self.fontMetrics().height() + 3)
+        return max(smallest, min(MAX_FIT_PX, fit))
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
