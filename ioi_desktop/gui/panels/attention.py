@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -130,8 +131,11 @@ class AttentionPanel(ResultPanel):
             self.pinned_maps.append(pinned)
         # Square cells of a long prompt need more room than the dock has: the maps scroll.
         self.maps_scroll = _MapsScroll()
-        self.maps_scroll.setWidgetResizable(True)
+        # The maps keep the size their square cells need (no stretching); the area scrolls around them.
+        self.maps_scroll.setWidgetResizable(False)
         self.maps_scroll.setWidget(self.maps_area)
+        # As much room as the pattern had before it scrolled; the dock grows the area when it can.
+        self.maps_scroll.setMinimumHeight(220)
         layout.addWidget(self.maps_scroll, 1)
 
         self.strip_caption = QLabel("")
@@ -234,6 +238,9 @@ class AttentionPanel(ResultPanel):
             values = patterns[prompt, pin_layer, pin_head, : pattern.shape[0], : pattern.shape[1]]
             pinned.set_data(values, rows, cols, signed=False, levels=(0.0, 1.0), value_format="{:.3f}")
             pinned.setMinimumSize(*self._map_size(len(tokens), max(8, cell * PINNED_CELL_PX // CELL_PX), rows, cols))
+        layout = self.maps_area.layout()
+        layout.activate()
+        self.maps_area.resize(self.maps_area.minimumSizeHint())
         self.strip.set_tokens(tokens, self.results.roles(prompt))
         self._draw_query()
         role = ""
@@ -255,7 +262,7 @@ class AttentionPanel(ResultPanel):
         room_h = viewport.height() - 4 - height
         fit = int(min(room_w, room_h) // max(n, 1))
         # Never below a row label's height: every query stays labelled.
-        smallest = max(MIN_FIT_PX, self.fontMetrics().height() + 3)
+        smallest = max(MIN_FIT_PX, QFontMetrics(QFont()).height() + 4)
         return max(smallest, min(MAX_FIT_PX, fit))
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
@@ -266,9 +273,10 @@ class AttentionPanel(ResultPanel):
     def _map_size(self, n: int, cell: int, rows: list[str], cols: list[str]) -> tuple[int, int]:
         """Room for n x n square cells of ``cell`` px plus the labelled axes and the colour bar."""
         metrics = self.fontMetrics()
-        left = max((metrics.horizontalAdvance(r) for r in rows), default=20) + 40
+        left = max((metrics.horizontalAdvance(r) for r in rows), default=20) + 2 * metrics.height() + 16
         bottom = int(max((metrics.horizontalAdvance(c) for c in cols), default=20) * 0.77) + 2 * metrics.height() + 16
-        return left + n * cell + 70, 2 * metrics.height() + 16 + n * cell + bottom + metrics.height() + 8
+        # Title, hover line and colour bar around the n x n cells (with a little slack so they stay square).
+        return left + n * cell + 90, 3 * metrics.height() + 30 + n * cell + bottom
 
     def query_position(self) -> int:
         """The query row in focus: the selected position, else the prompt's END (last token)."""

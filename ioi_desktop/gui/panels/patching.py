@@ -54,6 +54,7 @@ MODES = ("Exact", "Attribution estimate", "Exact, estimate and error")
 NARROW_WIDTH = 620
 # Side by side, each grid needs about this width for its axes, cells and colour bar; below it they stack.
 GRID_MIN_WIDTH = 330
+GRID_MIN_WIDTH_HEADS = 250
 
 class PatchingPanel(ResultPanel):
     TITLE = "Patching"
@@ -103,7 +104,7 @@ class PatchingPanel(ResultPanel):
         grids.setContentsMargins(0, 0, 0, 0)
         self._stacked = False
         self.exact = Heatmap(title="Exact patching")
-        self.estimate = Heatmap(title="Attribution patching estimate")
+        self.estimate = Heatmap(title="Attribution estimate")
         self.error = Heatmap(title="Error (estimate − exact)")
         for heatmap in (self.exact, self.estimate, self.error):
             heatmap.setMinimumSize(180, 200)
@@ -178,7 +179,11 @@ class PatchingPanel(ResultPanel):
         # The grids get the whole width when the scatter is hidden or below them, else the splitter's first pane.
         beside = not self.scatter_view.isHidden() and self.splitter.orientation() == Qt.Orientation.Horizontal
         width = self.splitter.sizes()[0] if beside and self.splitter.sizes()[0] > 0 else self.width() - 24
-        stacked = len(shown) > 1 and width < GRID_MIN_WIDTH * len(shown)
+        # What each plot's own layout needs (title, axes, colour bar), and room for the cells: layer x head
+        # grids (a few columns) need less than layer x position grids.
+        floor = GRID_MIN_WIDTH if _KIND.get(self._grid_key()) != "head" else GRID_MIN_WIDTH_HEADS
+        need = max([floor] + [int(m.ci.effectiveSizeHint(Qt.SizeHint.MinimumSize).width()) + 60 for m in shown])
+        stacked = len(shown) > 1 and width < need * len(shown)
         layout = self._grids_layout
         for heatmap in (self.exact, self.estimate, self.error):
             layout.removeWidget(heatmap)
@@ -285,7 +290,7 @@ class PatchingPanel(ResultPanel):
         head_suffix = f" — head {self.selection.head or 0}" if kind == "head_by_pos" else ""
         for heatmap, values, shown, name in (
             (self.exact, exact, show_exact, "Exact patching"),
-            (self.estimate, estimate, show_estimate, "Attribution patching estimate"),
+            (self.estimate, estimate, show_estimate, "Attribution estimate"),
             (self.error, attribution_patching.error_grid(exact, estimate) if show_error else None, show_error,
              "Error (estimate − exact)"),
         ):

@@ -252,6 +252,17 @@ def panel_screenshots(folder: str | os.PathLike, out: str | os.PathLike,
                         log(f"saved {path}")
                     if panel.TITLE == "Patching":
                         panel.mode_combo.setCurrentIndex(0)
+            # Stale results: another top-k for the logit lens greys its panel with the one-line banner.
+            window.resize(*sizes[0])
+            options = window.workbench.options["logit_lens"]
+            window.workbench.set_options("logit_lens", type(options).from_dict(
+                {**options.to_dict(), "top_k": options.top_k + 1}))
+            window.docks["Logit lens"].raise_()
+            settle()
+            path = out / f"{sizes[0][0]}x{sizes[0][1]}_logit_lens_stale.png"
+            _save(window, path)
+            written.append(path)
+            log(f"saved {path}")
         finally:
             window.close()
             app.processEvents()
