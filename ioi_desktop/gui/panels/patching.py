@@ -182,7 +182,7 @@ class PatchingPanel(ResultPanel):
         # What each plot's own layout needs (title, axes, colour bar), and room for the cells: layer x head
         # grids (a few columns) need less than layer x position grids.
         floor = GRID_MIN_WIDTH if _KIND.get(self._grid_key()) != "head" else GRID_MIN_WIDTH_HEADS
-        need = max([floor] + [int(m.ci.effectiveSizeHint(Qt.SizeHint.MinimumSize).width()) + 60 for m in shown])
+        need = max([floor] + [int(m.ci.effectiveSizeHint(Qt.SizeHint.MinimumSize).width()) + 24 for m in shown])
         stacked = len(shown) > 1 and width < need * len(shown)
         layout = self._grids_layout
         for heatmap in (self.exact, self.estimate, self.error):

@@ -30,8 +30,8 @@ from typing import Any, Callable
 
 import numpy as np
 import shiboken6
-from PySide6.QtCore import QEvent, Qt, Signal
-from PySide6.QtWidgets import QBoxLayout, QCheckBox, QGraphicsOpacityEffect, QHBoxLayout, QLabel, QMenu, QWidget
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtWidgets import QBoxLayout, QCheckBox, QHBoxLayout, QLabel, QMenu, QWidget
 
 from ioi_desktop.core.analyses.base import Positions
 from ioi_desktop.core.errors import IOIError
@@ -193,6 +193,7 @@ class ResultPanel(QWidget):
         self.banner.hide()
         self.stale_reasons: tuple[str, ...] = ()
         self.cancelled_at: str | None = None
+        self._veil: QWidget | None = None
         self._meta_view: ResultsView | None = None
         selection.subscribe(self._on_selection_changed)
 
@@ -222,16 +223,34 @@ class ResultPanel(QWidget):
         self.banner.setVisible(bool(text))
 
     def _set_greyed(self, greyed: bool) -> None:
-        """Stale results stay readable but faded; the banner says why."""
-        for child in self.findChildren(QWidget, options=Qt.FindChildOption.FindDirectChildrenOnly):
-            if child is self.banner:
-                continue
-            if greyed:
-                effect = QGraphicsOpacityEffect(child)
-                effect.setOpacity(0.45)
-                child.setGraphicsEffect(effect)
-            elif child.graphicsEffect() is not None:
-                child.setGraphicsEffect(None)
+        """Stale results stay readable (and hoverable) under a translucent veil; the banner says why.
+
+        A veil widget over the panel, not a QGraphicsOpacityEffect: the effect garbles pyqtgraph views.
+        """
+        if self._veil is None:
+            self._veil = QWidget(self)
+            self._veil.setObjectName("stale_veil")
+            self._veil.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+            self._veil.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
+        dark = self.palette().window().color().lightness() < 128
+        self._veil.setStyleSheet("QWidget#stale_veil { background: %s; }"
+                                 % ("rgba(30, 30, 32, 150)" if dark else "rgba(255, 255, 255, 150)"))
+        self._veil.setVisible(greyed)
+        self._place_veil()
+        if greyed:
+            # The banner's final place is known once the layout has run.
+            QTimer.singleShot(0, self._place_veil)
+
+    def _place_veil(self) -> None:
+        if not self._alive() or self._veil is None or not self._veil.isVisible():
+            return
+        top = self.banner.geometry().bottom() + 2 if self.banner.isVisible() else 0
+        self._veil.setGeometry(0, top, self.width(), max(0, self.height() - top))
+        self._veil.raise_()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._place_veil()
 
     @property
     def greyed(self) -> bool:
