@@ -123,8 +123,21 @@ def describe_source(meta: Mapping[str, Any]) -> str:
     model = meta.get("model") if isinstance(meta.get("model"), Mapping) else {}
     prompts = meta.get("prompts") if isinstance(meta.get("prompts"), Mapping) else {}
     n = prompts.get("n_prompts")
-    set_meta = prompts.get("prompt_set", {}).get("meta", {}) if isinstance(prompts.get("prompt_set"), Mapping) else {}
-    set_name = set_meta.get("name") or set_meta.get("source") or "prompt set"
+    prompt_set = prompts.get("prompt_set") if isinstance(prompts.get("prompt_set"), Mapping) else {}
+    set_meta = prompt_set.get("meta", {}) if isinstance(prompt_set.get("meta"), Mapping) else {}
+    # "the notebook prompt set", "prompt set pairs.json", ... and a short hash of its pairs.
+    if set_meta.get("preset"):
+        set_name = f"the {set_meta['preset']} prompt set"
+    elif set_meta.get("name") or set_meta.get("file"):
+        set_name = f"prompt set {set_meta.get('name') or Path(str(set_meta['file'])).name}"
+    else:
+        set_name = f"{set_meta.get('source', 'a')} prompt set"
+    if prompt_set.get("pairs"):
+        import hashlib
+        import json
+
+        digest = hashlib.sha256(json.dumps(prompt_set, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        set_name += f" ({digest[:8]})"
     text = f"model {model.get('name', 'unknown')}; {set_name}"
     return text + (f", {n} pairs" if n is not None else "")
 

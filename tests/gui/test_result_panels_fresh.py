@@ -340,3 +340,17 @@ def test_overview_ticks_stay_readable_with_1000_prompts(qtbot, loaded_window):
     assert 2 <= len(ticks) and len(ticks) * (widest + 4) <= length, (len(ticks), widest, length)
     step = ticks[1][0] - ticks[0][0]
     assert step in (10, 20, 25, 50, 100, 200, 250, 500)
+
+
+def test_model_picker_error_clears_once_a_valid_folder_loads(qtbot, window, tiny_model_dir, tmp_path):
+    from tests.support.gui_fixtures import MODEL_LOAD_TIMEOUT_MS, load_through_worker
+
+    from ioi_desktop.core.models import ModelSpec
+
+    picker = window.model_picker
+    with qtbot.waitSignal(window.worker.model_load_failed, timeout=MODEL_LOAD_TIMEOUT_MS):
+        assert window.load_model(ModelSpec(source=str(tmp_path), device="cpu"))
+    qtbot.waitUntil(lambda: not window.worker.busy, timeout=MODEL_LOAD_TIMEOUT_MS)
+    assert picker.error_label.isVisibleTo(picker) and "not a model folder" in picker.error_label.text()
+    load_through_worker(qtbot, window, tiny_model_dir)
+    assert not picker.error_label.isVisibleTo(picker)

@@ -263,6 +263,23 @@ def panel_screenshots(folder: str | os.PathLike, out: str | os.PathLike,
             _save(window, path)
             written.append(path)
             log(f"saved {path}")
+            # 1000 prompts (the demo's 8 repeated): the overview's prompt axis stays readable.
+            from dataclasses import replace
+
+            base = window.prompt_editor.prompt_set()
+            window.set_prompt_set(replace(base, pairs=tuple(base.pairs[i % len(base.pairs)] for i in range(1000))))
+            wait_until(app, lambda: window.prompt_editor.valid, "1000 prompts to validate", timeout=120)
+            for name, action in window.analysis_actions.items():
+                action.setChecked(name == "logit_diff")
+            if not window.run():
+                raise ScreenshotError(f"Run was blocked: {window.run_blocked_reason()}")
+            wait_until(app, lambda: not window.worker.busy, "the 1000-prompt run to finish")
+            window.docks["Overview"].raise_()
+            settle()
+            path = out / f"{sizes[0][0]}x{sizes[0][1]}_overview_1000_prompts.png"
+            _save(window, path)
+            written.append(path)
+            log(f"saved {path}")
         finally:
             window.close()
             app.processEvents()

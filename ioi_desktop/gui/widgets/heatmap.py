@@ -280,7 +280,8 @@ class Heatmap(ThemedPlot):
 
         self.plot = self.addPlot(row=0, col=0, title=title or None,
                                  axisItems={"bottom": RotatableAxis("bottom")})
-        self._rotate_cols = False
+        self._rotate_cols: bool | str = False
+        self._rotated_now: bool | None = None
         self.plot.invertY(True)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.setMenuEnabled(False)
@@ -331,9 +332,11 @@ class Heatmap(ThemedPlot):
         self.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self._apply_theme()
 
-    def set_rotated_col_labels(self, rotated: bool) -> None:
-        """Draw the column labels rotated (long token labels, every column labelled)."""
+    def set_rotated_col_labels(self, rotated: bool | str) -> None:
+        """Draw the column labels rotated (long token labels, every column labelled): True always,
+        "auto" only when they would not all fit side by side, False never."""
         self._rotate_cols = rotated
+        self._rotated_now = None
         if not rotated:
             self.plot.getAxis("bottom").set_rotation(0)
 
@@ -377,11 +380,7 @@ class Heatmap(ThemedPlot):
         self._row_labels = [str(x) for x in row_labels] if row_labels is not None else [str(i) for i in range(n_rows)]
         self._col_labels = [str(x) for x in col_labels] if col_labels is not None else [str(i) for i in range(n_cols)]
         fit_axis(self.plot.getAxis("left"), self._row_labels or None)
-        if self._rotate_cols:
-            self._col_labels = [label.replace("\n", " ") for label in self._col_labels]
-            self.plot.getAxis("bottom").set_rotation(-50, self._col_labels)
-        else:
-            fit_axis(self.plot.getAxis("bottom"), self._col_labels or None)
+        self._rotated_now = None
         self._update_ticks()
         self.colorbar.setColorMap(DIVERGING if signed else SEQUENTIAL)
         self._render()
@@ -403,16 +402,27 @@ class Heatmap(ThemedPlot):
         metrics = QFontMetrics(QFont())
         label_width = max((metrics.horizontalAdvance(line) for label in self._col_labels
                            for line in label.split("\n")), default=0) + 8
-        if self._rotate_cols:
-            # Rotated labels take only about a line's height of the axis's length each.
-            label_width = metrics.height() * 0.85 + 1
         label_height = metrics.height() + 2
         view = self.plot.vb.boundingRect()
         # Before the first layout the view has no size yet; assume the usual one.
         laid_out = view.width() > 1 and view.height() > 1
         width = view.width() if laid_out else 400.0
         height = view.height() if laid_out else 300.0
-        self._ticks = {"bottom": tick_labels(self._col_labels, max(1, int(width // label_width))),
+        rotate = self._rotate_cols is True or (self._rotate_cols == "auto" and laid_out
+                                                and width // label_width < len(self._col_labels))
+        columns = [label.replace("\n", " ") for label in self._col_labels] if rotate else self._col_labels
+        if rotate != self._rotated_now:
+            self._rotated_now = rotate
+            axis = self.plot.getAxis("bottom")
+            if rotate:
+                axis.set_rotation(-50, columns)
+            else:
+                axis.set_rotation(0)
+                fit_axis(axis, self._col_labels or None)
+        if rotate:
+            # Rotated labels take only about a line's height of the axis's length each.
+            label_width = metrics.height() * 0.85 + 1
+        self._ticks = {"bottom": tick_labels(columns, max(1, int(width // label_width))),
                        "left": tick_labels(self._row_labels, max(1, int(height // label_height)))}
         self.plot.getAxis("bottom").setTicks([self._ticks["bottom"]])
         self.plot.getAxis("left").setTicks([self._ticks["left"]])
