@@ -135,7 +135,7 @@ class AttentionPanel(ResultPanel):
         self.maps_scroll.setWidgetResizable(False)
         self.maps_scroll.setWidget(self.maps_area)
         # As much room as the pattern had before it scrolled; the dock grows the area when it can.
-        self.maps_scroll.setMinimumHeight(220)
+        self.maps_scroll.setMinimumHeight(170)
         layout.addWidget(self.maps_scroll, 1)
 
         self.strip_caption = QLabel("")
@@ -202,6 +202,8 @@ class AttentionPanel(ResultPanel):
 
     def clear_views(self) -> None:
         self.heatmap.clear_data()
+        self.heatmap.setMinimumSize(260, 200)
+        self.maps_area.resize(self.maps_scroll.viewport().size())
         for pinned in self.pinned_maps:
             pinned.clear_data()
             pinned.setVisible(False)

@@ -77,7 +77,7 @@ class LogitLensPanel(ResultPanel):
         splitter = QSplitter(Qt.Orientation.Horizontal)
         self.grid = self.link_position_map(Heatmap(title="Top token by layer and position",
                                                    row_title="layer", col_title="position"))
-        self.grid.setMinimumSize(320, 220)
+        self.grid.setMinimumSize(320, 190)
         # Position labels rotate when they do not all fit side by side: every position is named.
         self.grid.set_rotated_col_labels("auto")
         self.grid.set_hover_text(self._describe_cell)
