@@ -805,14 +805,14 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ export
 
     def export_all_dialog(self) -> None:
-        from PySide6.QtWidgets import QInputDialog
+        from ioi_desktop.gui.widgets.export import ask_export_settings
 
         folder = QFileDialog.getExistingDirectory(self, "Export every figure and its data to a folder")
         if not folder:
             return
-        dpi, ok = QInputDialog.getInt(self, "Export resolution", "PNG resolution (dots per inch):", 300, 30, 1200, 50)
-        if ok:
-            self.export_all(folder, dpi=dpi)
+        chosen = ask_export_settings(self)
+        if chosen is not None:
+            self.export_all(folder, dpi=chosen[0], markers=chosen[1])
 
     def export_all(self, folder: str | Path, dpi: int = 300, markers: bool = False) -> list[Path]:
         """Every grid of every analysis (SVG, PNG at ``dpi``), each panel's other plots and data (CSV),

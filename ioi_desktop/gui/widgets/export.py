@@ -1,10 +1,15 @@
 """Saving what a panel shows: figures as PNG and SVG, numbers as CSV.
 
-PNG is a grab of the widget as it is on screen (any QWidget, token strips
-included). SVG renders the same widget through Qt's ``QSvgGenerator``, so axes,
-text and bars stay vectors (heatmap images are embedded as bitmaps); pyqtgraph's
-own ``SVGExporter`` cannot parse the paths Qt 6.12 writes, so it is not used.
-All files are written atomically.
+Grids (heatmaps) are exported through ``core.figures``: a vector SVG written
+without Qt (one rectangle per cell, titled with analysis, activation, model and
+prompt set), rasterised here to PNG off-screen at a chosen DPI
+(:func:`svg_to_png`, also run by ``ioi-desktop export`` in a child process).
+Other plots (bars, scatter, the lens line, attention patterns, token strips)
+are rendered from their widget, off-screen and scaled to the DPI
+(:func:`render_widget_png`), and as SVG through Qt's ``QSvgGenerator``
+(:func:`export_svg`); pyqtgraph's own ``SVGExporter`` cannot parse the paths
+Qt 6.12 writes, so it is not used. :func:`export_png` (a grab of the widget as
+on screen) is kept for screenshots. All files are written atomically.
 """
 
 from __future__ import annotations
@@ -138,3 +143,32 @@ def svgs_to_pngs(folder: Path | str, dpi: int = 300) -> list[Path]:
     """A PNG beside every SVG figure in ``folder`` (recursively)."""
     return [svg_to_png(path.read_bytes(), path.with_suffix(".png"), dpi)
             for path in sorted(Path(folder).rglob("*.svg"))]
+
+
+def ask_export_settings(parent: QWidget | None = None, dpi: int = 300, markers: bool = False):
+    """A small dialog: PNG resolution and whether to draw known head roles on layer x head grids.
+
+    Returns (dpi, markers), or None when cancelled.
+    """
+    from PySide6.QtWidgets import QCheckBox, QDialog, QDialogButtonBox, QFormLayout, QSpinBox
+
+    dialog = QDialog(parent)
+    dialog.setWindowTitle("Export figures and data")
+    form = QFormLayout(dialog)
+    dpi_box = QSpinBox()
+    dpi_box.setRange(30, 1200)
+    dpi_box.setSingleStep(50)
+    dpi_box.setValue(dpi)
+    dpi_box.setSuffix(" DPI")
+    dpi_box.setToolTip("PNG resolution; SVGs are vector figures at any size")
+    form.addRow("PNG resolution:", dpi_box)
+    markers_box = QCheckBox("Mark known head roles on layer × head grids")
+    markers_box.setChecked(markers)
+    form.addRow(markers_box)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+    buttons.accepted.connect(dialog.accept)
+    buttons.rejected.connect(dialog.reject)
+    form.addRow(buttons)
+    if dialog.exec() != QDialog.DialogCode.Accepted:
+        return None
+    return dpi_box.value(), markers_box.isChecked()
