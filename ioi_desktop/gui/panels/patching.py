@@ -105,7 +105,7 @@ class PatchingPanel(ResultPanel):
         self._stacked = False
         self.exact = Heatmap(title="Exact patching")
         self.estimate = Heatmap(title="Attribution estimate")
-        self.error = Heatmap(title="Error (estimate − exact)")
+        self.error = Heatmap(title="Estimate − exact")
         for heatmap in (self.exact, self.estimate, self.error):
             heatmap.setMinimumSize(180, 200)
             heatmap.cell_clicked.connect(self._on_cell_clicked)
@@ -292,7 +292,7 @@ class PatchingPanel(ResultPanel):
             (self.exact, exact, show_exact, "Exact patching"),
             (self.estimate, estimate, show_estimate, "Attribution estimate"),
             (self.error, attribution_patching.error_grid(exact, estimate) if show_error else None, show_error,
-             "Error (estimate − exact)"),
+             "Estimate − exact"),
         ):
             heatmap.setVisible(shown)
             if not shown:
