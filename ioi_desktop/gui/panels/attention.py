@@ -135,7 +135,7 @@ class AttentionPanel(ResultPanel):
         self.maps_scroll.setWidgetResizable(False)
         self.maps_scroll.setWidget(self.maps_area)
         # As much room as the pattern had before it scrolled; the dock grows the area when it can.
-        self.maps_scroll.setMinimumHeight(170)
+        self.maps_scroll.setMinimumHeight(120)
         layout.addWidget(self.maps_scroll, 1)
 
         self.strip_caption = QLabel("")

@@ -66,7 +66,11 @@ class OverviewPanel(ResultPanel):
         self.strip = TokenStrip()
         side_layout.addWidget(TokenStripScroller(self.strip))
         self.top_table = QTableWidget(0, 4)
-        self.top_table.setHorizontalHeaderLabels(["clean: next token", "p", "corrupted: next token", "p"])
+        # Short headers that fit a narrow column; the tooltips say it in full.
+        self.top_table.setHorizontalHeaderLabels(["clean next", "p", "corrupted next", "p"])
+        for column, tip in enumerate(("most likely next token on the clean prompt", "its probability",
+                                      "most likely next token on the corrupted prompt", "its probability")):
+            self.top_table.horizontalHeaderItem(column).setToolTip(tip)
         self.top_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.top_table.verticalHeader().setVisible(True)
         header = self.top_table.horizontalHeader()
