@@ -134,8 +134,8 @@ class AttentionPanel(ResultPanel):
         # The maps keep the size their square cells need (no stretching); the area scrolls around them.
         self.maps_scroll.setWidgetResizable(False)
         self.maps_scroll.setWidget(self.maps_area)
-        # As much room as the pattern had before it scrolled; the dock grows the area when it can.
-        self.maps_scroll.setMinimumHeight(120)
+        # Small: in a short dock the maps scroll rather than push the caption and strip over them.
+        self.maps_scroll.setMinimumHeight(60)
         layout.addWidget(self.maps_scroll, 1)
 
         self.strip_caption = QLabel("")
