@@ -354,3 +354,24 @@ def test_model_picker_error_clears_once_a_valid_folder_loads(qtbot, window, tiny
     assert picker.error_label.isVisibleTo(picker) and "not a model folder" in picker.error_label.text()
     load_through_worker(qtbot, window, tiny_model_dir)
     assert not picker.error_label.isVisibleTo(picker)
+
+
+def test_patching_cancelled_mid_grid_says_where_over_its_labelled_rows(qtbot, loaded_window):
+    """The worker's reports as they arrive when Cancel lands after patching's first layer."""
+    from ioi_desktop.core.analyses import patching as patching_analysis
+    from ioi_desktop.core.runner import RowsEvent
+
+    window = loaded_window
+    store = window.workbench.results
+    patching = raise_panel(qtbot, window, "Patching")
+    request = window.workbench.run_request(only=("patching",))
+    window.workbench.begin_run(request)
+    store.set_meta({"prompts": {"str_tokens": [["<|endoftext|>", "When", " John"]] * 8, "lengths": [3] * 8}})
+    store.note_step("Activation patching: residual stream, layer 1 of 2")
+    store.add_rows(RowsEvent("patching", "patch_resid_pre", (0,), np.array([0.1, 0.2, 0.9], np.float32), (2, 3),
+                             patching_analysis.Result))
+    assert "Computing" in patching.status.text()
+    store.end("cancelled")
+    assert patching.banner_text().startswith("Cancelled at Activation patching: residual stream, layer 1 of 2")
+    assert "Computing" not in patching.status.text() and "1 of 2 layers computed" in patching.status.text()
+    assert "When" in patching.exact.col_label(1) and "position 2 'John'" in patching.status.text()
