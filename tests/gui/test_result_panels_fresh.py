@@ -375,3 +375,21 @@ def test_patching_cancelled_mid_grid_says_where_over_its_labelled_rows(qtbot, lo
     assert patching.banner_text().startswith("Cancelled at Activation patching: residual stream, layer 1 of 2")
     assert "Computing" not in patching.status.text() and "1 of 2 layers computed" in patching.status.text()
     assert "When" in patching.exact.col_label(1) and "position 2 'John'" in patching.status.text()
+
+
+@pytest.mark.parametrize("title", ["Path patching", "Ablation", "Head scores"])
+def test_rows_of_head_maps_reflow_rather_than_cut_a_plot_off(qtbot, loaded_window, title):
+    window = loaded_window
+    window.resize(1280, 800)
+    run_and_wait(qtbot, window)
+    panel = raise_panel(qtbot, window, title)
+    QApplication.processEvents()
+    from ioi_desktop.gui.widgets.heatmap import Heatmap
+
+    for heatmap in panel.findChildren(Heatmap):
+        if not heatmap.isVisibleTo(panel):
+            continue
+        right = heatmap.mapTo(panel, heatmap.rect().topRight()).x()
+        assert right <= panel.width() + 1, (title, right, panel.width())
+        bar = heatmap.mapFromScene(heatmap.colorbar.sceneBoundingRect().topRight())
+        assert bar.x() <= heatmap.width() + 1, title

@@ -31,7 +31,7 @@ from typing import Any, Callable
 import numpy as np
 import shiboken6
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtWidgets import QBoxLayout, QCheckBox, QHBoxLayout, QLabel, QMenu, QWidget
+from PySide6.QtWidgets import QBoxLayout, QCheckBox, QGridLayout, QLabel, QMenu, QWidget
 
 from ioi_desktop.core.analyses.base import Positions
 from ioi_desktop.core.errors import IOIError
@@ -145,6 +145,47 @@ def axis_position_labels(positions: Positions | None, tokens: list[str], width: 
 def slug(text: str) -> str:
     """A file-name-safe lower-case version of a title."""
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "figure"
+
+
+class HeadMapRow(QWidget):
+    """Heatmaps side by side, reflowed into as many lines as their own layouts need at this width."""
+
+    def __init__(self, stretch: int = 0) -> None:
+        super().__init__()
+        self._maps: list[Heatmap] = []
+        self._grid = QGridLayout(self)
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        self._stretch = stretch
+        self._columns = 0
+
+    def add(self, heatmap: Heatmap) -> None:
+        self._maps.append(heatmap)
+        self._reflow(force=True)
+
+    def columns(self) -> int:
+        """How many plots share a line now."""
+        return self._columns
+
+    def _needed(self) -> int:
+        return max([180] + [int(m.ci.effectiveSizeHint(Qt.SizeHint.MinimumSize).width()) + 24 for m in self._maps])
+
+    def _reflow(self, force: bool = False) -> None:
+        shown = [m for m in self._maps if not m.isHidden()] or self._maps
+        width = self.width() if self.width() > 50 else 10_000
+        columns = max(1, min(len(shown), width // max(1, self._needed())))
+        if columns == self._columns and not force:
+            return
+        self._columns = columns
+        for heatmap in self._maps:
+            self._grid.removeWidget(heatmap)
+        for index, heatmap in enumerate(self._maps):
+            self._grid.addWidget(heatmap, index // columns, index % columns)
+        for column in range(len(self._maps)):
+            self._grid.setColumnStretch(column, self._stretch if column < columns else 0)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._reflow()
 
 
 class ResultPanel(QWidget):
@@ -551,15 +592,20 @@ class ResultPanel(QWidget):
         return menu
 
     def add_head_maps(self, layout: Any, grids: Any, min_size: int = 180, stretch: int = 0) -> dict[str, Heatmap]:
-        """A row of linked layer x head heatmaps, one per ``(name, title)``, then the roles legend, into ``layout``."""
-        row = QHBoxLayout()
+        """A row of linked layer x head heatmaps, one per ``(name, title)``, then the roles legend, into ``layout``.
+
+        The row reflows into two or more lines when the panel is too narrow for every plot's own
+        layout (title, axes, colour bar) side by side, so no plot is cut off mid-axis.
+        """
+        row = HeadMapRow(stretch)
         heatmaps: dict[str, Heatmap] = {}
         for name, title in grids:
             heatmap = self.link_head_map(Heatmap(title=title, row_title="layer", col_title="head"))
             heatmap.setMinimumSize(min_size, min_size)
             heatmaps[name] = heatmap
-            row.addWidget(heatmap, stretch)
-        layout.addLayout(row, 1)
+            row.add(heatmap)
+        self.head_map_row = row
+        layout.addWidget(row, 1)
         layout.addWidget(self.roles_legend)
         return heatmaps
 
