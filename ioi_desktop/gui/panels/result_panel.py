@@ -31,7 +31,7 @@ from typing import Any, Callable
 import numpy as np
 import shiboken6
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtWidgets import QBoxLayout, QCheckBox, QGridLayout, QLabel, QMenu, QWidget
+from PySide6.QtWidgets import QBoxLayout, QCheckBox, QGridLayout, QLabel, QMenu, QScrollArea, QWidget
 
 from ioi_desktop.core.analyses.base import Positions
 from ioi_desktop.core.errors import IOIError
@@ -147,6 +147,9 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "figure"
 
 
+MIN_HEAD_MAP_WIDTH = 250
+
+
 class HeadMapRow(QWidget):
     """Heatmaps side by side, reflowed into as many lines as their own layouts need at this width."""
 
@@ -167,11 +170,19 @@ class HeadMapRow(QWidget):
         return self._columns
 
     def _needed(self) -> int:
-        return max([180] + [int(m.ci.effectiveSizeHint(Qt.SizeHint.MinimumSize).width()) + 24 for m in self._maps])
+        """Width one plot needs: its title plus the colour bar, and never under MIN_HEAD_MAP_WIDTH (measured:
+        a 4-head grid with its row labels and a colour bar of "-4e-05"-style labels needs about 250 px)."""
+        titles = [int(m.plot.titleLabel.effectiveSizeHint(Qt.SizeHint.MinimumSize).width()) for m in self._maps]
+        return max([MIN_HEAD_MAP_WIDTH] + [title + 70 for title in titles])
+
+    def reflow(self, width: int) -> None:
+        """Lay the plots out for ``width`` pixels (the scroll area's visible width)."""
+        self._width = width
+        self._reflow()
 
     def _reflow(self, force: bool = False) -> None:
         shown = [m for m in self._maps if not m.isHidden()] or self._maps
-        width = self.width() if self.width() > 50 else 10_000
+        width = getattr(self, "_width", 0) or 10_000
         columns = max(1, min(len(shown), width // max(1, self._needed())))
         if columns == self._columns and not force:
             return
@@ -183,9 +194,22 @@ class HeadMapRow(QWidget):
         for column in range(len(self._maps)):
             self._grid.setColumnStretch(column, self._stretch if column < columns else 0)
 
+
+
+class HeadMapScroll(QScrollArea):
+    """Holds a HeadMapRow: reflows it to the visible width; extra lines scroll instead of growing the window."""
+
+    def __init__(self, row: HeadMapRow) -> None:
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setWidget(row)
+        self.row = row
+
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
-        self._reflow()
+        self.row.reflow(self.viewport().width())
 
 
 class ResultPanel(QWidget):
@@ -601,11 +625,14 @@ class ResultPanel(QWidget):
         heatmaps: dict[str, Heatmap] = {}
         for name, title in grids:
             heatmap = self.link_head_map(Heatmap(title=title, row_title="layer", col_title="head"))
-            heatmap.setMinimumSize(min_size, min_size)
+            # Narrow minimum widths: the row decides how many fit a line (HeadMapRow._needed).
+            heatmap.setMinimumSize(100, min_size)
             heatmaps[name] = heatmap
             row.add(heatmap)
         self.head_map_row = row
-        layout.addWidget(row, 1)
+        scroll = HeadMapScroll(row)
+        scroll.setMinimumHeight(min_size + 20)
+        layout.addWidget(scroll, 1)
         layout.addWidget(self.roles_legend)
         return heatmaps
 
