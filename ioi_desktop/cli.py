@@ -17,7 +17,7 @@ import sys
 from ioi_desktop import __version__
 from ioi_desktop.core.errors import IOIError
 
-COMMANDS = ("models", "pairs", "analyze", "ablate", "path-patch", "circuit", "reproduce-notebook")
+COMMANDS = ("models", "pairs", "analyze", "ablate", "path-patch", "circuit", "reproduce-notebook", "export")
 
 
 def _build_parser() -> tuple[argparse.ArgumentParser, dict]:

@@ -27,6 +27,12 @@ from ioi_desktop.core.selection import SelectionModel
 
 MAX_BATCH_SIZE = 4096
 
+# Below this clean-corrupted gap (logits) normalised scores are mostly noise (see core.analyses.metrics).
+from ioi_desktop.core.grids import SMALL_GAP_THRESHOLD, small_gap_warning  # noqa: E402,F401
+
+# Options that change how fast a result is computed, not what it is.
+_SPEED_ONLY_OPTIONS = frozenset({"batch_size"})
+
 # ------------------------------------------------------------------ events
 
 
@@ -82,6 +88,17 @@ class RunEnded:
 
 
 @dataclass(frozen=True)
+class ResultsStale:
+    """Which shown results no longer match the inputs (model, prompt set or options); empty: all current.
+
+    ``reasons`` maps each stale analysis to what changed ("model", "prompt set", "options").
+    """
+
+    stale: tuple[str, ...]
+    reasons: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ResultsReplaced:
     """The whole store changed (a session opened, or the results were cleared when ``results`` is None)."""
 
@@ -99,6 +116,25 @@ class Provenance:
     prompt_hash: str
     n_pairs: int
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    def differences(self, current: "Provenance") -> tuple[str, ...]:
+        """What differs from ``current``: "model", "prompt set", "options" (batch size never counts;
+        an empty model name, nothing loaded, is not compared)."""
+        found = []
+        if self.model and current.model and self.model != current.model:
+            found.append("model")
+        if self.prompt_hash != current.prompt_hash or self.n_pairs != current.n_pairs:
+            found.append("prompt set")
+        mine = {k: v for k, v in self.options.items() if k not in _SPEED_ONLY_OPTIONS}
+        theirs = {k: v for k, v in current.options.items() if k not in _SPEED_ONLY_OPTIONS}
+        if mine != theirs:
+            found.append("options")
+        return tuple(found)
+
+    def summary(self) -> str:
+        """ "results from <model>, <n> pairs" (the stale banner's first words)."""
+        pairs = f"{self.n_pairs} pair" + ("" if self.n_pairs == 1 else "s")
+        return f"results from {self.model or 'an unknown model'}, {pairs}"
 
 
 class PartialGrid:
@@ -130,6 +166,12 @@ class ResultsStore:
         self._meta: dict[str, Any] = {}
         self._running: tuple[str, ...] = ()
         self._pending_provenance: dict[str, Provenance] = {}
+        self._stale: dict[str, tuple[str, ...]] = {}
+        # The step the run was at (its last progress message), for "cancelled at <step>".
+        self.last_step = ""
+        self.last_status = ""
+        # The run's tokenizer, to name streamed token ids before the analysis's own labels arrive.
+        self.tokenizer: Any = None
 
     # --- reading
 
@@ -155,6 +197,42 @@ class ResultsStore:
         return list(self._results)
 
     @property
+    def running(self) -> tuple[str, ...]:
+        return self._running
+
+    def stale(self) -> dict[str, tuple[str, ...]]:
+        """Stale analyses -> what changed (see :class:`ResultsStale`)."""
+        return dict(self._stale)
+
+    def token_text(self, ids: Any) -> dict[str, str]:
+        """``{str(id): text}`` of token ids of the run in progress ({} when no tokenizer is known)."""
+        if self.tokenizer is None:
+            return {}
+        from ioi_desktop.core.analyses.metrics import token_text
+
+        return token_text(self.tokenizer, np.asarray(ids))
+
+    def note_step(self, message: str) -> None:
+        """The run's latest progress message (kept for "cancelled at <step>")."""
+        if self._running and message:
+            self.last_step = str(message)
+
+    def check_stale(self, current: Mapping[str, Provenance]) -> None:
+        """Compare each finished result's provenance with ``current`` (analysis -> what a run now would
+        use) and publish :class:`ResultsStale` when the stale set changed."""
+        found: dict[str, tuple[str, ...]] = {}
+        for name in self._results:
+            mine, now = self._provenance.get(name), current.get(name)
+            if mine is None or now is None:
+                continue
+            differences = mine.differences(now)
+            if differences:
+                found[name] = differences
+        if found != self._stale:
+            self._stale = found
+            self.hub.publish(ResultsStale(tuple(found), dict(found)))
+
+    @property
     def meta(self) -> Mapping[str, Any]:
         return dict(self._meta)
 
@@ -175,6 +253,11 @@ class ResultsStore:
         self._partial.clear()
         self._running = tuple(analyses)
         self._pending_provenance = dict(provenance)
+        self.last_step, self.last_status = "", ""
+        for name in analyses:
+            self._stale.pop(name, None)
+        if not keep_others:
+            self._stale.clear()
         self.hub.publish(RunStarted(self._running, keep_others))
 
     def set_meta(self, meta: Mapping[str, Any]) -> None:
@@ -212,6 +295,7 @@ class ResultsStore:
         finished = tuple(name for name in self._running if name in self._results)
         unfinished = tuple(name for name in self._running if name not in self._results)
         self._running = ()
+        self.last_status = status
         self.hub.publish(RunEnded(status, finished, unfinished))
 
     def replace(self, run_results: Any, provenance: Mapping[str, Provenance] | None = None) -> None:
@@ -221,6 +305,8 @@ class ResultsStore:
         self._provenance = dict(provenance or {})
         self._partial.clear()
         self._running = ()
+        self._stale = {}
+        self.last_step, self.last_status = "", ""
         self.hub.publish(ResultsReplaced(run_results))
 
 
@@ -259,6 +345,7 @@ class Workbench:
         self.batch_size: int | None = None
         self.session_path: Path | None = None
         self.read_only = False
+        self._prompt_hash: str | None = None
 
     # --- inputs
 
@@ -266,16 +353,32 @@ class Workbench:
         self.handle = handle
         self.model_spec = handle.spec if handle is not None else self.model_spec
         self.hub.publish(ModelChanged(handle))
+        self.check_stale()
 
     def set_prompt_set(self, prompt_set: Any) -> None:
         self.prompt_set = prompt_set
+        self._prompt_hash = None
         self.hub.publish(PromptSetChanged(prompt_set))
+        self.check_stale()
 
     def set_options(self, analysis: str, options: AnalysisOptions) -> None:
         if not isinstance(options, option_types()[analysis]):
             raise TypeError(f"options of {analysis} must be its Options, not {type(options).__name__}")
         self.options[analysis] = options
         self.hub.publish(SettingsChanged(analysis))
+        self.check_stale()
+
+    def check_stale(self) -> None:
+        """Mark the results whose model, prompt set or options differ from the current ones as stale
+        (the panels grey them out, and :meth:`stale_analyses` is what Run re-runs)."""
+        if self.results.analyses:
+            self.results.check_stale({name: self.provenance(name) for name in self.results.analyses
+                                      if name in self.options})
+
+    def stale_analyses(self) -> tuple[str, ...]:
+        """The analyses whose shown results no longer match the inputs."""
+        self.check_stale()
+        return tuple(self.results.stale())
 
     def set_run_settings(self, analyses: Any = None, batch_size: Any = "unchanged") -> None:
         """Which analyses run (kept in display order) and the batch size (None: automatic)."""
@@ -293,18 +396,32 @@ class Workbench:
 
     # --- running
 
-    def run_request(self) -> RunRequest:
-        return RunRequest(self.analyses, {name: self.options[name] for name in self.analyses}, self.batch_size)
+    def run_request(self, only: Any = None) -> RunRequest:
+        """The run of the ticked analyses (those of them in ``only`` when given)."""
+        names = tuple(name for name in self.analyses if only is None or name in only)
+        return RunRequest(names, {name: self.options[name] for name in names}, self.batch_size)
+
+    def analyses_to_run(self) -> tuple[tuple[str, ...], bool]:
+        """(analyses, keep_others) for Run: when some ticked analyses have current results, only the
+        stale or missing ones run and the current results stay; otherwise every ticked analysis runs."""
+        stale = set(self.stale_analyses())
+        current = [name for name in self.analyses if name in self.results.analyses and name not in stale]
+        needed = tuple(name for name in self.analyses if name not in current)
+        if current and needed:
+            return needed, True
+        return self.analyses, False
 
     def provenance(self, analysis: str) -> Provenance:
-        """What a result of ``analysis`` computed now would come from."""
-        model = self.handle.info.name if self.handle is not None else str(getattr(self.model_spec, "source", ""))
+        """What a result of ``analysis`` computed now would come from (model "" when none is loaded)."""
+        model = self.handle.info.name if self.handle is not None else ""
         options = {**self.options[analysis].to_dict(), "batch_size": self.batch_size}
         prompts = self.prompt_set
-        return Provenance(model, prompt_set_hash(prompts) if prompts is not None else "",
-                          len(prompts) if prompts is not None else 0, options)
+        if prompts is not None and self._prompt_hash is None:
+            self._prompt_hash = prompt_set_hash(prompts)
+        return Provenance(model, self._prompt_hash or "", len(prompts) if prompts is not None else 0, options)
 
     def begin_run(self, request: RunRequest, keep_others: bool = False) -> None:
+        self.results.tokenizer = getattr(self.handle, "tokenizer", None)
         self.results.begin(request.analyses, {name: self.provenance(name) for name in request.analyses},
                            keep_others)
 
@@ -341,6 +458,7 @@ class Workbench:
             if isinstance(given, Mapping):
                 self.options[name] = cls.from_dict(given, strict=False)
         self.hub.publish(SettingsChanged(None))
+        self.check_stale()
 
     def session(self, layout: Mapping[str, Any]) -> Any:
         from ioi_desktop.core.session import Session
@@ -362,7 +480,8 @@ class Workbench:
         """Prompt set, settings, results and selection of an opened session (the model is the caller's)."""
         self.set_prompt_set(session.prompt_set)
         self.apply_settings(session.settings)
-        self.results.replace(session.results)
+        self.results.replace(session.results, self._session_provenance(session))
+        self.check_stale()
         try:
             self.selection.update(**{k: v for k, v in session.selection.items()
                                      if k in self.selection.current.as_dict()})
@@ -377,6 +496,21 @@ class Workbench:
             self.selection.set_pinned_positions(session.selection.get("pinned_positions") or "end")
         except ValueError:
             self.selection.set_pinned_positions("end")
+
+
+    def _session_provenance(self, session: Any) -> dict[str, Provenance]:
+        """A saved session's results came from its model, prompt set and settings (saved together)."""
+        if session.results is None:
+            return {}
+        from dataclasses import replace
+
+        info = session.model_info if isinstance(session.model_info, Mapping) else {}
+        model = info.get("name")
+        if not model:
+            meta_model = (session.results.meta or {}).get("model")
+            model = meta_model.get("name", "") if isinstance(meta_model, Mapping) else ""
+        return {name: replace(self.provenance(name), model=str(model or ""))
+                for name in session.results.results if name in self.options}
 
 
 def _from_flat_settings(data: Mapping[str, Any], per_analysis: dict[str, Any]) -> dict[str, Any]:

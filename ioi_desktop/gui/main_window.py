@@ -376,6 +376,7 @@ class MainWindow(QMainWindow):
         w.busy_changed.connect(self._on_busy_changed)
         w.job_refused.connect(self._on_job_refused)
         w.progress_changed.connect(self._on_progress_changed)
+        w.progress_changed.connect(lambda _done, _total, message, _eta: self.workbench.results.note_step(message))
         w.inventory_found.connect(lambda inventory: self.model_picker.set_inventory(inventory.devices, inventory.local_models))
         w.model_loaded.connect(self._on_model_loaded)
         w.model_load_failed.connect(self._on_model_load_failed)
@@ -391,6 +392,9 @@ class MainWindow(QMainWindow):
         self.prompt_editor.set_job_runner(self.worker.prepare)
         self.prompt_editor.validity_changed.connect(lambda _ok, _why: self._update_run_enabled())
         self.prompt_editor.undo_stack.cleanChanged.connect(self._on_clean_changed)
+        # An edited pair makes results of the old set stale (the panels say so; Run re-runs them).
+        self.prompt_editor.prompt_set_changed.connect(
+            lambda: self.workbench.set_prompt_set(self.prompt_editor.prompt_set()))
         self.prompt_editor.build_requested.connect(self.open_pair_builder)
         self.prompt_editor.import_requested.connect(self.import_pairs_dialog)
         self.prompt_editor.export_requested.connect(self.export_pairs_dialog)
@@ -553,7 +557,10 @@ class MainWindow(QMainWindow):
             self.step_label.setText(reason)
             return False
         self.workbench.set_run_settings(analyses=self.selected_analyses())
-        return self._start(self.workbench.run_request(), keep_others=False)
+        self.workbench.set_prompt_set(self.prompt_editor.prompt_set())
+        # Only what changed re-runs: results still matching the model, prompts and options stay.
+        analyses, keep_others = self.workbench.analyses_to_run()
+        return self._start(self.workbench.run_request(only=analyses), keep_others=keep_others)
 
     def run_only(self, analysis: str, changes: dict) -> bool:
         """Run one analysis with these option changes (a panel's Ablate / Path patch action),
@@ -1020,12 +1027,18 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ export
 
     def export_all_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Export every figure and its data to a folder")
-        if folder:
-            self.export_all(folder)
+        from ioi_desktop.gui.widgets.export import ask_export_settings
 
-    def export_all(self, folder: str | Path) -> list[Path]:
-        """Every panel's figures (PNG/SVG) and data (CSV), plus the results files."""
+        folder = QFileDialog.getExistingDirectory(self, "Export every figure and its data to a folder")
+        if not folder:
+            return
+        chosen = ask_export_settings(self)
+        if chosen is not None:
+            self.export_all(folder, dpi=chosen[0], markers=chosen[1])
+
+    def export_all(self, folder: str | Path, dpi: int = 300, markers: bool = False) -> list[Path]:
+        """Every grid of every analysis (SVG, PNG at ``dpi``), each panel's other plots and data (CSV),
+        plus the results files; known head roles drawn only with ``markers``."""
         from ioi_desktop.core.results import save_results
 
         folder = Path(folder)
@@ -1034,7 +1047,7 @@ class MainWindow(QMainWindow):
             for panel in self.panels:
                 target = folder / _slug(panel.TITLE)
                 target.mkdir(parents=True, exist_ok=True)
-                written.extend(panel.export(target))
+                written.extend(panel.export(target, dpi=dpi, markers=markers))
             if self.results is not None:
                 json_path = save_results(self.results, folder / "results")
                 written.extend([json_path, json_path.with_name("results.npz")])

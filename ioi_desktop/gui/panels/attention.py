@@ -21,10 +21,12 @@ from typing import Callable
 
 import numpy as np
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSpinBox,
     QVBoxLayout,
@@ -40,6 +42,12 @@ from ioi_desktop.gui.widgets.heatmap import Heatmap, short_token
 from ioi_desktop.gui.widgets.token_strip import TokenStrip, TokenStripScroller
 
 _MAX_PINS = 3
+# Default side of one attention cell in pixels (square; the Zoom box changes it), and of a pinned head's.
+CELL_PX = 24
+PINNED_CELL_PX = 14
+# "Fit" never makes a cell smaller than this (a row label's height), nor larger than MAX_FIT_PX.
+MIN_FIT_PX = 14
+MAX_FIT_PX = 40
 _EMPTY = "Run the attention analysis, then pick a head (click one in any head heatmap)."
 
 
@@ -48,7 +56,16 @@ def _row_label(position: int, token: str) -> str:
 
 
 def _col_label(position: int, token: str) -> str:
-    return f"{short_token(token, 5)}\n{position}"
+    # Drawn rotated, so the whole (short) token fits: every key is labelled.
+    return f"{short_token(token, 10)} {position}"
+
+
+class _MapsScroll(QScrollArea):
+    """Scrolls the maps with the mouse and scroll bars; the arrow and page keys stay the panel's
+    (they step heads, layers and prompts)."""
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt override
+        event.ignore()
 
 
 class AttentionPanel(ResultPanel):
@@ -70,6 +87,17 @@ class AttentionPanel(ResultPanel):
         self.unpin_button.clicked.connect(self._on_unpin_clicked)
         controls.addWidget(self.pin_button)
         controls.addWidget(self.unpin_button)
+        controls.addWidget(QLabel("Zoom"))
+        self.zoom_spin = QSpinBox()
+        self.zoom_spin.setRange(MIN_FIT_PX - 1, 64)
+        # The lowest value reads "Fit": square cells as large as the panel allows, never below
+        # MIN_FIT_PX (every token still labelled); longer prompts scroll.
+        self.zoom_spin.setSpecialValueText("Fit")
+        self.zoom_spin.setValue(MIN_FIT_PX - 1)
+        self.zoom_spin.setSuffix(" px")
+        self.zoom_spin.setToolTip("Side of one attention cell (Fit: as large as the panel allows); long prompts scroll")
+        self.zoom_spin.valueChanged.connect(lambda _value: self._draw())
+        controls.addWidget(self.zoom_spin)
         controls.addStretch(1)
         hint = QLabel("←/→ head  ↑/↓ layer  PgUp/PgDn prompt")
         hint.setEnabled(False)
@@ -87,6 +115,8 @@ class AttentionPanel(ResultPanel):
         maps.setContentsMargins(0, 0, 0, 0)
         self.heatmap = Heatmap(title="Attention pattern", row_title="query", col_title="key")
         self.heatmap.setMinimumSize(260, 200)
+        self.heatmap.set_square_cells(True)
+        self.heatmap.set_rotated_col_labels(True)
         self.heatmap.set_hover_text(self._describe_cell)
         self.heatmap.cell_clicked.connect(self._on_cell_clicked)
         maps.addWidget(self.heatmap, 2)
@@ -94,10 +124,19 @@ class AttentionPanel(ResultPanel):
         for _ in range(_MAX_PINS):
             pinned = Heatmap(row_title="query", col_title="key")
             pinned.setMinimumSize(180, 160)
+            pinned.set_square_cells(True)
+            pinned.set_rotated_col_labels(True)
             pinned.setVisible(False)
             maps.addWidget(pinned, 1)
             self.pinned_maps.append(pinned)
-        layout.addWidget(self.maps_area, 1)
+        # Square cells of a long prompt need more room than the dock has: the maps scroll.
+        self.maps_scroll = _MapsScroll()
+        # The maps keep the size their square cells need (no stretching); the area scrolls around them.
+        self.maps_scroll.setWidgetResizable(False)
+        self.maps_scroll.setWidget(self.maps_area)
+        # Small: in a short dock the maps scroll rather than push the caption and strip over them.
+        self.maps_scroll.setMinimumHeight(60)
+        layout.addWidget(self.maps_scroll, 1)
 
         self.strip_caption = QLabel("")
         layout.addWidget(self.strip_caption)
@@ -163,6 +202,8 @@ class AttentionPanel(ResultPanel):
 
     def clear_views(self) -> None:
         self.heatmap.clear_data()
+        self.heatmap.setMinimumSize(260, 200)
+        self.maps_area.resize(self.maps_scroll.viewport().size())
         for pinned in self.pinned_maps:
             pinned.clear_data()
             pinned.setVisible(False)
@@ -184,6 +225,8 @@ class AttentionPanel(ResultPanel):
         cols = [_col_label(i, t) for i, t in enumerate(tokens)]
         self.heatmap.set_titles(f"L{layer}H{head} — prompt {prompt}", "query", "key")
         self.heatmap.set_data(pattern, rows, cols, signed=False, levels=(0.0, 1.0), value_format="{:.3f}")
+        cell = self.cell_px(len(tokens), rows, cols)
+        self.heatmap.setMinimumSize(*self._map_size(len(tokens), cell, rows, cols))
         patterns = self._patterns()
         pins = self.pinned_heads()
         for index, pinned in enumerate(self.pinned_maps):
@@ -192,10 +235,14 @@ class AttentionPanel(ResultPanel):
                 continue
             pin_layer, pin_head = pins[index]
             pinned.setVisible(True)
-            pinned.set_titles(f"L{pin_layer}H{pin_head} (pinned)", "query", "key")
+            # Named like the main map: head name in the title, tokens on both axes.
+            pinned.set_titles(f"L{pin_layer}H{pin_head} (pinned) — prompt {prompt}", "query", "key")
             values = patterns[prompt, pin_layer, pin_head, : pattern.shape[0], : pattern.shape[1]]
-            pinned.set_data(values, [str(i) for i in range(len(tokens))], [str(i) for i in range(len(tokens))],
-                            signed=False, levels=(0.0, 1.0), value_format="{:.3f}")
+            pinned.set_data(values, rows, cols, signed=False, levels=(0.0, 1.0), value_format="{:.3f}")
+            pinned.setMinimumSize(*self._map_size(len(tokens), max(8, cell * PINNED_CELL_PX // CELL_PX), rows, cols))
+        layout = self.maps_area.layout()
+        layout.activate()
+        self.maps_area.resize(self.maps_area.minimumSizeHint())
         self.strip.set_tokens(tokens, self.results.roles(prompt))
         self._draw_query()
         role = ""
@@ -204,6 +251,34 @@ class AttentionPanel(ResultPanel):
             role = f" Known role: {known.role}." if known is not None else ""
         self.status.setText(f"Head L{layer}H{head} on prompt {prompt}: each row is a query token, its colours "
                             f"show how much it attends to each key (rows sum to 1).{role}")
+
+    def cell_px(self, n: int, rows: list[str], cols: list[str]) -> int:
+        """The side of a cell: the Zoom box's, or with "Fit" the largest that fits the visible area."""
+        zoom = self.zoom_spin.value()
+        if zoom >= MIN_FIT_PX:
+            return zoom
+        viewport = self.maps_scroll.viewport()
+        width, height = self._map_size(n, 0, rows, cols)
+        pins = len(self.pinned_heads())
+        room_w = (viewport.width() - 8) / (1 + pins * PINNED_CELL_PX / CELL_PX) - width
+        room_h = viewport.height() - 4 - height
+        fit = int(min(room_w, room_h) // max(n, 1))
+        # Never below a row label's height: every query stays labelled.
+        smallest = max(MIN_FIT_PX, QFontMetrics(QFont()).height() + 4)
+        return max(smallest, min(MAX_FIT_PX, fit))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        if self.zoom_spin.value() < MIN_FIT_PX and self.shown_pattern() is not None:
+            self._draw()
+
+    def _map_size(self, n: int, cell: int, rows: list[str], cols: list[str]) -> tuple[int, int]:
+        """Room for n x n square cells of ``cell`` px plus the labelled axes and the colour bar."""
+        metrics = self.fontMetrics()
+        left = max((metrics.horizontalAdvance(r) for r in rows), default=20) + 2 * metrics.height() + 16
+        bottom = int(max((metrics.horizontalAdvance(c) for c in cols), default=20) * 0.77) + 2 * metrics.height() + 16
+        # Title, hover line and colour bar around the n x n cells (with a little slack so they stay square).
+        return left + n * cell + 90, 3 * metrics.height() + 30 + n * cell + bottom
 
     def query_position(self) -> int:
         """The query row in focus: the selected position, else the prompt's END (last token)."""

@@ -100,7 +100,8 @@ class HeadScoresPanel(ResultPanel):
 
     def render_rows(self, array_name: str, grid: np.ndarray) -> None:
         self._draw(array_name, grid)
-        self.status.setText("Computing head scores…")
+        self.status.setText(f"Cancelled at {self.cancelled_at}; the rows shown were computed before the cancel."
+                            if self.cancelled_at is not None else "Computing head scores…")
 
     def clear_views(self) -> None:
         for heatmap in self.heatmaps.values():

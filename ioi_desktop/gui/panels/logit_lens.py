@@ -59,6 +59,7 @@ class LogitLensPanel(ResultPanel):
 
     def __init__(self, selection, parent: QWidget | None = None) -> None:
         super().__init__(selection, parent)
+        self._streamed_text: dict[str, str] = {}
         layout = QVBoxLayout(self)
         controls = QHBoxLayout()
         controls.addWidget(QLabel("Colour:"))
@@ -76,7 +77,9 @@ class LogitLensPanel(ResultPanel):
         splitter = QSplitter(Qt.Orientation.Horizontal)
         self.grid = self.link_position_map(Heatmap(title="Top token by layer and position",
                                                    row_title="layer", col_title="position"))
-        self.grid.setMinimumSize(320, 220)
+        self.grid.setMinimumSize(320, 190)
+        # Position labels rotate when they do not all fit side by side: every position is named.
+        self.grid.set_rotated_col_labels("auto")
         self.grid.set_hover_text(self._describe_cell)
         splitter.addWidget(self.grid)
 
@@ -119,27 +122,37 @@ class LogitLensPanel(ResultPanel):
         return min(self.selection.prompt, n_prompts - 1)
 
     def _length(self, prompt: int, width: int) -> int:
-        if self.results is not None:
-            tokens = self.results.tokens(prompt)
-            lengths = self.results.meta_of("logit_lens_grid_top_ids", "lengths")
+        """The prompt's length in tokens (padding positions are never shown), from the results or,
+        while a run streams rows, from the run's metadata."""
+        view = self.view()
+        if view is not None:
+            lengths = view.meta_of("logit_lens_grid_top_ids", "lengths") if self.results is not None else None
+            if not isinstance(lengths, list):
+                lengths = view.meta("lengths")
             if isinstance(lengths, list) and prompt < len(lengths):
                 return min(int(lengths[prompt]), width)
+            tokens = view.tokens(prompt)
             if tokens:
                 return min(len(tokens), width)
         return width
 
     def _token_text(self, token_id: int) -> str:
         texts = self.results.meta_of("logit_lens_grid_top_ids", "token_text") if self.results is not None else None
-        if isinstance(texts, Mapping):
-            return str(texts.get(str(int(token_id)), f"#{token_id}"))
-        return f"#{token_id}"
+        if isinstance(texts, Mapping) and str(int(token_id)) in texts:
+            return str(texts[str(int(token_id))])
+        # Streamed rows: the run's tokenizer names the ids (decoded once per distinct id).
+        key = str(int(token_id))
+        if key not in self._streamed_text and self._store is not None:
+            self._streamed_text.update(self._store.token_text(np.asarray([int(token_id)])))
+        return self._streamed_text.get(key, "?")
 
     def _row_labels(self, n_rows: int) -> list[str]:
+        """Grid rows "0 pre", ..., "final post" (the results' labels, else the same names from core)."""
         labels = None
         if self.results is not None:
             labels = self.results.axis_labels("logit_lens_grid_top_ids", 0)
         if labels is None or len(labels) < n_rows:
-            return [str(i) for i in range(n_rows)]
+            labels = [label for label, _ in logit_lens.grid_point_names(max(0, n_rows - 1))]
         return [label.replace("_", " ") for label in labels[:n_rows]]
 
     def grid_values(self) -> tuple[np.ndarray, np.ndarray, bool] | None:
@@ -172,6 +185,7 @@ class LogitLensPanel(ResultPanel):
             self._draw_grid()
 
     def clear_views(self) -> None:
+        self._streamed_text = {}
         self.grid.clear_data()
         self.lens_mean.setData([], [])
         self.lens_prompt.setData([], [])
@@ -184,8 +198,9 @@ class LogitLensPanel(ResultPanel):
             return
         values, ids, signed = found
         prompt = self._prompt()
-        tokens = self.results.tokens(prompt) if self.results is not None else []
-        roles = self.results.roles(prompt) if self.results is not None else {}
+        view = self.view()
+        tokens = view.tokens(prompt) if view is not None else []
+        roles = view.roles(prompt) if view is not None else {}
         cols = axis_position_labels(None, tokens, values.shape[1], roles)
         levels = None if signed else (0.0, 1.0)
         self.grid.set_titles(f"Top token, {GRID_NOTE} — prompt {prompt}", "layer", "position")
@@ -193,7 +208,7 @@ class LogitLensPanel(ResultPanel):
                            value_format="{:+.3g}" if signed else "{:.2f}")
         # While rows stream in, rows not computed yet are NaN (ids included): no text there.
         known = np.isfinite(ids) & (np.nan_to_num(ids, nan=-1) >= 0) & np.isfinite(values)
-        self.grid.set_cell_text([[short_token(self._token_text(int(i))) if ok else "" for i, ok in zip(id_row, ok_row)]
+        self.grid.set_cell_text([[short_token(self._token_text(int(i)), width=24) if ok else "" for i, ok in zip(id_row, ok_row)]
                                  for id_row, ok_row in zip(ids, known)])
         self.update_selection(self.selection.current, frozenset())
         label = COLOURINGS[self.colour_combo.currentIndex()][0].lower()
@@ -204,9 +219,13 @@ class LogitLensPanel(ResultPanel):
         if finished.size == values.shape[0]:
             text += f" The final prediction at END is {self._token_text(int(ids[-1, end]))!r}."
             text += " " + self.lens_note()
+        elif self.cancelled_at is not None:
+            text += f" Cancelled at {self.cancelled_at}: {finished.size} of {values.shape[0]} rows computed."
         else:
             text += " Computing…"
         self.status.setText(text)
+        # A hover line describes a cell of the prompt shown now, never one of the previous prompt.
+        self.grid.hover_label.setText(" ")
 
     def _draw_lens(self) -> None:
         mean = self._array("logit_lens_logit_diff")
@@ -248,7 +267,8 @@ class LogitLensPanel(ResultPanel):
 
     def _describe_cell(self, row: int, col: int, value: float) -> str:
         prompt = self._prompt()
-        tokens = self.results.tokens(prompt) if self.results is not None else []
+        view = self.view()
+        tokens = view.tokens(prompt) if view is not None else []
         ids = self._array("logit_lens_grid_top_ids")
         probs = self._array("logit_lens_grid_top_probs")
         where = f"{self.grid.row_label(row)}, position {col}"

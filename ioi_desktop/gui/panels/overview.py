@@ -66,7 +66,11 @@ class OverviewPanel(ResultPanel):
         self.strip = TokenStrip()
         side_layout.addWidget(TokenStripScroller(self.strip))
         self.top_table = QTableWidget(0, 4)
-        self.top_table.setHorizontalHeaderLabels(["clean: next token", "p", "corrupted: next token", "p"])
+        # Short headers that fit a narrow column; the tooltips say it in full.
+        self.top_table.setHorizontalHeaderLabels(["clean next", "p", "corrupted next", "p"])
+        for column, tip in enumerate(("most likely next token on the clean prompt", "its probability",
+                                      "most likely next token on the corrupted prompt", "its probability")):
+            self.top_table.horizontalHeaderItem(column).setToolTip(tip)
         self.top_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.top_table.verticalHeader().setVisible(True)
         header = self.top_table.horizontalHeader()
@@ -175,13 +179,12 @@ class OverviewPanel(ResultPanel):
     def tables(self) -> list[tuple[str, Callable[[Path], Path]]]:
         if self.results is None or self.results.array("logit_diff_clean") is None:
             return []
-        clean = self.results.array("logit_diff_clean")
-        corrupt = self.results.array("logit_diff_corrupt")
-        n = len(clean)
-        texts = [" ".join(self.results.tokens(i)) for i in range(n)]
-        rows = [(i, texts[i], float(clean[i]), None if corrupt is None else float(corrupt[i])) for i in range(n)]
-        found = [("logit_diff", lambda path: export_table_csv(
-            path, ["prompt", "tokens", "logit_diff_clean", "logit_diff_corrupt"], rows))]
+        from ioi_desktop.core.figures import prompt_rows
+
+        # Prompt texts (clean and corrupted), answers, named positions and both logit differences.
+        header, rows = prompt_rows(self.results.run_meta, self.results.raw.results)
+        n = len(rows)
+        found = [("logit_diff", lambda path: export_table_csv(path, header, rows))]
         top_rows = []
         for i in range(n):
             for which in ("clean", "corrupt"):

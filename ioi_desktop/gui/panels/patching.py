@@ -25,8 +25,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QComboBox,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
+    QScrollArea,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -50,11 +52,16 @@ MODES = ("Exact", "Attribution estimate", "Exact, estimate and error")
 
 # Below this width the value-vs-pattern scatter moves under the heatmaps.
 NARROW_WIDTH = 620
+# Side by side, each grid needs about this width for its axes, cells and colour bar; below it they stack.
+GRID_MIN_WIDTH = 330
+GRID_MIN_WIDTH_HEADS = 250
 
 class PatchingPanel(ResultPanel):
     TITLE = "Patching"
     RESULTS = (patching.Result, attribution_patching.Result)
     STREAMED = tuple(f"{prefix}_{key}" for key in patching.SWEEPS for prefix in ("patch", "atp"))
+    # Exact, estimate and error side by side share one roles legend below them.
+    INLINE_ROLE_LEGEND = False
 
     def __init__(self, selection, parent: QWidget | None = None) -> None:
         super().__init__(selection, parent)
@@ -62,16 +69,18 @@ class PatchingPanel(ResultPanel):
         controls = QHBoxLayout()
         controls.addWidget(QLabel("Activation:"))
         self.grid_combo = QComboBox()
-        # Sized for a short name, not the longest one, so the combo never sets the window's width.
-        self.grid_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.grid_combo.setMinimumContentsLength(16)
+        # As wide as its longest name: a truncated "Residual stream (resid_pr" hides which activation it is.
+        self.grid_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.grid_combo.setToolTip("Which activation was patched from the clean into the corrupted run")
         controls.addWidget(self.grid_combo)
+        controls.addStretch(1)
+        layout.addLayout(controls)
+        # The mode on a second row: both combos at full width do not fit beside each other at 800 px.
+        controls = QHBoxLayout()
         controls.addWidget(QLabel("Show:"))
         self.mode_combo = QComboBox()
         self.mode_combo.addItems(MODES)
-        self.mode_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.mode_combo.setMinimumContentsLength(12)
+        self.mode_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.mode_combo.setToolTip("Exact activation patching, the attribution-patching estimate, or both "
                                    "with the error (estimate - exact)")
         controls.addWidget(self.mode_combo)
@@ -81,21 +90,35 @@ class PatchingPanel(ResultPanel):
         self.status = QLabel("Run activation patching to see which activations restore the clean answer.")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
+        # Next to the normalised scores: a warning when the clean-corrupted gap they divide by is tiny.
+        self.gap_label = QLabel("")
+        self.gap_label.setObjectName("gap_warning")
+        self.gap_label.setWordWrap(True)
+        self.gap_label.setStyleSheet("QLabel#gap_warning { color: #8a4b00; font-weight: bold; }")
+        self.gap_label.hide()
+        layout.addWidget(self.gap_label)
 
         self.splitter = splitter = QSplitter(Qt.Orientation.Horizontal)
         self.grid_area = QWidget()
-        grids = QHBoxLayout(self.grid_area)
+        self._grids_layout = grids = QGridLayout(self.grid_area)
         grids.setContentsMargins(0, 0, 0, 0)
+        self._stacked = False
         self.exact = Heatmap(title="Exact patching")
-        self.estimate = Heatmap(title="Attribution patching estimate")
-        self.error = Heatmap(title="Error (estimate − exact)")
+        self.estimate = Heatmap(title="Attribution estimate")
+        self.error = Heatmap(title="Estimate − exact")
         for heatmap in (self.exact, self.estimate, self.error):
             heatmap.setMinimumSize(180, 200)
             heatmap.cell_clicked.connect(self._on_cell_clicked)
             heatmap.cell_ctrl_clicked.connect(self._on_cell_ctrl_clicked)
             heatmap.cell_menu_requested.connect(self._on_cell_menu)
-            grids.addWidget(heatmap)
-        splitter.addWidget(self.grid_area)
+        for column, heatmap in enumerate((self.exact, self.estimate, self.error)):
+            grids.addWidget(heatmap, 0, column)
+        # When the grids stack (a narrow dock), they scroll rather than squeeze.
+        self.grid_scroll = QScrollArea()
+        self.grid_scroll.setWidgetResizable(True)
+        self.grid_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.grid_scroll.setWidget(self.grid_area)
+        splitter.addWidget(self.grid_scroll)
 
         self.scatter_view = pg.PlotWidget(title="Value vs pattern patching")
         self.scatter_view.setToolTip("One point per head: its value-patching score against its pattern-patching "
@@ -124,6 +147,7 @@ class PatchingPanel(ResultPanel):
         splitter.addWidget(self.scatter_view)
         splitter.setSizes([700, 320])
         layout.addWidget(splitter, 1)
+        layout.addWidget(self.roles_legend)
         self.apply_theme()
 
         self.grid_combo.currentIndexChanged.connect(self._on_grid_changed)
@@ -140,6 +164,33 @@ class PatchingPanel(ResultPanel):
             self.splitter.setSizes([int(total * 0.6), total - int(total * 0.6)] if vertical
                                    else [int(total * 0.7), total - int(total * 0.7)])
         super().resizeEvent(event)
+        self._arrange_grids()
+
+    def shown_maps(self) -> list[Heatmap]:
+        return [m for m in (self.exact, self.estimate, self.error) if not m.isHidden()]
+
+    def grids_stacked(self) -> bool:
+        """True when the shown grids sit one under another (too narrow for side by side)."""
+        return self._stacked
+
+    def _arrange_grids(self) -> None:
+        """Side by side when each shown grid gets GRID_MIN_WIDTH, else stacked (and scrolling)."""
+        shown = self.shown_maps()
+        # The grids get the whole width when the scatter is hidden or below them, else the splitter's first pane.
+        beside = not self.scatter_view.isHidden() and self.splitter.orientation() == Qt.Orientation.Horizontal
+        width = self.splitter.sizes()[0] if beside and self.splitter.sizes()[0] > 0 else self.width() - 24
+        # What each plot's own layout needs (title, axes, colour bar), and room for the cells: layer x head
+        # grids (a few columns) need less than layer x position grids.
+        floor = GRID_MIN_WIDTH if _KIND.get(self._grid_key()) != "head" else GRID_MIN_WIDTH_HEADS
+        need = max([floor] + [int(m.ci.effectiveSizeHint(Qt.SizeHint.MinimumSize).width()) + 24 for m in shown])
+        stacked = len(shown) > 1 and width < need * len(shown)
+        layout = self._grids_layout
+        for heatmap in (self.exact, self.estimate, self.error):
+            layout.removeWidget(heatmap)
+        for index, heatmap in enumerate((self.exact, self.estimate, self.error)):
+            layout.addWidget(heatmap, index if stacked else 0, 0 if stacked else index)
+            heatmap.setMinimumSize(180, 260 if stacked else 200)
+        self._stacked = stacked
 
     # ---------------------------------------------------------------- data
     def _grid_key(self) -> str | None:
@@ -197,6 +248,7 @@ class PatchingPanel(ResultPanel):
         self._clear_scatter_labels()
         self._scatter_values = None
         self.status.setText("Run activation patching to see which activations restore the clean answer.")
+        self.gap_label.hide()
 
     def _slice(self, key: str, array: np.ndarray | None) -> np.ndarray | None:
         """The 2-D grid shown for an array; head z by position shows the selected head."""
@@ -214,7 +266,8 @@ class PatchingPanel(ResultPanel):
             positions = self.results.positions(f"{prefix}_{key}", 1) if self.results is not None else None
             if positions is not None:
                 break
-        tokens = self.results.tokens(0) if self.results is not None else []
+        view = self.view()
+        tokens = view.tokens(0) if view is not None else []
         return rows, axis_position_labels(positions, tokens, array.shape[1])
 
     def _draw_grid(self) -> None:
@@ -238,9 +291,9 @@ class PatchingPanel(ResultPanel):
         head_suffix = f" — head {self.selection.head or 0}" if kind == "head_by_pos" else ""
         for heatmap, values, shown, name in (
             (self.exact, exact, show_exact, "Exact patching"),
-            (self.estimate, estimate, show_estimate, "Attribution patching estimate"),
+            (self.estimate, estimate, show_estimate, "Attribution estimate"),
             (self.error, attribution_patching.error_grid(exact, estimate) if show_error else None, show_error,
-             "Error (estimate − exact)"),
+             "Estimate − exact"),
         ):
             heatmap.setVisible(shown)
             if not shown:
@@ -257,11 +310,19 @@ class PatchingPanel(ResultPanel):
                                      (self.error, show_error)) if s]
         # Three grids and the scatter do not fit side by side; the scatter returns in the other modes.
         self.scatter_view.setVisible(self._scatter_values is not None and not show_error)
+        self._arrange_grids()
         self._head_maps = shown_maps if kind == "head" else []
         self._position_maps = shown_maps if kind != "head" else []
         self._update_roles_overlay()
         self.update_selection(self.selection.current, frozenset())
-        self._update_status(key, exact if exact is not None else estimate)
+        # The header describes the grid shown: the estimate in "Attribution estimate" mode.
+        if show_exact:
+            self._update_status(key, exact, "Exact patching")
+        else:
+            self._update_status(key, estimate, "Attribution estimate")
+        warning = self.gap_warning(f"patch_{key}" if show_exact else f"atp_{key}")
+        self.gap_label.setText(warning)
+        self.gap_label.setVisible(bool(warning))
 
     @staticmethod
     def _levels(values: np.ndarray) -> tuple[float, float]:
@@ -275,22 +336,35 @@ class PatchingPanel(ResultPanel):
         peak = max(high, _MIN_PEAK)
         return -peak, peak
 
-    def _update_status(self, key: str, values: np.ndarray) -> None:
+    def _update_status(self, key: str, values: np.ndarray, shown: str = "Exact patching") -> None:
         found = strongest_cell(values)
+        cancelled = self.cancelled_at is not None
+        name = f"{shown}, {_TITLE[key]}"
         if found is None:
-            text = f"{_TITLE[key]}: computing…"
+            text = f"{name}: cancelled before any row." if cancelled else f"{name}: computing…"
         else:
             (row, col), value = found
-            where = f"L{row}H{col}" if _KIND[key] == "head" else f"layer {row}, position {col}"
-            text = f"{_TITLE[key]}: strongest {where} ({value:+.3g}). 1 = clean answer restored, 0 = no effect."
+            where = f"L{row}H{col}" if _KIND[key] == "head" else f"layer {row}, position {self._position_name(key, col)}"
+            estimate = shown != "Exact patching"
+            text = (f"{name}: strongest {where} ({value:+.3g}). "
+                    + ("Linear estimate (clean − corrupted) × gradient of the same score; " if estimate else "")
+                    + "1 = clean answer restored, 0 = no effect.")
         engine = self.results.meta("engine") if self.results is not None else None
-        if isinstance(engine, Mapping) and engine.get("patching"):
-            text += f" Engine: {engine['patching']}."
-        elif isinstance(engine, str):
-            text += f" Engine: {engine}."
+        if shown == "Exact patching":
+            if isinstance(engine, Mapping) and engine.get("patching"):
+                text += f" Engine: {engine['patching']}."
+            elif isinstance(engine, str):
+                text += f" Engine: {engine}."
         if np.isnan(values).any():
-            text += " Computing…"
+            done = int(np.isfinite(values).all(axis=tuple(range(1, values.ndim))).sum())
+            text += (f" Cancelled at {self.cancelled_at}: {done} of {values.shape[0]} layers computed."
+                     if cancelled else " Computing…")
         self.status.setText(text)
+
+    def _position_name(self, key: str, col: int) -> str:
+        view = self.view()
+        tokens = view.tokens(0) if view is not None else []
+        return f"{col} {tokens[col].strip()!r}" if col < len(tokens) else str(col)
 
     # ------------------------------------------------------------- scatter
     @property

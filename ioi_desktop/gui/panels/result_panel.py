@@ -30,15 +30,23 @@ from typing import Any, Callable
 
 import numpy as np
 import shiboken6
-from PySide6.QtCore import QEvent, Qt, Signal
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QMenu, QWidget
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtWidgets import QBoxLayout, QCheckBox, QGridLayout, QLabel, QMenu, QScrollArea, QWidget
 
 from ioi_desktop.core.analyses.base import Positions
 from ioi_desktop.core.errors import IOIError
+from ioi_desktop.core.grids import small_gap_warning
 from ioi_desktop.core.roles import HeadRoles, load_roles, roles_path_for_model
 from ioi_desktop.core.selection import Selection, SelectionModel
-from ioi_desktop.core.workbench import ResultAdded, ResultsReplaced, RowsAdded, RunStarted
-from ioi_desktop.gui.widgets.export import export_png, export_svg
+from ioi_desktop.core.workbench import (
+    ResultAdded,
+    ResultsReplaced,
+    ResultsStale,
+    RowsAdded,
+    RunEnded,
+    RunStarted,
+)
+from ioi_desktop.gui.widgets.export import export_svg
 from ioi_desktop.gui.widgets.heatmap import Heatmap, marker_styles, short_token
 
 # Text stand-ins for pyqtgraph's marker symbols, for legends outside the plots.
@@ -139,6 +147,71 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "figure"
 
 
+MIN_HEAD_MAP_WIDTH = 250
+
+
+class HeadMapRow(QWidget):
+    """Heatmaps side by side, reflowed into as many lines as their own layouts need at this width."""
+
+    def __init__(self, stretch: int = 0) -> None:
+        super().__init__()
+        self._maps: list[Heatmap] = []
+        self._grid = QGridLayout(self)
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        self._stretch = stretch
+        self._columns = 0
+
+    def add(self, heatmap: Heatmap) -> None:
+        self._maps.append(heatmap)
+        self._reflow(force=True)
+
+    def columns(self) -> int:
+        """How many plots share a line now."""
+        return self._columns
+
+    def _needed(self) -> int:
+        """Width one plot needs: its title plus the colour bar, and never under MIN_HEAD_MAP_WIDTH (measured:
+        a 4-head grid with its row labels and a colour bar of "-4e-05"-style labels needs about 250 px)."""
+        titles = [int(m.plot.titleLabel.effectiveSizeHint(Qt.SizeHint.MinimumSize).width()) for m in self._maps]
+        return max([MIN_HEAD_MAP_WIDTH] + [title + 70 for title in titles])
+
+    def reflow(self, width: int) -> None:
+        """Lay the plots out for ``width`` pixels (the scroll area's visible width)."""
+        self._width = width
+        self._reflow()
+
+    def _reflow(self, force: bool = False) -> None:
+        shown = [m for m in self._maps if not m.isHidden()] or self._maps
+        width = getattr(self, "_width", 0) or 10_000
+        columns = max(1, min(len(shown), width // max(1, self._needed())))
+        if columns == self._columns and not force:
+            return
+        self._columns = columns
+        for heatmap in self._maps:
+            self._grid.removeWidget(heatmap)
+        for index, heatmap in enumerate(self._maps):
+            self._grid.addWidget(heatmap, index // columns, index % columns)
+        for column in range(len(self._maps)):
+            self._grid.setColumnStretch(column, self._stretch if column < columns else 0)
+
+
+
+class HeadMapScroll(QScrollArea):
+    """Holds a HeadMapRow: reflows it to the visible width; extra lines scroll instead of growing the window."""
+
+    def __init__(self, row: HeadMapRow) -> None:
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setWidget(row)
+        self.row = row
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self.row.reflow(self.viewport().width())
+
+
 class ResultPanel(QWidget):
     """Base class of the result panels (see the module docstring for the contract)."""
 
@@ -176,6 +249,18 @@ class ResultPanel(QWidget):
         self.roles_legend = QLabel("")
         self.roles_legend.setTextFormat(Qt.TextFormat.RichText)
         self.roles_legend.setWordWrap(True)
+        # One line over the panel: stale results ("results from <model>, <n> pairs; press Run") or a
+        # cancelled run ("cancelled at <step>"); inserted at the top of the panel's layout when first shown.
+        self.banner = QLabel("")
+        self.banner.setObjectName("result_banner")
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet("QLabel#result_banner { background: #fff3cd; color: #5c4500; "
+                                  "border: 1px solid #d9b650; border-radius: 3px; padding: 3px 6px; }")
+        self.banner.hide()
+        self.stale_reasons: tuple[str, ...] = ()
+        self.cancelled_at: str | None = None
+        self._veil: QWidget | None = None
+        self._meta_view: ResultsView | None = None
         selection.subscribe(self._on_selection_changed)
 
     # ------------------------------------------------------------ contract
@@ -192,6 +277,123 @@ class ResultPanel(QWidget):
         hub.subscribe(RowsAdded, self._on_rows_added)
         hub.subscribe(ResultAdded, self._on_result_added)
         hub.subscribe(ResultsReplaced, self._on_results_replaced)
+        hub.subscribe(ResultsStale, self._on_results_stale)
+        hub.subscribe(RunEnded, self._on_run_ended)
+
+    # ------------------------------------------------------- the banner
+    def _show_banner(self, text: str) -> None:
+        layout = self.layout()
+        if self.banner.parent() is not self and isinstance(layout, QBoxLayout):
+            layout.insertWidget(0, self.banner)
+        self.banner.setText(text)
+        self.banner.setVisible(bool(text))
+
+    def _set_greyed(self, greyed: bool) -> None:
+        """Stale results stay readable (and hoverable) under a translucent veil; the banner says why.
+
+        A veil widget over the panel, not a QGraphicsOpacityEffect: the effect garbles pyqtgraph views.
+        """
+        if self._veil is None:
+            self._veil = QWidget(self)
+            self._veil.setObjectName("stale_veil")
+            self._veil.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+            self._veil.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
+        dark = self.palette().window().color().lightness() < 128
+        self._veil.setStyleSheet("QWidget#stale_veil { background: %s; }"
+                                 % ("rgba(30, 30, 32, 150)" if dark else "rgba(255, 255, 255, 150)"))
+        self._veil.setVisible(greyed)
+        self._place_veil()
+        if greyed:
+            # The banner's final place is known once the layout has run.
+            QTimer.singleShot(0, self._place_veil)
+
+    def _place_veil(self) -> None:
+        if not self._alive() or self._veil is None or not self._veil.isVisible():
+            return
+        top = self.banner.geometry().bottom() + 2 if self.banner.isVisible() else 0
+        self._veil.setGeometry(0, top, self.width(), max(0, self.height() - top))
+        self._veil.raise_()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._place_veil()
+
+    @property
+    def greyed(self) -> bool:
+        """True while this panel shows stale results (faded, with the banner)."""
+        return bool(self.stale_reasons)
+
+    def banner_text(self) -> str:
+        return self.banner.text() if self.banner.isVisibleTo(self) else ""
+
+    def _on_results_stale(self, event: ResultsStale) -> None:
+        if not self._alive():
+            return
+        mine = [name for name in self.analyses() if name in event.stale]
+        reasons = tuple(dict.fromkeys(r for name in mine for r in event.reasons.get(name, ())))
+        self.stale_reasons = reasons
+        if mine:
+            provenance = self._store.provenance(mine[0]) if self._store is not None else None
+            origin = provenance.summary() if provenance is not None else "results from an earlier run"
+            changed = " and ".join(reasons)
+            self._show_banner(f"{origin[0].upper()}{origin[1:]}; press Run "
+                              f"(the {changed} changed since).")
+            self._set_greyed(True)
+        else:
+            self._clear_banner()
+
+    def _clear_banner(self) -> None:
+        self.stale_reasons = ()
+        self.cancelled_at = None
+        self._show_banner("")
+        self._set_greyed(False)
+
+    def _on_run_ended(self, event: RunEnded) -> None:
+        if not self._alive() or event.status != "cancelled":
+            return
+        unfinished = [name for name in self.analyses() if name in event.unfinished]
+        if not unfinished:
+            return
+        step = self._store.last_step if self._store is not None else ""
+        self.cancelled_at = step or "the start"
+        self._show_banner(f"Cancelled at {self.cancelled_at}: the rows shown are those computed before the "
+                          "cancel; press Run to compute the rest.")
+        self._guarded(self.show_cancelled)
+
+    def show_cancelled(self) -> None:
+        """Redraw the partial rows of a cancelled run as final (no "Computing…"); panels may override."""
+        for array_name, values in list(self._partial.items()):
+            self.render_rows(array_name, values)
+
+    def view(self) -> "ResultsView | None":
+        """Labels for what is shown: the finished results, else the running run's metadata
+        (prompt tokens, roles, lengths; known before the first analysis finishes)."""
+        if self.results is not None:
+            return self.results
+        if self._store is None or not self._store.meta:
+            return None
+        from ioi_desktop.core.results import RunResults
+
+        meta = self._store.meta
+        if self._meta_view is None:
+            self._meta_view = ResultsView(RunResults(results={}, meta=dict(meta)))
+        return self._meta_view
+
+    def gap_warning(self, array_name: str) -> str:
+        """A warning when the clean-corrupted gap the normalised scores of ``array_name`` divide by is
+        below ``core.grids.SMALL_GAP_THRESHOLD`` ('' when it is not, or unknown)."""
+        if self.results is None:
+            return ""
+        clean = self.results.meta_of(array_name, "clean_logit_diff")
+        corrupted = self.results.meta_of(array_name, "corrupt_logit_diff")
+        if clean is None or corrupted is None:
+            clean_array = self.results.array("logit_diff_clean")
+            corrupt_array = self.results.array("logit_diff_corrupt")
+            if clean_array is None or corrupt_array is None:
+                return ""
+            clean, corrupted = float(np.mean(clean_array)), float(np.mean(corrupt_array))
+        text = small_gap_warning(clean, corrupted)
+        return f"⚠ {text}" if text else ""
 
     def _alive(self) -> bool:
         # A Qt-deleted panel's Python wrapper can outlive its C++ object for a moment.
@@ -213,6 +415,8 @@ class ResultPanel(QWidget):
 
     def _on_run_started(self, event: RunStarted) -> None:
         if self._alive() and (not event.keep_others or set(event.analyses) & set(self.analyses())):
+            self._meta_view = None
+            self._clear_banner()
             self._guarded(self.clear)
 
     def _on_rows_added(self, event: RowsAdded) -> None:
@@ -226,6 +430,7 @@ class ResultPanel(QWidget):
     def _on_results_replaced(self, event: ResultsReplaced) -> None:
         if not self._alive():
             return
+        self._clear_banner()
         if event.results is None:
             self._guarded(self.clear)
         else:
@@ -299,8 +504,20 @@ class ResultPanel(QWidget):
         self._stale_rows.clear()
         self.clear_views()
 
-    def export(self, folder: Path | str) -> list[Path]:
-        """Write every figure as PNG and SVG and every table as CSV into ``folder``."""
+    def export(self, folder: Path | str, dpi: int = 300, markers: bool = False) -> list[Path]:
+        """Write every figure of this panel's analyses, rendered off-screen at publication size.
+
+        Every grid of every analysis the panel shows (not only the one on
+        screen) comes from ``core.figures``: a vector SVG (one rectangle per
+        cell, titled with analysis, activation, model and prompt set) and a PNG
+        of it at ``dpi``; known head roles only on layer x head grids and only
+        with ``markers``. Plots that are not grids (bars, scatter, lens line,
+        attention patterns) are rendered from the widget at ``dpi`` (PNG) and
+        as SVG, without the selection outline. Tables are CSVs with labels.
+        """
+        from ioi_desktop.core.figures import write_figures
+        from ioi_desktop.gui.widgets.export import render_widget_png, svg_to_png
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.ensure_drawn()
@@ -309,9 +526,34 @@ class ResultPanel(QWidget):
             self.resize(max(self.width(), 1000), max(self.height(), 650))
         written: list[Path] = []
         prefix = slug(self.TITLE)
-        for name, widget in self.figures():
-            written.append(export_png(widget, folder / f"{prefix}_{name}.png"))
-            written.append(export_svg(widget, folder / f"{prefix}_{name}.svg", title=f"{self.TITLE}: {name}"))
+        has_grids = False
+        if self.results is not None:
+            core_files = write_figures(self.results.raw, folder, analyses=self.analyses(),
+                                       roles=self.head_roles if markers else None, markers=markers,
+                                       prompts=(self.selection.prompt,))
+            for path in core_files:
+                if path.suffix == ".svg":
+                    has_grids = True
+                    written.append(svg_to_png(path.read_bytes(), path.with_suffix(".png"), dpi))
+            written.extend(core_files)
+        selected = [(heatmap, heatmap.selected()) for heatmap in self.findChildren(Heatmap)]
+        marked = [(heatmap, heatmap.marker_count()) for heatmap in self.findChildren(Heatmap)]
+        try:
+            for heatmap, _cell in selected:
+                heatmap.set_selected(None)
+            if not markers:
+                for heatmap, _count in marked:
+                    heatmap.set_markers({})
+            for name, widget in self.figures():
+                if has_grids and (isinstance(widget, Heatmap) or widget.findChildren(Heatmap)):
+                    continue  # written above as a vector figure
+                written.append(render_widget_png(widget, folder / f"{prefix}_{name}.png", dpi))
+                written.append(export_svg(widget, folder / f"{prefix}_{name}.svg", title=f"{self.TITLE}: {name}"))
+        finally:
+            for heatmap, cell in selected:
+                heatmap.set_selected(cell)
+            if not markers:
+                self._update_roles_overlay()
         for name, write_csv in self.tables():
             written.append(write_csv(folder / f"{prefix}_{name}.csv"))
         return written
@@ -387,15 +629,23 @@ class ResultPanel(QWidget):
         return menu
 
     def add_head_maps(self, layout: Any, grids: Any, min_size: int = 180, stretch: int = 0) -> dict[str, Heatmap]:
-        """A row of linked layer x head heatmaps, one per ``(name, title)``, then the roles legend, into ``layout``."""
-        row = QHBoxLayout()
+        """A row of linked layer x head heatmaps, one per ``(name, title)``, then the roles legend, into ``layout``.
+
+        The row reflows into two or more lines when the panel is too narrow for every plot's own
+        layout (title, axes, colour bar) side by side, so no plot is cut off mid-axis.
+        """
+        row = HeadMapRow(stretch)
         heatmaps: dict[str, Heatmap] = {}
         for name, title in grids:
             heatmap = self.link_head_map(Heatmap(title=title, row_title="layer", col_title="head"))
-            heatmap.setMinimumSize(min_size, min_size)
+            # Narrow minimum widths: the row decides how many fit a line (HeadMapRow._needed).
+            heatmap.setMinimumSize(100, min_size)
             heatmaps[name] = heatmap
-            row.addWidget(heatmap, stretch)
-        layout.addLayout(row, 1)
+            row.add(heatmap)
+        self.head_map_row = row
+        scroll = HeadMapScroll(row)
+        scroll.setMinimumHeight(min_size + 20)
+        layout.addWidget(scroll, 1)
         layout.addWidget(self.roles_legend)
         return heatmaps
 
@@ -439,6 +689,10 @@ class ResultPanel(QWidget):
         self.roles_checkbox.setEnabled(self.head_roles is not None and bool(self.head_roles.roles))
         show = self.head_roles is not None and self.roles_checkbox.isChecked()
         shown_roles: dict[str, str] = {}
+        # Roles mean something only on layer x head grids: every other grid of the panel has none.
+        for heatmap in self.findChildren(Heatmap):
+            if heatmap not in self._head_maps:
+                heatmap.set_markers({})
         for heatmap in self._head_maps:
             if not show:
                 heatmap.set_markers({})

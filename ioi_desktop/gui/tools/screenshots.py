@@ -191,13 +191,113 @@ def take_screenshots(folder: str | os.PathLike, out: str | os.PathLike | None = 
     return shots
 
 
+def panel_screenshots(folder: str | os.PathLike, out: str | os.PathLike,
+                      sizes: tuple[tuple[int, int], ...] = ((1280, 800), (1920, 1080)), log=print) -> list[Path]:
+    """The whole window with each result panel raised, at each window size (docked, as a user sees it),
+    plus the patching panel in each of its modes. Runs every analysis on the demo's 8 prompts first."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from PySide6.QtCore import QSettings
+
+    from ioi_desktop.core.models import ModelSpec
+    from ioi_desktop.gui.app import create_application
+    from ioi_desktop.gui.main_window import MainWindow
+
+    folder = Path(folder).resolve()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    card.write_roles(folder)
+    app = create_application()
+    written: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="ioi-shots-") as scratch:
+        # A fresh settings file: a remembered dock layout would hide what a new user sees.
+        window = MainWindow(settings=QSettings(str(Path(scratch) / "settings.ini"), QSettings.Format.IniFormat))
+        try:
+            window.resize(*sizes[0])
+            window.show()
+            window.start(load_model=False)
+            if not window.load_model(ModelSpec(source=str(folder), device="cpu")):
+                raise ScreenshotError("the worker refused to load the model")
+            wait_until(app, lambda: window.handle is not None and not window.worker.busy, "the model to load")
+            wait_until(app, lambda: window.prompt_editor.valid, "the prompts to validate", timeout=30)
+            if not window.run():
+                raise ScreenshotError(f"Run was blocked: {window.run_blocked_reason()}")
+            wait_until(app, lambda: not window.worker.busy, "the run to finish")
+            heads = circuit_heads(folder)
+            if "mover" in heads:
+                window.selection.select_head(*heads["mover"])
+
+            def settle() -> None:
+                for _ in range(8):
+                    app.processEvents()
+                    time.sleep(0.02)
+
+            for width, height in sizes:
+                window.resize(width, height)
+                settle()
+                for panel in window.panels:
+                    window.docks[panel.TITLE].show()
+                    window.docks[panel.TITLE].raise_()
+                    settle()
+                    shots = [("", None)]
+                    if panel.TITLE == "Patching":
+                        shots = [(f"_{i}", i) for i in range(panel.mode_combo.count())]
+                    for suffix, mode in shots:
+                        if mode is not None:
+                            panel.mode_combo.setCurrentIndex(mode)
+                            settle()
+                        path = out / f"{width}x{height}_{panel.TITLE.lower().replace(' ', '_')}{suffix}.png"
+                        _save(window, path)
+                        written.append(path)
+                        log(f"saved {path}")
+                    if panel.TITLE == "Patching":
+                        panel.mode_combo.setCurrentIndex(0)
+            # Stale results: another top-k for the logit lens greys its panel with the one-line banner.
+            window.resize(*sizes[0])
+            options = window.workbench.options["logit_lens"]
+            window.workbench.set_options("logit_lens", type(options).from_dict(
+                {**options.to_dict(), "top_k": options.top_k + 1}))
+            window.docks["Logit lens"].raise_()
+            settle()
+            path = out / f"{sizes[0][0]}x{sizes[0][1]}_logit_lens_stale.png"
+            _save(window, path)
+            written.append(path)
+            log(f"saved {path}")
+            # 1000 prompts (the demo's 8 repeated): the overview's prompt axis stays readable.
+            from dataclasses import replace
+
+            base = window.prompt_editor.prompt_set()
+            window.set_prompt_set(replace(base, pairs=tuple(base.pairs[i % len(base.pairs)] for i in range(1000))))
+            wait_until(app, lambda: window.prompt_editor.valid, "1000 prompts to validate", timeout=120)
+            for name, action in window.analysis_actions.items():
+                action.setChecked(name == "logit_diff")
+            if not window.run():
+                raise ScreenshotError(f"Run was blocked: {window.run_blocked_reason()}")
+            wait_until(app, lambda: not window.worker.busy, "the 1000-prompt run to finish")
+            window.docks["Overview"].raise_()
+            settle()
+            path = out / f"{sizes[0][0]}x{sizes[0][1]}_overview_1000_prompts.png"
+            _save(window, path)
+            written.append(path)
+            log(f"saved {path}")
+        finally:
+            window.close()
+            app.processEvents()
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ioi_desktop.gui.tools.screenshots", description=__doc__.splitlines()[0])
     parser.add_argument("folder", help="model folder with eval.json (run evaluate first)")
     parser.add_argument("--out", help="where to write the PNGs (default: <folder>/screenshots)")
+    parser.add_argument("--panels", action="store_true",
+                        help="instead: the window with each panel raised at 1280x800 and 1920x1080 into --out")
     args = parser.parse_args(argv)
     try:
-        take_screenshots(args.folder, args.out)
+        if args.panels:
+            panel_screenshots(args.folder, args.out or "build/shots")
+        else:
+            take_screenshots(args.folder, args.out)
     except ScreenshotError as error:
         print(f"Screenshots failed: {error}", file=sys.stderr)
         return 1

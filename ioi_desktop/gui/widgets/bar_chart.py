@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QFont, QFontMetrics
 
 from ioi_desktop.gui.widgets.colors import NEGATIVE, POSITIVE, SERIES_COLORS, configure_pyqtgraph, theme_colors
 from ioi_desktop.gui.widgets.heatmap import ThemedPlot, fit_axis, set_legend_text_color, tick_labels
@@ -65,6 +65,9 @@ class BarChart(ThemedPlot):
         self.hover_label.setText(" ")
         self.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.scene().sigMouseClicked.connect(self._on_mouse_clicked)
+        self._shown_ticks: list[tuple[int, str]] = []
+        # Re-thin the category labels whenever the plot area changes size.
+        self.plot.vb.sigResized.connect(lambda _view: self._update_ticks())
         self._apply_theme()
 
     def set_bars(self, categories: Sequence[str], series: Mapping[str, np.ndarray],
@@ -104,9 +107,7 @@ class BarChart(ThemedPlot):
                 self.legend.addItem(item, name)
         self.legend.setVisible(len(self._series) > 1)
         set_legend_text_color(self.legend, theme_colors(self)[1])
-        ticks = tick_labels(self._categories, max_ticks=60)
-        self.plot.getAxis(self._category_axis).setTicks([ticks])
-        fit_axis(self.plot.getAxis(self._category_axis), [label for _, label in ticks] or None)
+        self._update_ticks()
         n = len(self._categories)
         finite = [v[np.isfinite(v)] for v in self._series.values()]
         low = min([0.0, *[float(v.min()) for v in finite if v.size]])
@@ -119,6 +120,31 @@ class BarChart(ThemedPlot):
             self.plot.setXRange(-0.5, n - 0.5, padding=0)
             self.plot.setYRange(low - pad, high + pad, padding=0)
         self.set_highlighted(self._highlighted)
+
+    def _update_ticks(self) -> None:
+        """Label every k-th category, k a round step (1, 2, 5, 10, 20, 50, ...) chosen so labels never
+        touch along the axis's current length (1000 prompts: every 100th or so, readable)."""
+        metrics = QFontMetrics(QFont())
+        view = self.plot.vb.boundingRect()
+        length = (view.height() if self._horizontal else view.width()) if view.width() > 1 else 400.0
+        if self._horizontal:
+            room = metrics.height() + 2
+        else:
+            room = max((metrics.horizontalAdvance(str(c)) for c in self._categories), default=8) + 10
+        n = len(self._categories)
+        step = 1
+        for candidate in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000):
+            step = candidate
+            if n == 0 or np.ceil(n / candidate) * room <= length:
+                break
+        self._shown_ticks = [(i, str(label)) for i, label in enumerate(self._categories) if i % step == 0]
+        axis = self.plot.getAxis(self._category_axis)
+        axis.setTicks([self._shown_ticks])
+        fit_axis(axis, [label for _, label in self._shown_ticks] or None)
+
+    def shown_ticks(self) -> list[tuple[int, str]]:
+        """The (index, label) category ticks drawn now."""
+        return list(self._shown_ticks)
 
     def series(self) -> dict[str, np.ndarray]:
         """The values shown, by series name (copies)."""

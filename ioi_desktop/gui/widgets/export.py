@@ -1,10 +1,15 @@
 """Saving what a panel shows: figures as PNG and SVG, numbers as CSV.
 
-PNG is a grab of the widget as it is on screen (any QWidget, token strips
-included). SVG renders the same widget through Qt's ``QSvgGenerator``, so axes,
-text and bars stay vectors (heatmap images are embedded as bitmaps); pyqtgraph's
-own ``SVGExporter`` cannot parse the paths Qt 6.12 writes, so it is not used.
-All files are written atomically.
+Grids (heatmaps) are exported through ``core.figures``: a vector SVG written
+without Qt (one rectangle per cell, titled with analysis, activation, model and
+prompt set), rasterised here to PNG off-screen at a chosen DPI
+(:func:`svg_to_png`, also run by ``ioi-desktop export`` in a child process).
+Other plots (bars, scatter, the lens line, attention patterns, token strips)
+are rendered from their widget, off-screen and scaled to the DPI
+(:func:`render_widget_png`), and as SVG through Qt's ``QSvgGenerator``
+(:func:`export_svg`); pyqtgraph's own ``SVGExporter`` cannot parse the paths
+Qt 6.12 writes, so it is not used. :func:`export_png` (a grab of the widget as
+on screen) is kept for screenshots. All files are written atomically.
 """
 
 from __future__ import annotations
@@ -73,3 +78,97 @@ def export_grid_csv(path: Path | str, values: np.ndarray, row_labels: Sequence[s
 def export_table_csv(path: Path | str, header: Sequence[str], rows: Iterable[Sequence[object]]) -> Path:
     """A table with a header line as CSV."""
     return write_text_atomic(path, _csv_text([list(header), *rows]))
+
+
+def svg_to_png(svg: str | bytes, path: Path | str, dpi: int = 300) -> Path:
+    """Rasterise an SVG figure (96 user units per inch) off-screen at ``dpi``; nothing on screen is grabbed.
+
+    Needs a QGuiApplication (the CLI starts one on the offscreen platform).
+    """
+    from PySide6.QtCore import QByteArray, QRectF
+    from PySide6.QtGui import QColor, QImage
+    from PySide6.QtSvg import QSvgRenderer
+
+    if not 30 <= int(dpi) <= 1200:
+        raise FileFormatError(f"{dpi} DPI is not a usable resolution.", "Choose a DPI from 30 to 1200 (300 is usual).")
+    data = svg.encode("utf-8") if isinstance(svg, str) else svg
+    renderer = QSvgRenderer(QByteArray(data))
+    if not renderer.isValid():
+        raise FileFormatError(f"The figure for {path} is not valid SVG.", "Please report this bug.")
+    size = renderer.defaultSize()
+    scale = int(dpi) / 96.0
+    image = QImage(max(1, round(size.width() * scale)), max(1, round(size.height() * scale)),
+                   QImage.Format.Format_ARGB32)
+    image.fill(QColor(255, 255, 255))
+    dots_per_metre = round(int(dpi) / 0.0254)
+    image.setDotsPerMeterX(dots_per_metre)
+    image.setDotsPerMeterY(dots_per_metre)
+    painter = QPainter(image)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
+    renderer.render(painter, QRectF(0, 0, image.width(), image.height()))
+    painter.end()
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    if not image.save(buffer, "PNG"):
+        raise FileFormatError(f"The figure could not be rendered to {path}.", "Check the folder, then export again.")
+    return write_bytes_atomic(path, bytes(buffer.data()))
+
+
+def render_widget_png(widget: QWidget, path: Path | str, dpi: int = 300) -> Path:
+    """Render a (non-grid) plot widget off-screen at ``dpi``: its current layout, scaled, not a screen grab."""
+    from PySide6.QtGui import QColor, QImage
+
+    QApplication.processEvents()
+    scale = int(dpi) / 96.0
+    image = QImage(max(1, round(widget.width() * scale)), max(1, round(widget.height() * scale)),
+                   QImage.Format.Format_ARGB32)
+    image.fill(QColor(255, 255, 255))
+    dots_per_metre = round(int(dpi) / 0.0254)
+    image.setDotsPerMeterX(dots_per_metre)
+    image.setDotsPerMeterY(dots_per_metre)
+    painter = QPainter(image)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.scale(scale, scale)
+    QWidget.render(widget, painter, QPoint(0, 0))
+    painter.end()
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    if not image.save(buffer, "PNG"):
+        raise FileFormatError(f"The figure could not be rendered to {path}.", "Check the folder, then export again.")
+    return write_bytes_atomic(path, bytes(buffer.data()))
+
+
+def svgs_to_pngs(folder: Path | str, dpi: int = 300) -> list[Path]:
+    """A PNG beside every SVG figure in ``folder`` (recursively)."""
+    return [svg_to_png(path.read_bytes(), path.with_suffix(".png"), dpi)
+            for path in sorted(Path(folder).rglob("*.svg"))]
+
+
+def ask_export_settings(parent: QWidget | None = None, dpi: int = 300, markers: bool = False):
+    """A small dialog: PNG resolution and whether to draw known head roles on layer x head grids.
+
+    Returns (dpi, markers), or None when cancelled.
+    """
+    from PySide6.QtWidgets import QCheckBox, QDialog, QDialogButtonBox, QFormLayout, QSpinBox
+
+    dialog = QDialog(parent)
+    dialog.setWindowTitle("Export figures and data")
+    form = QFormLayout(dialog)
+    dpi_box = QSpinBox()
+    dpi_box.setRange(30, 1200)
+    dpi_box.setSingleStep(50)
+    dpi_box.setValue(dpi)
+    dpi_box.setSuffix(" DPI")
+    dpi_box.setToolTip("PNG resolution; SVGs are vector figures at any size")
+    form.addRow("PNG resolution:", dpi_box)
+    markers_box = QCheckBox("Mark known head roles on layer × head grids")
+    markers_box.setChecked(markers)
+    form.addRow(markers_box)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+    buttons.accepted.connect(dialog.accept)
+    buttons.rejected.connect(dialog.reject)
+    form.addRow(buttons)
+    if dialog.exec() != QDialog.DialogCode.Accepted:
+        return None
+    return dpi_box.value(), markers_box.isChecked()

@@ -66,6 +66,47 @@ def fit_axis(axis: pg.AxisItem, labels: Sequence[str] | None = None, sample: str
         axis.setStyle(autoExpandTextSpace=False, tickTextHeight=lines * metrics.height() + 2)
 
 
+class RotatableAxis(pg.AxisItem):
+    """An axis whose tick labels can be drawn rotated (``rotation`` degrees, e.g. -45 for long key labels).
+
+    pyqtgraph lays tick labels out horizontally only; this draws the axis and
+    ticks as usual, then each label rotated about the top of its tick, so every
+    column of a long prompt can be labelled without overlapping.
+    """
+
+    def __init__(self, orientation: str, **kwargs) -> None:
+        super().__init__(orientation, **kwargs)
+        self.rotation = 0
+
+    def set_rotation(self, degrees: int, labels: Sequence[str] = ()) -> None:
+        self.rotation = degrees
+        if degrees:
+            metrics = QFontMetrics(self.style["tickFont"] or QFont())
+            widest = max((metrics.horizontalAdvance(str(label)) for label in labels), default=20)
+            self.setStyle(autoExpandTextSpace=False,
+                          tickTextHeight=int(widest * abs(np.sin(np.radians(degrees)))) + metrics.height() + 4)
+        self.picture = None
+        self.update()
+
+    def drawPicture(self, p, axisSpec, tickSpecs, textSpecs):  # noqa: N802 - pyqtgraph override
+        if not self.rotation:
+            return super().drawPicture(p, axisSpec, tickSpecs, textSpecs)
+        super().drawPicture(p, axisSpec, tickSpecs, [])
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        if self.style["tickFont"] is not None:
+            p.setFont(self.style["tickFont"])
+        p.setPen(self.textPen())
+        metrics = QFontMetrics(p.font())
+        for rect, _flags, text in textSpecs:
+            width = metrics.horizontalAdvance(text) + 2
+            p.save()
+            p.translate(rect.center().x(), rect.top() + 2)
+            p.rotate(self.rotation)
+            p.drawText(QRectF(-width, -metrics.height() / 2, width, metrics.height()),
+                       int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter), text)
+            p.restore()
+
+
 def short_token(token: str, width: int = 6) -> str:
     """A token shortened for an axis tick or a cell: trimmed, special tokens named, cut to ``width``."""
     token = str(token)
@@ -147,16 +188,39 @@ class CellTextItem(QGraphicsItem):
         width, height = abs(cell.x()), abs(cell.y())
         painter.save()
         painter.resetTransform()
-        painter.setFont(self._font)
         flags = int(Qt.AlignmentFlag.AlignCenter) | int(Qt.TextFlag.TextDontClip)
+        fonts = self._fonts_for(width - 2)
         for row, (texts, colors) in enumerate(zip(self._texts, self._colors)):
             for col, (text, color) in enumerate(zip(texts, colors)):
                 if not text:
                     continue
+                # The full token in the cell's font, a smaller font when it does not fit, elided
+                # only below 6 pt (the hover line and tooltip always give the whole token).
+                font, metrics = fonts[-1]
+                for candidate, candidate_metrics in fonts:
+                    if candidate_metrics.horizontalAdvance(text) <= width - 2:
+                        font, metrics = candidate, candidate_metrics
+                        break
+                shown = metrics.elidedText(text, Qt.TextElideMode.ElideRight, max(4, int(width - 2)))
                 centre = transform.map(QPointF(col, row))
+                painter.setFont(font)
                 painter.setPen(color)
-                painter.drawText(QRectF(centre.x() - width / 2, centre.y() - height / 2, width, height), flags, text)
+                painter.drawText(QRectF(centre.x() - width / 2, centre.y() - height / 2, width, height), flags, shown)
         painter.restore()
+
+    def _fonts_for(self, _width: float) -> list[tuple[QFont, QFontMetrics]]:
+        size = max(6, self._font.pointSize())
+        fonts = []
+        for point in range(size, 5, -1):
+            font = QFont(self._font)
+            font.setPointSize(point)
+            fonts.append((font, QFontMetrics(font)))
+        return fonts
+
+    def elided_count(self, cell_width: float) -> int:
+        """How many cell strings would be elided in cells ``cell_width`` device pixels wide."""
+        _font, metrics = self._fonts_for(cell_width)[-1]
+        return sum(metrics.horizontalAdvance(text) > cell_width - 2 for row in self._texts for text in row if text)
 
 
 class ThemedPlot(pg.GraphicsLayoutWidget):
@@ -212,8 +276,12 @@ class Heatmap(ThemedPlot):
         self._hover_text: HoverText | None = None
         self._value_format = "{:+.4g}"
         self._selected: tuple[int, int] | None = None
+        self._last_mouse = None
 
-        self.plot = self.addPlot(row=0, col=0, title=title or None)
+        self.plot = self.addPlot(row=0, col=0, title=title or None,
+                                 axisItems={"bottom": RotatableAxis("bottom")})
+        self._rotate_cols: bool | str = False
+        self._rotated_now: bool | None = None
         self.plot.invertY(True)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.setMenuEnabled(False)
@@ -264,6 +332,18 @@ class Heatmap(ThemedPlot):
         self.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self._apply_theme()
 
+    def set_rotated_col_labels(self, rotated: bool | str) -> None:
+        """Draw the column labels rotated (long token labels, every column labelled): True always,
+        "auto" only when they would not all fit side by side, False never."""
+        self._rotate_cols = rotated
+        self._rotated_now = None
+        if not rotated:
+            self.plot.getAxis("bottom").set_rotation(0)
+
+    def set_square_cells(self, square: bool) -> None:
+        """Keep every cell square whatever the widget's shape (attention patterns)."""
+        self.plot.vb.setAspectLocked(square, ratio=1.0)
+
     def set_titles(self, title: str, row_title: str, col_title: str) -> None:
         """Change the plot title and the axis titles (also used in the hover read-out)."""
         self._row_title, self._col_title = row_title, col_title
@@ -300,13 +380,22 @@ class Heatmap(ThemedPlot):
         self._row_labels = [str(x) for x in row_labels] if row_labels is not None else [str(i) for i in range(n_rows)]
         self._col_labels = [str(x) for x in col_labels] if col_labels is not None else [str(i) for i in range(n_cols)]
         fit_axis(self.plot.getAxis("left"), self._row_labels or None)
-        fit_axis(self.plot.getAxis("bottom"), self._col_labels or None)
+        self._rotated_now = None
         self._update_ticks()
         self.colorbar.setColorMap(DIVERGING if signed else SEQUENTIAL)
         self._render()
         if values.size:
             self.plot.setXRange(-0.5, n_cols - 0.5, padding=0)
             self.plot.setYRange(-0.5, n_rows - 0.5, padding=0)
+        self.refresh_hover()
+
+    def refresh_hover(self) -> None:
+        """Recompute the hover line for the grid shown now (a new grid, prompt or mode), never keeping
+        the previous grid's read-out: the cell under the mouse is described again, else the line is blank."""
+        cell = self.cell_at(self._last_mouse) if self._last_mouse is not None and self._values.size else None
+        text = self.describe_cell(*cell) if cell is not None else " "
+        self.hover_label.setText(text)
+        self.setToolTip("" if cell is None else text)
 
     def _update_ticks(self) -> None:
         """Label as many rows/columns as fit without overlapping (every k-th when crowded)."""
@@ -319,8 +408,28 @@ class Heatmap(ThemedPlot):
         laid_out = view.width() > 1 and view.height() > 1
         width = view.width() if laid_out else 400.0
         height = view.height() if laid_out else 300.0
-        self.plot.getAxis("bottom").setTicks([tick_labels(self._col_labels, max(1, int(width // label_width)))])
-        self.plot.getAxis("left").setTicks([tick_labels(self._row_labels, max(1, int(height // label_height)))])
+        rotate = self._rotate_cols is True or (self._rotate_cols == "auto" and laid_out
+                                                and width // label_width < len(self._col_labels))
+        columns = [label.replace("\n", " ") for label in self._col_labels] if rotate else self._col_labels
+        if rotate != self._rotated_now:
+            self._rotated_now = rotate
+            axis = self.plot.getAxis("bottom")
+            if rotate:
+                axis.set_rotation(-50, columns)
+            else:
+                axis.set_rotation(0)
+                fit_axis(axis, self._col_labels or None)
+        if rotate:
+            # Rotated labels take only about a line's height of the axis's length each.
+            label_width = metrics.height() * 0.85 + 1
+        self._ticks = {"bottom": tick_labels(columns, max(1, int(width // label_width))),
+                       "left": tick_labels(self._row_labels, max(1, int(height // label_height)))}
+        self.plot.getAxis("bottom").setTicks([self._ticks["bottom"]])
+        self.plot.getAxis("left").setTicks([self._ticks["left"]])
+
+    def shown_ticks(self, side: str) -> list[tuple[int, str]]:
+        """The (index, label) ticks drawn now on the "bottom" (columns) or "left" (rows) axis."""
+        return list(getattr(self, "_ticks", {}).get(side, []))
 
     def set_row(self, row: int, values: np.ndarray) -> None:
         """Fill one row (streamed partial results); levels follow what is known so far."""
@@ -362,6 +471,7 @@ class Heatmap(ThemedPlot):
     def set_hover_text(self, formatter: HoverText | None) -> None:
         """Replace the default hover read-out with ``formatter(row, col, value)``."""
         self._hover_text = formatter
+        self.refresh_hover()
 
     def set_selected(self, cell: tuple[int, int] | None) -> None:
         """Outline one cell (row, col), or none."""
@@ -488,6 +598,7 @@ class Heatmap(ThemedPlot):
                 f"{self.format_value(value)}")
 
     def _on_mouse_moved(self, scene_pos) -> None:
+        self._last_mouse = scene_pos
         cell = self.cell_at(scene_pos)
         text = self.describe_cell(*cell) if cell is not None else " "
         self.hover_label.setText(text)
