@@ -49,6 +49,8 @@ DEFAULT_DPI = 300
 DEFAULT_PROMPTS = (0,)
 
 _HEAD_AXES = ("layer", "head")
+# k/v grids: one column per key-value head (= per head without grouped-query attention).
+_KV_HEAD_AXES = ("layer", "kv_head")
 _POSITION_AXES = (("layer", "pos"), ("lens_layer", "pos"))
 
 
@@ -222,7 +224,7 @@ def grid_figures(run_results: Any, analyses: Iterable[str] | None = None, roles:
             if values.dtype.kind != "f" or array_name.endswith("_raw"):
                 continue
             partner = _partner(results, array_name)
-            if axes == _HEAD_AXES or axes in _POSITION_AXES:
+            if axes in (_HEAD_AXES, _KV_HEAD_AXES) or axes in _POSITION_AXES:
                 figures.append(_figure(name, title, array_name, values, axes, result, meta, source,
                                        partner, roles if markers else None))
             elif axes == ("layer", "pos", "head"):
@@ -280,8 +282,13 @@ def _figure(analysis: str, title: str, array_name: str, values: np.ndarray, axes
         labels = result.axis_labels("lens_layer") if hasattr(result, "axis_labels") else None
         row_labels = [str(label).replace("_", " ") for label in labels[:n_rows]] if labels else None
     row_labels = row_labels or [str(i) for i in range(n_rows)]
-    head_grid = col_axis == "head"
-    col_labels = ([str(i) for i in range(n_cols)] if head_grid
+    kv_labels = result.axis_labels("kv_head") if col_axis == "kv_head" and hasattr(result, "axis_labels") else None
+    head_grid = col_axis in ("head", "kv_head")
+    n_heads = next((np.shape(v)[list(result.axes[k]).index("head")] for k, v in result.arrays.items()
+                    if "head" in result.axes.get(k, ())), n_cols)
+    if col_axis == "kv_head" and n_cols != n_heads:  # grouped-query attention: roles name query heads
+        roles = None
+    col_labels = (list(kv_labels)[:n_cols] if kv_labels else [str(i) for i in range(n_cols)] if head_grid
                   else _position_labels(result, col_axis if row_axis != "lens_layer" else "pos", n_cols, meta, prompt))
     patching_score = array_name.startswith(("patch_", "atp_", "path_patch_"))
     both = values if partner is None or partner.shape != values.shape else np.concatenate([values.ravel(),
