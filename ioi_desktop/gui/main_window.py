@@ -688,6 +688,24 @@ class MainWindow(QMainWindow):
                 dock.setWindowTitle(panel.TITLE + (" (did not run)" if reasons else ""))
         self.step_label.setText(summary)
         self.results_shown.emit(run_results)
+        if failed:
+            self._say_what_did_not_run(failed)
+
+    def _say_what_did_not_run(self, failed: dict) -> None:
+        """One non-blocking message for the analyses that did not run (the others' results are shown)."""
+        from ioi_desktop.core.error_log import log_path
+
+        sentences = [f"{name}: {reason}" if len(failed) > 1 else reason for name, reason in failed.items()]
+        if len(failed) == 1:
+            title, message, rest = f"{next(iter(failed))} did not run", sentences[0], []
+        else:
+            title = "Some analyses did not run"
+            message = f"{len(failed)} analyses did not run: {', '.join(failed)}."
+            rest = sentences
+        hint = " ".join(rest + ["The other analyses' results are shown; the failed panels say why."])
+        if any(" failed on " in reason for reason in failed.values()):  # a bug: its traceback is in the log
+            hint += f" Details were written to {log_path()}."
+        self.show_message(title, message, hint)
 
     def show_results(self, run_results: Any) -> None:
         """Show these results (e.g. from a file) in every panel, replacing what was shown."""

@@ -97,6 +97,10 @@ def test_load_model_and_run_fills_every_panel(qtbot, window, tiny_model_dir):
         assert panel.results is not None, panel.TITLE
         dock_of(window, panel.TITLE)
         qtbot.wait(50)  # one paint
+        problem = getattr(results.get("circuit"), "problem", None) if "circuit" in panel.analyses() else None
+        if problem:  # the random model has no clean-corrupt gap: the Circuit panel says so and draws nothing
+            assert problem in panel.status.text()
+            continue
         save_screenshot(panel, f"panel_{panel.objectName()}")
     save_screenshot(window, "window_after_run")
 

@@ -15,7 +15,7 @@ import pytest
 from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
-from tests.support.gui_helpers import RUN_TIMEOUT_MS, run_and_wait
+from tests.support.gui_helpers import RUN_TIMEOUT_MS, run_and_wait, save_session_and_wait
 
 from ioi_desktop.core.grids import SMALL_GAP_THRESHOLD
 
@@ -310,7 +310,7 @@ def test_cli_export_writes_the_same_figures_headless(qtbot, loaded_window, tmp_p
     window = loaded_window
     run_and_wait(qtbot, window)
     session = tmp_path / "run.ioisession"
-    assert window.save_session_to(session)
+    assert save_session_and_wait(qtbot, window, session)
     out = tmp_path / "cli"
     assert main(["export", str(session), "--out", str(out), "--dpi", "100"]) == 0
     assert (out / "patch_head_z.svg").is_file() and (out / "patch_head_z.png").is_file()

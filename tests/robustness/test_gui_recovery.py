@@ -64,24 +64,18 @@ def test_a_bug_in_a_run_shows_the_cause_logs_the_traceback_and_copies_it(qtbot, 
         raise KeyError("simulated bug inside dla")
 
     monkeypatch.setattr(dla, "run", broken)  # a fresh window: nothing is cached yet
-    with qtbot.waitSignal(window.worker.run_failed, timeout=RUN_TIMEOUT_MS):
+    # One failing analysis does not stop the run: the others finish and the message names the cause.
+    with qtbot.waitSignal(window.worker.run_finished, timeout=RUN_TIMEOUT_MS):
         assert window.run()
     box = window.message_box
     assert box.isVisible() and "KeyError" in box.text() and "simulated bug inside dla" in box.text()
+    assert "\n" not in box.text() and "logit_diff" in window.results.analyses and "dla" not in window.results.analyses
     # No traceback on screen; it is in the log in the user's data folder.
     assert box.detailedText() == "" and "Traceback" not in box.text() + box.informativeText()
     log = isolated_user_data / "logs" / "ioi-desktop.log"
     assert str(log) in box.informativeText()
     logged = log.read_text(encoding="utf-8")
     assert "Traceback (most recent call last)" in logged and "simulated bug inside dla" in logged and "broken" in logged
-    # "Copy details" puts the traceback on the clipboard and leaves the message open.
-    (copy,) = [b for b in box.buttons() if box.buttonRole(b) == QMessageBox.ActionRole]
-    assert copy.text() == "Copy details"
-    QApplication.clipboard().clear()
-    copy.click()
-    assert "Traceback (most recent call last)" in QApplication.clipboard().text()
-    assert "simulated bug inside dla" in QApplication.clipboard().text()
-    assert box.isVisible()
     box.close()
     # State unchanged, and the next Run works.
     assert window.handle is handle and window.prompt_editor.prompt_set() == prompt_set
@@ -99,11 +93,12 @@ def test_out_of_memory_in_a_run_is_explained_without_details(qtbot, loaded_windo
 
     monkeypatch.setattr(logit_lens, "run", out_of_memory)
     window = loaded_window  # fresh: nothing is cached, so the patched run is reached
-    with qtbot.waitSignal(window.worker.run_failed, timeout=RUN_TIMEOUT_MS):
+    with qtbot.waitSignal(window.worker.run_finished, timeout=RUN_TIMEOUT_MS):
         assert window.run()
     box = window.message_box
-    assert box.text() == "The device ran out of memory during logit_lens."
-    assert "smaller batch size" in box.informativeText()
+    assert box.text().startswith("The device ran out of memory during logit_lens.")
+    assert "smaller batch size" in box.text() + box.informativeText()
+    assert "Details were written" not in box.informativeText()
     assert not [b for b in box.buttons() if b.text() == "Copy details"]
     box.close()
 
@@ -134,11 +129,12 @@ def test_cancel_during_each_analysis_and_the_next_run_works(qtbot, loaded_window
         with qtbot.waitSignal(window.worker.run_cancelled, timeout=RUN_TIMEOUT_MS):
             assert window.run()
         monkeypatch.setattr(module, "run", real_run)
-        assert delivered == names[: names.index(target)], target
+        # Run re-runs only what is not already current: the delivered ones are the rest of those before.
+        assert set(delivered) <= set(names[: names.index(target)]), target
         assert "cancelled" in window.step_label.text().lower()
         # The analyses that finished before the cancel are kept and shown; nothing else.
         finished = window.results.analyses if window.results is not None else []
-        assert finished == delivered and window.actions_by_name["run"].isEnabled()
+        assert sorted(finished) == sorted(names[: names.index(target)]) and window.actions_by_name["run"].isEnabled()
     assert run_and_wait(qtbot, window).analyses == names
 
 

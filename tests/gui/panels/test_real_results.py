@@ -47,7 +47,8 @@ def test_panel_shows_real_results(qtbot, tmp_path, cls, selection, real_run):
     problem = results["circuit"].problem if "circuit" in cls.analyses() else None
     if problem:
         # The random model gives the notebook's symmetric set no clean-corrupt gap: the panel says so, draws nothing.
-        assert "faithfulness cannot be normalised" in problem and problem in panel.status.text() and written == []
+        assert "faithfulness cannot be normalised" in problem and problem in panel.status.text()
+        assert not [p for p in written if p.suffix in (".png", ".svg")]
         return
     assert any(p.suffix == ".csv" for p in written) and any(p.suffix == ".png" for p in written)
 
