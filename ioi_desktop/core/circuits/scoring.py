@@ -251,8 +251,136 @@ def prepare(model, batch) -> Prepared:
 # ------------------------------------------------------------------ gradient scores
 
 
-def _receiver_gradients(model, prep: Prepared, embed: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """dm/d(receiver input) for every receiver hook on the clean tokens (embeddings replaced by ``embed``)."""
+@contextmanager
+def _mlp_in_hook(model):
+    """Switch on ``hook_mlp_in`` only (the unsplit gradient run), restore after."""
+    saved = bool(getattr(model.cfg, "use_hook_mlp_in", False))
+    model.set_use_hook_mlp_in(True)
+    try:
+        yield
+    finally:
+        model.set_use_hook_mlp_in(saved)
+
+
+def layer_norm_parameters(model, layer: int):
+    """(weight, bias, eps, rms) of block ``layer``'s ln1 as the forward pass applies it, or None."""
+    ln = getattr(model.blocks[layer], "ln1", None)
+    component = getattr(ln, "original_component", None)
+    weight = getattr(ln, "weight", None)
+    if ln is None or component is None or weight is None or getattr(ln, "use_native_layernorm_autograd", False):
+        return None
+    rms = bool(getattr(ln, "uses_rms_norm", False))
+    if getattr(ln, "uses_weight_offset", False):
+        weight = 1.0 + weight
+    bias = None if rms else getattr(component, "bias", None)
+    eps = getattr(component, "eps", None)
+    if eps is None:
+        eps = getattr(component, "variance_epsilon", getattr(getattr(ln, "config", None), "eps", 1e-5))
+    return weight.detach().float(), None if bias is None else bias.detach().float(), float(eps), rms
+
+
+def _normalize(x: torch.Tensor, eps: float, rms: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x_hat, sigma) of LayerNorm (centred) or RMSNorm over the last axis, in float32."""
+    x = x.float()
+    if not rms:
+        x = x - x.mean(dim=-1, keepdim=True)
+    sigma = (x.pow(2).mean(dim=-1, keepdim=True) + eps).sqrt()
+    return x / sigma, sigma
+
+
+def _norm_backward(g: torch.Tensor, x_hat: torch.Tensor, sigma: torch.Tensor, rms: bool) -> torch.Tensor:
+    """d(loss)/dx of y = x_hat(x) * w + b given g = dy * w (x_hat, sigma: [..., 1 or n, d])."""
+    along = (g * x_hat).mean(dim=-1, keepdim=True)
+    if rms:
+        return (g - x_hat * along) / sigma
+    return (g - g.mean(dim=-1, keepdim=True) - x_hat * along) / sigma
+
+
+def unsplit_gradients(model, prep: Prepared, embed: torch.Tensor | None) -> dict[str, torch.Tensor] | None:
+    """dm/d(receiver input) from one plain forward + backward, or None where this model is not covered.
+
+    The gradients at ``hook_q/k/v`` ([prompt, pos, head, d_head]) are mapped back to each head's own
+    copy of the residual stream exactly: dy_h = dq_h @ W_Q[h]^T through the head's projection, then
+    ln1's backward given its input x (linear in dy for fixed x). Covered: blocks whose ln1 is a
+    LayerNorm or RMSNorm read by separate per-head q/k/v projections with ``W_Q/W_K/W_V`` of shape
+    [head, d_model, d_head] (GPT-2, GPT-J, GPT-NeoX without rotary, ...); checked on the first
+    prompt of every layer by recomputing q, k and v from ln1's input. Not covered (None, the caller
+    splits the inputs instead): rotary or other position-dependent q/k maps, grouped key/value heads,
+    norms the bridge runs natively, and any block where that recomputation does not match.
+    """
+    graph = prep.graph
+    L, H = graph.n_layers, graph.n_heads
+    try:
+        norms = [layer_norm_parameters(model, layer) for layer in range(L)]
+        if any(n is None for n in norms):
+            return None
+        weights = [torch.stack([getattr(model, w)[layer] for w in ("W_Q", "W_K", "W_V")]).detach().float()
+                   for layer in range(L)]  # [3, head, d_model, d_head]
+        biases = [torch.stack([getattr(model, b)[layer] for b in ("b_Q", "b_K", "b_V")]).detach().float()
+                  for layer in range(L)]  # [3, head, d_head]
+    except (AttributeError, IndexError, TypeError, RuntimeError):
+        return None
+    if any(w.dim() != 4 or w.shape[1] != H for w in weights):
+        return None
+    qkv = [(f"blocks.{layer}.attn.hook_{w}", layer) for layer in range(L) for w in ("q", "k", "v")]
+    inputs = [f"blocks.{layer}.ln1.hook_in" for layer in range(L)]
+    others = [(name, kind) for name, kind, _ in receiver_hooks(graph) if kind in ("mlp", "logits")]
+    captured: dict[str, torch.Tensor] = {}
+
+    def start(act, hook):
+        value = act if embed is None else embed.to(act.dtype)
+        return value.detach().requires_grad_(True)
+
+    def keep(name, detach=False):
+        # A copy: the gradient must be this receiver's input's alone (not the residual path around it).
+        def hook_fn(act, hook):
+            if detach:
+                captured[name] = act.detach()
+                return act
+            captured[name] = act = act.clone()
+            return act
+        return hook_fn
+
+    fwd = [("hook_embed", start)] + [(n, keep(n, detach=True)) for n in inputs]
+    fwd += [(n, keep(n)) for n, _ in qkv] + [(n, keep(n)) for n, _ in others]
+    try:
+        with _mlp_in_hook(model), torch.enable_grad(), model.hooks(fwd_hooks=fwd):
+            logits = model(prep.clean_tokens)
+            names = [n for n, _ in qkv] + [n for n, _ in others]
+            if any(n not in captured for n in names + inputs):
+                return None
+            metric = prep.metric(logits).mean()
+            grads = torch.autograd.grad(metric, [captured[n] for n in names], allow_unused=True)
+    except (ValueError, KeyError, NotImplementedError, AttributeError) :
+        return None
+    home = prep.clean_tokens.device
+    grad_of = {n: (torch.zeros_like(captured[n]) if g is None else g.detach()) for n, g in zip(names, grads)}
+    found: dict[str, torch.Tensor] = {}
+    for layer in range(L):
+        weight, bias, eps, rms = norms[layer]
+        W, B = weights[layer].to(home), biases[layer].to(home)
+        x = captured[inputs[layer]].to(home)
+        acts = torch.stack([captured[f"blocks.{layer}.attn.hook_{w}"][0].detach().to(home).float() for w in "qkv"])
+        if acts.shape[1:] != (x.shape[1], H, W.shape[-1]):
+            return None
+        # The check: q, k and v of the first prompt recomputed from ln1's input.
+        x_hat0, _ = _normalize(x[0], eps, rms)
+        y0 = x_hat0 * weight.to(home) + (0.0 if bias is None else bias.to(home))
+        again = torch.einsum("pd,shde->sphe", y0, W) + B[:, None]
+        if float((again - acts).abs().max()) > 1e-4 * max(1.0, float(acts.abs().max())):
+            return None
+        d_act = torch.stack([grad_of[f"blocks.{layer}.attn.hook_{w}"].to(home).float() for w in "qkv"], dim=2)
+        # [prompt, pos, 3, head, d_head] @ [3, head, d_model, d_head]^T -> [prompt, pos, 3 * head, d_model]
+        g = torch.einsum("npshe,shde->npshd", d_act, W).reshape(*x.shape[:2], 3 * H, x.shape[-1])
+        x_hat, sigma = _normalize(x, eps, rms)
+        found[f"layer{layer}.qkv"] = _norm_backward(g * weight.to(home), x_hat[:, :, None], sigma[:, :, None], rms)
+    for name, _ in others:
+        found[name] = grad_of[name].to(home)
+    return found
+
+
+def split_gradients(model, prep: Prepared, embed: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """dm/d(receiver input) with each head's q/k/v input split off (``use_split_qkv_input``): the fallback."""
     graph = prep.graph
     hooks = receiver_hooks(graph)
     captured: dict[str, torch.Tensor] = {}
@@ -270,54 +398,82 @@ def _receiver_gradients(model, prep: Prepared, embed: torch.Tensor | None) -> di
         return hook_fn
 
     fwd = [("hook_embed", start)] + [(name, keep(name)) for name, _, _ in hooks]
-    with torch.enable_grad(), model.hooks(fwd_hooks=fwd):
+    with graph_hooks(model), torch.enable_grad(), model.hooks(fwd_hooks=fwd):
         logits = model(prep.clean_tokens)
         metric = prep.metric(logits).mean()
         acts = [captured[name] for name, _, _ in hooks]
         grads = torch.autograd.grad(metric, acts, allow_unused=True)
     home = prep.clean_tokens.device
-    return {name: (torch.zeros_like(a) if g is None else g).detach().to(home)
-            for (name, _, _), a, g in zip(hooks, acts, grads)}
+    raw = {name: (torch.zeros_like(a) if g is None else g).detach().to(home)
+           for (name, _, _), a, g in zip(hooks, acts, grads)}
+    found = {}
+    for name, kind, layer in hooks:
+        if kind in ("q", "k", "v"):
+            key = f"layer{layer}.qkv"
+            if key not in found:
+                found[key] = torch.cat([raw[f"blocks.{layer}.attn.hook_{w}_input"] for w in "qkv"], dim=2).float()
+        else:
+            found[name] = raw[name]
+    return found
+
+
+def receiver_gradients(model, prep: Prepared, embed: torch.Tensor | None, split: bool = False) -> dict[str, torch.Tensor]:
+    """dm/d(receiver input) on the clean tokens (embeddings replaced by ``embed``), keyed
+    ``layer{L}.qkv`` ([prompt, pos, 3 * head, d_model]: q heads, k heads, v heads) and by the MLP
+    and logits receivers' hook names. Unsplit (one plain forward + backward) where the model is
+    covered, else (or with ``split``) with split q/k/v inputs."""
+    found = None if split else unsplit_gradients(model, prep, embed)
+    return split_gradients(model, prep, embed) if found is None else found
+
+
+def _gradient_groups(graph: Graph):
+    """(gradient key, receivers it holds, senders upstream of them) in forward order."""
+    for layer in range(graph.n_layers):
+        first = graph.qkv_receiver(layer, 0, "q")
+        yield f"layer{layer}.qkv", slice(first, first + 3 * graph.n_heads), graph.head_sender(layer, 0)
+        yield f"blocks.{layer}.hook_mlp_in", slice(graph.mlp_receiver(layer), graph.mlp_receiver(layer) + 1), \
+            graph.mlp_sender(layer)
+    yield (f"blocks.{graph.n_layers - 1}.hook_resid_post",
+           slice(graph.logits_receiver, graph.logits_receiver + 1), graph.n_senders)
 
 
 def _scores_from_gradients(prep: Prepared, grads: dict[str, torch.Tensor]) -> np.ndarray:
     """(corrupted - clean sender output) . gradient, summed over prompts, positions and d_model [sender, receiver]."""
     graph = prep.graph
     delta = prep.corrupt_out - prep.clean_out  # [prompt, pos, sender, d_model]
-    # One matrix product: [sender, prompt*pos*d_model] @ [prompt*pos*d_model, receiver].
+    # One matrix product per layer's q/k/v receivers (and per MLP, and logits):
+    # [sender, prompt*pos*d_model] @ [prompt*pos*d_model, receiver].
     flat_delta = delta.permute(2, 0, 1, 3).reshape(graph.n_senders, -1).float()
     scores = torch.zeros(graph.n_senders, graph.n_receivers, dtype=torch.float32, device=delta.device)
-    for name, kind, layer in receiver_hooks(graph):
-        grad = grads[name]
+    for key, block, upto in _gradient_groups(graph):
+        grad = grads[key].float()
         if grad.dim() == 3:
             grad = grad[:, :, None]
-        flat_grad = grad.permute(2, 0, 1, 3).reshape(grad.shape[2], -1).float()
-        upto = _upstream_end(graph, kind, layer)  # later senders have no edge here
-        scores[:upto, receiver_slice(graph, kind, layer)] = flat_delta[:upto] @ flat_grad.T
+        flat_grad = grad.permute(2, 0, 1, 3).reshape(grad.shape[2], -1)
+        scores[:upto, block] = flat_delta[:upto] @ flat_grad.T  # later senders have no edge here
     found = scores.double().cpu().numpy() * graph.adjacency
     return np.ascontiguousarray(found, dtype=np.float32)
 
 
-def eap_scores(model, prep: Prepared) -> np.ndarray:
-    """EAP [sender, receiver]: one backward pass on the clean run."""
-    with graph_hooks(model):
-        return _scores_from_gradients(prep, _receiver_gradients(model, prep, None))
+def eap_scores(model, prep: Prepared, split: bool = False) -> np.ndarray:
+    """EAP [sender, receiver]: one forward + backward pass on the clean run (``split``: force the
+    split q/k/v inputs path, see :func:`receiver_gradients`)."""
+    return _scores_from_gradients(prep, receiver_gradients(model, prep, None, split))
 
 
-def eap_ig_scores(model, prep: Prepared, steps: int, progress=None) -> np.ndarray:
+def eap_ig_scores(model, prep: Prepared, steps: int, progress=None, split: bool = False) -> np.ndarray:
     """EAP-IG "inputs" [sender, receiver]: gradients averaged over ``steps`` interpolated input embeddings."""
     check_ig_steps(steps)
     total: dict[str, torch.Tensor] = {}
-    with graph_hooks(model):
-        for k in range(steps):
-            if progress is not None:
-                progress.check_cancelled()
-            alpha = k / steps
-            embed = prep.corrupt_embed + alpha * (prep.clean_embed - prep.corrupt_embed)
-            for name, grad in _receiver_gradients(model, prep, embed).items():
-                total[name] = total[name] + grad if name in total else grad
-            if progress is not None:
-                progress.advance(1, f"EAP-IG step {k + 1} of {steps}")
+    for k in range(steps):
+        if progress is not None:
+            progress.check_cancelled()
+        alpha = k / steps
+        embed = prep.corrupt_embed + alpha * (prep.clean_embed - prep.corrupt_embed)
+        for name, grad in receiver_gradients(model, prep, embed, split).items():
+            total[name] = total[name] + grad if name in total else grad
+        if progress is not None:
+            progress.advance(1, f"EAP-IG step {k + 1} of {steps}")
     return _scores_from_gradients(prep, {name: g / steps for name, g in total.items()})
 
 
