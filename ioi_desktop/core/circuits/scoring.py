@@ -139,6 +139,9 @@ class Prepared:
     clean_metric: torch.Tensor  # [prompt]
     corrupt_metric: torch.Tensor
     forward_seconds: float
+    # True where the metric recomputed from the final residual stream (ln_final and the unembedding's
+    # columns of the two answers at END, see :func:`final_metric`) matched the clean run's logits.
+    metric_from_resid: bool = False
 
     @property
     def n_prompts(self) -> int:
@@ -245,7 +248,38 @@ def prepare(model, batch) -> Prepared:
                     clean_embed, corrupt_embed, clean_logits.new_zeros(0), clean_logits.new_zeros(0), seconds)
     prep.clean_metric = prep.metric(clean_logits).float()
     prep.corrupt_metric = prep.metric(corrupt_logits).float()
+    prep.metric_from_resid = _final_metric_matches(model, prep, clean_resid)
     return prep
+
+
+def final_metric(model, prep: Prepared, resid: torch.Tensor) -> torch.Tensor:
+    """Per-prompt metric from the final residual stream [prompt, pos, d_model]: ln_final at END, then
+    only the unembedding's columns of the correct and incorrect answers (no full vocabulary)."""
+    parts = norm_parameters(getattr(model, "ln_final", None))
+    if parts is None:
+        raise ValueError("no recognised ln_final")
+    weight, bias, eps, rms = parts
+    rows = torch.arange(prep.n_prompts, device=resid.device)
+    x_hat, _ = _normalize(resid[rows, prep.end.to(resid.device)], eps, rms)
+    y = x_hat * weight.to(resid.device) + (0.0 if bias is None else bias.to(resid.device))
+    W_U = model.W_U.detach()
+    correct, incorrect = prep.correct.to(W_U.device), prep.incorrect.to(W_U.device)
+    direction = (W_U[:, correct] - W_U[:, incorrect]).float().T.to(resid.device)  # [prompt, d_model]
+    found = (y * direction).sum(dim=-1)
+    b_U = getattr(model, "b_U", None)
+    if b_U is not None:
+        found = found + (b_U.detach()[correct] - b_U.detach()[incorrect]).float().to(resid.device)
+    return found
+
+
+def _final_metric_matches(model, prep: Prepared, resid: torch.Tensor) -> bool:
+    try:
+        again = final_metric(model, prep, resid).detach()
+    except (ValueError, AttributeError, TypeError, IndexError, RuntimeError):
+        return False
+    expected = prep.clean_metric.to(again.device)
+    scale = max(1.0, float(expected.abs().max()))
+    return again.shape == expected.shape and float((again - expected).abs().max()) <= 1e-4 * scale
 
 
 # ------------------------------------------------------------------ gradient scores
@@ -264,7 +298,11 @@ def _mlp_in_hook(model):
 
 def layer_norm_parameters(model, layer: int):
     """(weight, bias, eps, rms) of block ``layer``'s ln1 as the forward pass applies it, or None."""
-    ln = getattr(model.blocks[layer], "ln1", None)
+    return norm_parameters(getattr(model.blocks[layer], "ln1", None))
+
+
+def norm_parameters(ln):
+    """(weight, bias, eps, rms) of a bridge LayerNorm/RMSNorm as its forward applies it, or None."""
     component = getattr(ln, "original_component", None)
     weight = getattr(ln, "weight", None)
     if ln is None or component is None or weight is None or getattr(ln, "use_native_layernorm_autograd", False):
@@ -288,12 +326,8 @@ def _normalize(x: torch.Tensor, eps: float, rms: bool) -> tuple[torch.Tensor, to
     return x / sigma, sigma
 
 
-def _norm_backward(g: torch.Tensor, x_hat: torch.Tensor, sigma: torch.Tensor, rms: bool) -> torch.Tensor:
-    """d(loss)/dx of y = x_hat(x) * w + b given g = dy * w (x_hat, sigma: [..., 1 or n, d])."""
-    along = (g * x_hat).mean(dim=-1, keepdim=True)
-    if rms:
-        return (g - x_hat * along) / sigma
-    return (g - g.mean(dim=-1, keepdim=True) - x_hat * along) / sigma
+class _StopForward(Exception):
+    """Raised by a hook to end a forward pass whose remaining layers the metric does not need."""
 
 
 def unsplit_gradients(model, prep: Prepared, embed: torch.Tensor | None) -> dict[str, torch.Tensor] | None:
@@ -314,10 +348,10 @@ def unsplit_gradients(model, prep: Prepared, embed: torch.Tensor | None) -> dict
         norms = [layer_norm_parameters(model, layer) for layer in range(L)]
         if any(n is None for n in norms):
             return None
-        weights = [torch.stack([getattr(model, w)[layer] for w in ("W_Q", "W_K", "W_V")]).detach().float()
-                   for layer in range(L)]  # [3, head, d_model, d_head]
-        biases = [torch.stack([getattr(model, b)[layer] for b in ("b_Q", "b_K", "b_V")]).detach().float()
-                  for layer in range(L)]  # [3, head, d_head]
+        every = [getattr(model, w).detach() for w in ("W_Q", "W_K", "W_V")]  # each [layer, head, d_model, d_head]
+        weights = [torch.stack([w[layer] for w in every]).float() for layer in range(L)]  # [3, head, d_model, d_head]
+        every = [getattr(model, b).detach() for b in ("b_Q", "b_K", "b_V")]
+        biases = [torch.stack([b[layer] for b in every]).float() for layer in range(L)]  # [3, head, d_head]
     except (AttributeError, IndexError, TypeError, RuntimeError):
         return None
     if any(w.dim() != 4 or w.shape[1] != H for w in weights):
@@ -341,17 +375,28 @@ def unsplit_gradients(model, prep: Prepared, embed: torch.Tensor | None) -> dict
             return act
         return hook_fn
 
+    last = others[-1][0]  # the final residual stream (the logits receiver)
+
+    def stop(act, hook):
+        # The metric needs only ln_final and two unembedding columns at END: stop the forward here.
+        captured[last] = act.clone()
+        raise _StopForward
+
     fwd = [("hook_embed", start)] + [(n, keep(n, detach=True)) for n in inputs]
-    fwd += [(n, keep(n)) for n, _ in qkv] + [(n, keep(n)) for n, _ in others]
+    fwd += [(n, keep(n)) for n, _ in qkv] + [(n, keep(n)) for n, _ in others[:-1]]
+    fwd.append((last, stop if prep.metric_from_resid else keep(last)))
     try:
         with _mlp_in_hook(model), torch.enable_grad(), model.hooks(fwd_hooks=fwd):
-            logits = model(prep.clean_tokens)
+            try:
+                logits = model(prep.clean_tokens)
+            except _StopForward:
+                logits = None
             names = [n for n, _ in qkv] + [n for n, _ in others]
             if any(n not in captured for n in names + inputs):
                 return None
-            metric = prep.metric(logits).mean()
+            metric = (prep.metric(logits) if logits is not None else final_metric(model, prep, captured[last])).mean()
             grads = torch.autograd.grad(metric, [captured[n] for n in names], allow_unused=True)
-    except (ValueError, KeyError, NotImplementedError, AttributeError) :
+    except (ValueError, KeyError, NotImplementedError, AttributeError):
         return None
     home = prep.clean_tokens.device
     grad_of = {n: (torch.zeros_like(captured[n]) if g is None else g.detach()) for n, g in zip(names, grads)}
@@ -369,11 +414,20 @@ def unsplit_gradients(model, prep: Prepared, embed: torch.Tensor | None) -> dict
         again = torch.einsum("pd,shde->sphe", y0, W) + B[:, None]
         if float((again - acts).abs().max()) > 1e-4 * max(1.0, float(acts.abs().max())):
             return None
-        d_act = torch.stack([grad_of[f"blocks.{layer}.attn.hook_{w}"].to(home).float() for w in "qkv"], dim=2)
-        # [prompt, pos, 3, head, d_head] @ [3, head, d_model, d_head]^T -> [prompt, pos, 3 * head, d_model]
-        g = torch.einsum("npshe,shde->npshd", d_act, W).reshape(*x.shape[:2], 3 * H, x.shape[-1])
-        x_hat, sigma = _normalize(x, eps, rms)
-        found[f"layer{layer}.qkv"] = _norm_backward(g * weight.to(home), x_hat[:, :, None], sigma[:, :, None], rms)
+        P, n_pos, D = x.shape
+        x_hat, sigma = _normalize(x.reshape(P * n_pos, D), eps, rms)  # [token, d_model], [token, 1]
+        # dq / sigma, receivers first: [3 * head, token, d_head]
+        d_act = torch.stack([grad_of[f"blocks.{layer}.attn.hook_{w}"].to(home).float() for w in "qkv"])
+        d_act = d_act.permute(0, 3, 1, 2, 4).reshape(3 * H, P * n_pos, -1) / sigma
+        # ln1's backward folded into the projection: g = dq W^T * w, centred over d_model (LayerNorm),
+        # then dx = (g_c - x_hat * mean(g_c * x_hat)) / sigma.
+        A = (W * weight.to(home)[None, None, :, None]).permute(0, 1, 3, 2).reshape(3 * H, W.shape[-1], D)
+        if not rms:
+            A = A - A.mean(dim=-1, keepdim=True)
+        grad_in = torch.bmm(d_act, A)  # [3 * head, token, d_model]
+        along = torch.einsum("rnd,nd->rn", grad_in, x_hat)
+        grad_in.addcmul_(along[:, :, None], x_hat[None], value=-1.0 / D)
+        found[f"layer{layer}.qkv"] = grad_in.view(3 * H, P, n_pos, D)
     for name, _ in others:
         found[name] = grad_of[name].to(home)
     return found
@@ -411,7 +465,8 @@ def split_gradients(model, prep: Prepared, embed: torch.Tensor | None) -> dict[s
         if kind in ("q", "k", "v"):
             key = f"layer{layer}.qkv"
             if key not in found:
-                found[key] = torch.cat([raw[f"blocks.{layer}.attn.hook_{w}_input"] for w in "qkv"], dim=2).float()
+                both = torch.cat([raw[f"blocks.{layer}.attn.hook_{w}_input"] for w in "qkv"], dim=2).float()
+                found[key] = both.permute(2, 0, 1, 3).contiguous()
         else:
             found[name] = raw[name]
     return found
@@ -419,7 +474,7 @@ def split_gradients(model, prep: Prepared, embed: torch.Tensor | None) -> dict[s
 
 def receiver_gradients(model, prep: Prepared, embed: torch.Tensor | None, split: bool = False) -> dict[str, torch.Tensor]:
     """dm/d(receiver input) on the clean tokens (embeddings replaced by ``embed``), keyed
-    ``layer{L}.qkv`` ([prompt, pos, 3 * head, d_model]: q heads, k heads, v heads) and by the MLP
+    ``layer{L}.qkv`` ([3 * head, prompt, pos, d_model]: q heads, k heads, v heads) and by the MLP
     and logits receivers' hook names. Unsplit (one plain forward + backward) where the model is
     covered, else (or with ``split``) with split q/k/v inputs."""
     found = None if split else unsplit_gradients(model, prep, embed)
@@ -447,9 +502,7 @@ def _scores_from_gradients(prep: Prepared, grads: dict[str, torch.Tensor]) -> np
     scores = torch.zeros(graph.n_senders, graph.n_receivers, dtype=torch.float32, device=delta.device)
     for key, block, upto in _gradient_groups(graph):
         grad = grads[key].float()
-        if grad.dim() == 3:
-            grad = grad[:, :, None]
-        flat_grad = grad.permute(2, 0, 1, 3).reshape(grad.shape[2], -1)
+        flat_grad = grad.reshape(1, -1) if grad.dim() == 3 else grad.reshape(grad.shape[0], -1)
         scores[:upto, block] = flat_delta[:upto] @ flat_grad.T  # later senders have no edge here
     found = scores.double().cpu().numpy() * graph.adjacency
     return np.ascontiguousarray(found, dtype=np.float32)

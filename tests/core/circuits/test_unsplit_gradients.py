@@ -5,6 +5,8 @@ TransformerLens's own per-head ``hook_{q,k,v}_input``: the same scores to 1e-5 o
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -12,8 +14,15 @@ from ioi_desktop.core.circuits import scoring
 
 
 def check_parity(model, prep):
+    # the gradient run stops at the final residual stream, the metric recomputed from it (ln_final and
+    # the answers' unembedding columns) having matched the clean logits in prepare
+    assert prep.metric_from_resid
     unsplit = scoring.unsplit_gradients(model, prep, None)
     assert unsplit is not None, "the model should be covered by the unsplit path"
+    through_logits = scoring.unsplit_gradients(model, dataclasses.replace(prep, metric_from_resid=False), None)
+    for key in unsplit:
+        a, b = unsplit[key].double(), through_logits[key].double()
+        assert float((a - b).abs().max()) <= 5e-5 * max(float(b.abs().max()), 1e-6), key
     split = scoring.split_gradients(model, prep, None)
     assert set(unsplit) == set(split)
     for key in split:
