@@ -637,26 +637,39 @@ def evaluate(model, prep: Prepared, circuits: Sequence[np.ndarray], progress=Non
 def _evaluate_chunk(model, prep: Prepared, corrupted: torch.Tensor) -> np.ndarray:
     graph = prep.graph
     G, P = corrupted.shape[0], prep.n_prompts
-    # diff = corrupted - current output of each sender in this run, filled in as the senders fire.
-    diff = torch.zeros(G, *prep.corrupt_out.shape, dtype=prep.corrupt_out.dtype, device=prep.corrupt_out.device)
-    corrupt = prep.corrupt_out[None]
+    S = graph.n_senders
+    n_pos, D = prep.corrupt_out.shape[1], prep.corrupt_out.shape[-1]
+    home = prep.corrupt_out.device
+    # diff[g, s] = corrupted - current output of sender s in this run (flattened prompt, pos, d_model),
+    # filled in as the senders fire; ``running`` is its sum over the senders fired so far.
+    diff = torch.zeros(G, S, P * n_pos * D, dtype=prep.corrupt_out.dtype, device=home)
+    running = torch.zeros(G, P * n_pos * D, dtype=diff.dtype, device=home)
+    corrupt = prep.corrupt_out.permute(2, 0, 1, 3).reshape(S, -1)[None]  # [1, sender, prompt*pos*d]
     inputs: dict[str, torch.Tensor] = {}
+
+    def record(senders: slice, current: torch.Tensor) -> None:
+        """current: [G, senders, prompt*pos*d]."""
+        new = corrupt[:, senders] - current
+        diff[:, senders] = new
+        running.add_(new.sum(dim=1))
 
     def input_part(name):
         def hook_fn(act, hook):
             inputs[name] = act
             if len(inputs) == len(_input_hooks(model)):
-                current = sum(v.to(diff.device) for v in inputs.values()).view(G, P, *act.shape[1:])
-                diff[:, :, :, 0] = corrupt[:, :, :, 0] - current
+                current = sum(v.to(home) for v in inputs.values()).reshape(G, 1, -1)
+                record(slice(0, 1), current)
             return act
         return hook_fn
 
     def sender(senders: slice):
         def hook_fn(act, hook):
-            current = act.to(diff.device).view(G, P, *act.shape[1:])
-            if current.dim() == 4:
-                current = current[:, :, :, None]
-            diff[:, :, :, senders] = corrupt[:, :, :, senders] - current
+            current = act.to(home).view(G, P, *act.shape[1:])
+            if current.dim() == 5:  # per-head [G, P, pos, head, d] -> [G, head, P * pos * d]
+                current = current.permute(0, 3, 1, 2, 4).reshape(G, current.shape[3], -1)
+            else:
+                current = current.reshape(G, 1, -1)
+            record(senders, current)
             return act
         return hook_fn
 
@@ -672,19 +685,24 @@ def _evaluate_chunk(model, prep: Prepared, corrupted: torch.Tensor) -> np.ndarra
         kept = torch.nonzero((kept_weight > 0).any(dim=2).any(dim=0)).flatten()
         complement = len(kept) < len(cut)
         adjacent = np.nonzero(graph.adjacency[:upto, block].any(axis=1))[0]
-        upstream_senders = slice(0, upto) if len(adjacent) == upto else torch.as_tensor(adjacent, device=weight.device)
+        # Every sender fired so far is upstream here (no parallel block skipping): the running sum is it.
+        every_upstream = len(adjacent) == upto
+        upstream_senders = torch.as_tensor(adjacent, device=weight.device)
+        chosen, w = (kept, kept_weight[:, kept]) if complement else (cut, weight[:, cut])
+        w_t = w.transpose(1, 2).contiguous()  # [G, r, s]
 
         def hook_fn(act, hook):
+            update = torch.bmm(w_t, diff[:, chosen]) if len(chosen) else None  # [G, r, prompt*pos*d]
             if complement:
-                upstream = diff[:, :, :, upstream_senders].sum(dim=3, keepdim=True)  # [G, P, pos, 1, d]
-                update = upstream - torch.einsum("gnpsd,gsr->gnprd", diff[:, :, :, kept], kept_weight[:, kept])
-            else:
-                update = torch.einsum("gnpsd,gsr->gnprd", diff[:, :, :, cut], weight[:, cut])
-            update = update.to(act.device)
+                upstream = running if every_upstream else diff[:, upstream_senders].sum(dim=1)
+                update = upstream[:, None] if update is None else upstream[:, None] - update
+            if update is None:
+                return act
+            update = update.view(G, -1, P, n_pos, D).to(act.device, act.dtype)
             view = act.view(G, P, *act.shape[1:])
             if view.dim() == 4:
-                return (view + update[:, :, :, 0]).view_as(act)
-            return (view + update).view_as(act)
+                return (view + update[:, 0]).view_as(act)
+            return (view + update.permute(0, 2, 3, 1, 4)).view_as(act)
         return hook_fn
 
     fwd = [(name, input_part(name)) for name in _input_hooks(model)]
