@@ -330,7 +330,31 @@ class _StopForward(Exception):
     """Raised by a hook to end a forward pass whose remaining layers the metric does not need."""
 
 
-def unsplit_gradients(model, prep: Prepared, embed: torch.Tensor | None) -> dict[str, torch.Tensor] | None:
+def qkv_fold(model, graph: Graph, home: torch.device):
+    """Per layer: ln1's (weight, bias, eps, rms), W_{Q,K,V} [3, head, d_model, d_head], b_{Q,K,V}
+    [3, head, d_head] and the projection with ln1's weight folded in and (LayerNorm) centred over
+    d_model, [3 * head, d_head, d_model]; None where the model has no such parts."""
+    L, H = graph.n_layers, graph.n_heads
+    try:
+        norms = [layer_norm_parameters(model, layer) for layer in range(L)]
+        if any(n is None for n in norms):
+            return None
+        every = [getattr(model, w).detach() for w in ("W_Q", "W_K", "W_V")]  # each [layer, head, d_model, d_head]
+        weights = [torch.stack([w[layer] for w in every]).float().to(home) for layer in range(L)]
+        every = [getattr(model, b).detach() for b in ("b_Q", "b_K", "b_V")]
+        biases = [torch.stack([b[layer] for b in every]).float().to(home) for layer in range(L)]
+    except (AttributeError, IndexError, TypeError, RuntimeError):
+        return None
+    if any(w.dim() != 4 or w.shape[1] != H for w in weights):
+        return None
+    folded = []
+    for (weight, _, _, rms), W in zip(norms, weights):
+        A = (W * weight.to(home)[None, None, :, None]).permute(0, 1, 3, 2).reshape(3 * H, W.shape[-1], W.shape[2])
+        folded.append(A if rms else A - A.mean(dim=-1, keepdim=True))
+    return norms, weights, biases, folded
+
+
+def unsplit_gradients(model, prep: Prepared, embed: torch.Tensor | None, fold=None) -> dict[str, torch.Tensor] | None:
     """dm/d(receiver input) from one plain forward + backward, or None where this model is not covered.
 
     The gradients at ``hook_q/k/v`` ([prompt, pos, head, d_head]) are mapped back to each head's own
@@ -344,18 +368,10 @@ def unsplit_gradients(model, prep: Prepared, embed: torch.Tensor | None) -> dict
     """
     graph = prep.graph
     L, H = graph.n_layers, graph.n_heads
-    try:
-        norms = [layer_norm_parameters(model, layer) for layer in range(L)]
-        if any(n is None for n in norms):
-            return None
-        every = [getattr(model, w).detach() for w in ("W_Q", "W_K", "W_V")]  # each [layer, head, d_model, d_head]
-        weights = [torch.stack([w[layer] for w in every]).float() for layer in range(L)]  # [3, head, d_model, d_head]
-        every = [getattr(model, b).detach() for b in ("b_Q", "b_K", "b_V")]
-        biases = [torch.stack([b[layer] for b in every]).float() for layer in range(L)]  # [3, head, d_head]
-    except (AttributeError, IndexError, TypeError, RuntimeError):
+    fold = qkv_fold(model, graph, prep.clean_tokens.device) if fold is None else fold
+    if fold is None:
         return None
-    if any(w.dim() != 4 or w.shape[1] != H for w in weights):
-        return None
+    norms, weights, biases, folded = fold
     qkv = [(f"blocks.{layer}.attn.hook_{w}", layer) for layer in range(L) for w in ("q", "k", "v")]
     inputs = [f"blocks.{layer}.ln1.hook_in" for layer in range(L)]
     others = [(name, kind) for name, kind, _ in receiver_hooks(graph) if kind in ("mlp", "logits")]
@@ -403,7 +419,7 @@ def unsplit_gradients(model, prep: Prepared, embed: torch.Tensor | None) -> dict
     found: dict[str, torch.Tensor] = {}
     for layer in range(L):
         weight, bias, eps, rms = norms[layer]
-        W, B = weights[layer].to(home), biases[layer].to(home)
+        W, B = weights[layer], biases[layer]
         x = captured[inputs[layer]].to(home)
         acts = torch.stack([captured[f"blocks.{layer}.attn.hook_{w}"][0].detach().to(home).float() for w in "qkv"])
         if acts.shape[1:] != (x.shape[1], H, W.shape[-1]):
@@ -421,10 +437,7 @@ def unsplit_gradients(model, prep: Prepared, embed: torch.Tensor | None) -> dict
         d_act = d_act.permute(0, 3, 1, 2, 4).reshape(3 * H, P * n_pos, -1) / sigma
         # ln1's backward folded into the projection: g = dq W^T * w, centred over d_model (LayerNorm),
         # then dx = (g_c - x_hat * mean(g_c * x_hat)) / sigma.
-        A = (W * weight.to(home)[None, None, :, None]).permute(0, 1, 3, 2).reshape(3 * H, W.shape[-1], D)
-        if not rms:
-            A = A - A.mean(dim=-1, keepdim=True)
-        grad_in = torch.bmm(d_act, A)  # [3 * head, token, d_model]
+        grad_in = torch.bmm(d_act, folded[layer])  # [3 * head, token, d_model]
         along = torch.einsum("rnd,nd->rn", grad_in, x_hat)
         grad_in.addcmul_(along[:, :, None], x_hat[None], value=-1.0 / D)
         found[f"layer{layer}.qkv"] = grad_in.view(3 * H, P, n_pos, D)
@@ -472,12 +485,13 @@ def split_gradients(model, prep: Prepared, embed: torch.Tensor | None) -> dict[s
     return found
 
 
-def receiver_gradients(model, prep: Prepared, embed: torch.Tensor | None, split: bool = False) -> dict[str, torch.Tensor]:
+def receiver_gradients(model, prep: Prepared, embed: torch.Tensor | None, split: bool = False,
+                       fold=None) -> dict[str, torch.Tensor]:
     """dm/d(receiver input) on the clean tokens (embeddings replaced by ``embed``), keyed
     ``layer{L}.qkv`` ([3 * head, prompt, pos, d_model]: q heads, k heads, v heads) and by the MLP
     and logits receivers' hook names. Unsplit (one plain forward + backward) where the model is
     covered, else (or with ``split``) with split q/k/v inputs."""
-    found = None if split else unsplit_gradients(model, prep, embed)
+    found = None if split else unsplit_gradients(model, prep, embed, fold)
     return split_gradients(model, prep, embed) if found is None else found
 
 
@@ -518,12 +532,14 @@ def eap_ig_scores(model, prep: Prepared, steps: int, progress=None, split: bool 
     """EAP-IG "inputs" [sender, receiver]: gradients averaged over ``steps`` interpolated input embeddings."""
     check_ig_steps(steps)
     total: dict[str, torch.Tensor] = {}
+    fold = None if split else qkv_fold(model, prep.graph, prep.clean_tokens.device)  # once for every step
+    split = split or fold is None
     for k in range(steps):
         if progress is not None:
             progress.check_cancelled()
         alpha = k / steps
         embed = prep.corrupt_embed + alpha * (prep.clean_embed - prep.corrupt_embed)
-        for name, grad in receiver_gradients(model, prep, embed, split).items():
+        for name, grad in receiver_gradients(model, prep, embed, split, fold).items():
             total[name] = total[name] + grad if name in total else grad
         if progress is not None:
             progress.advance(1, f"EAP-IG step {k + 1} of {steps}")
