@@ -339,18 +339,22 @@ def qkv_fold(model, graph: Graph, home: torch.device):
         norms = [layer_norm_parameters(model, layer) for layer in range(L)]
         if any(n is None for n in norms):
             return None
-        every = [getattr(model, w).detach() for w in ("W_Q", "W_K", "W_V")]  # each [layer, head, d_model, d_head]
-        weights = [torch.stack([w[layer] for w in every]).float().to(home) for layer in range(L)]
-        every = [getattr(model, b).detach() for b in ("b_Q", "b_K", "b_V")]
-        biases = [torch.stack([b[layer] for b in every]).float().to(home) for layer in range(L)]
+        # [layer, 3, head, d_model, d_head] and [layer, 3, head, d_head]
+        weights = torch.stack([getattr(model, w).detach() for w in ("W_Q", "W_K", "W_V")], dim=1).float().to(home)
+        biases = torch.stack([getattr(model, b).detach() for b in ("b_Q", "b_K", "b_V")], dim=1).float().to(home)
     except (AttributeError, IndexError, TypeError, RuntimeError):
         return None
-    if any(w.dim() != 4 or w.shape[1] != H for w in weights):
+    if weights.dim() != 5 or weights.shape[:3] != (L, 3, H) or biases.shape != (L, 3, H, weights.shape[-1]):
         return None
     folded = []
     for (weight, _, _, rms), W in zip(norms, weights):
-        A = (W * weight.to(home)[None, None, :, None]).permute(0, 1, 3, 2).reshape(3 * H, W.shape[-1], W.shape[2])
-        folded.append(A if rms else A - A.mean(dim=-1, keepdim=True))
+        A = W.reshape(3 * H, W.shape[2], W.shape[3])  # [3 * head, d_model, d_head]
+        weight = weight.to(home)
+        if not bool((weight == 1).all()):  # a folded LayerNorm's weight is 1
+            A = A * weight[None, :, None]
+        if not rms:
+            A = A - A.mean(dim=1, keepdim=True)
+        folded.append(A.transpose(1, 2))  # [3 * head, d_head, d_model], a view bmm reads as transposed
     return norms, weights, biases, folded
 
 
@@ -509,11 +513,13 @@ def _gradient_groups(graph: Graph):
 def _scores_from_gradients(prep: Prepared, grads: dict[str, torch.Tensor]) -> np.ndarray:
     """(corrupted - clean sender output) . gradient, summed over prompts, positions and d_model [sender, receiver]."""
     graph = prep.graph
-    delta = prep.corrupt_out - prep.clean_out  # [prompt, pos, sender, d_model]
     # One matrix product per layer's q/k/v receivers (and per MLP, and logits):
-    # [sender, prompt*pos*d_model] @ [prompt*pos*d_model, receiver].
-    flat_delta = delta.permute(2, 0, 1, 3).reshape(graph.n_senders, -1).float()
-    scores = torch.zeros(graph.n_senders, graph.n_receivers, dtype=torch.float32, device=delta.device)
+    # [sender, prompt*pos*d_model] @ [prompt*pos*d_model, receiver]; the difference written sender-major.
+    corrupt, clean = (t.permute(2, 0, 1, 3) for t in (prep.corrupt_out, prep.clean_out))
+    flat_delta = torch.empty(corrupt.shape, dtype=corrupt.dtype, device=corrupt.device)
+    torch.sub(corrupt, clean, out=flat_delta)
+    flat_delta = flat_delta.reshape(graph.n_senders, -1).float()
+    scores = torch.zeros(graph.n_senders, graph.n_receivers, dtype=torch.float32, device=flat_delta.device)
     for key, block, upto in _gradient_groups(graph):
         grad = grads[key].float()
         flat_grad = grad.reshape(1, -1) if grad.dim() == 3 else grad.reshape(grad.shape[0], -1)
