@@ -26,6 +26,19 @@ Conventions (issue 15; EAP-IG's graph, see :mod:`.graph`):
 
 The model's settings (split q/k/v inputs, per-head results, ``hook_mlp_in``)
 are switched on only while this module runs and restored afterwards.
+
+Gradients (``eap``, ``eap_ig``) come from one plain forward + backward without
+split inputs (:func:`unsplit_gradients`): the gradients at ``hook_q/k/v``
+([prompt, pos, head, d_head]) are mapped back to each head's own input
+exactly, through the head's projection (``W_Q/W_K/W_V``) and ln1's backward
+given its input x (LayerNorm: dx = (g - mean(g) - x_hat mean(g x_hat)) / sigma
+with g = dy * w; RMSNorm without the mean), and the forward stops at the final
+residual stream when the metric recomputed from it (ln_final, the answers'
+unembedding columns at END) matched the clean logits in :func:`prepare`. The
+split q/k/v inputs path (:func:`split_gradients`) is the fallback for models
+whose ``hook_q/k/v`` are not ln1(x) @ W + b per head (checked per layer on the
+first prompt): e.g. q/k hooked after a rotary map or a q/k norm, key/value
+heads fewer than query heads, norms the bridge runs natively, no ``W_Q``.
 """
 
 from __future__ import annotations
@@ -367,8 +380,9 @@ def unsplit_gradients(model, prep: Prepared, embed: torch.Tensor | None, fold=No
     LayerNorm or RMSNorm read by separate per-head q/k/v projections with ``W_Q/W_K/W_V`` of shape
     [head, d_model, d_head] (GPT-2, GPT-J, GPT-NeoX without rotary, ...); checked on the first
     prompt of every layer by recomputing q, k and v from ln1's input. Not covered (None, the caller
-    splits the inputs instead): rotary or other position-dependent q/k maps, grouped key/value heads,
-    norms the bridge runs natively, and any block where that recomputation does not match.
+    splits the inputs instead): any block where that recomputation does not match (q/k hooked after
+    a rotary map or a q/k norm), key/value heads fewer than query heads, norms the bridge runs
+    natively, models without ``W_Q/W_K/W_V``.
     """
     graph = prep.graph
     L, H = graph.n_layers, graph.n_heads
