@@ -344,30 +344,32 @@ class _StopForward(Exception):
 
 
 def qkv_fold(model, graph: Graph, home: torch.device):
-    """Per layer: ln1's (weight, bias, eps, rms), W_{Q,K,V} [3, head, d_model, d_head], b_{Q,K,V}
-    [3, head, d_head] and the projection with ln1's weight folded in and (LayerNorm) centred over
-    d_model, [3 * head, d_head, d_model]; None where the model has no such parts."""
+    """Per layer: ln1's (weight, bias, eps, rms); and per q, k, v: W [layer, head, d_model, d_head],
+    b [layer, head, d_head], and per layer the projection with ln1's weight folded in as a
+    [head, d_head, d_model] view plus (LayerNorm) its mean over d_model [head, d_head]; None where
+    the model has no such parts."""
     L, H = graph.n_layers, graph.n_heads
     try:
         norms = [layer_norm_parameters(model, layer) for layer in range(L)]
         if any(n is None for n in norms):
             return None
-        # [layer, 3, head, d_model, d_head] and [layer, 3, head, d_head]
-        weights = torch.stack([getattr(model, w).detach() for w in ("W_Q", "W_K", "W_V")], dim=1).float().to(home)
-        biases = torch.stack([getattr(model, b).detach() for b in ("b_Q", "b_K", "b_V")], dim=1).float().to(home)
+        weights = [getattr(model, w).detach().to(home) for w in ("W_Q", "W_K", "W_V")]
+        biases = [getattr(model, b).detach().to(home) for b in ("b_Q", "b_K", "b_V")]
     except (AttributeError, IndexError, TypeError, RuntimeError):
         return None
-    if weights.dim() != 5 or weights.shape[:3] != (L, 3, H) or biases.shape != (L, 3, H, weights.shape[-1]):
+    d_head = weights[0].shape[-1] if weights[0].dim() == 4 else -1
+    if any(w.shape[:2] != (L, H) or w.dim() != 4 or w.shape[-1] != d_head for w in weights) or \
+            any(b.shape != (L, H, d_head) for b in biases):
         return None
     folded = []
-    for (weight, _, _, rms), W in zip(norms, weights):
-        A = W.reshape(3 * H, W.shape[2], W.shape[3])  # [3 * head, d_model, d_head]
+    for layer, (weight, _, _, rms) in enumerate(norms):
         weight = weight.to(home)
-        if not bool((weight == 1).all()):  # a folded LayerNorm's weight is 1
-            A = A * weight[None, :, None]
-        if not rms:
-            A = A - A.mean(dim=1, keepdim=True)
-        folded.append(A.transpose(1, 2))  # [3 * head, d_head, d_model], a view bmm reads as transposed
+        ones = bool((weight == 1).all())  # a folded LayerNorm's weight is 1
+        per_kind = []
+        for W in weights:
+            A = W[layer].float() if ones else W[layer].float() * weight[None, :, None]  # [head, d_model, d_head]
+            per_kind.append((A.transpose(1, 2), None if rms else A.mean(dim=1)))
+        folded.append(per_kind)
     return norms, weights, biases, folded
 
 
@@ -437,26 +439,32 @@ def unsplit_gradients(model, prep: Prepared, embed: torch.Tensor | None, fold=No
     found: dict[str, torch.Tensor] = {}
     for layer in range(L):
         weight, bias, eps, rms = norms[layer]
-        W, B = weights[layer], biases[layer]
         x = captured[inputs[layer]].to(home)
-        acts = torch.stack([captured[f"blocks.{layer}.attn.hook_{w}"][0].detach().to(home).float() for w in "qkv"])
-        if acts.shape[1:] != (x.shape[1], H, W.shape[-1]):
-            return None
+        P, n_pos, D = x.shape
         # The check: q, k and v of the first prompt recomputed from ln1's input.
         x_hat0, _ = _normalize(x[0], eps, rms)
         y0 = x_hat0 * weight.to(home) + (0.0 if bias is None else bias.to(home))
-        again = torch.einsum("pd,shde->sphe", y0, W) + B[:, None]
-        if float((again - acts).abs().max()) > 1e-4 * max(1.0, float(acts.abs().max())):
-            return None
-        P, n_pos, D = x.shape
+        for kind, W, B in zip("qkv", weights, biases):
+            act = captured[f"blocks.{layer}.attn.hook_{kind}"][0].detach().to(home).float()
+            if act.shape != (n_pos, H, W.shape[-1]):
+                return None
+            again = torch.einsum("pd,hde->phe", y0, W[layer].float()) + B[layer].float()
+            if float((again - act).abs().max()) > 1e-4 * max(1.0, float(act.abs().max())):
+                return None
         x_hat, sigma = _normalize(x.reshape(P * n_pos, D), eps, rms)  # [token, d_model], [token, 1]
-        # dq / sigma, receivers first: [3 * head, token, d_head]
-        d_act = torch.stack([grad_of[f"blocks.{layer}.attn.hook_{w}"].to(home).float() for w in "qkv"])
-        d_act = d_act.permute(0, 3, 1, 2, 4).reshape(3 * H, P * n_pos, -1) / sigma
-        # ln1's backward folded into the projection: g = dq W^T * w, centred over d_model (LayerNorm),
-        # then dx = (g_c - x_hat * mean(g_c * x_hat)) / sigma.
-        grad_in = torch.bmm(d_act, folded[layer])  # [3 * head, token, d_model]
-        along = torch.einsum("rnd,nd->rn", grad_in, x_hat)
+        # ln1's backward folded into the projection: g = (dq / sigma) W^T * w, one bmm per q, k, v,
+        # then dx = g - mean(g) - x_hat * mean(g * x_hat) (LayerNorm; RMSNorm has no mean(g)).
+        grad_in = torch.empty(3 * H, P * n_pos, D, dtype=torch.float32, device=home)  # [3 * head, token, d]
+        mean_g = None if rms else torch.empty(3 * H, P * n_pos, dtype=torch.float32, device=home)
+        for i, (kind, (A_t, A_mean)) in enumerate(zip("qkv", folded[layer])):
+            d_act = grad_of[f"blocks.{layer}.attn.hook_{kind}"].to(home).float()  # [prompt, pos, head, d_head]
+            d_act = d_act.permute(2, 0, 1, 3).reshape(H, P * n_pos, -1) / sigma
+            torch.bmm(d_act, A_t, out=grad_in[i * H:(i + 1) * H])
+            if mean_g is not None:
+                mean_g[i * H:(i + 1) * H] = torch.einsum("hne,he->hn", d_act, A_mean)
+        if mean_g is not None:
+            grad_in.sub_(mean_g[:, :, None])
+        along = torch.einsum("rnd,nd->rn", grad_in, x_hat)  # x_hat has mean 0: the same with g centred
         grad_in.addcmul_(along[:, :, None], x_hat[None], value=-1.0 / D)
         found[f"layer{layer}.qkv"] = grad_in.view(3 * H, P, n_pos, D)
     for name, _ in others:
