@@ -69,3 +69,10 @@ def test_bundled_exact_and_eap_scores_match_plain_hooks(bundled):
         derivative = directional_derivative(model, batch, bundled.caches, edge, 1e-3)
         assert eap[s[index], r[index]] == pytest.approx(derivative, abs=2e-3, rel=5e-3), edge
     assert abs(exact[s[order[0]], r[order[0]]]) > 1.0
+
+
+def test_bundled_unsplit_gradients_equal_the_split_path(bundled):
+    """The one-forward-one-backward gradients (hook_q/k/v mapped back through ln1) on the shipped model."""
+    from tests.core.circuits.test_unsplit_gradients import check_parity
+
+    check_parity(bundled.model, bundled.prep)
