@@ -86,7 +86,6 @@ def svg_to_png(svg: str | bytes, path: Path | str, dpi: int = 300) -> Path:
     Needs a QGuiApplication (the CLI starts one on the offscreen platform).
     """
     from PySide6.QtCore import QByteArray, QRectF
-    from PySide6.QtGui import QColor, QImage
     from PySide6.QtSvg import QSvgRenderer
 
     if not 30 <= int(dpi) <= 1200:
@@ -96,18 +95,29 @@ def svg_to_png(svg: str | bytes, path: Path | str, dpi: int = 300) -> Path:
     if not renderer.isValid():
         raise FileFormatError(f"The figure for {path} is not valid SVG.", "Please report this bug.")
     size = renderer.defaultSize()
+    image, painter = _canvas(size.width(), size.height(), dpi)
+    painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
+    renderer.render(painter, QRectF(0, 0, image.width(), image.height()))
+    painter.end()
+    return _write_png(image, path)
+
+
+def _canvas(width: float, height: float, dpi: int):
+    """A white image of ``width`` x ``height`` (96-dpi units) at ``dpi``, and an antialiasing painter on it."""
+    from PySide6.QtGui import QColor, QImage
+
     scale = int(dpi) / 96.0
-    image = QImage(max(1, round(size.width() * scale)), max(1, round(size.height() * scale)),
-                   QImage.Format.Format_ARGB32)
+    image = QImage(max(1, round(width * scale)), max(1, round(height * scale)), QImage.Format.Format_ARGB32)
     image.fill(QColor(255, 255, 255))
     dots_per_metre = round(int(dpi) / 0.0254)
     image.setDotsPerMeterX(dots_per_metre)
     image.setDotsPerMeterY(dots_per_metre)
     painter = QPainter(image)
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-    painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
-    renderer.render(painter, QRectF(0, 0, image.width(), image.height()))
-    painter.end()
+    return image, painter
+
+
+def _write_png(image, path: Path | str) -> Path:
     buffer = QBuffer()
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
     if not image.save(buffer, "PNG"):
@@ -117,26 +127,12 @@ def svg_to_png(svg: str | bytes, path: Path | str, dpi: int = 300) -> Path:
 
 def render_widget_png(widget: QWidget, path: Path | str, dpi: int = 300) -> Path:
     """Render a (non-grid) plot widget off-screen at ``dpi``: its current layout, scaled, not a screen grab."""
-    from PySide6.QtGui import QColor, QImage
-
     QApplication.processEvents()
-    scale = int(dpi) / 96.0
-    image = QImage(max(1, round(widget.width() * scale)), max(1, round(widget.height() * scale)),
-                   QImage.Format.Format_ARGB32)
-    image.fill(QColor(255, 255, 255))
-    dots_per_metre = round(int(dpi) / 0.0254)
-    image.setDotsPerMeterX(dots_per_metre)
-    image.setDotsPerMeterY(dots_per_metre)
-    painter = QPainter(image)
-    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-    painter.scale(scale, scale)
+    image, painter = _canvas(widget.width(), widget.height(), dpi)
+    painter.scale(int(dpi) / 96.0, int(dpi) / 96.0)
     QWidget.render(widget, painter, QPoint(0, 0))
     painter.end()
-    buffer = QBuffer()
-    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    if not image.save(buffer, "PNG"):
-        raise FileFormatError(f"The figure could not be rendered to {path}.", "Check the folder, then export again.")
-    return write_bytes_atomic(path, bytes(buffer.data()))
+    return _write_png(image, path)
 
 
 def svgs_to_pngs(folder: Path | str, dpi: int = 300) -> list[Path]:
