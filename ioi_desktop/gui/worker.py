@@ -126,6 +126,9 @@ class _JobExecutor(QObject):
 
     @Slot(object)
     def execute(self, job: _Job) -> None:
+        """Run ``job`` here. Job functions must capture no Qt object (a window, a panel, the Worker):
+        the last reference to a job may drop in this thread, and a Qt object freed here deadlocks
+        against the GUI thread deleting its children."""
         context = JobContext(self, job.job_id, job.cancel_token)
         try:
             job.cancel_token.raise_if_cancelled()
@@ -281,11 +284,13 @@ class Worker(QObject):
 
     def load_model(self, spec: Any) -> bool:
         """Load a model (``core.models.ModelSpec``) in the background."""
-        return self.submit(LOAD_MODEL, lambda context: load_model_job(self._runner, spec, context))
+        runner = self._runner  # jobs capture no Qt object (see ``_JobExecutor.execute``)
+        return self.submit(LOAD_MODEL, lambda context: load_model_job(runner, spec, context))
 
     def run_analyses(self, handle: Any, prompt_set: Any, request: Any) -> bool:
         """Run a ``core.workbench.RunRequest`` through the core runner in the background."""
-        return self.submit(RUN, lambda context: run_analyses_job(self._runner, handle, prompt_set, request, context))
+        runner = self._runner
+        return self.submit(RUN, lambda context: run_analyses_job(runner, handle, prompt_set, request, context))
 
     @property
     def forward_count(self) -> int:
@@ -294,7 +299,8 @@ class Worker(QObject):
 
     def reproduce_notebook(self, spec: Any, reference: Any) -> bool:
         """Load ``spec`` (GPT-2 small) and compare the demo's published numbers with ours in the background."""
-        return self.submit(NOTEBOOK_CHECK, lambda context: notebook_check_job(self._runner, spec, reference, context))
+        runner = self._runner
+        return self.submit(NOTEBOOK_CHECK, lambda context: notebook_check_job(runner, spec, reference, context))
 
     def cancel(self) -> bool:
         """Ask the current job to stop at its next unit boundary."""
