@@ -84,7 +84,6 @@ def take_screenshots(folder: str | os.PathLike, out: str | os.PathLike | None = 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from PySide6.QtCore import QSettings
 
-    from ioi_desktop.core.models import ModelSpec
     from ioi_desktop.gui.app import create_application
     from ioi_desktop.gui.main_window import MainWindow
 
@@ -101,14 +100,7 @@ def take_screenshots(folder: str | os.PathLike, out: str | os.PathLike | None = 
         try:
             window.resize(*WINDOW_SIZE)
             window.show()
-            window.start(load_model=False)
-            if not window.load_model(ModelSpec(source=str(folder), device="cpu")):
-                raise ScreenshotError("the worker refused to load the model")
-            wait_until(app, lambda: window.handle is not None and not window.worker.busy, "the model to load")
-            wait_until(app, lambda: window.prompt_editor.valid, "the prompts to validate", timeout=30)
-            if not window.run():
-                raise ScreenshotError(f"Run was blocked: {window.run_blocked_reason()}")
-            wait_until(app, lambda: not window.worker.busy, "the run to finish")
+            _load_and_run(app, window, folder)
             if window.results is None:
                 raise ScreenshotError(f"the run failed: {window.step_label.text()}")
             log(f"ran every analysis on {folder.name} in {window.last_run_seconds:.1f} s")
@@ -199,7 +191,6 @@ def panel_screenshots(folder: str | os.PathLike, out: str | os.PathLike,
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from PySide6.QtCore import QSettings
 
-    from ioi_desktop.core.models import ModelSpec
     from ioi_desktop.gui.app import create_application
     from ioi_desktop.gui.main_window import MainWindow
 
@@ -215,14 +206,7 @@ def panel_screenshots(folder: str | os.PathLike, out: str | os.PathLike,
         try:
             window.resize(*sizes[0])
             window.show()
-            window.start(load_model=False)
-            if not window.load_model(ModelSpec(source=str(folder), device="cpu")):
-                raise ScreenshotError("the worker refused to load the model")
-            wait_until(app, lambda: window.handle is not None and not window.worker.busy, "the model to load")
-            wait_until(app, lambda: window.prompt_editor.valid, "the prompts to validate", timeout=30)
-            if not window.run():
-                raise ScreenshotError(f"Run was blocked: {window.run_blocked_reason()}")
-            wait_until(app, lambda: not window.worker.busy, "the run to finish")
+            _load_and_run(app, window, folder)
             heads = circuit_heads(folder)
             if "mover" in heads:
                 window.selection.select_head(*heads["mover"])
@@ -284,6 +268,20 @@ def panel_screenshots(folder: str | os.PathLike, out: str | os.PathLike,
             window.close()
             app.processEvents()
     return written
+
+
+def _load_and_run(app, window, folder: Path) -> None:
+    """Start ``window``, load the model in ``folder`` on the CPU and run every analysis on the notebook set."""
+    from ioi_desktop.core.models import ModelSpec
+
+    window.start(load_model=False)
+    if not window.load_model(ModelSpec(source=str(folder), device="cpu")):
+        raise ScreenshotError("the worker refused to load the model")
+    wait_until(app, lambda: window.handle is not None and not window.worker.busy, "the model to load")
+    wait_until(app, lambda: window.prompt_editor.valid, "the prompts to validate", timeout=30)
+    if not window.run():
+        raise ScreenshotError(f"Run was blocked: {window.run_blocked_reason()}")
+    wait_until(app, lambda: not window.worker.busy, "the run to finish")
 
 
 def main(argv: list[str] | None = None) -> int:
