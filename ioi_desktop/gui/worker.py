@@ -29,6 +29,16 @@ One run at a time: asking for another while one runs is refused
 inputs the user may be editing. ``shutdown()`` cancels the current job, lets it
 stop at its next unit boundary, and joins the thread.
 
+While any Worker's threads run, Python's cyclic garbage collector runs only on
+the GUI thread (:class:`_GuiThreadCollector`, pyqtgraph's ``GarbageCollector``
+idea): an automatic collection can start in whichever thread happens to
+allocate, and one started in a worker thread may free the last Python
+reference to a Qt object (a closed window in a reference cycle) there, which
+deadlocks against the GUI thread deleting that object's children (seen in the
+test suite). The objects alive when the first Worker starts are frozen out of
+collection (``gc.freeze``), so full collections on the GUI thread scan only
+what was created since.
+
 Expected failures (``IOIError``) become a :class:`JobFailure` with the
 message and the hint; anything else becomes a failure that says it is a bug,
 with the traceback in ``details``. The app keeps working either way.
@@ -36,6 +46,7 @@ with the traceback in ``details``. The app keeps working either way.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import time
 import traceback
@@ -57,6 +68,72 @@ RUN_META = "run_meta"
 # How often queued reports are handed to the GUI, and how long one hand-over may take.
 FLUSH_INTERVAL_MS = 50
 FLUSH_BUDGET_S = 0.03
+
+
+class _GuiThreadCollector:
+    """Python's cyclic GC, moved to a GUI-thread timer while any Worker's threads run.
+
+    ``acquire()`` (first Worker) freezes the objects alive now, disables automatic collection
+    and starts the timer; ``release()`` (last Worker joined) undoes all three. Each tick
+    collects the young generations when CPython's own thresholds say so; the oldest
+    generation is collected when it has grown by a quarter since its last collection
+    (CPython's own rule for full collections), so full scans stay as rare as they are
+    without this, and cover only objects created since ``acquire()``."""
+
+    INTERVAL_MS = 1000
+    FULL_CHECK_EVERY = 10  # ticks between looks at the oldest generation's size
+
+    def __init__(self) -> None:
+        self._users = 0
+        self._timer: QTimer | None = None
+        self._ticks = 0
+        self._old_after_full = 0
+
+    @property
+    def active(self) -> bool:
+        return self._users > 0
+
+    def acquire(self) -> None:
+        self._users += 1
+        if self._users > 1:
+            return
+        gc.freeze()
+        gc.disable()
+        self._old_after_full = 0
+        self._ticks = 0
+        self._timer = QTimer()
+        self._timer.setInterval(self.INTERVAL_MS)
+        self._timer.timeout.connect(self.collect)
+        self._timer.start()
+
+    def release(self) -> None:
+        if self._users == 0:
+            return
+        self._users -= 1
+        if self._users > 0:
+            return
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer.deleteLater()
+            self._timer = None
+        gc.unfreeze()
+        gc.enable()
+
+    def collect(self) -> None:
+        """One tick: what CPython's automatic collection would have done by now, on this thread."""
+        threshold0, threshold1, _ = gc.get_threshold()
+        count0, count1, _ = gc.get_count()
+        if count0 > threshold0:
+            gc.collect(1 if count1 > threshold1 else 0)
+        self._ticks += 1
+        if self._ticks % self.FULL_CHECK_EVERY == 0:
+            old = len(gc.get_objects(2))
+            if old > 1.25 * self._old_after_full + 1000:
+                gc.collect(2)
+                self._old_after_full = len(gc.get_objects(2))
+
+
+_COLLECTOR = _GuiThreadCollector()
 
 
 @dataclass(frozen=True)
@@ -204,6 +281,8 @@ class Worker(QObject):
         self._inputs: dict[int, _InputJob] = {}
         self._latest_input: dict[str, int] = {}
         self._input_thread.start()
+        _COLLECTOR.acquire()
+        self._holds_collector = True
         # Also stop the thread when the app quits without closing the window first.
         app = QCoreApplication.instance()
         if app is not None:
@@ -319,6 +398,9 @@ class Worker(QObject):
         self._input_thread.quit()
         stopped = self._thread.wait(timeout_ms)
         stopped = self._input_thread.wait(timeout_ms) and stopped
+        if stopped and self._holds_collector:
+            self._holds_collector = False
+            _COLLECTOR.release()
         return bool(stopped)
 
     def _is_current(self, job_id: int) -> bool:

@@ -160,3 +160,47 @@ def test_shutdown_during_a_job_cancels_it_and_joins_the_thread(qtbot, worker):
     worker.job_refused.connect(refused.append)
     assert not worker.submit(RUN, lambda context: None)
     assert refused == ["Not started: the worker has shut down."]
+
+
+class _Cyclic:
+    """Cyclic garbage that records the thread the collector freed it on."""
+
+    freed_on: list = []
+
+    def __init__(self) -> None:
+        self.me = self
+
+    def __del__(self) -> None:
+        _Cyclic.freed_on.append(threading.current_thread())
+
+
+def test_cyclic_garbage_is_collected_on_the_gui_thread_while_the_worker_allocates(qtbot, worker):
+    # A closed window in a reference cycle, freed by a collection that a worker-thread
+    # allocation started, deadlocked against the GUI thread: collections run here instead.
+    import gc
+
+    assert not gc.isenabled(), "automatic collection is off while a Worker's threads run"
+    _Cyclic.freed_on.clear()
+    _Cyclic()
+    with qtbot.waitSignal(worker.run_finished, timeout=10_000):
+        # Without the guard, these allocations start a collection in the worker thread.
+        assert worker.submit(RUN, lambda context: len([[i] for i in range(50_000)]))
+    assert _Cyclic.freed_on == [], "collected in the worker thread"
+    kept = [[i] for i in range(5_000)]  # enough new objects here for the next tick to collect
+    qtbot.waitUntil(lambda: bool(_Cyclic.freed_on), timeout=5_000)
+    assert _Cyclic.freed_on == [threading.main_thread()] and len(kept) == 5_000
+
+
+def test_automatic_collection_comes_back_when_the_last_worker_stops(qtbot):
+    import gc
+
+    from ioi_desktop.gui.app import create_application
+
+    create_application()
+    assert gc.isenabled()
+    first, second = Worker(), Worker()
+    assert not gc.isenabled()
+    assert first.shutdown(10_000)
+    assert not gc.isenabled(), "another worker's threads still run"
+    assert second.shutdown(10_000) and first.shutdown(10_000)
+    assert gc.isenabled()
