@@ -32,7 +32,8 @@ def options_for(architecture: str) -> dict:
 class Outcome:
     architecture: str
     refused: str = ""  # the load refusal sentence, if any
-    engine: str = ""
+    engine: str = ""  # the patching engine the runner chose ("fast" or "bridge")
+    engine_reason: str = ""
     differences: dict = field(default_factory=dict)
     failed: dict = field(default_factory=dict)
     notes: dict = field(default_factory=dict)
@@ -67,6 +68,7 @@ def run_architecture(architecture: str, folder: Path, analyses=ANALYSES) -> Outc
     outcome.failed = dict(results.meta["failed"])
     if "patching" in results:
         outcome.engine = results["patching"].meta["engine"]
+        outcome.engine_reason = results["patching"].meta.get("engine_reason", "")
         outcome.notes["patching"] = results["patching"].meta.get("refused") or {}
     outcome.differences = max_differences(handle, _batch(handle), results)
     return outcome

@@ -38,6 +38,10 @@ EXPECTED_REFUSALS: dict[str, dict[str, str]] = {
 }
 # TransformerLens discards edits to hook_pattern on these: the pattern grid is refused, never zeros.
 PATTERN_EDITS_DISCARDED = {"OPTForCausalLM", "GPTNeoForCausalLM", "XGLMForCausalLM", "GPTJForCausalLM"}
+# The fast patching engine's families; every other architecture patches on the bridge engine.
+FAST_ENGINE = {"GPT2LMHeadModel", "GPTNeoXForCausalLM", "GPTJForCausalLM", "LlamaForCausalLM", "MistralForCausalLM",
+               "Qwen2ForCausalLM", "Qwen3ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
+               "Phi3ForCausalLM"}
 # cfg.default_prepend_bos is False for these architectures: prompts get no BOS.
 NO_BOS = {"GPTNeoXForCausalLM", "BloomForCausalLM", "MptForCausalLM", "PhiForCausalLM", "Qwen2ForCausalLM",
           "Qwen3ForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM", "GraniteForCausalLM",
@@ -73,3 +77,5 @@ def test_architecture(architecture, tmp_path):
     else:
         assert not refused_grids, refused_grids
     assert outcome.prepend_bos is (architecture not in NO_BOS)
+    if "patching" not in outcome.failed:
+        assert outcome.engine == ("fast" if architecture in FAST_ENGINE else "bridge"), outcome.engine_reason

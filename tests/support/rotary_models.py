@@ -35,6 +35,10 @@ def _configs(d_model: int, n_layers: int, n_heads: int, n_kv_heads: int, d_mlp: 
         "neox": ("GPTNeoXConfig", "GPTNeoXForCausalLM",
                  dict(hidden_size=d_model, intermediate_size=d_mlp, num_hidden_layers=n_layers,
                       num_attention_heads=n_heads, max_position_embeddings=64, rotary_pct=0.25)),
+        # GPT-J: parallel block with one shared LayerNorm, no GQA, adjacent-pair rotary on half of each head.
+        "gptj": ("GPTJConfig", "GPTJForCausalLM",
+                 dict(n_embd=d_model, n_inner=d_mlp, n_layer=n_layers, n_head=n_heads, n_positions=64,
+                      rotary_dim=d_head // 2, tie_word_embeddings=False)),
     }
 
 
@@ -55,7 +59,7 @@ def save_random_model(family: str, folder: Path, *, d_model=32, n_layers=2, n_he
     model = getattr(transformers, model_name)(config).eval()
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
+            if ("norm" in name or ".ln_" in name) and name.endswith("weight"):
                 param.add_(torch.randn_like(param) * norm_noise)
             elif any(part in name for part in ("q_proj", "k_proj", "v_proj", "qkv_proj", "query_key_value")):
                 param.mul_(attn_gain)

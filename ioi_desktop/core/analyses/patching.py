@@ -260,6 +260,14 @@ def kv_head_labels(n_heads: int, n_kv_heads: int) -> tuple[str, ...]:
     return tuple(f"KV{i} (H{i * group}-H{(i + 1) * group - 1})" for i in range(n_kv_heads))
 
 
+def _architecture(ctx: AnalysisContext) -> str:
+    """The loaded model's architecture name (from the model's config where the handle has no info)."""
+    info = getattr(ctx.handle, "info", None)
+    cfg = ctx.handle.model.cfg
+    return (getattr(info, "architecture", None) or getattr(cfg, "architecture", None)
+            or getattr(cfg, "original_architecture", None) or "this model")
+
+
 def refused_sweeps(ctx: AnalysisContext, names: list[str], inputs) -> dict[str, str]:
     """Sweeps this model cannot patch (TransformerLens discards edits to their hook), with the reason."""
     from ioi_desktop.core.engine.edits import discarded_edit_sentence, edit_reaches_output
@@ -271,7 +279,7 @@ def refused_sweeps(ctx: AnalysisContext, names: list[str], inputs) -> dict[str, 
         if not edit_reaches_output(ctx.handle.model, tokens, kind):
             for name in names:
                 if SWEEPS[name].kind == kind:
-                    refused[name] = discarded_edit_sentence(ctx.handle.info.architecture, kind, name)
+                    refused[name] = discarded_edit_sentence(_architecture(ctx), kind, name)
     return refused
 
 

@@ -13,6 +13,11 @@ settings per pass), generalised to the blocks most models use today:
   the rotate-half convention; the cos/sin each layer receives are read once
   from the bridge's ``attn.hook_cos`` / ``attn.hook_sin`` (so local/global
   bases, as in Gemma 3, are the model's own);
+- GPT-J's rotary convention: the first ``rotary_dim`` dimensions of each head
+  rotate in adjacent pairs ``(x[2i], x[2i+1])`` (HF's ``rotate_every_two``),
+  with each pair's sin/cos repeated twice; the sin/cos table comes from the
+  model's own ``transformer.rotary_emb`` module (its bridge has no cos/sin
+  hooks), called once for positions ``0 .. n_pos - 1``;
 - grouped-query attention: ``k``/``v`` per key-value head (head ``h`` reads
   key-value head ``h // (n_heads / n_key_value_heads)``), patched per key-value
   head as TransformerLens's ``patching`` does;
@@ -21,8 +26,9 @@ settings per pass), generalised to the blocks most models use today:
 - attention-score soft-capping (Gemma 2), final-logit soft-capping, sliding
   windows (Mistral, Gemma 2/3: a key is seen when ``query - key < window``);
 - gated MLPs (``act(x W_gate) * (x W_in) W_out``) and plain ones;
-- parallel attention/MLP blocks (GPT-NeoX / Pythia): both read ``resid_pre``
-  and ``resid_post = resid_pre + attn_out + mlp_out``; there is no ``resid_mid``.
+- parallel attention/MLP blocks (GPT-NeoX / Pythia, GPT-J): both read
+  ``resid_pre`` and ``resid_post = resid_pre + attn_out + mlp_out``; there is no
+  ``resid_mid``. GPT-J's attention and MLP share one LayerNorm (``ln1``).
 
 Weights are the bridge's processed ones (``W_Q``, ``W_K``, ``W_V``, ``W_O``,
 ``W_gate``, ``W_in``, ``W_out``, ``W_U``; missing biases are zero). Gemma's
@@ -31,9 +37,11 @@ embedding scaling needs no code: the engine starts from the cached
 before the engine is used; anything this module does not model shows there and
 the model falls back to the bridge engine with the reason.
 
-Not covered (bridge engine): GPT-J (its bridge wraps HF's attention, exposes no
-per-layer cos/sin and fires ``hook_pattern`` after the fact, so TransformerLens
-discards pattern edits there), and architectures outside ``FAMILIES``.
+Not covered (bridge engine): architectures outside ``FAMILIES``. On GPT-J,
+TransformerLens fires ``hook_pattern`` after HF's attention has used the
+pattern (edits are discarded), so the patching analysis refuses the pattern
+grid there before any engine runs; the engine still reads the cached pattern
+(the model's own) to patch ``v``.
 """
 
 from __future__ import annotations
@@ -58,7 +66,11 @@ FAMILIES = {
     "Gemma3ForCausalLM": "Gemma 3",
     "Phi3ForCausalLM": "Phi-3",
     "GPTNeoXForCausalLM": "GPT-NeoX",
+    "GPTJForCausalLM": "GPT-J",
 }
+# Architectures whose rotary pairs are adjacent dimensions (HF's ``rotate_every_two``), with the
+# sin/cos table read from the HF model's rotary module: its attribute path under ``original_model``.
+_EVERY_TWO_ROTARY = {"GPTJForCausalLM": ("transformer", "rotary_emb")}
 _ACTIVATIONS = {
     "silu": F.silu,
     "swish": F.silu,
@@ -68,6 +80,8 @@ _ACTIVATIONS = {
     "relu": F.relu,
 }
 _ATTENTION_BRIDGES = {"PositionEmbeddingsAttentionBridge", "JointQKVPositionEmbeddingsAttentionBridge"}
+# Attention bridges that wrap the HF attention whole, per architecture the engine models through them.
+_WRAPPED_ATTENTION = {"GPTJForCausalLM": {"AttentionBridge": "GPTJAttention"}}
 
 
 def _architecture(model) -> str | None:
@@ -101,11 +115,16 @@ def unsupported_reason(model) -> str | None:
     if model.W_U.dtype not in (torch.float32, torch.float64):
         return f"dtype {model.W_U.dtype} runs on the bridge engine (the fast engine is exact in float32)"
     head_dim = int(cfg.d_head)
+    wrapped = _WRAPPED_ATTENTION.get(arch, {})
     for block in model.blocks:
         attn = block.attn
-        if type(attn).__name__ not in _ATTENTION_BRIDGES:
-            return f"attention {type(attn).__name__} is not one the fast engine reads"
         hf_attn = attn.original_component
+        kind = type(attn).__name__
+        if kind in wrapped:
+            if type(hf_attn).__name__ != wrapped[kind]:
+                return f"attention {type(hf_attn).__name__} is not one the fast engine reads"
+        elif kind not in _ATTENTION_BRIDGES:
+            return f"attention {kind} is not one the fast engine reads"
         if getattr(hf_attn, "sinks", None) is not None:
             return "attention sinks are not modelled by the fast engine"
         for norm_name in ("q_norm", "k_norm"):
@@ -116,13 +135,26 @@ def unsupported_reason(model) -> str | None:
             if weight is None or tuple(weight.shape) != (head_dim,):
                 return f"the {norm_name} layout is not the per-d_head norm the fast engine models"
     cos_hooks = {f"blocks.{layer}.attn.hook_{part}" for layer in range(int(cfg.n_layers)) for part in ("cos", "sin")}
-    if not cos_hooks <= set(model.hook_dict):
+    if arch in _EVERY_TWO_ROTARY:
+        if _every_two_rotary_module(model) is None:
+            return f"the {FAMILIES[arch]} model has no rotary module at {'.'.join(_EVERY_TWO_ROTARY[arch])}"
+        if int(getattr(hf_attn, "rotary_dim", None) or head_dim) % 2:
+            return "an odd rotary_dim is not modelled by the fast engine"
+    elif not cos_hooks <= set(model.hook_dict):
         return "the bridge does not expose the rotary cos/sin each layer receives"
     hf_config = _hf_config(model)
     rope = getattr(hf_config, "rope_parameters", None)
     if isinstance(rope, dict) and rope.get("llama_4_scaling_beta") is not None:
         return "Llama-4 query scaling is not modelled by the fast engine"
     return None
+
+
+def _every_two_rotary_module(model):
+    """The HF rotary module of a ``_EVERY_TWO_ROTARY`` architecture, or None."""
+    module = getattr(model, "original_model", None)
+    for attr in _EVERY_TWO_ROTARY.get(_architecture(model), ("-",)):
+        module = getattr(module, attr, None)
+    return module
 
 
 def _module(bridge_component):
@@ -162,6 +194,7 @@ class FastBlocksEngine(FastGPT2Engine):
         self.n_kv = int(getattr(cfg, "n_key_value_heads", None) or self.n_heads)
         self.groups = self.n_heads // self.n_kv
         self.parallel = bool(getattr(cfg, "parallel_attn_mlp", False))
+        self.every_two = _architecture(model) in _EVERY_TWO_ROTARY
         self.gated = bool(getattr(cfg, "gated_mlp", False))
         self.act = _ACTIVATIONS[cfg.act_fn]
         soft_cap = float(getattr(cfg, "output_logits_soft_cap", -1.0) or -1.0)
@@ -231,6 +264,8 @@ class FastBlocksEngine(FastGPT2Engine):
     def _rotary(self, model) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """The cos/sin each layer's attention receives, [pos, rotary_dim] (per layer: e.g. Gemma 3's two
         bases): from the cached corrupted run, else from one forward of one prompt."""
+        if self.every_two:
+            return self._every_two_rotary(model)
         names = {f"blocks.{layer}.attn.hook_{part}" for layer in range(self.n_layers) for part in ("cos", "sin")}
         missing = sorted(names - set(model.hook_dict))
         if missing:
@@ -259,6 +294,18 @@ class FastBlocksEngine(FastGPT2Engine):
                 sin[layer] = torch.cat([sin[layer], sin[layer]], dim=-1)
         return cos, sin
 
+    def _every_two_rotary(self, model) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """GPT-J's cos/sin [pos, rotary_dim] from the model's rotary module: each pair's value twice
+        (``repeat_interleave``, as HF's ``apply_rotary_pos_emb``); every layer gets the same table."""
+        rotary = _every_two_rotary_module(model)
+        like = self.w_q[0]
+        positions = torch.arange(self.inputs.n_pos, device=like.device).unsqueeze(0)
+        with torch.no_grad():
+            sin, cos = rotary(like.new_zeros(1, self.inputs.n_pos, 1), position_ids=positions)
+        cos = cos[0].repeat_interleave(2, dim=-1)
+        sin = sin[0].repeat_interleave(2, dim=-1)
+        return [cos] * self.n_layers, [sin] * self.n_layers
+
     @staticmethod
     def _heads(x: torch.Tensor) -> torch.Tensor:
         """[..., head, d_head] -> [..., head*d_head] (query or key-value heads)."""
@@ -273,8 +320,11 @@ class FastBlocksEngine(FastGPT2Engine):
         cos, sin = self.cos[layer][pos].unsqueeze(-2), self.sin[layer][pos].unsqueeze(-2)
         rot = cos.shape[-1]
         x_rot, x_pass = x[..., :rot], x[..., rot:]
-        half = rot // 2
-        rotated = torch.cat((-x_rot[..., half:], x_rot[..., :half]), dim=-1)
+        if self.every_two:  # (x0, x1, x2, x3, ...) -> (-x1, x0, -x3, x2, ...)
+            rotated = torch.stack((-x_rot[..., 1::2], x_rot[..., ::2]), dim=-1).flatten(-2)
+        else:
+            half = rot // 2
+            rotated = torch.cat((-x_rot[..., half:], x_rot[..., :half]), dim=-1)
         out = x_rot * cos + rotated * sin
         return out if rot == x.shape[-1] else torch.cat([out, x_pass], dim=-1)
 
