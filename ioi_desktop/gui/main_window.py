@@ -513,7 +513,7 @@ class MainWindow(QMainWindow):
         self.workbench.set_model(handle)
         self._set_read_only(False, "")
         self.model_picker.set_loaded(handle.info)
-        self.prompt_editor.set_tokenizer(handle.tokenizer, handle.info.n_ctx)
+        self.prompt_editor.set_tokenizer(handle.tokenizer, handle.info.n_ctx, handle.info.prepend_bos)
         self.settings.setValue("model/spec", json.dumps(handle.spec.to_dict()))
         self.step_label.setText(f"Model ready: {handle.info.summary()}")
         self._update_run_enabled()

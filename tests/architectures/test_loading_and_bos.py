@@ -124,3 +124,48 @@ def test_analyze_no_prepend_bos_flag(tmp_path):
     meta = load_results(out).meta
     assert meta["prompts"]["prepend_bos"] is False and meta["model"]["prepend_bos"] is False
     assert meta["prompts"]["str_tokens"][0][0] == "When"
+
+
+def _head_score_reference(model, tokens, n, bos):
+    """Previous-token, duplicate and induction scores from TransformerLens's own patterns on ``tokens``:
+    with BOS the mean over the queries after BOS / of the second copy, without it the demo's diagonals."""
+    with torch.no_grad():
+        _logits, cache = model.run_with_cache(tokens)
+    scores = {"prev": [], "dup": [], "induction": []}
+    for layer in range(model.cfg.n_layers):
+        pattern = cache["pattern", layer]
+        if bos:
+            queries = torch.arange(n + 1, 2 * n + 1)
+            after = torch.arange(1, 2 * n + 1)
+            scores["prev"].append(pattern[:, :, after, after - 1].mean(dim=(0, 2)))
+            scores["dup"].append(pattern[:, :, queries, queries - n].mean(dim=(0, 2)))
+            scores["induction"].append(pattern[:, :, queries, queries - n + 1].mean(dim=(0, 2)))
+        else:
+            for kind, offset in (("prev", 1), ("dup", n), ("induction", n - 1)):
+                scores[kind].append(pattern.diagonal(offset=-offset, dim1=-2, dim2=-1).mean(dim=(0, -1)))
+    return {kind: torch.stack(rows).numpy() for kind, rows in scores.items()}
+
+
+@pytest.mark.parametrize("architecture, choice, bos", [("Qwen2ForCausalLM", None, False),
+                                                       ("Qwen2ForCausalLM", True, True),
+                                                       ("GPT2LMHeadModel", False, False)])
+def test_head_scores_follow_the_loaded_models_bos(tmp_path, architecture, choice, bos):
+    """Head types put BOS first exactly when the model's prompts get one (its convention or the user's
+    choice at load); their inputs are TransformerLens's to_tokens with that prepend_bos."""
+    from ioi_desktop.core.analyses.head_scores import Options, make_sequences, settings
+
+    handle = load_model(ModelSpec(source=str(save_tiny(architecture, tmp_path / "m")), device="cpu",
+                                  prepend_bos=choice))
+    assert handle.info.prepend_bos is bos
+    options = {"seq_len": 6, "batch": 2, "seed": 3}
+    result = Runner().run(handle, prompt_set(), ["head_scores"], {"head_scores": options})["head_scores"]
+    assert result.meta["prepend_bos"] is bos
+    assert result.meta["bos_choice"].startswith("BOS first" if bos else "no BOS")
+    chosen = settings(Options(**options), handle.info.n_ctx, bos)
+    tokens, _ = make_sequences(handle.tokenizer, handle.info.d_vocab, chosen)
+    texts = [handle.tokenizer.decode(row[int(bos):].tolist()) for row in tokens]
+    expected = handle.model.to_tokens(texts, prepend_bos=bos).cpu()
+    assert torch.equal(expected, tokens)
+    reference = _head_score_reference(handle.model, expected, chosen["seq_len"], bos)
+    for kind, values in reference.items():
+        np.testing.assert_allclose(result.arrays[f"head_score_{kind}"], values, atol=1e-6, err_msg=kind)

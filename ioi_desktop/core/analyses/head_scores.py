@@ -14,8 +14,11 @@ Scores are in [0, 1]; 1 means the head puts all its attention there.
 How the sequences are made (options, each recorded in ``meta``):
 
 - ``prepend_bos`` (auto, yes or no; default auto): with auto, BOS first when
-  the model's ``to_tokens`` prepends one (``cfg.default_prepend_bos`` and a
-  tokenizer with a BOS token), since that is how the model saw every text.
+  the loaded model's prompts get one (``ModelInfo.prepend_bos``: the
+  architecture's ``cfg.default_prepend_bos``, none when the model folder's
+  tokenizer has no BOS token, or the user's choice at load), the same
+  convention as every other analysis; without a handle (``score_heads`` called
+  directly) BOS first when the model's ``to_tokens`` prepends one.
 - ``token_pool`` ("words" or "id_range"; default "words"): "words" draws ids
   from the tokenizer's ordinary word tokens (a space marker followed by
   letters, e.g. " Mary"; no special tokens; for the bundled word-level
@@ -70,7 +73,7 @@ class Options(AnalysisOptions, analysis=NAME):
                           "copies fit the model's context)", low=2, high=MAX_SEQ_LEN)
     batch: int = option(2, "How many random sequences to score on", low=1, high=1024)
     seed: int = option(0, "Seed of the random token sequences", low=0, high=2**31 - 1)
-    prepend_bos: str = option("auto", "Put BOS first: auto (when the model's to_tokens prepends one), yes or no",
+    prepend_bos: str = option("auto", "Put BOS first: auto (when the loaded model's prompts get one), yes or no",
                               choices=BOS_CHOICES)
     token_pool: str = option("words", "Where the random tokens come from: words, distinct ordinary word tokens "
                              "(no special tokens), or id_range, the demo's ids 100..20000 with replacement",
@@ -204,19 +207,24 @@ def layer_scores(pattern: "torch.Tensor", n: int, bos: bool) -> dict[str, "torch
 
 
 def score_heads(model: Any, tokenizer: Any, options: Options, on_layer=None,
-                check_cancelled=None) -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
+                check_cancelled=None, model_bos: bool | None = None,
+                bos_reason: str = "") -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
     """({kind: [layer, head]}, meta) for ``model``: the whole analysis, without the runner.
 
     The bundled model's evaluation calls this too, so its card quotes the
     numbers the Head types panel shows. ``on_layer(layer, {kind: [head]})``
-    is called after each layer.
+    is called after each layer. ``model_bos``: the model's BOS convention that
+    ``prepend_bos="auto"`` follows (``ModelInfo.prepend_bos``, with
+    ``bos_reason`` its ``bos_choice``); None: whether ``to_tokens`` prepends one.
     """
     import torch
 
     from ioi_desktop.core.devices import model_device
 
     cfg = model.cfg
-    chosen = settings(options, int(cfg.n_ctx), model_prepends_bos(model, tokenizer))
+    if model_bos is None:
+        model_bos, bos_reason = model_prepends_bos(model, tokenizer), "the model's to_tokens convention"
+    chosen = settings(options, int(cfg.n_ctx), bool(model_bos))
     tokens, drawn = make_sequences(tokenizer, int(cfg.d_vocab), chosen)
     names = hooks.hook_names("pattern", int(cfg.n_layers))
     with torch.no_grad():
@@ -234,8 +242,16 @@ def score_heads(model: Any, tokenizer: Any, options: Options, on_layer=None,
               "dup": "the second copy's queries" if chosen["prepend_bos"] else "the demo's diagonal (the second copy's queries)",
               "induction": "the second copy's queries" if chosen["prepend_bos"] else "the demo's diagonal, queries n - 1 .. 2n - 1"}
     meta = {**chosen, **drawn, "scored_queries": scored,
-            "bos_choice": "BOS first, as the model's to_tokens does" if chosen["prepend_bos"] else "no BOS"}
+            "bos_choice": _bos_choice(options.prepend_bos, chosen["prepend_bos"], bos_reason)}
     return {kind: torch.stack(value) for kind, value in rows.items()}, meta
+
+
+def _bos_choice(option_value: str, bos: bool, reason: str) -> str:
+    """Why BOS was or was not first, in words."""
+    first = "BOS first" if bos else "no BOS"
+    if option_value != "auto":
+        return f"{first}, as the prepend_bos option says"
+    return f"{first} ({reason})" if reason else first
 
 
 def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
@@ -254,5 +270,6 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
             progress.rows(f"head_score_{kind}", layer, values, (n_layers, *values.shape))
         progress.advance(1, f"head scores of layer {layer}")
 
-    scores, found = score_heads(ctx.handle.model, ctx.handle.tokenizer, options, on_layer, progress.check_cancelled)
+    scores, found = score_heads(ctx.handle.model, ctx.handle.tokenizer, options, on_layer, progress.check_cancelled,
+                                model_bos=getattr(info, "prepend_bos", None), bos_reason=getattr(info, "bos_choice", ""))
     return Result(**{f"head_score_{kind}": as_float32(values) for kind, values in scores.items()}, **found)

@@ -8,7 +8,7 @@ activation patched in where ``masks`` is True. They give TransformerLens's
 
 - ``fast``: plain torch over the bridge's processed weights for the GPT-2
   family (``fast_gpt2``) and the rotary / RMSNorm / grouped-query / parallel-block
-  families: Llama, Mistral, Qwen2, Qwen3, Gemma 1-3, Phi-3, GPT-NeoX (``fast_blocks``);
+  families: Llama, Mistral, Qwen2, Qwen3, Gemma 1-3, Phi-3, GPT-NeoX, GPT-J (``fast_blocks``);
 - ``bridge``: the bridge's own blocks from the patched layer on, for every
   architecture TransformerLens supports (``bridge_blocks``).
 

@@ -15,7 +15,10 @@ builder, an import, the notebook set) is one step on :attr:`undo_stack` (a
 ``QUndoStack``); the window's Edit menu offers Undo and Redo. The stack's
 clean state marks the set as saved.
 
-Validation is ``core.prompts.validate`` against the loaded model's tokenizer.
+Validation is ``core.prompts.validate`` against the loaded model's tokenizer,
+with the loaded model's BOS convention (``ModelInfo.prepend_bos``, handed in by
+``set_tokenizer``): lengths, context limits and the token strips' positions
+count a BOS only when the model's prompts get one.
 It runs through the job runner the window hands in (``set_job_runner``: the
 worker's input thread), shortly after each edit, never on the GUI thread; while
 it runs the editor is "checking" and Run waits. Findings appear next to the
@@ -86,9 +89,11 @@ class Checked:
     by_row: dict
 
 
-def check_prompt_set(prompt_set: PromptSet, tokenizer: Any, n_ctx: int | None) -> Checked:
-    """Validate and group the findings by pair (runs in the worker's input thread)."""
-    findings = tuple(validate(prompt_set, tokenizer, n_ctx))
+def check_prompt_set(prompt_set: PromptSet, tokenizer: Any, n_ctx: int | None,
+                     prepend_bos: bool | None = None) -> Checked:
+    """Validate and group the findings by pair (runs in the worker's input thread); ``prepend_bos``:
+    the model's BOS convention (``ModelInfo.prepend_bos``; None: BOS when the tokenizer has one)."""
+    findings = tuple(validate(prompt_set, tokenizer, n_ctx, prepend_bos))
     by_row: dict[int, list[Finding]] = {}
     for finding in findings:
         if finding.pair_index is not None:
@@ -451,6 +456,7 @@ class PromptEditor(QWidget):
         self._set_meta: dict = {}
         self._tokenizer: Any = None
         self._n_ctx: int | None = None
+        self._prepend_bos: bool | None = None
         self._findings: tuple[Finding, ...] = ()
         self._valid = False
         self._reason = "Validation waits for the model's tokenizer."
@@ -642,10 +648,11 @@ class PromptEditor(QWidget):
         """Run validations through ``runner(kind, function, on_done, on_failed)`` (the worker's ``prepare``)."""
         self._job_runner = runner
 
-    def set_tokenizer(self, tokenizer: Any, n_ctx: int | None) -> None:
-        """Validate against this model's tokenizer from now on."""
+    def set_tokenizer(self, tokenizer: Any, n_ctx: int | None, prepend_bos: bool | None = None) -> None:
+        """Validate against this model's tokenizer and BOS convention (``ModelInfo.prepend_bos``) from now on."""
         self._tokenizer = tokenizer
         self._n_ctx = n_ctx
+        self._prepend_bos = prepend_bos
         self.model.set_tokenizer(tokenizer)
         self.revalidate()
 
@@ -742,11 +749,11 @@ class PromptEditor(QWidget):
             self._refresh_summary()
             self._show_tokens()
             return
-        prompt_set, tokenizer, n_ctx = self.prompt_set(), self._tokenizer, self._n_ctx
+        prompt_set, tokenizer, n_ctx, bos = self.prompt_set(), self._tokenizer, self._n_ctx, self._prepend_bos
         self._checking = True
         self._set_validity(False, f"Checking the {len(prompt_set)} pairs against the model's tokenizer…")
         self._refresh_summary()
-        job = lambda _context: check_prompt_set(prompt_set, tokenizer, n_ctx)  # noqa: E731
+        job = lambda _context: check_prompt_set(prompt_set, tokenizer, n_ctx, bos)  # noqa: E731
         if self._job_runner is None:
             self._on_checked(job(None))
         else:
@@ -926,7 +933,7 @@ class PromptEditor(QWidget):
             return
         pair = self.model.pairs[row]
         try:
-            tokenized = tokenize_set(PromptSet((pair,)), self._tokenizer, self._n_ctx)
+            tokenized = tokenize_set(PromptSet((pair,)), self._tokenizer, self._n_ctx, self._prepend_bos)
         except IOIError as error:
             # An invalid pair still shows how it tokenizes, without role positions.
             self.clean_strip.set_tokens(self._str_tokens(pair.clean))
@@ -936,9 +943,10 @@ class PromptEditor(QWidget):
         roles = {name: int(positions[0]) for name, positions in tokenized.roles.items() if positions[0] >= 0}
         self.clean_strip.set_tokens(tokenized.str_tokens[0], roles)
         self.corrupt_strip.set_tokens(tokenized.corrupt_str_tokens[0], roles)
-        self.clean_label.setText(f"Clean tokens ({len(tokenized.str_tokens[0])} with BOS) of pair {row}")
-        self.corrupt_label.setText(f"Corrupted tokens ({len(tokenized.corrupt_str_tokens[0])} with BOS)")
+        bos = "with BOS" if tokenized.prepend_bos else "no BOS"
+        self.clean_label.setText(f"Clean tokens ({len(tokenized.str_tokens[0])}, {bos}) of pair {row}")
+        self.corrupt_label.setText(f"Corrupted tokens ({len(tokenized.corrupt_str_tokens[0])}, {bos})")
         self.tokens_note.setText("")
 
     def _str_tokens(self, text: str) -> list[str]:
-        return token_strings(self._tokenizer, to_tokens(self._tokenizer, text)) if text else []
+        return token_strings(self._tokenizer, to_tokens(self._tokenizer, text, self._prepend_bos)) if text else []
