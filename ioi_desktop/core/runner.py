@@ -501,6 +501,32 @@ def analysis_options(module: Any, given: AnalysisOptions | Mapping[str, Any] | N
 _ATTENTION_FREE = ("logit_diff", "logit_lens")
 
 
+def _attention_layers_sentence(model: Any, hook_dict: Any, name: str, architecture: str) -> str | None:
+    """Why ``name`` cannot run on a model whose layers do not all have attention hooks, or None.
+
+    Three cases: no attention at all (Mamba); attention the bridge does not expose
+    (Zamba2, Nemotron-H: TransformerLens wraps each of their layers whole); a
+    hybrid with attention in some layers only (Jamba, Bamba, LFM2, Qwen3-Next,
+    Granite-MoE-Hybrid: the others are Mamba, convolution or linear-attention
+    mixers). The per-head analyses read every layer's heads, so they are refused.
+    """
+    n_layers = int(getattr(model.cfg, "n_layers", 0) or 0)
+    with_heads = [layer for layer in range(n_layers) if f"blocks.{layer}.attn.hook_pattern" in hook_dict]
+    if not with_heads and not any(key.endswith("attn.hook_pattern") for key in hook_dict):
+        hf_model = getattr(model, "original_model", None)
+        modules = hf_model.modules() if hasattr(hf_model, "modules") else ()
+        if any(type(module).__name__.endswith("Attention") for module in modules):
+            return (f"{name} needs attention heads, which TransformerLens does not expose for {architecture} "
+                    "(its bridge wraps every layer whole, the attention layers included).")
+        return f"{name} needs attention heads, which {architecture} does not have (it has no attention layers)."
+    if with_heads and len(with_heads) < n_layers:
+        listed = ", ".join(str(layer) for layer in with_heads)
+        return (f"{name} needs attention heads in every layer, and {architecture} is a hybrid with attention "
+                f"only in layer{'s' if len(with_heads) > 1 else ''} {listed} of {n_layers} (its other layers mix "
+                "tokens with a recurrent, convolution or linear-attention mixer that has no heads).")
+    return None
+
+
 def missing_hooks_sentence(handle: Any, name: str, needed: set[str]) -> str | None:
     """One sentence refusing ``name`` when the model lacks hooks it needs (None when it has them all).
 
@@ -514,8 +540,10 @@ def missing_hooks_sentence(handle: Any, name: str, needed: set[str]) -> str | No
     if hook_dict is None:
         return None
     architecture = getattr(handle.info, "architecture", "this model")
-    if name not in _ATTENTION_FREE and not any(key.endswith("attn.hook_pattern") for key in hook_dict):
-        return f"{name} needs attention heads, which {architecture} does not have (it has no attention layers)."
+    if name not in _ATTENTION_FREE:
+        sentence = _attention_layers_sentence(handle.model, hook_dict, name, architecture)
+        if sentence is not None:
+            return sentence
     if "blocks.0.attn.hook_kv_latent" in hook_dict and any(n.endswith("attn.hook_z") for n in needed):
         return (f"{name} needs each head's output z, which TransformerLens does not lay out per head for "
                 f"{architecture}'s multi-head latent attention (MLA).")

@@ -22,22 +22,34 @@ TOL = 1e-5
 REFUSED_AT_LOAD = {
     "CodeGenForCausalLM": "embed_positions",
     "VaultGemmaForCausalLM": "does not support compatibility mode",
+    # Falcon-H1 runs attention and a Mamba-2 mixer in parallel on one norm; TransformerLens's LayerNorm folding fails.
+    "FalconH1ForCausalLM": "could not prepare",
 }
 _NO_ATTENTION_HOOKS = {a: "does not provide for JetMoeForCausalLM"
                        for a in ("dla", "patching", "attribution_patching", "ablation", "path_patching")}
+_PER_HEAD = [a for a in ANALYSES if a not in ("logit_diff", "logit_lens")]
+# Hybrids with attention in layer 1 only (layer 0: Mamba, convolution or linear-attention mixer).
+HYBRIDS = ("JambaForCausalLM", "BambaForCausalLM", "Lfm2ForCausalLM", "Qwen3NextForCausalLM",
+           "GraniteMoeHybridForCausalLM")
 EXPECTED_REFUSALS: dict[str, dict[str, str]] = {
     **{arch: {"path_patching": "key-value heads (grouped-query attention)"}
        for arch in GQA | {"FalconForCausalLM", "GPTBigCodeForCausalLM"}},
     "OpenAIGPTLMHeadModel": {a: "which TransformerLens does not record for OpenAIGPTLMHeadModel"
                              for a in ("logit_lens", "dla", "ablation", "path_patching")},
-    "DeepseekV2ForCausalLM": {a: "does not lay out per head for DeepseekV2ForCausalLM's multi-head latent attention"
-                              for a in ("dla", "patching", "attribution_patching", "ablation", "path_patching")},
+    **{arch: {a: f"does not lay out per head for {arch}'s multi-head latent attention"
+              for a in ("dla", "patching", "attribution_patching", "ablation", "path_patching")}
+       for arch in ("DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM")},
     "JetMoeForCausalLM": _NO_ATTENTION_HOOKS,
     "MambaForCausalLM": {a: "MambaForCausalLM does not have (it has no attention layers)"
                          for a in ANALYSES if a not in ("logit_diff", "logit_lens")},
+    # After the grouped-query entries: these refuse every per-head analysis, path patching included.
+    **{arch: {a: f"{arch} is a hybrid with attention only in layer 1 of 2" for a in _PER_HEAD} for arch in HYBRIDS},
+    **{arch: {a: f"which TransformerLens does not expose for {arch}" for a in _PER_HEAD}
+       for arch in ("Zamba2ForCausalLM", "NemotronHForCausalLM")},
 }
 # TransformerLens discards edits to hook_pattern on these: the pattern grid is refused, never zeros.
-PATTERN_EDITS_DISCARDED = {"OPTForCausalLM", "GPTNeoForCausalLM", "XGLMForCausalLM", "GPTJForCausalLM"}
+PATTERN_EDITS_DISCARDED = {"OPTForCausalLM", "GPTNeoForCausalLM", "XGLMForCausalLM", "GPTJForCausalLM",
+                           "Llama4ForCausalLM"}
 # The fast patching engine's families; every other architecture patches on the bridge engine.
 FAST_ENGINE = {"GPT2LMHeadModel", "GPTNeoXForCausalLM", "GPTJForCausalLM", "LlamaForCausalLM", "MistralForCausalLM",
                "Qwen2ForCausalLM", "Qwen3ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
@@ -46,7 +58,8 @@ FAST_ENGINE = {"GPT2LMHeadModel", "GPTNeoXForCausalLM", "GPTJForCausalLM", "Llam
 NO_BOS = {"GPTNeoXForCausalLM", "BloomForCausalLM", "MptForCausalLM", "PhiForCausalLM", "Qwen2ForCausalLM",
           "Qwen3ForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM", "GraniteForCausalLM",
           "GraniteMoeForCausalLM", "Starcoder2ForCausalLM", "GlmForCausalLM", "Glm4ForCausalLM",
-          "SmolLM3ForCausalLM", "SeedOssForCausalLM", "Exaone4ForCausalLM", "Ernie4_5ForCausalLM"}
+          "SmolLM3ForCausalLM", "SeedOssForCausalLM", "Exaone4ForCausalLM", "Ernie4_5ForCausalLM",
+          "Qwen3NextForCausalLM", "GraniteMoeHybridForCausalLM"}
 
 
 def _one_sentence(text: str) -> None:

@@ -58,6 +58,37 @@ _EXTRA: dict[str, dict] = {
     "StableLmForCausalLM": dict(partial_rotary_factor=0.5, num_key_value_heads=4),
     "NemotronForCausalLM": dict(partial_rotary_factor=0.5),
     "MambaForCausalLM": dict(state_size=4, expand=2, conv_kernel=4, time_step_rank=4),
+    # Hybrid / newer architectures: layer 0 of the hybrids is their recurrent (Mamba, conv, linear-attention)
+    # mixer and layer 1 softmax attention, so both kinds are in a 2-layer model.
+    "JambaForCausalLM": dict(attn_layer_period=2, attn_layer_offset=1, expert_layer_period=2, expert_layer_offset=1,
+                             num_experts=4, num_experts_per_tok=2, mamba_d_state=4, mamba_d_conv=4, mamba_dt_rank=4,
+                             mamba_expand=2),
+    "BambaForCausalLM": dict(attn_layer_indices=[1], mamba_n_heads=4, mamba_d_head=16, mamba_d_state=4,
+                             mamba_n_groups=1, mamba_d_conv=4, mamba_chunk_size=8),
+    "FalconH1ForCausalLM": dict(mamba_n_heads=4, mamba_d_head=16, mamba_d_ssm=64, mamba_d_state=4, mamba_n_groups=1,
+                                mamba_d_conv=4, mamba_chunk_size=8, num_key_value_heads=4, head_dim=8),
+    "Zamba2ForCausalLM": dict(layers_block_type=["mamba", "hybrid"], mamba_d_state=4, mamba_headdim=16,
+                              n_mamba_heads=4, mamba_ngroups=1, attention_head_dim=8, num_mem_blocks=1,
+                              chunk_size=8, adapter_rank=4, use_shared_attention_adapter=False),
+    "NemotronHForCausalLM": dict(layers_block_type=["mamba", "attention"], mamba_num_heads=4, mamba_head_dim=16,
+                                 ssm_state_size=4, n_groups=1, conv_kernel=4, chunk_size=8, n_routed_experts=4,
+                                 moe_intermediate_size=32, num_experts_per_tok=2),
+    "Lfm2ForCausalLM": dict(layer_types=["conv", "full_attention"]),
+    "Qwen3NextForCausalLM": dict(layer_types=["linear_attention", "full_attention"], num_experts=4,
+                                 num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=32,
+                                 linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=8,
+                                 linear_value_head_dim=8, linear_conv_kernel_dim=4),
+    "GraniteMoeHybridForCausalLM": dict(layer_types=["mamba", "attention"], num_local_experts=4,
+                                        num_experts_per_tok=2, mamba_n_heads=4, mamba_d_head=16, mamba_d_state=4,
+                                        mamba_n_groups=1, mamba_d_conv=4, mamba_chunk_size=8,
+                                        shared_intermediate_size=64, position_embedding_type="rope"),
+    "GptOssForCausalLM": dict(num_local_experts=4, num_experts_per_tok=2, sliding_window=16),
+    "DeepseekV3ForCausalLM": dict(q_lora_rank=None, kv_lora_rank=16, qk_rope_head_dim=4, qk_nope_head_dim=4,
+                                  v_head_dim=8, n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+                                  first_k_dense_replace=1, n_shared_experts=1, n_group=1, topk_group=1,
+                                  num_key_value_heads=4),
+    "Llama4ForCausalLM": dict(num_local_experts=4, num_experts_per_tok=1, intermediate_size_mlp=64,
+                              interleave_moe_layer_step=2),
 }
 # Architectures with grouped-query attention: 4 query heads share 2 key-value heads.
 GQA = {
@@ -68,6 +99,9 @@ GQA = {
     "GlmForCausalLM", "Glm4ForCausalLM", "SmolLM3ForCausalLM", "ApertusForCausalLM", "ArceeForCausalLM",
     "SeedOssForCausalLM", "HunYuanDenseV1ForCausalLM", "Exaone4ForCausalLM", "Ernie4_5ForCausalLM",
     "VaultGemmaForCausalLM", "BitNetForCausalLM", "Phi3ForCausalLM",
+    "JambaForCausalLM", "BambaForCausalLM", "FalconH1ForCausalLM", "NemotronHForCausalLM", "Lfm2ForCausalLM",
+    "Qwen3NextForCausalLM", "GraniteMoeHybridForCausalLM", "GptOssForCausalLM", "Llama4ForCausalLM",
+    "Zamba2ForCausalLM",
 }
 
 CAUSAL_LMS = (
@@ -82,6 +116,10 @@ CAUSAL_LMS = (
     "ApertusForCausalLM", "ArceeForCausalLM", "SeedOssForCausalLM", "HunYuanDenseV1ForCausalLM",
     "Exaone4ForCausalLM", "Ernie4_5ForCausalLM", "VaultGemmaForCausalLM", "BitNetForCausalLM",
     "DeepseekV2ForCausalLM", "JetMoeForCausalLM", "MambaForCausalLM",
+    # Hybrid and newer architectures (TransformerLens 4.3's additions).
+    "JambaForCausalLM", "BambaForCausalLM", "FalconH1ForCausalLM", "Zamba2ForCausalLM", "NemotronHForCausalLM",
+    "Lfm2ForCausalLM", "Qwen3NextForCausalLM", "GraniteMoeHybridForCausalLM", "GptOssForCausalLM",
+    "DeepseekV3ForCausalLM", "Llama4ForCausalLM",
 )
 
 
