@@ -30,7 +30,8 @@ _NO_ATTENTION_HOOKS = {a: "does not provide for JetMoeForCausalLM"
 _PER_HEAD = [a for a in ANALYSES if a not in ("logit_diff", "logit_lens")]
 # Hybrids with attention in layer 1 only (layer 0: Mamba, convolution or linear-attention mixer).
 HYBRIDS = ("JambaForCausalLM", "BambaForCausalLM", "Lfm2ForCausalLM", "Qwen3NextForCausalLM",
-           "GraniteMoeHybridForCausalLM")
+           "GraniteMoeHybridForCausalLM", "OlmoHybridForCausalLM", "Qwen3_5ForCausalLM", "Qwen3_5MoeForCausalLM")
+MLA = ("DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM", "Glm4MoeLiteForCausalLM", "YoutuForCausalLM")
 EXPECTED_REFUSALS: dict[str, dict[str, str]] = {
     **{arch: {"path_patching": "key-value heads (grouped-query attention)"}
        for arch in GQA | {"FalconForCausalLM", "GPTBigCodeForCausalLM"}},
@@ -38,10 +39,10 @@ EXPECTED_REFUSALS: dict[str, dict[str, str]] = {
                              for a in ("logit_lens", "dla", "ablation", "path_patching")},
     **{arch: {a: f"does not lay out per head for {arch}'s multi-head latent attention"
               for a in ("dla", "patching", "attribution_patching", "ablation", "path_patching")}
-       for arch in ("DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM")},
+       for arch in MLA},
     "JetMoeForCausalLM": _NO_ATTENTION_HOOKS,
-    "MambaForCausalLM": {a: "MambaForCausalLM does not have (it has no attention layers)"
-                         for a in ANALYSES if a not in ("logit_diff", "logit_lens")},
+    **{arch: {a: f"{arch} does not have (it has no attention layers)" for a in _PER_HEAD}
+       for arch in ("MambaForCausalLM", "FalconMambaForCausalLM", "Mamba2ForCausalLM")},
     # After the grouped-query entries: these refuse every per-head analysis, path patching included.
     **{arch: {a: f"{arch} is a hybrid with attention only in layer 1 of 2" for a in _PER_HEAD} for arch in HYBRIDS},
     **{arch: {a: f"which TransformerLens does not expose for {arch}" for a in _PER_HEAD}
@@ -49,7 +50,7 @@ EXPECTED_REFUSALS: dict[str, dict[str, str]] = {
 }
 # TransformerLens discards edits to hook_pattern on these: the pattern grid is refused, never zeros.
 PATTERN_EDITS_DISCARDED = {"OPTForCausalLM", "GPTNeoForCausalLM", "XGLMForCausalLM", "GPTJForCausalLM",
-                           "Llama4ForCausalLM"}
+                           "Llama4ForCausalLM", "NanoChatForCausalLM", "AfmoeForCausalLM"}
 # The fast patching engine's families; every other architecture patches on the bridge engine.
 FAST_ENGINE = {"GPT2LMHeadModel", "GPTNeoXForCausalLM", "GPTJForCausalLM", "LlamaForCausalLM", "MistralForCausalLM",
                "Qwen2ForCausalLM", "Qwen3ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
@@ -59,7 +60,8 @@ NO_BOS = {"GPTNeoXForCausalLM", "BloomForCausalLM", "MptForCausalLM", "PhiForCau
           "Qwen3ForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM", "GraniteForCausalLM",
           "GraniteMoeForCausalLM", "Starcoder2ForCausalLM", "GlmForCausalLM", "Glm4ForCausalLM",
           "SmolLM3ForCausalLM", "SeedOssForCausalLM", "Exaone4ForCausalLM", "Ernie4_5ForCausalLM",
-          "Qwen3NextForCausalLM", "GraniteMoeHybridForCausalLM"}
+          "Qwen3NextForCausalLM", "GraniteMoeHybridForCausalLM", "Glm4MoeForCausalLM", "Glm4MoeLiteForCausalLM",
+          "Ernie4_5_MoeForCausalLM", "Qwen3_5ForCausalLM", "Qwen3_5MoeForCausalLM", "MiniMaxM2ForCausalLM"}
 
 
 def _one_sentence(text: str) -> None:

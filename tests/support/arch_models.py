@@ -29,6 +29,14 @@ _COMMON = dict(
     tie_word_embeddings=False, use_cache=False,
 )
 
+# Small mixture-of-experts sizes under every name the MoE configs use.
+_MOE = dict(num_experts=4, num_local_experts=4, n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+            n_group=1, topk_group=1, n_shared_experts=1, first_k_dense_replace=1, shared_expert_intermediate_size=32)
+# Multi-head latent attention (DeepSeek-V2/V3 style) sizes.
+_MLA = dict(q_lora_rank=None, kv_lora_rank=16, qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=8)
+_LINEAR_ATTENTION = dict(layer_types=["linear_attention", "full_attention"], linear_num_key_heads=2,
+                         linear_num_value_heads=4, linear_key_head_dim=8, linear_value_head_dim=8)
+
 # Per-architecture additions (MoE sizes, rotary dims, aliases that must agree).
 _EXTRA: dict[str, dict] = {
     "GPTJForCausalLM": dict(rotary_dim=4),
@@ -89,6 +97,19 @@ _EXTRA: dict[str, dict] = {
                                   num_key_value_heads=4),
     "Llama4ForCausalLM": dict(num_local_experts=4, num_experts_per_tok=1, intermediate_size_mlp=64,
                               interleave_moe_layer_step=2),
+    "Glm4MoeForCausalLM": dict(_MOE, partial_rotary_factor=0.5),
+    "Glm4MoeLiteForCausalLM": dict(_MOE, **_MLA, num_key_value_heads=4),
+    "YoutuForCausalLM": dict(_MOE, **_MLA, num_key_value_heads=4),
+    "Ernie4_5_MoeForCausalLM": dict(_MOE, moe_num_experts=4, moe_k=2, moe_layer_start_index=1),
+    "FlexOlmoForCausalLM": _MOE,
+    "AfmoeForCausalLM": dict(_MOE, num_dense_layers=1),
+    "MiniMaxM2ForCausalLM": _MOE,
+    "OlmoHybridForCausalLM": dict(layer_types=["linear_attention", "full_attention"]),
+    "Qwen3_5ForCausalLM": _LINEAR_ATTENTION,
+    "Qwen3_5MoeForCausalLM": dict(_MOE, **_LINEAR_ATTENTION),
+    "FalconMambaForCausalLM": dict(state_size=4, expand=2, conv_kernel=4, time_step_rank=4),
+    "Mamba2ForCausalLM": dict(state_size=4, expand=2, conv_kernel=4, head_dim=16, num_heads=4, n_groups=1,
+                              chunk_size=8),
 }
 # Architectures with grouped-query attention: 4 query heads share 2 key-value heads.
 GQA = {
@@ -101,7 +122,9 @@ GQA = {
     "VaultGemmaForCausalLM", "BitNetForCausalLM", "Phi3ForCausalLM",
     "JambaForCausalLM", "BambaForCausalLM", "FalconH1ForCausalLM", "NemotronHForCausalLM", "Lfm2ForCausalLM",
     "Qwen3NextForCausalLM", "GraniteMoeHybridForCausalLM", "GptOssForCausalLM", "Llama4ForCausalLM",
-    "Zamba2ForCausalLM",
+    "Zamba2ForCausalLM", "Ministral3ForCausalLM", "Glm4MoeForCausalLM", "Ernie4_5_MoeForCausalLM",
+    "FlexOlmoForCausalLM", "NanoChatForCausalLM", "Jais2ForCausalLM", "AfmoeForCausalLM", "MiniMaxM2ForCausalLM",
+    "OlmoHybridForCausalLM", "Qwen3_5ForCausalLM", "Qwen3_5MoeForCausalLM",
 }
 
 CAUSAL_LMS = (
@@ -119,7 +142,10 @@ CAUSAL_LMS = (
     # Hybrid and newer architectures (TransformerLens 4.3's additions).
     "JambaForCausalLM", "BambaForCausalLM", "FalconH1ForCausalLM", "Zamba2ForCausalLM", "NemotronHForCausalLM",
     "Lfm2ForCausalLM", "Qwen3NextForCausalLM", "GraniteMoeHybridForCausalLM", "GptOssForCausalLM",
-    "DeepseekV3ForCausalLM", "Llama4ForCausalLM",
+    "DeepseekV3ForCausalLM", "Llama4ForCausalLM", "Ministral3ForCausalLM", "Glm4MoeForCausalLM",
+    "Glm4MoeLiteForCausalLM", "YoutuForCausalLM", "Ernie4_5_MoeForCausalLM", "FlexOlmoForCausalLM",
+    "NanoChatForCausalLM", "Jais2ForCausalLM", "AfmoeForCausalLM", "MiniMaxM2ForCausalLM", "OlmoHybridForCausalLM",
+    "Qwen3_5ForCausalLM", "Qwen3_5MoeForCausalLM", "FalconMambaForCausalLM", "Mamba2ForCausalLM",
 )
 
 
