@@ -9,7 +9,9 @@ i.e. not for rotary models):
 - ``llama``: Llama-shaped (8 layers x 8 query heads / 2 key-value heads,
   d_model 512, d_mlp 1376 (Llama's 2.6875 x d_model), RoPE, RMSNorm, gated SiLU MLP);
 - ``neox``: Pythia-shaped (GPT-NeoX: 6 layers x 8 heads, d_model 512, d_mlp
-  2048, parallel attention/MLP, LayerNorm, rotary on 25% of each head).
+  2048, parallel attention/MLP, LayerNorm, rotary on 25% of each head);
+- ``gptj``: GPT-J-shaped (the same sizes as ``neox``; parallel attention/MLP
+  sharing one LayerNorm, GPT-J's adjacent-pair rotary on half of each head).
 
 Prompts: the Exploratory Analysis Demo's 8 pairs (15 tokens with BOS).
 ``--quick``: smaller models of the same shapes (2 layers, d_model 128).
@@ -25,9 +27,9 @@ difference in the patched mean logit difference (before normalization) over
 every cell compared, over all models; ``max_abs_diff_<model>`` per model.
 JSON keys: ``speedup_head_z``, ``speedup_suite``, ``speedup_bridge_head_z``
 (gpt2), ``speedup_head_z_llama``, ``speedup_suite_llama``,
-``speedup_head_z_neox``.
+``speedup_head_z_neox``, ``speedup_head_z_gptj``.
 
-    python -m benchmarks.bench_patching [--quick] [--head-z-only] [--models gpt2,llama,neox] [--json FILE]
+    python -m benchmarks.bench_patching [--quick] [--head-z-only] [--models gpt2,llama,neox,gptj] [--json FILE]
         [--threads 1] [--device cuda]
 
 ``--device cuda``: both sides on the GPU (model, tokens, caches), ratios against
@@ -55,7 +57,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 # The model and prompt builders are shared with the patching tests (tests.support).
 
 SUITE = ("resid_pre", "attn_out", "mlp_out", "head_z", "head_v", "head_pattern")
-MODELS = ("gpt2", "llama", "neox")
+MODELS = ("gpt2", "llama", "neox", "gptj")
 FULL_SHAPE = {"n_layer": 12, "n_head": 12, "n_embd": 768}
 QUICK_SHAPE = {"n_layer": 2, "n_head": 4, "n_embd": 128}
 SHAPES = {
@@ -64,8 +66,10 @@ SHAPES = {
               {"n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "d_model": 128, "d_mlp": 384}),
     "neox": ({"n_layers": 6, "n_heads": 8, "d_model": 512, "d_mlp": 2048},
              {"n_layers": 2, "n_heads": 4, "d_model": 128, "d_mlp": 512}),
+    "gptj": ({"n_layers": 6, "n_heads": 8, "d_model": 512, "d_mlp": 2048},
+             {"n_layers": 2, "n_heads": 4, "d_model": 128, "d_mlp": 512}),
 }
-WITH_SUITE = {"gpt2": True, "llama": True, "neox": False}
+WITH_SUITE = {"gpt2": True, "llama": True, "neox": False, "gptj": False}
 KV_KINDS = ("v", "k")
 
 
