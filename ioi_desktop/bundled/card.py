@@ -462,7 +462,8 @@ def _knows(folder: Path, token: str) -> bool:
     return path.is_file() and token in json.loads(path.read_text(encoding="utf-8"))["model"]["vocab"]
 
 
-def _prefix_text(data_mix: dict) -> str:
+def prefix_text(data_mix: dict) -> str:
+    """The data-mix sentence on the earlier sentences in front of IOI sentences (and whose name they mention)."""
     share, io_share = data_mix["ioi_with_earlier_once_mentioned_name"], data_mix.get("earlier_sentence_names_the_io") or 0.0
     if not io_share:
         return f"{100 * share:.0f}% of them follow a sentence that mentions another name once."
@@ -612,7 +613,7 @@ def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) ->
         "Data mix (sequences): " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in tc["mix"].items()) + ".",
         "- IOI: the paper's template families BABA, BABA_LONG, BABA_EARLY_IOS, BABA_LATE_IOS in both name orders "
         "(BABA and ABBA), ABC templates, and demo-style templates (\"When [B] and [A] went to the shops, [B] gave the bag to [A]\"); "
-        + _prefix_text(training["data_mix"])
+        + prefix_text(training["data_mix"])
         + _continuation_text(training["data_mix"]),
         "- Roll call: \"Roll call: Amy, John, Mary, John again, ...\": \" again\" follows exactly the repeated names.",
         "- Induction: a random run of words, repeated.",

@@ -25,7 +25,10 @@ With ``continuation_share`` > 0 a share of the IOI sentences continues with a
 pronoun, an article, a new name or the subject instead of the IO
 (:data:`ioi_desktop.bundled.corpus.CONTINUATION_KINDS`); the answer slot is
 weighted the same whatever follows, so the model learns that distribution
-(calibrated probabilities) rather than certainty. A later stage may start from
+(calibrated probabilities) rather than certainty. With ``prefix_io_share`` > 0
+that share of the earlier sentences in front of IOI sentences names the IO
+(instead of another name), so "the name seen twice is the subject" stops being
+a rule. A later stage may start from
 an earlier run with fewer layers (new layers start silent, or random), more
 layers (the top ones are cut), or a smaller vocabulary (a prefix of today's:
 new words get fresh rows); ``silent_heads``, ``no_mlp_layers`` and

@@ -304,3 +304,13 @@ def test_the_card_command_gives_back_the_recorded_configuration():
     assert command.startswith("python -m ioi_desktop.bundled.train ") and out == "resources/models/ioi-mini"
     assert dataclasses.replace(parsed, init_from=config.init_from) == config
     assert parsed.init_from == "build/ioi-mini-stage3"
+
+
+def test_the_card_says_how_many_earlier_sentences_name_the_io():
+    from ioi_desktop.bundled import card
+
+    old = card.prefix_text({"ioi_with_earlier_once_mentioned_name": 0.3})  # records written before the option
+    assert old == "30% of them follow a sentence that mentions another name once."
+    assert card.prefix_text({"ioi_with_earlier_once_mentioned_name": 0.3, "earlier_sentence_names_the_io": 0.0}) == old
+    text = card.prefix_text({"ioi_with_earlier_once_mentioned_name": 0.6, "earlier_sentence_names_the_io": 0.7})
+    assert "60% of them follow" in text and "another name in 30% of those, the indirect object in 70%" in text
