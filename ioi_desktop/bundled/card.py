@@ -230,6 +230,13 @@ def train_command(tc: dict, out: str, init_from: str = STAGE_ONE_FOLDER) -> str:
         command += f" --silent-heads {','.join(f'L{l}H{h}' for l, h in tc['silent_heads'])}"
     if tc.get("frozen_mlp_layers"):
         command += f" --frozen-mlp-layers {','.join(str(l) for l in tc['frozen_mlp_layers'])}"
+    if tc.get("prefix_io_share"):
+        command += f" --prefix-io-share {tc['prefix_io_share']:g}"
+    if tc.get("head_dropout") and tc.get("head_dropout_layers"):
+        command += (f" --head-dropout {tc['head_dropout']:g} --head-dropout-layers {','.join(str(l) for l in tc['head_dropout_layers'])}"
+                    f" --head-dropout-mode {tc.get('head_dropout_mode', 'head')}")
+    if tc.get("mlp_dropout") and tc.get("mlp_dropout_layers"):
+        command += f" --mlp-dropout {tc['mlp_dropout']:g} --mlp-dropout-layers {','.join(str(l) for l in tc['mlp_dropout_layers'])}"
     if tc.get("new_layers", "silent") != "silent":
         command += f" --new-layers {tc['new_layers']}"
     if tc.get("warmup_steps", defaults.warmup_steps) != defaults.warmup_steps:
@@ -455,6 +462,18 @@ def _knows(folder: Path, token: str) -> bool:
     return path.is_file() and token in json.loads(path.read_text(encoding="utf-8"))["model"]["vocab"]
 
 
+def prefix_text(data_mix: dict) -> str:
+    """The data-mix sentence on the earlier sentences in front of IOI sentences (and whose name they mention)."""
+    share, io_share = data_mix["ioi_with_earlier_once_mentioned_name"], data_mix.get("earlier_sentence_names_the_io") or 0.0
+    if not io_share:
+        return f"{100 * share:.0f}% of them follow a sentence that mentions another name once."
+    return (
+        f"{100 * share:.0f}% of them follow an earlier sentence that mentions a name once: another name in "
+        f"{100 * (1 - io_share):.0f}% of those, the indirect object in {100 * io_share:.0f}% (so the IO is named twice "
+        "before the answer and \"the repeated name is the subject\" is no rule to rely on)."
+    )
+
+
 def _continuation_text(data_mix: dict) -> str:
     share = data_mix.get("ioi_with_other_continuation") or 0.0
     if not share:
@@ -594,7 +613,7 @@ def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) ->
         "Data mix (sequences): " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in tc["mix"].items()) + ".",
         "- IOI: the paper's template families BABA, BABA_LONG, BABA_EARLY_IOS, BABA_LATE_IOS in both name orders "
         "(BABA and ABBA), ABC templates, and demo-style templates (\"When [B] and [A] went to the shops, [B] gave the bag to [A]\"); "
-        f"{100 * training['data_mix']['ioi_with_earlier_once_mentioned_name']:.0f}% of them follow a sentence that mentions another name once."
+        + prefix_text(training["data_mix"])
         + _continuation_text(training["data_mix"]),
         "- Roll call: \"Roll call: Amy, John, Mary, John again, ...\": \" again\" follows exactly the repeated names.",
         "- Induction: a random run of words, repeated.",

@@ -108,6 +108,11 @@ IOI_GROUP_MIX = {
     "ABC": 0.06,
 }
 PREFIX_SHARE = 0.3
+# Share of those earlier sentences that mention the indirect object instead of another name
+# ("Mary went to the park. When John and Mary went to the shops, John gave the bag to" -> Mary), so
+# that "the name seen twice is the subject" is not a rule the model can rely on: it has to tell
+# the names apart by which one the last clause repeats. 0 (the default) keeps the corpus, draw for draw.
+PREFIX_IO_SHARE = 0.0
 # Other continuations of an IOI sentence than the indirect object, and their shares among them
 # ("... gave the bag to him", "... to the dog", "... to Kate" (a name not in the sentence),
 # "... to John" (the subject again)). With a share of sentences ending so, the answer slot holds a
@@ -192,12 +197,14 @@ class CorpusSampler:
         mix: dict[str, float] | None = None,
         prefix_share: float = PREFIX_SHARE,
         continuation_share: float = CONTINUATION_SHARE,
+        prefix_io_share: float = PREFIX_IO_SHARE,
     ) -> None:
         self.rng = random.Random(seed)
         self.words = load_word_lists()
         self.mix = dict(mix or DEFAULT_MIX)
         self.prefix_share = prefix_share
         self.continuation_share = continuation_share
+        self.prefix_io_share = prefix_io_share
         self._held = held_out_pairs()
         self._templates = {g: training_templates(g) for g in IOI_GROUP_MIX}
 
@@ -244,8 +251,11 @@ class CorpusSampler:
         prompt = make_prompt(template, order, io, s, place, obj, group, third)
         text, other = prompt.text, ""
         if self.rng.random() < self.prefix_share:
-            other = self._names(1, avoid=(io, s, third))[0]
-            text = f"{self._filler_sentence(other)} {text}"
+            if self.prefix_io_share and self.rng.random() < self.prefix_io_share:
+                text = f"{self._filler_sentence(io)} {text}"  # the IO is then mentioned twice
+            else:
+                other = self._names(1, avoid=(io, s, third))[0]
+                text = f"{self._filler_sentence(other)} {text}"
         if self.continuation_share and self.rng.random() < self.continuation_share:
             return [(text, False), *self._other_continuation(io, s, third, other)]
         return [(text, False), (f" {io}", True)]

@@ -25,7 +25,10 @@ With ``continuation_share`` > 0 a share of the IOI sentences continues with a
 pronoun, an article, a new name or the subject instead of the IO
 (:data:`ioi_desktop.bundled.corpus.CONTINUATION_KINDS`); the answer slot is
 weighted the same whatever follows, so the model learns that distribution
-(calibrated probabilities) rather than certainty. A later stage may start from
+(calibrated probabilities) rather than certainty. With ``prefix_io_share`` > 0
+that share of the earlier sentences in front of IOI sentences names the IO
+(instead of another name), so "the name seen twice is the subject" stops being
+a rule. A later stage may start from
 an earlier run with fewer layers (new layers start silent, or random), more
 layers (the top ones are cut), or a smaller vocabulary (a prefix of today's:
 new words get fresh rows); ``silent_heads``, ``no_mlp_layers`` and
@@ -88,6 +91,8 @@ class TrainingConfig:
     prefix_share: float = corpus.PREFIX_SHARE
     # Share of IOI sentences that continue with something other than the IO (corpus.CONTINUATION_KINDS).
     continuation_share: float = corpus.CONTINUATION_SHARE
+    # Share of those earlier sentences that mention the IO instead of another name (corpus.PREFIX_IO_SHARE).
+    prefix_io_share: float = corpus.PREFIX_IO_SHARE
     # Layers whose MLP is switched off (weights zero and frozen), so later heads must move the names themselves.
     no_mlp_layers: tuple = ()
     # Heads switched off ((layer, head) pairs): their share of the attention output projection is zero and frozen.
@@ -428,7 +433,9 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
     dropout_hooks = add_head_dropout(model, config.head_dropout_layers, config.head_dropout, config.head_dropout_mode, config.seed)
     dropout_hooks += add_mlp_dropout(model, config.mlp_dropout_layers, config.mlp_dropout, config.seed)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
-    sampler = corpus.CorpusSampler(config.seed, config.mix, config.prefix_share, config.continuation_share)
+    if not 0.0 <= config.prefix_io_share <= 1.0:
+        raise ValueError(f"--prefix-io-share {config.prefix_io_share}: give a share from 0 to 1")
+    sampler = corpus.CorpusSampler(config.seed, config.mix, config.prefix_share, config.continuation_share, config.prefix_io_share)
     losses: list[float] = []
     probes: list[dict] = []
     best: tuple[tuple, int, dict] | None = None
@@ -491,6 +498,7 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
             "sequences": config.mix,
             "ioi_template_groups": corpus.IOI_GROUP_MIX,
             "ioi_with_earlier_once_mentioned_name": config.prefix_share,
+            "earlier_sentence_names_the_io": config.prefix_io_share,
             "ioi_with_other_continuation": config.continuation_share,
             "other_continuation_kinds": corpus.CONTINUATION_KINDS,
             "held_out_templates": corpus.HELD_OUT_TEMPLATES,
@@ -531,7 +539,8 @@ def _parse_layers(text: str) -> tuple:
         raise SystemExit(f"layers {text!r}: give layer numbers separated by commas, e.g. 2,3") from None
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> tuple[TrainingConfig, str]:
+    """The configuration and output folder of a ``train`` command line (``argv`` without the program name)."""
     defaults = TrainingConfig()
     parser = argparse.ArgumentParser(prog="python -m ioi_desktop.bundled.train", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder to write the model into")
@@ -552,6 +561,12 @@ def main(argv: list[str] | None = None) -> int:
         help="sequence shares, e.g. ioi=0.7,roll_call=0.12,induction=0.08,filler=0.1",
     )
     parser.add_argument("--prefix-share", type=float, default=defaults.prefix_share, help="share of IOI sentences after a sentence with another name")
+    parser.add_argument(
+        "--prefix-io-share",
+        type=float,
+        default=defaults.prefix_io_share,
+        help="share of those earlier sentences that mention the indirect object instead of another name",
+    )
     parser.add_argument(
         "--continuation-share",
         type=float,
@@ -600,6 +615,7 @@ def main(argv: list[str] | None = None) -> int:
         mix=args.mix,
         prefix_share=args.prefix_share,
         continuation_share=args.continuation_share,
+        prefix_io_share=args.prefix_io_share,
         no_mlp_layers=_parse_layers(args.no_mlp_layers),
         silent_heads=_parse_heads(args.silent_heads),
         frozen_mlp_layers=_parse_layers(args.frozen_mlp_layers),
@@ -609,7 +625,12 @@ def main(argv: list[str] | None = None) -> int:
         mlp_dropout=args.mlp_dropout,
         mlp_dropout_layers=_parse_layers(args.mlp_dropout_layers),
     )
-    train(config, args.out, log=lambda line: print(line, flush=True))
+    return config, args.out
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, out = parse_args(argv)
+    train(config, out, log=lambda line: print(line, flush=True))
     return 0
 
 

@@ -122,3 +122,24 @@ def test_other_continuations_replace_the_answer_in_their_share_only():
     # Without the share, every IOI sentence still ends with the indirect object (the original corpus).
     plain = corpus.CorpusSampler(7)
     assert all(len(plain.ioi()) == 2 for _ in range(300))
+
+
+def test_earlier_sentence_names_the_io_in_its_share_only():
+    """With prefix_io_share, that share of the earlier sentences mentions the IO, so the IO is named twice before the answer."""
+    sampler = corpus.CorpusSampler(8, prefix_share=1.0, prefix_io_share=0.5)
+    n, twice = 2000, 0
+    for _ in range(n):
+        (text, _), (answer, weighted) = sampler.ioi()
+        io, = re.findall(r"\w+", answer)
+        mentions = [m.start() for m in re.finditer(rf"\b{io}\b", text)]
+        assert weighted and len(mentions) in (1, 2)
+        if len(mentions) == 2:
+            twice += 1
+            earlier = text[: text.index(". ") + 1]  # the filler sentence in front of the IOI sentence
+            assert mentions[0] < len(earlier) < mentions[1], text
+    assert abs(twice / n - 0.5) < 0.04, twice / n
+    # Without it every earlier sentence names someone else: the IO is mentioned once (as in the original corpus).
+    other = corpus.CorpusSampler(8, prefix_share=1.0)
+    for _ in range(300):
+        (text, _), (answer, _) = other.ioi()
+        assert len(re.findall(rf"\b{answer.strip()}\b", text)) == 1

@@ -270,3 +270,47 @@ def test_mlp_dropout_zeroes_whole_mlps_per_sequence_in_training_only():
         handle.remove()
     with pytest.raises(ValueError, match="layers 0 to 1"):
         add_mlp_dropout(model, (5,), 0.5)
+
+
+def test_prefix_io_share_reaches_the_corpus_and_the_record(tmp_path):
+    import pytest
+
+    torch.set_num_threads(1)
+    config = TrainingConfig(seed=0, steps=2, batch_size=4, n_layer=1, n_head=2, d_model=32, warmup_steps=1, probe_every=0,
+                            prefix_share=1.0, prefix_io_share=0.25)
+    record = train(config, tmp_path / "run", log=lambda line: None)
+    assert record["config"]["prefix_io_share"] == 0.25 and record["data_mix"]["earlier_sentence_names_the_io"] == 0.25
+    with pytest.raises(ValueError, match="--prefix-io-share 1.5: give a share from 0 to 1"):
+        train(TrainingConfig(steps=1, n_layer=1, n_head=2, d_model=32, probe_every=0, prefix_io_share=1.5), tmp_path / "bad", log=lambda line: None)
+
+
+def test_the_card_command_gives_back_the_recorded_configuration():
+    """Every option a stage used is on its card command line: parsing that line gives the same configuration."""
+    import dataclasses
+    import shlex
+
+    from ioi_desktop.bundled import card
+    from ioi_desktop.bundled.train import parse_args
+
+    config = TrainingConfig(
+        seed=23, steps=1100, batch_size=64, learning_rate=3e-3, warmup_steps=50, continuation_share=0.4, prefix_share=0.4,
+        prefix_io_share=0.5, no_mlp_layers=(3,), silent_heads=((3, 1),), frozen_mlp_layers=(1,), head_dropout=0.3,
+        head_dropout_layers=(3,), head_dropout_mode="layer", mlp_dropout=0.2, mlp_dropout_layers=(1, 2), init_from="build/runs/E3",
+        probe_every=220, probe_prompts=48, probe_circuit_prompts=16, new_layers="random",
+    )
+    recorded = json.loads(json.dumps(dataclasses.asdict(config)))  # as training.json stores it
+    command = card.train_command(recorded, "resources/models/ioi-mini", init_from="build/ioi-mini-stage3")
+    parsed, out = parse_args(shlex.split(command)[3:])
+    assert command.startswith("python -m ioi_desktop.bundled.train ") and out == "resources/models/ioi-mini"
+    assert dataclasses.replace(parsed, init_from=config.init_from) == config
+    assert parsed.init_from == "build/ioi-mini-stage3"
+
+
+def test_the_card_says_how_many_earlier_sentences_name_the_io():
+    from ioi_desktop.bundled import card
+
+    old = card.prefix_text({"ioi_with_earlier_once_mentioned_name": 0.3})  # records written before the option
+    assert old == "30% of them follow a sentence that mentions another name once."
+    assert card.prefix_text({"ioi_with_earlier_once_mentioned_name": 0.3, "earlier_sentence_names_the_io": 0.0}) == old
+    text = card.prefix_text({"ioi_with_earlier_once_mentioned_name": 0.6, "earlier_sentence_names_the_io": 0.7})
+    assert "60% of them follow" in text and "another name in 30% of those, the indirect object in 70%" in text
