@@ -199,6 +199,8 @@ class MainWindow(QMainWindow):
                 self.worker.busy_changed.connect(lambda busy, p=panel: None if busy else p.worker_idle())
             self.panels.append(panel)
             dock = self._add_dock(panel, panel_class.TITLE, Qt.RightDockWidgetArea)
+            # A panel in a background tab draws only when its tab is raised (see ResultPanel._drawing_deferred).
+            dock.visibilityChanged.connect(lambda visible, p=panel: p.draw_soon() if visible else None)
             self.view_menu.insertAction(self._view_separator, dock.toggleViewAction())
             docks.append((panel_class, dock))
         below = [dock for panel_class, dock in docks if "attention" in panel_class.analyses()][:1]

@@ -238,6 +238,7 @@ class ResultPanel(QWidget):
         self._stale = False
         self.failure_text = ""  # why this panel's analysis did not run in the last run ('' when it did)
         self._stale_rows: dict[str, bool] = {}
+        self._draw_check_pending = False
         self._store: Any = None
         self._head_maps: list[Heatmap] = []
         self._position_maps: list[Heatmap] = []
@@ -463,7 +464,36 @@ class ResultPanel(QWidget):
         a shown window) always draw at once.
         """
         window = self.window()
-        return window is not self and window.isVisible() and not self.isVisible()
+        return window is not self and window.isVisible() and not self.on_screen()
+
+    @property
+    def needs_drawing(self) -> bool:
+        """True while results or streamed rows that arrived when the panel was hidden are not drawn yet."""
+        return bool((self._stale and self.results is not None) or self._stale_rows)
+
+    def on_screen(self) -> bool:
+        """Visible and not covered: a dock in a background tab still reports ``isVisible()``,
+        but nothing of it is on screen (an empty ``visibleRegion``)."""
+        return self.isVisible() and not self.visibleRegion().isEmpty()
+
+    def draw_if_shown(self) -> None:
+        """Draw what arrived while hidden, now that the panel may be on screen (its tab raised, laid out).
+
+        The window calls this when the panel's dock becomes visible (``QDockWidget.visibilityChanged``);
+        a resize that brings the panel on screen does the same."""
+        if self._alive() and self.needs_drawing and not self._drawing_deferred():
+            self.ensure_drawn()
+
+    def draw_soon(self) -> None:
+        """Check on the next event-loop turn (after Qt has applied the new layout) whether to draw."""
+        if not self._draw_check_pending:
+            self._draw_check_pending = True
+            QTimer.singleShot(0, self._draw_check)
+
+    def _draw_check(self) -> None:
+        if self._alive():
+            self._draw_check_pending = False
+            self.draw_if_shown()
 
     def ensure_drawn(self) -> None:
         """Draw results or streamed rows that arrived while the panel was hidden."""
@@ -476,7 +506,15 @@ class ResultPanel(QWidget):
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
-        self.ensure_drawn()
+        if self._drawing_deferred():
+            self.draw_soon()  # shown, but maybe not laid out or raised yet
+        else:
+            self.ensure_drawn()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        if self.needs_drawing:
+            self.draw_soon()
 
     def show_rows(self, array_name: str, grid: Any) -> None:
         """Fill in streamed rows (a ``core.workbench.PartialGrid``) of an array this panel shows.
