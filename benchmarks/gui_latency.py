@@ -152,10 +152,19 @@ def measure(n_pairs: int, clicks: int, heartbeat_ms: int, folder: Path) -> dict:
         if isinstance(outcome, Exception):
             raise outcome
 
-    # -- export (File > Export figures and data)
+    # -- export (File > Export figures and data: written without blocking, ``start_export``)
     written = []
-    phase("export", lambda: written.extend(window.export_all(folder / "export")), lambda: bool(written),
-          "the export to finish")
+    window.export_finished.connect(written.append)
+    window.export_failed.connect(lambda message: written.append(RuntimeError(message)))
+
+    def export() -> None:
+        if not window.start_export(folder / "export"):
+            raise RuntimeError("the export did not start")
+
+    phase("export", export, lambda: bool(written), "the export to finish")
+    if isinstance(written[0], Exception):
+        raise written[0]
+    written = written[0]
 
     # -- head click -> attention viewer
     attribution = next(p for p in window.panels if p.TITLE == "Attribution")

@@ -84,6 +84,8 @@ class MainWindow(QMainWindow):
     results_shown = Signal(object)  # RunResults, after every panel has rendered them
     session_opened = Signal(str)
     session_open_failed = Signal(str)  # the message shown
+    export_finished = Signal(list)  # the paths written (File > Export, ``start_export``)
+    export_failed = Signal(str)  # the message shown
     session_saved = Signal(str)
     session_save_failed = Signal(str)
 
@@ -109,6 +111,7 @@ class MainWindow(QMainWindow):
         self._unsaved_results = False  # results computed since the last save or open
         self._quit_confirmed = False
         self._close_after_save = False
+        self._export_run = None  # the File > Export under way (``start_export``)
         self._loading_spec: Any = None
         self.options_dialog: QWidget | None = None
         self.notebook_check_dialog: QWidget | None = None  # Help > Reproduce the Exploratory Analysis Demo
@@ -1054,32 +1057,70 @@ class MainWindow(QMainWindow):
             return
         chosen = ask_export_settings(self)
         if chosen is not None:
-            self.export_all(folder, dpi=chosen[0], markers=chosen[1])
+            self.start_export(folder, dpi=chosen[0], markers=chosen[1])
 
     def export_all(self, folder: str | Path, dpi: int = 300, markers: bool = False) -> list[Path]:
         """Every grid of every analysis (SVG, PNG at ``dpi``), each panel's other plots and data (CSV),
-        plus the results files; known head roles drawn only with ``markers``."""
-        from ioi_desktop.core.results import save_results
+        plus the results files; known head roles drawn only with ``markers``. Written here and now
+        (the command line and scripts); File > Export uses :meth:`start_export`, which does not block."""
+        from ioi_desktop.gui.panels.result_panel import run_export_steps
 
         folder = Path(folder)
-        written: list[Path] = []
         try:
-            for panel in self.panels:
-                target = folder / _slug(panel.TITLE)
-                target.mkdir(parents=True, exist_ok=True)
-                written.extend(panel.export(target, dpi=dpi, markers=markers))
-            if self.results is not None:
-                json_path = save_results(self.results, folder / "results")
-                written.extend([json_path, json_path.with_name("results.npz")])
+            written = run_export_steps(self._export_steps(folder, dpi, markers))
         except IOIError as error:
             self._report("Export failed", error)
-            return written
+            return []
         except OSError as error:
             self.show_message("Export failed", f"Could not write to {folder}: {error.strerror or error}.",
                               "Choose a folder you can write to.")
-            return written
+            return []
         self.step_label.setText(f"Exported {len(written)} files to {folder}")
         return written
+
+    def start_export(self, folder: str | Path, dpi: int = 300, markers: bool = False) -> bool:
+        """The files of :meth:`export_all`, written without blocking the GUI thread: one small piece of
+        GUI work per event-loop turn, rasterising and writing in the worker's input thread
+        (``gui.export_run``); ``export_finished(paths)`` or ``export_failed(message)`` follows.
+        False when an export is already under way."""
+        from ioi_desktop.gui.export_run import ExportRun
+
+        if self._export_run is not None and not self._export_run.finished:
+            self.step_label.setText("An export is under way; wait for it to finish.")
+            return False
+        folder = Path(folder)
+
+        def done(written: list[Path]) -> None:
+            self._export_run = None
+            self.step_label.setText(f"Exported {len(written)} files to {folder}")
+            self.export_finished.emit(written)
+
+        def failed(message: str, hint: str) -> None:
+            self._export_run = None
+            self.step_label.setText(f"Export failed: {message}")
+            self.show_message("Export failed", message, hint)
+            self.export_failed.emit(message)
+
+        self._export_run = ExportRun(self.worker, self._export_steps(folder, dpi, markers), done, failed)
+        self.step_label.setText(f"Exporting to {folder}…")
+        self._export_run.start()
+        return True
+
+    def _export_steps(self, folder: Path, dpi: int, markers: bool):
+        """Every panel's export steps (``ResultPanel.export_steps``), then the results files."""
+        from ioi_desktop.core.results import save_results
+
+        for panel in self.panels:
+            target = folder / _slug(panel.TITLE)
+            target.mkdir(parents=True, exist_ok=True)
+            yield from panel.export_steps(target, dpi=dpi, markers=markers)
+        results = self.results
+        if results is not None:
+            def write_results() -> list[Path]:
+                json_path = save_results(results, folder / "results")
+                return [json_path, json_path.with_name("results.npz")]
+
+            yield write_results
 
     # ------------------------------------------------------------------ about, layout, settings
 

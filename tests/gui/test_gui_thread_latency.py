@@ -41,3 +41,31 @@ def test_the_panel_on_screen_draws_when_the_run_ends(qtbot, loaded_window):
     run_and_wait(qtbot, window)
     qtbot.waitUntil(lambda: not overview.needs_drawing, timeout=5000)
     assert overview.results is not None and overview.figures(), "the Overview shows the run"
+
+
+def test_export_writes_the_same_files_without_blocking(qtbot, loaded_window, tmp_path):
+    window = loaded_window
+    run_and_wait(qtbot, window)
+    at_once = window.export_all(tmp_path / "at_once", dpi=60)
+    assert at_once, "the synchronous export wrote nothing"
+
+    finished = []
+    window.export_finished.connect(finished.append)
+    turns = []
+    window.worker.preparing_changed.connect(lambda preparing: turns.append(preparing))
+    assert window.start_export(tmp_path / "stepwise", dpi=60)
+    assert not finished, "start_export returned only after writing everything"
+    assert not window.start_export(tmp_path / "again"), "a second export started while one runs"
+    qtbot.waitUntil(lambda: bool(finished), timeout=120_000)
+    stepwise = finished[0]
+    assert True in turns, "no step ran in the worker's input thread"
+
+    def relative(paths, root):
+        return [str(path.relative_to(root)) for path in paths]
+
+    assert relative(stepwise, tmp_path / "stepwise") == relative(at_once, tmp_path / "at_once")
+    for path in at_once:
+        twin = tmp_path / "stepwise" / path.relative_to(tmp_path / "at_once")
+        assert twin.stat().st_size > 0
+        if path.suffix in (".csv", ".svg") and path.name != "results.json":
+            assert twin.read_bytes() == path.read_bytes(), path.name

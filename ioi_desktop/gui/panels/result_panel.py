@@ -30,10 +30,11 @@ from typing import Any, Callable
 
 import numpy as np
 import shiboken6
-from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QBoxLayout, QCheckBox, QGridLayout, QLabel, QMenu, QScrollArea, QWidget
 
 from ioi_desktop.core.analyses.base import Positions
+from ioi_desktop.core.atomic import write_bytes_atomic
 from ioi_desktop.core.errors import IOIError
 from ioi_desktop.core.grids import small_gap_warning
 from ioi_desktop.core.roles import HeadRoles, load_roles, roles_path_for_model
@@ -46,11 +47,40 @@ from ioi_desktop.core.workbench import (
     RunEnded,
     RunStarted,
 )
-from ioi_desktop.gui.widgets.export import export_svg
 from ioi_desktop.gui.widgets.heatmap import Heatmap, marker_styles, short_token
 
 # Text stand-ins for pyqtgraph's marker symbols, for legends outside the plots.
 _GLYPHS = {"star": "★", "t": "▼", "o": "●", "s": "■", "d": "◆", "t1": "▲", "p": "⬟", "h": "⬢", "x": "✕"}
+
+
+def run_export_steps(steps) -> list[Path]:
+    """Run a panel's (or the window's) export steps here and now; the paths written, in order."""
+    written: list[Path] = []
+    job = next(steps, None)
+    while True:
+        paths = job() if job is not None else None
+        written.extend(paths or [])
+        try:
+            job = steps.send(paths)
+        except StopIteration:
+            return written
+
+
+def captures_qt_object(function: Callable) -> bool:
+    """True when ``function`` holds a Qt object (a widget, the panel) in its closure or defaults,
+    so it must not run (or be freed) in a worker thread."""
+    held = [cell.cell_contents for cell in (getattr(function, "__closure__", None) or ()) if _cell_filled(cell)]
+    held += list(getattr(function, "__defaults__", None) or ())
+    held += [getattr(function, "__self__", None)]
+    return any(isinstance(value, QObject) for value in held)
+
+
+def _cell_filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
 
 
 class ResultsView:
@@ -552,49 +582,84 @@ class ResultPanel(QWidget):
         with ``markers``. Plots that are not grids (bars, scatter, lens line,
         attention patterns) are rendered from the widget at ``dpi`` (PNG) and
         as SVG, without the selection outline. Tables are CSVs with labels.
+
+        This runs :meth:`export_steps` at once; the window's File > Export runs the same steps
+        without blocking the GUI thread (:class:`~ioi_desktop.gui.export_run.ExportRun`).
         """
+        return run_export_steps(self.export_steps(folder, dpi, markers))
+
+    def export_steps(self, folder: Path | str, dpi: int = 300, markers: bool = False):
+        """:meth:`export` as a generator of steps, for writing it without blocking the GUI thread.
+
+        The GUI-thread work between two ``yield``s is small (drawing the panel if it was hidden, or
+        rendering one widget figure); each yielded value is a job ``job() -> list[Path]`` that captures
+        no Qt object (only data, images and paths), so it may run in the worker's input thread; the
+        paths it wrote are sent back into the generator. The files and their order are those of
+        :meth:`export`."""
         from ioi_desktop.core.figures import write_figures
-        from ioi_desktop.gui.widgets.export import render_widget_png, svg_to_png
+        from ioi_desktop.gui.widgets.export import render_widget_image, svg_to_png, widget_svg, write_png
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.ensure_drawn()
+        if self.needs_drawing:
+            self.ensure_drawn()
+            yield None  # an event-loop turn after drawing
         if not self.isVisible() and (self.width() < 600 or self.height() < 400):
             # A panel in a hidden tab may never have been laid out.
             self.resize(max(self.width(), 1000), max(self.height(), 650))
-        written: list[Path] = []
         prefix = slug(self.TITLE)
         has_grids = False
         if self.results is not None:
-            core_files = write_figures(self.results.raw, folder, analyses=self.analyses(),
-                                       roles=self.head_roles if markers else None, markers=markers,
-                                       prompts=(self.selection.prompt,))
-            for path in core_files:
-                if path.suffix == ".svg":
-                    has_grids = True
-                    written.append(svg_to_png(path.read_bytes(), path.with_suffix(".png"), dpi))
-            written.extend(core_files)
-        selected = [(heatmap, heatmap.selected()) for heatmap in self.findChildren(Heatmap)]
-        marked = [(heatmap, heatmap.marker_count()) for heatmap in self.findChildren(Heatmap)]
+            run_results, analyses = self.results.raw, self.analyses()
+            roles = self.head_roles if markers else None
+            prompts = (self.selection.prompt,)
+
+            def grids() -> list[Path]:
+                core_files = write_figures(run_results, folder, analyses=analyses, roles=roles, markers=markers,
+                                           prompts=prompts)
+                pngs = [svg_to_png(path.read_bytes(), path.with_suffix(".png"), dpi)
+                        for path in core_files if path.suffix == ".svg"]
+                return pngs + core_files
+
+            written = yield grids
+            has_grids = any(path.suffix == ".svg" for path in written or [])
+        for name, widget in self.figures():
+            if has_grids and (isinstance(widget, Heatmap) or widget.findChildren(Heatmap)):
+                continue  # written above as a vector figure
+            image, svg = self._render_figure(widget, dpi, title=f"{self.TITLE}: {name}",
+                                             render_image=render_widget_image, render_svg=widget_svg,
+                                             markers=markers)
+            png_path, svg_path = folder / f"{prefix}_{name}.png", folder / f"{prefix}_{name}.svg"
+            yield lambda image=image, svg=svg, png_path=png_path, svg_path=svg_path: [
+                write_png(image, png_path), write_bytes_atomic(svg_path, svg)]
+        for name, write_csv in self.tables():
+            path = folder / f"{prefix}_{name}.csv"
+            if captures_qt_object(write_csv):
+                # Kept on this thread: a Qt object must not be used (or freed) in the input thread.
+                write_csv(path)
+                yield lambda path=path: [path]
+            else:
+                yield lambda write_csv=write_csv, path=path: [write_csv(path)]
+
+    def _render_figure(self, widget: QWidget, dpi: int, title: str, render_image: Callable,
+                       render_svg: Callable, markers: bool) -> tuple[Any, bytes]:
+        """One widget figure as a QImage at ``dpi`` and as SVG bytes, without the selection outline (and
+        without role markers unless ``markers``); both are put back before the next repaint."""
+        heatmaps = self.findChildren(Heatmap)
+        selected = [(heatmap, heatmap.selected()) for heatmap in heatmaps]
         try:
             for heatmap, _cell in selected:
                 heatmap.set_selected(None)
             if not markers:
-                for heatmap, _count in marked:
-                    heatmap.set_markers({})
-            for name, widget in self.figures():
-                if has_grids and (isinstance(widget, Heatmap) or widget.findChildren(Heatmap)):
-                    continue  # written above as a vector figure
-                written.append(render_widget_png(widget, folder / f"{prefix}_{name}.png", dpi))
-                written.append(export_svg(widget, folder / f"{prefix}_{name}.svg", title=f"{self.TITLE}: {name}"))
+                for heatmap in heatmaps:
+                    if heatmap.marker_count():
+                        heatmap.set_markers({})
+            return render_image(widget, dpi), render_svg(widget, title)
         finally:
             for heatmap, cell in selected:
                 heatmap.set_selected(cell)
             if not markers:
                 self._update_roles_overlay()
-        for name, write_csv in self.tables():
-            written.append(write_csv(folder / f"{prefix}_{name}.csv"))
-        return written
 
     # --------------------------------------------------- for subclasses
     def render_results(self) -> None:
