@@ -269,6 +269,7 @@ class ResultPanel(QWidget):
         self.failure_text = ""  # why this panel's analysis did not run in the last run ('' when it did)
         self._stale_rows: dict[str, bool] = {}
         self._draw_check_pending = False
+        self._clear_pending = False  # views to empty when shown (see ``clear``)
         self._store: Any = None
         self._head_maps: list[Heatmap] = []
         self._position_maps: list[Heatmap] = []
@@ -393,6 +394,10 @@ class ResultPanel(QWidget):
 
     def show_cancelled(self) -> None:
         """Redraw the partial rows of a cancelled run as final (no "Computing…"); panels may override."""
+        if self._drawing_deferred():
+            self._stale_rows.update(dict.fromkeys(self._partial, True))  # drawn when shown
+            return
+        self._apply_pending_clear()
         for array_name, values in list(self._partial.items()):
             self.render_rows(array_name, values)
 
@@ -479,7 +484,13 @@ class ResultPanel(QWidget):
             return
         self._draw_results()
 
+    def _apply_pending_clear(self) -> None:
+        if self._clear_pending:
+            self._clear_pending = False
+            self.clear_views()
+
     def _draw_results(self) -> None:
+        self._apply_pending_clear()
         self._stale = False
         self._stale_rows.clear()
         self.render_results()
@@ -498,8 +509,9 @@ class ResultPanel(QWidget):
 
     @property
     def needs_drawing(self) -> bool:
-        """True while results or streamed rows that arrived when the panel was hidden are not drawn yet."""
-        return bool((self._stale and self.results is not None) or self._stale_rows)
+        """True while results or streamed rows that arrived when the panel was hidden (or the clearing
+        of its views at a run's start) are not drawn yet."""
+        return bool((self._stale and self.results is not None) or self._stale_rows or self._clear_pending)
 
     def on_screen(self) -> bool:
         """Visible and not covered: a dock in a background tab still reports ``isVisible()``,
@@ -527,6 +539,7 @@ class ResultPanel(QWidget):
 
     def ensure_drawn(self) -> None:
         """Draw results or streamed rows that arrived while the panel was hidden."""
+        self._apply_pending_clear()
         if self._stale and self.results is not None:
             self._draw_results()
         for array_name in list(self._stale_rows):
@@ -562,6 +575,7 @@ class ResultPanel(QWidget):
         if self._drawing_deferred():
             self._stale_rows[array_name] = True
             return
+        self._apply_pending_clear()
         self.render_rows(array_name, values)
 
     def clear(self) -> None:
@@ -570,6 +584,10 @@ class ResultPanel(QWidget):
         self._partial.clear()
         self._stale = False
         self._stale_rows.clear()
+        if self._drawing_deferred():
+            self._clear_pending = True  # emptied when shown (a hidden panel costs nothing at a run's start)
+            return
+        self._clear_pending = False
         self.clear_views()
 
     def export(self, folder: Path | str, dpi: int = 300, markers: bool = False) -> list[Path]:
