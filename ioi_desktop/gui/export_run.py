@@ -18,8 +18,18 @@ from typing import Any, Callable, Iterator
 from PySide6.QtCore import QTimer
 
 from ioi_desktop.core.errors import IOIError
+from ioi_desktop.gui.worker import defer_full_collections_while
 
 EXPORT = "export"
+_RUNNING: set[int] = set()  # ids of the exports under way
+
+
+def exports_running() -> bool:
+    return bool(_RUNNING)
+
+
+# A full garbage collection (tens of ms or more) waits while an export runs.
+defer_full_collections_while(exports_running)
 
 
 class ExportRun:
@@ -35,6 +45,7 @@ class ExportRun:
         self.finished = False
 
     def start(self) -> None:
+        _RUNNING.add(id(self))
         QTimer.singleShot(0, lambda: self._advance(None, first=True))
 
     def _advance(self, paths: list[Path] | None, first: bool = False) -> None:
@@ -64,6 +75,7 @@ class ExportRun:
         QTimer.singleShot(0, lambda: self._advance(paths))
 
     def _finish(self) -> None:
+        _RUNNING.discard(id(self))
         self.finished = True
         self._steps.close()
 

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
@@ -58,7 +59,7 @@ from ioi_desktop.core.errors import IOIError
 from ioi_desktop.core.workbench import Workbench
 from ioi_desktop.gui.panels.model_picker import ModelPicker
 from ioi_desktop.gui.panels.prompt_editor import PromptEditor
-from ioi_desktop.gui.worker import LOAD_MODEL, JobFailure, Worker
+from ioi_desktop.gui.worker import LOAD_MODEL, JobFailure, Worker, freeze_long_lived_objects
 
 MAX_RECENT = 8
 SESSION_FILTER = "IOI Desktop sessions (*.ioisession)"
@@ -112,6 +113,7 @@ class MainWindow(QMainWindow):
         self._quit_confirmed = False
         self._close_after_save = False
         self._export_run = None  # the File > Export under way (``start_export``)
+        self._session_opening = False  # between the two turns that restore an opened session
         self._loading_spec: Any = None
         self.options_dialog: QWidget | None = None
         self.notebook_check_dialog: QWidget | None = None  # Help > Reproduce the Exploratory Analysis Demo
@@ -217,6 +219,8 @@ class MainWindow(QMainWindow):
             tabs[0].raise_()
         self.resizeDocks([self.docks[ModelPicker.TITLE]], [470], Qt.Horizontal)
         self._default_state = self.saveState(_LAYOUT_VERSION)
+        # The window and its panels live as long as the app: leave them out of full garbage collections.
+        freeze_long_lived_objects()
         state = self.settings.value("window/state")
         if isinstance(state, QByteArray):
             self.restoreState(state, _LAYOUT_VERSION)
@@ -541,6 +545,8 @@ class MainWindow(QMainWindow):
 
     def _inputs_blocked_reason(self) -> str:
         """Why no analysis can run now: read-only session, no model, invalid prompts ('' when it can)."""
+        if self._session_opening:
+            return "A session is opening; Run is available in a moment."
         if self.read_only:
             return "This session is read-only because its model is not on this machine; load a model to run."
         if self.handle is None:
@@ -982,10 +988,22 @@ class MainWindow(QMainWindow):
             self.session_open_failed.emit("a job started meanwhile")
             return
         view = session.layout.get("view") if isinstance(session.layout, dict) else None
+        self._session_opening = True
         self.prompt_editor.set_prompt_set(session.prompt_set, undoable=False)
         # The layout and the current tabs first: panels in hidden tabs then draw only when shown.
         self._restore_layout(session.layout)
         self._raise_tabs(view)
+        # The results on the next event-loop turn, once Qt has laid the restored docks out: two short
+        # turns instead of one long one (the panels then draw one per turn, see ResultPanel.draw_soon).
+        QTimer.singleShot(0, lambda: self._apply_session_results(path, session, availability, view))
+
+    def _apply_session_results(self, path: str | Path, session: Any, availability: tuple[bool, str],
+                               view: Any) -> None:
+        from ioi_desktop.core.models import ModelSpec
+
+        if not shiboken6.isValid(self):
+            return
+        self._session_opening = False
         self.workbench.restore(session)
         for name, action in self.analysis_actions.items():
             action.setChecked(name in self.workbench.analyses)

@@ -48,9 +48,47 @@ from ioi_desktop.core.workbench import (
     RunStarted,
 )
 from ioi_desktop.gui.widgets.heatmap import Heatmap, marker_styles, short_token
+from ioi_desktop.gui.worker import defer_full_collections_while
 
 # Text stand-ins for pyqtgraph's marker symbols, for legends outside the plots.
 _GLYPHS = {"star": "★", "t": "▼", "o": "●", "s": "■", "d": "◆", "t1": "▲", "p": "⬟", "h": "⬢", "x": "✕"}
+
+
+class DrawQueue:
+    """Result panels waiting to draw, drawn one per event-loop turn (a zero timer re-armed after each),
+    so repaints, clicks and timers run between two panels' drawing."""
+
+    def __init__(self) -> None:
+        self._panels: list["ResultPanel"] = []
+        self._armed = False
+
+    def add(self, panel: "ResultPanel") -> None:
+        if panel not in self._panels:
+            self._panels.append(panel)
+        self._arm()
+
+    def pending(self) -> bool:
+        """True while a panel waits for its turn."""
+        return bool(self._panels)
+
+    def _arm(self) -> None:
+        if not self._armed and self._panels:
+            self._armed = True
+            QTimer.singleShot(0, self._next)
+
+    def _next(self) -> None:
+        self._armed = False
+        while self._panels:
+            panel = self._panels.pop(0)
+            if shiboken6.isValid(panel) and panel.needs_drawing and not panel._drawing_deferred():
+                panel._guarded(panel.ensure_drawn)
+                break  # one panel this turn
+        self._arm()
+
+
+DRAW_QUEUE = DrawQueue()
+# A full garbage collection (tens of ms or more) waits while panels wait to draw.
+defer_full_collections_while(DRAW_QUEUE.pending)
 
 
 def run_export_steps(steps) -> list[Path]:
@@ -268,7 +306,6 @@ class ResultPanel(QWidget):
         self._stale = False
         self.failure_text = ""  # why this panel's analysis did not run in the last run ('' when it did)
         self._stale_rows: dict[str, bool] = {}
-        self._draw_check_pending = False
         self._clear_pending = False  # views to empty when shown (see ``clear``)
         self._store: Any = None
         self._head_maps: list[Heatmap] = []
@@ -479,8 +516,12 @@ class ResultPanel(QWidget):
         self._stale_rows.clear()
         if self._roles_from_results:
             self.head_roles = self._find_roles(self.results)
-        if self._drawing_deferred():
+        if self._in_shown_window():
+            # Drawn on a later turn: hidden, when shown; on screen, one panel per turn (DRAW_QUEUE),
+            # so a run's end or an opened session never draws every panel in one go.
             self._stale = True
+            if not self._drawing_deferred():
+                self.draw_soon()
             return
         self._draw_results()
 
@@ -504,8 +545,11 @@ class ResultPanel(QWidget):
         visible ones need to be current. Panels used on their own (not inside
         a shown window) always draw at once.
         """
+        return self._in_shown_window() and not self.on_screen()
+
+    def _in_shown_window(self) -> bool:
         window = self.window()
-        return window is not self and window.isVisible() and not self.on_screen()
+        return window is not self and window.isVisible()
 
     @property
     def needs_drawing(self) -> bool:
@@ -527,15 +571,9 @@ class ResultPanel(QWidget):
             self.ensure_drawn()
 
     def draw_soon(self) -> None:
-        """Check on the next event-loop turn (after Qt has applied the new layout) whether to draw."""
-        if not self._draw_check_pending:
-            self._draw_check_pending = True
-            QTimer.singleShot(0, self._draw_check)
-
-    def _draw_check(self) -> None:
-        if self._alive():
-            self._draw_check_pending = False
-            self.draw_if_shown()
+        """Check on a later event-loop turn (after Qt has applied the new layout) whether to draw;
+        panels waiting to draw take one turn each (:data:`DRAW_QUEUE`)."""
+        DRAW_QUEUE.add(self)
 
     def ensure_drawn(self) -> None:
         """Draw results or streamed rows that arrived while the panel was hidden."""
