@@ -69,3 +69,20 @@ def test_export_writes_the_same_files_without_blocking(qtbot, loaded_window, tmp
         assert twin.stat().st_size > 0
         if path.suffix in (".csv", ".svg") and path.name != "results.json":
             assert twin.read_bytes() == path.read_bytes(), path.name
+
+
+def test_four_head_maps_where_three_fit_go_two_by_two(qtbot):
+    # Path patching's four grids used to show 3 + 1 at 1920x1080, a lone plot on the second line.
+    from ioi_desktop.gui.panels.result_panel import MIN_HEAD_MAP_WIDTH, HeadMapRow
+    from ioi_desktop.gui.widgets.heatmap import Heatmap
+
+    row = HeadMapRow()
+    qtbot.addWidget(row)
+    for _ in range(4):
+        row.add(Heatmap())
+    row.reflow(3 * MIN_HEAD_MAP_WIDTH + 10)
+    assert row.columns() == 2
+    row.reflow(4 * MIN_HEAD_MAP_WIDTH + 10)
+    assert row.columns() == 4
+    row.reflow(2 * MIN_HEAD_MAP_WIDTH + 10)
+    assert row.columns() == 2

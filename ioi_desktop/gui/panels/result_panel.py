@@ -252,6 +252,9 @@ class HeadMapRow(QWidget):
         shown = [m for m in self._maps if not m.isHidden()] or self._maps
         width = getattr(self, "_width", 0) or 10_000
         columns = max(1, min(len(shown), width // max(1, self._needed())))
+        # Balanced lines: four plots where three fit go 2 + 2, not 3 + 1 with a lone plot below.
+        lines = -(-len(shown) // columns)
+        columns = -(-len(shown) // lines)
         if columns == self._columns and not force:
             return
         self._columns = columns
