@@ -356,8 +356,11 @@ class Workbench:
         self.check_stale()
 
     def set_prompt_set(self, prompt_set: Any) -> None:
+        # The same pairs again (the editor's copy, a restored session) keep their hash: hashing a
+        # thousand pairs takes tens of milliseconds, and this runs on the GUI thread.
+        if not (prompt_set is self.prompt_set or (self._prompt_hash is not None and prompt_set == self.prompt_set)):
+            self._prompt_hash = None
         self.prompt_set = prompt_set
-        self._prompt_hash = None
         self.hub.publish(PromptSetChanged(prompt_set))
         self.check_stale()
 

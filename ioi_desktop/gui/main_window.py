@@ -990,12 +990,18 @@ class MainWindow(QMainWindow):
         view = session.layout.get("view") if isinstance(session.layout, dict) else None
         self._session_opening = True
         self.prompt_editor.set_prompt_set(session.prompt_set, undoable=False)
-        # The layout and the current tabs first: panels in hidden tabs then draw only when shown.
-        self._restore_layout(session.layout)
-        self._raise_tabs(view)
-        # The results on the next event-loop turn, once Qt has laid the restored docks out: two short
-        # turns instead of one long one (the panels then draw one per turn, see ResultPanel.draw_soon).
-        QTimer.singleShot(0, lambda: self._apply_session_results(path, session, availability, view))
+
+        def layout() -> None:
+            if not shiboken6.isValid(self):
+                return
+            # The layout and the current tabs first: panels in hidden tabs then draw only when shown.
+            self._restore_layout(session.layout)
+            self._raise_tabs(view)
+            QTimer.singleShot(0, lambda: self._apply_session_results(path, session, availability, view))
+
+        # Three short event-loop turns instead of one long one: the prompts, the layout, then (once Qt
+        # has laid the restored docks out) the results; the panels then draw one per turn (DRAW_QUEUE).
+        QTimer.singleShot(0, layout)
 
     def _apply_session_results(self, path: str | Path, session: Any, availability: tuple[bool, str],
                                view: Any) -> None:
