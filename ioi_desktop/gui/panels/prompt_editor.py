@@ -617,6 +617,7 @@ class PromptEditor(QWidget):
         self._fit_timer.timeout.connect(self._fit_rows)
         # Rows scrolled into view (or shown after a resize) get their own height on the next turn.
         self._sized_rows: set[int] = set()
+        self._tokens_shown: tuple | None = None  # (row, pair, tokenizer, n_ctx) the token strips show
         self._fit_visible_timer = QTimer(self)
         self._fit_visible_timer.setSingleShot(True)
         self._fit_visible_timer.setInterval(0)
@@ -978,11 +979,16 @@ class PromptEditor(QWidget):
         """The selected pair's tokens (one pair: quick enough for the GUI thread)."""
         row = self.current_row()
         if self._tokenizer is None or not 0 <= row < len(self.model.pairs):
+            self._tokens_shown = None
             self.clean_strip.set_tokens([])
             self.corrupt_strip.set_tokens([])
             self.tokens_note.setText("Token strips appear when the model has loaded." if self._tokenizer is None else "")
             return
         pair = self.model.pairs[row]
+        key = (row, pair, id(self._tokenizer), self._n_ctx)
+        if key == self._tokens_shown:
+            return  # the strips show this pair already (a new set selects its row, then reports the change)
+        self._tokens_shown = None
         try:
             tokenized = tokenize_set(PromptSet((pair,)), self._tokenizer, self._n_ctx)
         except IOIError as error:
@@ -997,6 +1003,7 @@ class PromptEditor(QWidget):
         self.clean_label.setText(f"Clean tokens ({len(tokenized.str_tokens[0])} with BOS) of pair {row}")
         self.corrupt_label.setText(f"Corrupted tokens ({len(tokenized.corrupt_str_tokens[0])} with BOS)")
         self.tokens_note.setText("")
+        self._tokens_shown = key
 
     def _str_tokens(self, text: str) -> list[str]:
         return token_strings(self._tokenizer, to_tokens(self._tokenizer, text)) if text else []
