@@ -86,3 +86,20 @@ def test_four_head_maps_where_three_fit_go_two_by_two(qtbot):
     assert row.columns() == 4
     row.reflow(2 * MIN_HEAD_MAP_WIDTH + 10)
     assert row.columns() == 2
+
+
+def test_a_click_redraws_only_the_panels_on_screen_and_the_others_catch_up_when_raised(qtbot, loaded_window):
+    window = loaded_window
+    run_and_wait(qtbot, window)
+    window.docks["Overview"].raise_()
+    patching = panels_of(window)["Patching"]
+    patching.ensure_drawn()
+    qtbot.waitUntil(lambda: not patching.on_screen(), timeout=5000)
+    outlined = []
+    original = patching.update_selection
+    patching.update_selection = lambda selection, changed: (outlined.append(changed), original(selection, changed))
+    window.selection.select_head(1, 2)
+    assert outlined == [] and patching.needs_drawing, "a panel behind another tab redrew its selection"
+    window.docks["Patching"].raise_()
+    qtbot.waitUntil(lambda: bool(outlined), timeout=5000)
+    assert {"layer", "head"} <= outlined[0] and not patching.needs_drawing

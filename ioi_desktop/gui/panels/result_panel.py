@@ -54,6 +54,9 @@ from ioi_desktop.gui.worker import defer_full_collections_while
 _GLYPHS = {"star": "★", "t": "▼", "o": "●", "s": "■", "d": "◆", "t1": "▲", "p": "⬟", "h": "⬢", "x": "✕"}
 
 
+ALL_SELECTION_KEYS = frozenset({"prompt", "layer", "head", "position", "key_pos"})
+
+
 class DrawQueue:
     """Result panels waiting to draw, drawn one per event-loop turn (a zero timer re-armed after each),
     so repaints, clicks and timers run between two panels' drawing."""
@@ -310,6 +313,7 @@ class ResultPanel(QWidget):
         self.failure_text = ""  # why this panel's analysis did not run in the last run ('' when it did)
         self._stale_rows: dict[str, bool] = {}
         self._clear_pending = False  # views to empty when shown (see ``clear``)
+        self._selection_pending: frozenset = frozenset()  # selection changes to show when shown
         self._store: Any = None
         self._head_maps: list[Heatmap] = []
         self._position_maps: list[Heatmap] = []
@@ -539,7 +543,8 @@ class ResultPanel(QWidget):
         self._stale_rows.clear()
         self.render_results()
         self._update_roles_overlay()
-        self.update_selection(self.selection.current, frozenset({"prompt", "layer", "head", "position", "key_pos"}))
+        changed, self._selection_pending = ALL_SELECTION_KEYS | self._selection_pending, frozenset()
+        self.update_selection(self.selection.current, changed)
 
     def _drawing_deferred(self) -> bool:
         """True while this panel sits in a hidden tab of a shown window: it draws when shown.
@@ -558,7 +563,8 @@ class ResultPanel(QWidget):
     def needs_drawing(self) -> bool:
         """True while results or streamed rows that arrived when the panel was hidden (or the clearing
         of its views at a run's start) are not drawn yet."""
-        return bool((self._stale and self.results is not None) or self._stale_rows or self._clear_pending)
+        return bool((self._stale and self.results is not None) or self._stale_rows or self._clear_pending
+                    or bool(self._selection_pending))
 
     def on_screen(self) -> bool:
         """Visible and not covered: a dock in a background tab still reports ``isVisible()``,
@@ -583,6 +589,9 @@ class ResultPanel(QWidget):
         self._apply_pending_clear()
         if self._stale and self.results is not None:
             self._draw_results()
+        elif self._selection_pending:
+            changed, self._selection_pending = self._selection_pending, frozenset()
+            self.update_selection(self.selection.current, changed)
         for array_name in list(self._stale_rows):
             del self._stale_rows[array_name]
             if array_name in self._partial:
@@ -877,5 +886,10 @@ class ResultPanel(QWidget):
         return " &nbsp; ".join(parts)
 
     def _on_selection_changed(self, selection: Selection, changed: frozenset) -> None:
-        if self._alive():
-            self.update_selection(selection, changed)
+        if not self._alive():
+            return
+        if self._drawing_deferred():
+            # Shown when the panel is: a click redraws only the panels on screen.
+            self._selection_pending = self._selection_pending | changed
+            return
+        self.update_selection(selection, changed)
