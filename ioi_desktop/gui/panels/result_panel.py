@@ -694,12 +694,13 @@ class ResultPanel(QWidget):
         for name, widget in self.figures():
             if has_grids and (isinstance(widget, Heatmap) or widget.findChildren(Heatmap)):
                 continue  # written above as a vector figure
-            image, svg = self._render_figure(widget, dpi, title=f"{self.TITLE}: {name}",
-                                             render_image=render_widget_image, render_svg=widget_svg,
-                                             markers=markers)
             png_path, svg_path = folder / f"{prefix}_{name}.png", folder / f"{prefix}_{name}.svg"
-            yield lambda image=image, svg=svg, png_path=png_path, svg_path=svg_path: [
-                write_png(image, png_path), write_bytes_atomic(svg_path, svg)]
+            # The image and the SVG on two turns: each paints the whole widget.
+            image = self._render_figure(widget, lambda w=widget: render_widget_image(w, dpi), markers)
+            yield lambda image=image, png_path=png_path: [write_png(image, png_path)]
+            title = f"{self.TITLE}: {name}"
+            svg = self._render_figure(widget, lambda w=widget, t=title: widget_svg(w, t), markers)
+            yield lambda svg=svg, svg_path=svg_path: [write_bytes_atomic(svg_path, svg)]
         for name, write_csv in self.tables():
             path = folder / f"{prefix}_{name}.csv"
             if captures_qt_object(write_csv):
@@ -709,24 +710,22 @@ class ResultPanel(QWidget):
             else:
                 yield lambda write_csv=write_csv, path=path: [write_csv(path)]
 
-    def _render_figure(self, widget: QWidget, dpi: int, title: str, render_image: Callable,
-                       render_svg: Callable, markers: bool) -> tuple[Any, bytes]:
-        """One widget figure as a QImage at ``dpi`` and as SVG bytes, without the selection outline (and
-        without role markers unless ``markers``); both are put back before the next repaint."""
-        heatmaps = self.findChildren(Heatmap)
-        selected = [(heatmap, heatmap.selected()) for heatmap in heatmaps]
+    def _render_figure(self, widget: QWidget, render: Callable[[], Any], markers: bool) -> Any:
+        """``render()`` of one widget figure without the selection outline (and without role markers
+        unless ``markers``) on the heatmaps it shows; both are put back before the next repaint."""
+        heatmaps = [widget] if isinstance(widget, Heatmap) else widget.findChildren(Heatmap)
+        selected = [(heatmap, heatmap.selected()) for heatmap in heatmaps if heatmap.selected() is not None]
+        marked = [] if markers else [heatmap for heatmap in heatmaps if heatmap.marker_count()]
         try:
             for heatmap, _cell in selected:
                 heatmap.set_selected(None)
-            if not markers:
-                for heatmap in heatmaps:
-                    if heatmap.marker_count():
-                        heatmap.set_markers({})
-            return render_image(widget, dpi), render_svg(widget, title)
+            for heatmap in marked:
+                heatmap.set_markers({})
+            return render()
         finally:
             for heatmap, cell in selected:
                 heatmap.set_selected(cell)
-            if not markers:
+            if marked:
                 self._update_roles_overlay()
 
     # --------------------------------------------------- for subclasses
