@@ -54,6 +54,22 @@ from ioi_desktop.gui.worker import defer_full_collections_while
 _GLYPHS = {"star": "★", "t": "▼", "o": "●", "s": "■", "d": "◆", "t1": "▲", "p": "⬟", "h": "⬢", "x": "✕"}
 
 
+_ROLES_CACHE: dict[tuple, HeadRoles | None] = {}
+
+
+def _roles_of(name: str, path: Any) -> HeadRoles | None:
+    """The known head roles of a model (its roles file), read once per file version for all panels."""
+    roles_file = roles_path_for_model(name, path) if name or path else None
+    if roles_file is None:
+        return None
+    key = (str(roles_file), roles_file.stat().st_mtime_ns)
+    if key not in _ROLES_CACHE:
+        if len(_ROLES_CACHE) > 16:
+            _ROLES_CACHE.clear()
+        _ROLES_CACHE[key] = load_roles(roles_file)  # a broken file raises each time: not cached
+    return _ROLES_CACHE[key]
+
+
 ALL_SELECTION_KEYS = frozenset({"prompt", "layer", "head", "position", "key_pos"})
 
 
@@ -842,11 +858,8 @@ class ResultPanel(QWidget):
 
     def _find_roles(self, results: ResultsView) -> HeadRoles | None:
         name, path = results.model_name_and_path()
-        roles_file = roles_path_for_model(name, path) if name or path else None
-        if roles_file is None:
-            return None
         try:
-            return load_roles(roles_file)
+            return _roles_of(name, path)
         except IOIError as error:
             # A broken roles file only loses the overlay; the results still show.
             self.roles_checkbox.setToolTip(f"{error.message} {error.hint}")
