@@ -146,6 +146,8 @@ class ResultsView:
     def __init__(self, run_results: Any) -> None:
         self.raw = run_results
         self.analyses = list(run_results.results.values())
+        self._owners: dict[str, Any] | None = None
+        self._arrays: dict[str, np.ndarray] = {}
         self.run_meta: Mapping[str, Any] = run_results.meta or {}
         prompts = self.run_meta.get("prompts")
         self.prompts: Mapping[str, Any] = prompts if isinstance(prompts, Mapping) else {}
@@ -155,14 +157,18 @@ class ResultsView:
         return self.raw.of_type(cls)
 
     def owner(self, array_name: str) -> Any:
-        for result in self.analyses:
-            if array_name in result.arrays:
-                return result
-        return None
+        if self._owners is None:
+            # Results are immutable: index their arrays once (``Result.arrays`` builds a dict per call,
+            # and panels look arrays up per prompt).
+            self._owners, self._arrays = {}, {}
+            for result in self.analyses:
+                for name, values in result.arrays.items():
+                    if name not in self._owners:
+                        self._owners[name], self._arrays[name] = result, values
+        return self._owners.get(array_name)
 
     def array(self, name: str) -> np.ndarray | None:
-        owner = self.owner(name)
-        return None if owner is None else owner.arrays[name]
+        return None if self.owner(name) is None else self._arrays[name]
 
     def axis_labels(self, array_name: str, axis: int) -> list[str] | None:
         """Labels of one axis of an array (e.g. the ``component`` axis of ``dla_components``)."""
