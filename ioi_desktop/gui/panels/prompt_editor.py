@@ -62,6 +62,7 @@ from ioi_desktop.core.errors import IOIError
 from ioi_desktop.core.prompt_diff import differing_spans
 from ioi_desktop.core.prompts import TEXT_FIELDS, Finding, PromptPair, PromptSet, token_strings, tokenize_set, to_tokens, validate
 from ioi_desktop.core.selection import Selection, SelectionModel
+from ioi_desktop.core.workbench import prompt_set_hash
 from ioi_desktop.gui.widgets.token_strip import TokenStrip
 
 HEADERS = ("Clean", "Corrupted", "Correct", "Incorrect", "Check")
@@ -755,7 +756,11 @@ class PromptEditor(QWidget):
         self._checking = True
         self._set_validity(False, f"Checking the {len(prompt_set)} pairs against the model's tokenizer…")
         self._refresh_summary()
-        job = lambda _context: check_prompt_set(prompt_set, tokenizer, n_ctx)  # noqa: E731
+        def job(_context) -> Checked:
+            checked = check_prompt_set(prompt_set, tokenizer, n_ctx)
+            prompt_set_hash(prompt_set)  # remembered: Run needs it, and hashing 1000 pairs is not free
+            return checked
+
         if self._job_runner is None:
             self._on_checked(job(None))
         else:
