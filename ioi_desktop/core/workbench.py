@@ -313,12 +313,23 @@ class ResultsStore:
 # ------------------------------------------------------------------ the workbench
 
 
+_HASHED: list[tuple[Any, str]] = []  # the last few prompt sets hashed, newest first
+
+
 def prompt_set_hash(prompt_set: Any) -> str:
-    """SHA-256 of the prompt set's file form: equal hashes, equal prompts and answers."""
+    """SHA-256 of the prompt set's file form: equal hashes, equal prompts and answers.
+
+    The last few sets hashed are remembered (an equal set gets its hash without hashing again): the
+    desktop app hashes a set in its input thread when it checks it, so Run finds it there."""
     from ioi_desktop.core.pairfiles import prompt_set_to_dict
 
+    for known, digest in list(_HASHED):
+        if known is prompt_set or known == prompt_set:
+            return digest
     text = json.dumps(prompt_set_to_dict(prompt_set), sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    _HASHED[:] = [(prompt_set, digest), *_HASHED[:3]]
+    return digest
 
 
 @dataclass(frozen=True)
@@ -356,8 +367,11 @@ class Workbench:
         self.check_stale()
 
     def set_prompt_set(self, prompt_set: Any) -> None:
+        # The same pairs again (the editor's copy, a restored session) keep their hash: hashing a
+        # thousand pairs takes tens of milliseconds, and this runs on the GUI thread.
+        if not (prompt_set is self.prompt_set or (self._prompt_hash is not None and prompt_set == self.prompt_set)):
+            self._prompt_hash = None
         self.prompt_set = prompt_set
-        self._prompt_hash = None
         self.hub.publish(PromptSetChanged(prompt_set))
         self.check_stale()
 

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
@@ -58,7 +59,7 @@ from ioi_desktop.core.errors import IOIError
 from ioi_desktop.core.workbench import Workbench
 from ioi_desktop.gui.panels.model_picker import ModelPicker
 from ioi_desktop.gui.panels.prompt_editor import PromptEditor
-from ioi_desktop.gui.worker import LOAD_MODEL, JobFailure, Worker
+from ioi_desktop.gui.worker import LOAD_MODEL, JobFailure, Worker, freeze_long_lived_objects
 
 MAX_RECENT = 8
 SESSION_FILTER = "IOI Desktop sessions (*.ioisession)"
@@ -84,6 +85,8 @@ class MainWindow(QMainWindow):
     results_shown = Signal(object)  # RunResults, after every panel has rendered them
     session_opened = Signal(str)
     session_open_failed = Signal(str)  # the message shown
+    export_finished = Signal(list)  # the paths written (File > Export, ``start_export``)
+    export_failed = Signal(str)  # the message shown
     session_saved = Signal(str)
     session_save_failed = Signal(str)
 
@@ -109,6 +112,8 @@ class MainWindow(QMainWindow):
         self._unsaved_results = False  # results computed since the last save or open
         self._quit_confirmed = False
         self._close_after_save = False
+        self._export_run = None  # the File > Export under way (``start_export``)
+        self._session_opening = False  # between the two turns that restore an opened session
         self._loading_spec: Any = None
         self.options_dialog: QWidget | None = None
         self.notebook_check_dialog: QWidget | None = None  # Help > Reproduce the Exploratory Analysis Demo
@@ -199,6 +204,8 @@ class MainWindow(QMainWindow):
                 self.worker.busy_changed.connect(lambda busy, p=panel: None if busy else p.worker_idle())
             self.panels.append(panel)
             dock = self._add_dock(panel, panel_class.TITLE, Qt.RightDockWidgetArea)
+            # A panel in a background tab draws only when its tab is raised (see ResultPanel._drawing_deferred).
+            dock.visibilityChanged.connect(lambda visible, p=panel: p.draw_soon() if visible else None)
             self.view_menu.insertAction(self._view_separator, dock.toggleViewAction())
             docks.append((panel_class, dock))
         below = [dock for panel_class, dock in docks if "attention" in panel_class.analyses()][:1]
@@ -212,6 +219,8 @@ class MainWindow(QMainWindow):
             tabs[0].raise_()
         self.resizeDocks([self.docks[ModelPicker.TITLE]], [470], Qt.Horizontal)
         self._default_state = self.saveState(_LAYOUT_VERSION)
+        # The window and its panels live as long as the app: leave them out of full garbage collections.
+        freeze_long_lived_objects()
         state = self.settings.value("window/state")
         if isinstance(state, QByteArray):
             self.restoreState(state, _LAYOUT_VERSION)
@@ -536,6 +545,8 @@ class MainWindow(QMainWindow):
 
     def _inputs_blocked_reason(self) -> str:
         """Why no analysis can run now: read-only session, no model, invalid prompts ('' when it can)."""
+        if self._session_opening:
+            return "A session is opening; Run is available in a moment."
         if self.read_only:
             return "This session is read-only because its model is not on this machine; load a model to run."
         if self.handle is None:
@@ -977,10 +988,28 @@ class MainWindow(QMainWindow):
             self.session_open_failed.emit("a job started meanwhile")
             return
         view = session.layout.get("view") if isinstance(session.layout, dict) else None
+        self._session_opening = True
         self.prompt_editor.set_prompt_set(session.prompt_set, undoable=False)
-        # The layout and the current tabs first: panels in hidden tabs then draw only when shown.
-        self._restore_layout(session.layout)
-        self._raise_tabs(view)
+
+        def layout() -> None:
+            if not shiboken6.isValid(self):
+                return
+            # The layout and the current tabs first: panels in hidden tabs then draw only when shown.
+            self._restore_layout(session.layout)
+            self._raise_tabs(view)
+            QTimer.singleShot(0, lambda: self._apply_session_results(path, session, availability, view))
+
+        # Three short event-loop turns instead of one long one: the prompts, the layout, then (once Qt
+        # has laid the restored docks out) the results; the panels then draw one per turn (DRAW_QUEUE).
+        QTimer.singleShot(0, layout)
+
+    def _apply_session_results(self, path: str | Path, session: Any, availability: tuple[bool, str],
+                               view: Any) -> None:
+        from ioi_desktop.core.models import ModelSpec
+
+        if not shiboken6.isValid(self):
+            return
+        self._session_opening = False
         self.workbench.restore(session)
         for name, action in self.analysis_actions.items():
             action.setChecked(name in self.workbench.analyses)
@@ -1052,32 +1081,70 @@ class MainWindow(QMainWindow):
             return
         chosen = ask_export_settings(self)
         if chosen is not None:
-            self.export_all(folder, dpi=chosen[0], markers=chosen[1])
+            self.start_export(folder, dpi=chosen[0], markers=chosen[1])
 
     def export_all(self, folder: str | Path, dpi: int = 300, markers: bool = False) -> list[Path]:
         """Every grid of every analysis (SVG, PNG at ``dpi``), each panel's other plots and data (CSV),
-        plus the results files; known head roles drawn only with ``markers``."""
-        from ioi_desktop.core.results import save_results
+        plus the results files; known head roles drawn only with ``markers``. Written here and now
+        (the command line and scripts); File > Export uses :meth:`start_export`, which does not block."""
+        from ioi_desktop.gui.panels.result_panel import run_export_steps
 
         folder = Path(folder)
-        written: list[Path] = []
         try:
-            for panel in self.panels:
-                target = folder / _slug(panel.TITLE)
-                target.mkdir(parents=True, exist_ok=True)
-                written.extend(panel.export(target, dpi=dpi, markers=markers))
-            if self.results is not None:
-                json_path = save_results(self.results, folder / "results")
-                written.extend([json_path, json_path.with_name("results.npz")])
+            written = run_export_steps(self._export_steps(folder, dpi, markers))
         except IOIError as error:
             self._report("Export failed", error)
-            return written
+            return []
         except OSError as error:
             self.show_message("Export failed", f"Could not write to {folder}: {error.strerror or error}.",
                               "Choose a folder you can write to.")
-            return written
+            return []
         self.step_label.setText(f"Exported {len(written)} files to {folder}")
         return written
+
+    def start_export(self, folder: str | Path, dpi: int = 300, markers: bool = False) -> bool:
+        """The files of :meth:`export_all`, written without blocking the GUI thread: one small piece of
+        GUI work per event-loop turn, rasterising and writing in the worker's input thread
+        (``gui.export_run``); ``export_finished(paths)`` or ``export_failed(message)`` follows.
+        False when an export is already under way."""
+        from ioi_desktop.gui.export_run import ExportRun
+
+        if self._export_run is not None and not self._export_run.finished:
+            self.step_label.setText("An export is under way; wait for it to finish.")
+            return False
+        folder = Path(folder)
+
+        def done(written: list[Path]) -> None:
+            self._export_run = None
+            self.step_label.setText(f"Exported {len(written)} files to {folder}")
+            self.export_finished.emit(written)
+
+        def failed(message: str, hint: str) -> None:
+            self._export_run = None
+            self.step_label.setText(f"Export failed: {message}")
+            self.show_message("Export failed", message, hint)
+            self.export_failed.emit(message)
+
+        self._export_run = ExportRun(self.worker, self._export_steps(folder, dpi, markers), done, failed)
+        self.step_label.setText(f"Exporting to {folder}…")
+        self._export_run.start()
+        return True
+
+    def _export_steps(self, folder: Path, dpi: int, markers: bool):
+        """Every panel's export steps (``ResultPanel.export_steps``), then the results files."""
+        from ioi_desktop.core.results import save_results
+
+        for panel in self.panels:
+            target = folder / _slug(panel.TITLE)
+            target.mkdir(parents=True, exist_ok=True)
+            yield from panel.export_steps(target, dpi=dpi, markers=markers)
+        results = self.results
+        if results is not None:
+            def write_results() -> list[Path]:
+                json_path = save_results(results, folder / "results")
+                return [json_path, json_path.with_name("results.npz")]
+
+            yield write_results
 
     # ------------------------------------------------------------------ about, layout, settings
 

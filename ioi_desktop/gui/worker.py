@@ -48,12 +48,16 @@ from __future__ import annotations
 
 import gc
 import itertools
+import os
+import sys
 import time
 import traceback
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import shiboken6
 from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
 
 from ioi_desktop.core.analyses import ANALYSES
@@ -78,22 +82,38 @@ class _GuiThreadCollector:
     collects the young generations when CPython's own thresholds say so; the oldest
     generation is collected when it has grown by a quarter since its last collection
     (CPython's own rule for full collections), so full scans stay as rare as they are
-    without this, and cover only objects created since ``acquire()``."""
+    without this, and cover only objects created since ``acquire()``.
+
+    A full collection takes tens to hundreds of milliseconds on the GUI thread, so one that
+    is due waits while the app is working (a run or an input job in a Worker, or anything
+    registered with :func:`defer_full_collections_while`: panels waiting to draw, an export)
+    and runs at the first idle tick; once the oldest generation has grown FORCE_GROWTH-fold
+    it runs anyway, so memory stays bounded during a long run. :meth:`freeze_survivors`
+    leaves long-lived objects (a built window) out of later full scans."""
 
     INTERVAL_MS = 1000
     FULL_CHECK_EVERY = 10  # ticks between looks at the oldest generation's size
+    FULL_GROWTH = 1.25  # CPython's rule: a full collection when the oldest generation grew by 25%
+    FORCE_GROWTH = 4.0  # ... and one even while the app is busy when it has grown this much
+    MIN_GROWTH = 1000  # objects; fewer new ones are not worth a full scan
+    FORCE_MIN = 100_000  # objects in the oldest generation below which a busy app never forces one
 
     def __init__(self) -> None:
         self._users = 0
         self._timer: QTimer | None = None
         self._ticks = 0
         self._old_after_full = 0
+        self._workers: "weakref.WeakSet[Worker]" = weakref.WeakSet()
+        self._deferrers: list[Callable[[], bool]] = []
+        self.full_collections = 0
 
     @property
     def active(self) -> bool:
         return self._users > 0
 
-    def acquire(self) -> None:
+    def acquire(self, worker: "Worker | None" = None) -> None:
+        if worker is not None:
+            self._workers.add(worker)
         self._users += 1
         if self._users > 1:
             return
@@ -106,7 +126,9 @@ class _GuiThreadCollector:
         self._timer.timeout.connect(self.collect)
         self._timer.start()
 
-    def release(self) -> None:
+    def release(self, worker: "Worker | None" = None) -> None:
+        if worker is not None:
+            self._workers.discard(worker)
         if self._users == 0:
             return
         self._users -= 1
@@ -119,6 +141,24 @@ class _GuiThreadCollector:
         gc.unfreeze()
         gc.enable()
 
+    def defer_while(self, condition: Callable[[], bool]) -> Callable[[], None]:
+        """Hold due full collections while ``condition()`` is true (a plain function: no Qt object);
+        returns a function that stops this."""
+        self._deferrers.append(condition)
+        return lambda: self._deferrers.remove(condition) if condition in self._deferrers else None
+
+    def busy(self) -> bool:
+        """True while a full collection should wait: a Worker runs or prepares, or a deferrer says so."""
+        workers = [w for w in list(self._workers) if shiboken6.isValid(w)]
+        return any(w.busy or w.preparing for w in workers) or any(condition() for condition in self._deferrers)
+
+    def freeze_survivors(self) -> None:
+        """Leave every object alive now out of later full collections (``gc.freeze``, until the last
+        Worker stops): for objects that live as long as the app, such as a just-built window."""
+        if self.active:
+            gc.freeze()
+            self._old_after_full = 0
+
     def collect(self) -> None:
         """One tick: what CPython's automatic collection would have done by now, on this thread."""
         threshold0, threshold1, _ = gc.get_threshold()
@@ -126,11 +166,34 @@ class _GuiThreadCollector:
         if count0 > threshold0:
             gc.collect(1 if count1 > threshold1 else 0)
         self._ticks += 1
-        if self._ticks % self.FULL_CHECK_EVERY == 0:
+        if self._ticks % self.FULL_CHECK_EVERY == 0 or (self._full_due and not self.busy()):
             old = len(gc.get_objects(2))
-            if old > 1.25 * self._old_after_full + 1000:
+            self._full_due = old > self.FULL_GROWTH * self._old_after_full + self.MIN_GROWTH
+            forced = old > self.FORCE_GROWTH * max(self._old_after_full, self.FORCE_MIN / self.FORCE_GROWTH)
+            if self._full_due and (forced or not self.busy()):
                 gc.collect(2)
+                self.full_collections += 1
+                self._full_due = False
                 self._old_after_full = len(gc.get_objects(2))
+
+    _full_due = False
+
+
+def defer_full_collections_while(condition: Callable[[], bool]) -> Callable[[], None]:
+    """Hold the GUI thread's full garbage collections while ``condition()`` is true (see
+    :class:`_GuiThreadCollector`); ``condition`` runs on the GUI thread and must capture no Qt object.
+    Returns a function that stops this."""
+    return _COLLECTOR.defer_while(condition)
+
+
+def gui_thread_collector() -> "_GuiThreadCollector":
+    """The one collector (for tests and diagnostics)."""
+    return _COLLECTOR
+
+
+def freeze_long_lived_objects() -> None:
+    """Leave the objects alive now out of later full collections (call once the window is built)."""
+    _COLLECTOR.freeze_survivors()
 
 
 _COLLECTOR = _GuiThreadCollector()
@@ -201,11 +264,16 @@ class _JobExecutor(QObject):
     succeeded = Signal(int, object)
     failed = Signal(int, object)
 
+    _niced = False
+
     @Slot(object)
     def execute(self, job: _Job) -> None:
         """Run ``job`` here. Job functions must capture no Qt object (a window, a panel, the Worker):
         the last reference to a job may drop in this thread, and a Qt object freed here deadlocks
         against the GUI thread deleting its children."""
+        if not self._niced:
+            self._niced = True
+            lower_thread_priority()
         context = JobContext(self, job.job_id, job.cancel_token)
         try:
             job.cancel_token.raise_if_cancelled()
@@ -214,6 +282,26 @@ class _JobExecutor(QObject):
             self.failed.emit(job.job_id, JobFailure.from_exception(job.kind, error))
         else:
             self.succeeded.emit(job.job_id, value)
+
+
+BACKGROUND_NICE = 5  # how much lower than the GUI thread the worker threads run (Linux nice steps)
+
+
+def lower_thread_priority(steps: int = BACKGROUND_NICE) -> bool:
+    """Give the calling (worker) thread a lower OS scheduling priority than the GUI thread, so on a busy
+    machine the GUI thread gets a core first when it has work (repaints, clicks). Linux only, where a
+    thread's nice value is its own and raising it needs no privileges; True when changed."""
+    if not sys.platform.startswith("linux") or not hasattr(os, "setpriority"):
+        return False
+    import threading
+
+    try:
+        thread = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, current + steps))
+    except OSError:
+        return False
+    return True
 
 
 @dataclass
@@ -281,7 +369,7 @@ class Worker(QObject):
         self._inputs: dict[int, _InputJob] = {}
         self._latest_input: dict[str, int] = {}
         self._input_thread.start()
-        _COLLECTOR.acquire()
+        _COLLECTOR.acquire(self)
         self._holds_collector = True
         # Also stop the thread when the app quits without closing the window first.
         app = QCoreApplication.instance()
@@ -400,7 +488,7 @@ class Worker(QObject):
         stopped = self._input_thread.wait(timeout_ms) and stopped
         if stopped and self._holds_collector:
             self._holds_collector = False
-            _COLLECTOR.release()
+            _COLLECTOR.release(self)
         return bool(stopped)
 
     def _is_current(self, job_id: int) -> bool:

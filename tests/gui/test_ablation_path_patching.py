@@ -14,6 +14,7 @@ def _panel(window, title):
     dock = window.docks[title]
     dock.show()
     dock.raise_()
+    panel.ensure_drawn()  # what raising its tab does on the next event-loop turn
     return panel
 
 

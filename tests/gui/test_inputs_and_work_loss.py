@@ -355,3 +355,23 @@ def test_help_has_a_guide_a_glossary_and_the_model_card_offline(qtbot, window):
     window.actions_by_name["help_model_card"].trigger()
     assert "ioi-mini" in dialog.text() and "Training" in dialog.text()
     dialog.close()
+
+
+def test_each_prompt_row_is_as_tall_as_its_own_prompts(qtbot, loaded_window):
+    # Rows used to be all as tall as the longest prompt; now each fits its own, measured when on screen.
+    from dataclasses import replace as with_
+
+    editor = loaded_window.prompt_editor
+    prompt_set = editor.prompt_set()
+    long_text = prompt_set[1].clean + " They had walked for a long time through the old town." * 4
+    pairs = list(prompt_set.pairs)
+    pairs[1] = with_(pairs[1], clean=long_text)
+    editor.set_prompt_set(with_(prompt_set, pairs=tuple(pairs)), undoable=False)
+    dock = loaded_window.docks[editor.TITLE]
+    dock.show()
+    qtbot.waitUntil(editor.table.isVisible, timeout=5000)
+    table = editor.table
+    line = table.fontMetrics().lineSpacing()
+    qtbot.waitUntil(lambda: table.rowHeight(1) > table.rowHeight(0) + line, timeout=5000)
+    assert table.rowHeight(0) == editor.row_fits(0) and table.rowHeight(1) == editor.row_fits(1)
+    assert table.rowHeight(2) < table.rowHeight(1)

@@ -29,10 +29,16 @@ from tests.support.gui_fixtures import load_through_worker
 from tests.support.gui_helpers import RUN_TIMEOUT_MS, run_and_wait, save_screenshot, open_session_and_wait, save_session_and_wait
 
 
-def dock_of(window, title):
+def dock_of(window, title, qtbot=None):
+    """Raise a dock's tab, as a click on it does; its panel draws results that arrived while it was hidden."""
     dock = window.docks[title]
     dock.show()
     dock.raise_()
+    panel = next((p for p in window.panels if p.TITLE == title), None)
+    if panel is not None:
+        if qtbot is not None:
+            qtbot.waitUntil(panel.on_screen, timeout=5000)
+        panel.ensure_drawn()
     return dock
 
 
@@ -174,7 +180,7 @@ def test_clicking_a_head_cell_shows_that_head_in_the_attention_viewer(qtbot, ran
     window = ran_window
     patching = next(p for p in window.panels if p.TITLE == "Patching")
     attention = next(p for p in window.panels if "attention" in p.analyses())
-    dock_of(window, patching.TITLE)
+    dock_of(window, patching.TITLE, qtbot)
     patching.grid_combo.setCurrentIndex(patching.grid_combo.findData("head_z"))
     qtbot.wait(50)
     n_layers, n_heads = window.handle.info.n_layers, window.handle.info.n_heads

@@ -29,7 +29,7 @@ def raise_panel(qtbot, window, title: str):
     dock.show()
     dock.raise_()
     panel = panels_of(window)[title]
-    qtbot.waitUntil(panel.isVisible, timeout=5000)
+    qtbot.waitUntil(panel.on_screen, timeout=5000)
     panel.ensure_drawn()
     QApplication.processEvents()
     return panel
@@ -62,6 +62,7 @@ def test_changed_inputs_grey_out_the_results_and_run_reruns_only_what_changed(qt
     assert lens.greyed and not overview.greyed
     model = tiny_handle.info.name
     assert lens.banner_text().startswith(f"Results from {model}, 8 pairs; press Run"), lens.banner_text()
+    raise_panel(qtbot, window, "Logit lens")
     assert lens.results is not None and lens.grid.values().size > 0
 
     requests = []

@@ -204,3 +204,26 @@ def test_automatic_collection_comes_back_when_the_last_worker_stops(qtbot):
     assert not gc.isenabled(), "another worker's threads still run"
     assert second.shutdown(10_000) and first.shutdown(10_000)
     assert gc.isenabled()
+
+
+def test_a_due_full_collection_waits_while_the_app_is_busy_and_runs_when_idle(qtbot, worker):
+    # A full collection takes tens of milliseconds or more on the GUI thread: not while work goes on.
+    import gc
+
+    from ioi_desktop.gui.worker import defer_full_collections_while, gui_thread_collector
+
+    collector = gui_thread_collector()
+    hold = [True]
+    stop = defer_full_collections_while(lambda: bool(hold))
+    try:
+        kept = [[i] for i in range(3 * collector.MIN_GROWTH)]
+        gc.collect(1)  # into the oldest generation, where a long session's objects end up
+        before = collector.full_collections
+        for _ in range(collector.FULL_CHECK_EVERY):
+            collector.collect()
+        assert collector.full_collections == before, "a full collection ran while the app was busy"
+        hold.clear()
+        collector.collect()
+        assert collector.full_collections == before + 1 and len(kept) == 3 * collector.MIN_GROWTH
+    finally:
+        stop()

@@ -21,10 +21,18 @@ def save_screenshot(widget, name: str) -> Path:
     return path
 
 
+def panels_drawn() -> bool:
+    """True when no panel on screen waits for its turn to draw (they draw one per event-loop turn)."""
+    from ioi_desktop.gui.panels.result_panel import DRAW_QUEUE
+
+    return not DRAW_QUEUE.pending()
+
+
 def run_and_wait(qtbot, window):
-    """Run and wait until the worker is idle again; fails with the app's own message if the run did."""
+    """Run and wait until the worker is idle again and the panels on screen have drawn; fails with the
+    app's own message if the run did."""
     assert window.run(), window.run_blocked_reason()
-    qtbot.waitUntil(lambda: not window.worker.busy, timeout=RUN_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: not window.worker.busy and panels_drawn(), timeout=RUN_TIMEOUT_MS)
     assert window.results is not None, window.step_label.text()
     return window.results
 
@@ -50,5 +58,5 @@ def open_session_and_wait(qtbot, window, path) -> bool:
     window.session_open_failed.connect(lambda _message: outcome.append(False))
     if not window.open_session(path):
         return False
-    qtbot.waitUntil(lambda: bool(outcome), timeout=SESSION_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: bool(outcome) and panels_drawn(), timeout=SESSION_TIMEOUT_MS)
     return outcome[0]

@@ -222,6 +222,15 @@ class AnalysisOptions:
 
     @classmethod
     def specs(cls) -> list[OptionSpec]:
+        # Computed once per class (type hints are resolved from strings each time otherwise).
+        cached = cls.__dict__.get("_specs_cache")
+        if cached is None:
+            cached = tuple(cls._find_specs())
+            cls._specs_cache = cached
+        return list(cached)
+
+    @classmethod
+    def _find_specs(cls) -> list[OptionSpec]:
         hints = typing.get_type_hints(cls)
         found = []
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]

@@ -37,7 +37,7 @@ import html
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from PySide6.QtCore import QAbstractListModel, QAbstractTableModel, QModelIndex, QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QAbstractListModel, QAbstractTableModel, QEvent, QModelIndex, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAbstractTextDocumentLayout, QBrush, QColor, QPalette, QTextDocument, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -65,6 +65,7 @@ from ioi_desktop.core.errors import IOIError
 from ioi_desktop.core.prompt_diff import differing_spans
 from ioi_desktop.core.prompts import TEXT_FIELDS, Finding, PromptPair, PromptSet, token_strings, tokenize_set, to_tokens, validate
 from ioi_desktop.core.selection import Selection, SelectionModel
+from ioi_desktop.core.workbench import prompt_set_hash
 from ioi_desktop.gui.widgets.token_strip import TokenStrip
 
 HEADERS = ("Clean", "Corrupted", "Correct", "Incorrect", "Check")
@@ -621,6 +622,15 @@ class PromptEditor(QWidget):
         self._fit_timer.setSingleShot(True)
         self._fit_timer.setInterval(30)
         self._fit_timer.timeout.connect(self._fit_rows)
+        # Rows scrolled into view (or shown after a resize) get their own height on the next turn.
+        self._sized_rows: set[int] = set()
+        self._tokens_shown: tuple | None = None  # (row, pair, tokenizer, n_ctx) the token strips show
+        self._fit_visible_timer = QTimer(self)
+        self._fit_visible_timer.setSingleShot(True)
+        self._fit_visible_timer.setInterval(0)
+        self._fit_visible_timer.timeout.connect(self._fit_visible_rows)
+        self.table.verticalScrollBar().valueChanged.connect(lambda _value: self._fit_visible_timer.start())
+        self.table.viewport().installEventFilter(self)
         selection.subscribe(self._on_selection_changed)
         self._refresh_summary()
         self._fill_detail()
@@ -753,7 +763,12 @@ class PromptEditor(QWidget):
         self._checking = True
         self._set_validity(False, f"Checking the {len(prompt_set)} pairs against the model's tokenizer…")
         self._refresh_summary()
-        job = lambda _context: check_prompt_set(prompt_set, tokenizer, n_ctx, bos)  # noqa: E731
+
+        def job(_context) -> Checked:
+            checked = check_prompt_set(prompt_set, tokenizer, n_ctx, bos)
+            prompt_set_hash(prompt_set)  # remembered: Run needs it, and hashing 1000 pairs is not free
+            return checked
+
         if self._job_runner is None:
             self._on_checked(job(None))
         else:
@@ -780,11 +795,13 @@ class PromptEditor(QWidget):
 
     def _apply_insert(self, row: int, pair: PromptPair) -> None:
         self.model.insert_pair(row, pair)
+        self._refit_visible_rows()
         self.select_row(row)
         self._changed()
 
     def _apply_remove(self, row: int) -> None:
         self.model.remove_pair(row)
+        self._refit_visible_rows()
         if self.model.pairs:
             self.select_row(min(row, len(self.model.pairs) - 1))
         self._fill_detail()
@@ -792,6 +809,7 @@ class PromptEditor(QWidget):
 
     def _apply_swap(self, row: int, target: int, select: int) -> None:
         self.model.swap(row, target)
+        self._refit_visible_rows()
         self.select_row(select)
         self._fill_detail()
         self._changed()
@@ -811,19 +829,66 @@ class PromptEditor(QWidget):
     # -- the table's row height ---------------------------------------------------------
 
     def _fit_rows(self) -> None:
-        """One row height for all rows: the longest prompts (by characters) wrapped at the columns' width."""
+        """Each row's height fits its own prompts wrapped at the columns' width (at most 12 lines).
+
+        Measuring a thousand wrapped prompts would stall the GUI, so only the rows on screen are
+        measured (:meth:`_fit_visible_rows`, again when the table scrolls or resizes); the others
+        keep a default height, that of a prompt of median length, until they come into view."""
         pairs = self.model.pairs
-        option = QStyleOptionViewItem()
-        option.font = self.table.font()
+        option = self._row_option()
         line = self.delegate.text_height(option, "Mg", 1000)
         height = line
         if pairs:
             widths = [self.table.columnWidth(column) for column in PROMPT_COLUMNS]
             for column, field in zip(PROMPT_COLUMNS, ("clean", "corrupt")):
-                longest = sorted((getattr(p, field) for p in pairs), key=len, reverse=True)[:3]
-                for text in longest:
-                    height = max(height, self.delegate.text_height(option, text, widths[column]))
+                texts = sorted((getattr(p, field) for p in pairs), key=len)
+                typical = texts[len(texts) // 2]
+                height = max(height, self.delegate.text_height(option, typical, widths[column]))
+        self._line_height = line
+        self._sized_rows = set()
         self.table.verticalHeader().setDefaultSectionSize(min(max(height, line), 12 * line))
+        self._fit_visible_rows()
+
+    def _row_option(self) -> QStyleOptionViewItem:
+        option = QStyleOptionViewItem()
+        option.font = self.table.font()
+        return option
+
+    def row_fits(self, row: int) -> int:
+        """The height that row ``row`` needs: its longer prompt wrapped at its column's width (1-12 lines)."""
+        option = self._row_option()
+        line = getattr(self, "_line_height", 0) or self.delegate.text_height(option, "Mg", 1000)
+        pair = self.model.pairs[row]
+        height = max(self.delegate.text_height(option, getattr(pair, field), self.table.columnWidth(column))
+                     for column, field in zip(PROMPT_COLUMNS, ("clean", "corrupt")))
+        return min(max(height, line), 12 * line)
+
+    def _refit_visible_rows(self) -> None:
+        """Rows moved or changed: measure the rows on screen again (on the next turn)."""
+        self._sized_rows = set()
+        self._fit_visible_timer.start()
+
+    def _fit_visible_rows(self) -> None:
+        """Give the rows on screen (not measured since the last change) their own heights."""
+        header = self.table.verticalHeader()
+        rows = len(self.model.pairs)
+        row = self.table.rowAt(0)
+        if row < 0 or not self.table.isVisible():
+            return
+        bottom = self.table.viewport().height()
+        # Shrinking rows bring more into view: keep going until the viewport is full (bounded by the rows).
+        while row < rows and header.sectionViewportPosition(row) < bottom:
+            if row not in self._sized_rows:
+                self._sized_rows.add(row)
+                height = self.row_fits(row)
+                if header.sectionSize(row) != height:
+                    header.resizeSection(row, height)
+            row += 1
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt override
+        if watched is self.table.viewport() and event.type() in (QEvent.Type.Resize, QEvent.Type.Show):
+            self._fit_visible_timer.start()
+        return super().eventFilter(watched, event)
 
     # -- the detail pane -----------------------------------------------------------------
 
@@ -927,11 +992,16 @@ class PromptEditor(QWidget):
         """The selected pair's tokens (one pair: quick enough for the GUI thread)."""
         row = self.current_row()
         if self._tokenizer is None or not 0 <= row < len(self.model.pairs):
+            self._tokens_shown = None
             self.clean_strip.set_tokens([])
             self.corrupt_strip.set_tokens([])
             self.tokens_note.setText("Token strips appear when the model has loaded." if self._tokenizer is None else "")
             return
         pair = self.model.pairs[row]
+        key = (row, pair, id(self._tokenizer), self._n_ctx, self._prepend_bos)
+        if key == self._tokens_shown:
+            return  # the strips show this pair already (a new set selects its row, then reports the change)
+        self._tokens_shown = None
         try:
             tokenized = tokenize_set(PromptSet((pair,)), self._tokenizer, self._n_ctx, self._prepend_bos)
         except IOIError as error:
@@ -947,6 +1017,7 @@ class PromptEditor(QWidget):
         self.clean_label.setText(f"Clean tokens ({len(tokenized.str_tokens[0])}, {bos}) of pair {row}")
         self.corrupt_label.setText(f"Corrupted tokens ({len(tokenized.corrupt_str_tokens[0])}, {bos})")
         self.tokens_note.setText("")
+        self._tokens_shown = key
 
     def _str_tokens(self, text: str) -> list[str]:
         return token_strings(self._tokenizer, to_tokens(self._tokenizer, text, self._prepend_bos)) if text else []

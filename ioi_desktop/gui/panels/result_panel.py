@@ -30,10 +30,11 @@ from typing import Any, Callable
 
 import numpy as np
 import shiboken6
-from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QBoxLayout, QCheckBox, QGridLayout, QLabel, QMenu, QScrollArea, QWidget
 
 from ioi_desktop.core.analyses.base import Positions
+from ioi_desktop.core.atomic import write_bytes_atomic
 from ioi_desktop.core.errors import IOIError
 from ioi_desktop.core.grids import small_gap_warning
 from ioi_desktop.core.roles import HeadRoles, load_roles, roles_path_for_model
@@ -46,11 +47,97 @@ from ioi_desktop.core.workbench import (
     RunEnded,
     RunStarted,
 )
-from ioi_desktop.gui.widgets.export import export_svg
 from ioi_desktop.gui.widgets.heatmap import Heatmap, marker_styles, short_token
+from ioi_desktop.gui.worker import defer_full_collections_while
 
 # Text stand-ins for pyqtgraph's marker symbols, for legends outside the plots.
 _GLYPHS = {"star": "★", "t": "▼", "o": "●", "s": "■", "d": "◆", "t1": "▲", "p": "⬟", "h": "⬢", "x": "✕"}
+
+
+_ROLES_CACHE: dict[tuple, HeadRoles | None] = {}
+
+
+def _roles_of(name: str, path: Any) -> HeadRoles | None:
+    """The known head roles of a model (its roles file), read once per file version for all panels."""
+    roles_file = roles_path_for_model(name, path) if name or path else None
+    if roles_file is None:
+        return None
+    key = (str(roles_file), roles_file.stat().st_mtime_ns)
+    if key not in _ROLES_CACHE:
+        if len(_ROLES_CACHE) > 16:
+            _ROLES_CACHE.clear()
+        _ROLES_CACHE[key] = load_roles(roles_file)  # a broken file raises each time: not cached
+    return _ROLES_CACHE[key]
+
+
+ALL_SELECTION_KEYS = frozenset({"prompt", "layer", "head", "position", "key_pos"})
+
+
+class DrawQueue:
+    """Result panels waiting to draw, drawn one per event-loop turn (a zero timer re-armed after each),
+    so repaints, clicks and timers run between two panels' drawing."""
+
+    def __init__(self) -> None:
+        self._panels: list["ResultPanel"] = []
+        self._armed = False
+
+    def add(self, panel: "ResultPanel") -> None:
+        if panel not in self._panels:
+            self._panels.append(panel)
+        self._arm()
+
+    def pending(self) -> bool:
+        """True while a panel waits for its turn."""
+        return bool(self._panels)
+
+    def _arm(self) -> None:
+        if not self._armed and self._panels:
+            self._armed = True
+            QTimer.singleShot(0, self._next)
+
+    def _next(self) -> None:
+        self._armed = False
+        while self._panels:
+            panel = self._panels.pop(0)
+            if shiboken6.isValid(panel) and panel.needs_drawing and not panel._drawing_deferred():
+                panel._guarded(panel.ensure_drawn)
+                break  # one panel this turn
+        self._arm()
+
+
+DRAW_QUEUE = DrawQueue()
+# A full garbage collection (tens of ms or more) waits while panels wait to draw.
+defer_full_collections_while(DRAW_QUEUE.pending)
+
+
+def run_export_steps(steps) -> list[Path]:
+    """Run a panel's (or the window's) export steps here and now; the paths written, in order."""
+    written: list[Path] = []
+    job = next(steps, None)
+    while True:
+        paths = job() if job is not None else None
+        written.extend(paths or [])
+        try:
+            job = steps.send(paths)
+        except StopIteration:
+            return written
+
+
+def captures_qt_object(function: Callable) -> bool:
+    """True when ``function`` holds a Qt object (a widget, the panel) in its closure or defaults,
+    so it must not run (or be freed) in a worker thread."""
+    held = [cell.cell_contents for cell in (getattr(function, "__closure__", None) or ()) if _cell_filled(cell)]
+    held += list(getattr(function, "__defaults__", None) or ())
+    held += [getattr(function, "__self__", None)]
+    return any(isinstance(value, QObject) for value in held)
+
+
+def _cell_filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
 
 
 class ResultsView:
@@ -59,6 +146,8 @@ class ResultsView:
     def __init__(self, run_results: Any) -> None:
         self.raw = run_results
         self.analyses = list(run_results.results.values())
+        self._owners: dict[str, Any] | None = None
+        self._arrays: dict[str, np.ndarray] = {}
         self.run_meta: Mapping[str, Any] = run_results.meta or {}
         prompts = self.run_meta.get("prompts")
         self.prompts: Mapping[str, Any] = prompts if isinstance(prompts, Mapping) else {}
@@ -68,14 +157,18 @@ class ResultsView:
         return self.raw.of_type(cls)
 
     def owner(self, array_name: str) -> Any:
-        for result in self.analyses:
-            if array_name in result.arrays:
-                return result
-        return None
+        if self._owners is None:
+            # Results are immutable: index their arrays once (``Result.arrays`` builds a dict per call,
+            # and panels look arrays up per prompt).
+            self._owners, self._arrays = {}, {}
+            for result in self.analyses:
+                for name, values in result.arrays.items():
+                    if name not in self._owners:
+                        self._owners[name], self._arrays[name] = result, values
+        return self._owners.get(array_name)
 
     def array(self, name: str) -> np.ndarray | None:
-        owner = self.owner(name)
-        return None if owner is None else owner.arrays[name]
+        return None if self.owner(name) is None else self._arrays[name]
 
     def axis_labels(self, array_name: str, axis: int) -> list[str] | None:
         """Labels of one axis of an array (e.g. the ``component`` axis of ``dla_components``)."""
@@ -184,6 +277,9 @@ class HeadMapRow(QWidget):
         shown = [m for m in self._maps if not m.isHidden()] or self._maps
         width = getattr(self, "_width", 0) or 10_000
         columns = max(1, min(len(shown), width // max(1, self._needed())))
+        # Balanced lines: four plots where three fit go 2 + 2, not 3 + 1 with a lone plot below.
+        lines = -(-len(shown) // columns)
+        columns = -(-len(shown) // lines)
         if columns == self._columns and not force:
             return
         self._columns = columns
@@ -238,6 +334,8 @@ class ResultPanel(QWidget):
         self._stale = False
         self.failure_text = ""  # why this panel's analysis did not run in the last run ('' when it did)
         self._stale_rows: dict[str, bool] = {}
+        self._clear_pending = False  # views to empty when shown (see ``clear``)
+        self._selection_pending: frozenset = frozenset()  # selection changes to show when shown
         self._store: Any = None
         self._head_maps: list[Heatmap] = []
         self._position_maps: list[Heatmap] = []
@@ -362,6 +460,10 @@ class ResultPanel(QWidget):
 
     def show_cancelled(self) -> None:
         """Redraw the partial rows of a cancelled run as final (no "Computing…"); panels may override."""
+        if self._drawing_deferred():
+            self._stale_rows.update(dict.fromkeys(self._partial, True))  # drawn when shown
+            return
+        self._apply_pending_clear()
         for array_name, values in list(self._partial.items()):
             self.render_rows(array_name, values)
 
@@ -443,17 +545,28 @@ class ResultPanel(QWidget):
         self._stale_rows.clear()
         if self._roles_from_results:
             self.head_roles = self._find_roles(self.results)
-        if self._drawing_deferred():
+        if self._in_shown_window():
+            # Drawn on a later turn: hidden, when shown; on screen, one panel per turn (DRAW_QUEUE),
+            # so a run's end or an opened session never draws every panel in one go.
             self._stale = True
+            if not self._drawing_deferred():
+                self.draw_soon()
             return
         self._draw_results()
 
+    def _apply_pending_clear(self) -> None:
+        if self._clear_pending:
+            self._clear_pending = False
+            self.clear_views()
+
     def _draw_results(self) -> None:
+        self._apply_pending_clear()
         self._stale = False
         self._stale_rows.clear()
         self.render_results()
         self._update_roles_overlay()
-        self.update_selection(self.selection.current, frozenset({"prompt", "layer", "head", "position", "key_pos"}))
+        changed, self._selection_pending = ALL_SELECTION_KEYS | self._selection_pending, frozenset()
+        self.update_selection(self.selection.current, changed)
 
     def _drawing_deferred(self) -> bool:
         """True while this panel sits in a hidden tab of a shown window: it draws when shown.
@@ -462,13 +575,45 @@ class ResultPanel(QWidget):
         visible ones need to be current. Panels used on their own (not inside
         a shown window) always draw at once.
         """
+        return self._in_shown_window() and not self.on_screen()
+
+    def _in_shown_window(self) -> bool:
         window = self.window()
-        return window is not self and window.isVisible() and not self.isVisible()
+        return window is not self and window.isVisible()
+
+    @property
+    def needs_drawing(self) -> bool:
+        """True while results or streamed rows that arrived when the panel was hidden (or the clearing
+        of its views at a run's start) are not drawn yet."""
+        return bool((self._stale and self.results is not None) or self._stale_rows or self._clear_pending
+                    or bool(self._selection_pending))
+
+    def on_screen(self) -> bool:
+        """Visible and not covered: a dock in a background tab still reports ``isVisible()``,
+        but nothing of it is on screen (an empty ``visibleRegion``)."""
+        return self.isVisible() and not self.visibleRegion().isEmpty()
+
+    def draw_if_shown(self) -> None:
+        """Draw what arrived while hidden, now that the panel may be on screen (its tab raised, laid out).
+
+        The window calls this when the panel's dock becomes visible (``QDockWidget.visibilityChanged``);
+        a resize that brings the panel on screen does the same."""
+        if self._alive() and self.needs_drawing and not self._drawing_deferred():
+            self.ensure_drawn()
+
+    def draw_soon(self) -> None:
+        """Check on a later event-loop turn (after Qt has applied the new layout) whether to draw;
+        panels waiting to draw take one turn each (:data:`DRAW_QUEUE`)."""
+        DRAW_QUEUE.add(self)
 
     def ensure_drawn(self) -> None:
         """Draw results or streamed rows that arrived while the panel was hidden."""
+        self._apply_pending_clear()
         if self._stale and self.results is not None:
             self._draw_results()
+        elif self._selection_pending:
+            changed, self._selection_pending = self._selection_pending, frozenset()
+            self.update_selection(self.selection.current, changed)
         for array_name in list(self._stale_rows):
             del self._stale_rows[array_name]
             if array_name in self._partial:
@@ -476,7 +621,15 @@ class ResultPanel(QWidget):
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
-        self.ensure_drawn()
+        if self._drawing_deferred():
+            self.draw_soon()  # shown, but maybe not laid out or raised yet
+        else:
+            self.ensure_drawn()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        if self.needs_drawing:
+            self.draw_soon()
 
     def show_rows(self, array_name: str, grid: Any) -> None:
         """Fill in streamed rows (a ``core.workbench.PartialGrid``) of an array this panel shows.
@@ -494,6 +647,7 @@ class ResultPanel(QWidget):
         if self._drawing_deferred():
             self._stale_rows[array_name] = True
             return
+        self._apply_pending_clear()
         self.render_rows(array_name, values)
 
     def clear(self) -> None:
@@ -502,6 +656,10 @@ class ResultPanel(QWidget):
         self._partial.clear()
         self._stale = False
         self._stale_rows.clear()
+        if self._drawing_deferred():
+            self._clear_pending = True  # emptied when shown (a hidden panel costs nothing at a run's start)
+            return
+        self._clear_pending = False
         self.clear_views()
 
     def export(self, folder: Path | str, dpi: int = 300, markers: bool = False) -> list[Path]:
@@ -514,49 +672,83 @@ class ResultPanel(QWidget):
         with ``markers``. Plots that are not grids (bars, scatter, lens line,
         attention patterns) are rendered from the widget at ``dpi`` (PNG) and
         as SVG, without the selection outline. Tables are CSVs with labels.
+
+        This runs :meth:`export_steps` at once; the window's File > Export runs the same steps
+        without blocking the GUI thread (:class:`~ioi_desktop.gui.export_run.ExportRun`).
         """
+        return run_export_steps(self.export_steps(folder, dpi, markers))
+
+    def export_steps(self, folder: Path | str, dpi: int = 300, markers: bool = False):
+        """:meth:`export` as a generator of steps, for writing it without blocking the GUI thread.
+
+        The GUI-thread work between two ``yield``s is small (drawing the panel if it was hidden, or
+        rendering one widget figure); each yielded value is a job ``job() -> list[Path]`` that captures
+        no Qt object (only data, images and paths), so it may run in the worker's input thread; the
+        paths it wrote are sent back into the generator. The files and their order are those of
+        :meth:`export`."""
         from ioi_desktop.core.figures import write_figures
-        from ioi_desktop.gui.widgets.export import render_widget_png, svg_to_png
+        from ioi_desktop.gui.widgets.export import render_widget_image, svg_to_png, widget_svg, write_png
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.ensure_drawn()
+        if self.needs_drawing:
+            self.ensure_drawn()
+            yield None  # an event-loop turn after drawing
         if not self.isVisible() and (self.width() < 600 or self.height() < 400):
             # A panel in a hidden tab may never have been laid out.
             self.resize(max(self.width(), 1000), max(self.height(), 650))
-        written: list[Path] = []
         prefix = slug(self.TITLE)
         has_grids = False
         if self.results is not None:
-            core_files = write_figures(self.results.raw, folder, analyses=self.analyses(),
-                                       roles=self.head_roles if markers else None, markers=markers,
-                                       prompts=(self.selection.prompt,))
-            for path in core_files:
-                if path.suffix == ".svg":
-                    has_grids = True
-                    written.append(svg_to_png(path.read_bytes(), path.with_suffix(".png"), dpi))
-            written.extend(core_files)
-        selected = [(heatmap, heatmap.selected()) for heatmap in self.findChildren(Heatmap)]
-        marked = [(heatmap, heatmap.marker_count()) for heatmap in self.findChildren(Heatmap)]
+            run_results, analyses = self.results.raw, self.analyses()
+            roles = self.head_roles if markers else None
+            prompts = (self.selection.prompt,)
+
+            def grids() -> list[Path]:
+                core_files = write_figures(run_results, folder, analyses=analyses, roles=roles, markers=markers,
+                                           prompts=prompts)
+                pngs = [svg_to_png(path.read_bytes(), path.with_suffix(".png"), dpi)
+                        for path in core_files if path.suffix == ".svg"]
+                return pngs + core_files
+
+            written = yield grids
+            has_grids = any(path.suffix == ".svg" for path in written or [])
+        for name, widget in self.figures():
+            if has_grids and (isinstance(widget, Heatmap) or widget.findChildren(Heatmap)):
+                continue  # written above as a vector figure
+            png_path, svg_path = folder / f"{prefix}_{name}.png", folder / f"{prefix}_{name}.svg"
+            # The image and the SVG on two turns: each paints the whole widget.
+            image = self._render_figure(widget, lambda w=widget: render_widget_image(w, dpi), markers)
+            yield lambda image=image, png_path=png_path: [write_png(image, png_path)]
+            title = f"{self.TITLE}: {name}"
+            svg = self._render_figure(widget, lambda w=widget, t=title: widget_svg(w, t), markers)
+            yield lambda svg=svg, svg_path=svg_path: [write_bytes_atomic(svg_path, svg)]
+        for name, write_csv in self.tables():
+            path = folder / f"{prefix}_{name}.csv"
+            if captures_qt_object(write_csv):
+                # Kept on this thread: a Qt object must not be used (or freed) in the input thread.
+                write_csv(path)
+                yield lambda path=path: [path]
+            else:
+                yield lambda write_csv=write_csv, path=path: [write_csv(path)]
+
+    def _render_figure(self, widget: QWidget, render: Callable[[], Any], markers: bool) -> Any:
+        """``render()`` of one widget figure without the selection outline (and without role markers
+        unless ``markers``) on the heatmaps it shows; both are put back before the next repaint."""
+        heatmaps = [widget] if isinstance(widget, Heatmap) else widget.findChildren(Heatmap)
+        selected = [(heatmap, heatmap.selected()) for heatmap in heatmaps if heatmap.selected() is not None]
+        marked = [] if markers else [heatmap for heatmap in heatmaps if heatmap.marker_count()]
         try:
             for heatmap, _cell in selected:
                 heatmap.set_selected(None)
-            if not markers:
-                for heatmap, _count in marked:
-                    heatmap.set_markers({})
-            for name, widget in self.figures():
-                if has_grids and (isinstance(widget, Heatmap) or widget.findChildren(Heatmap)):
-                    continue  # written above as a vector figure
-                written.append(render_widget_png(widget, folder / f"{prefix}_{name}.png", dpi))
-                written.append(export_svg(widget, folder / f"{prefix}_{name}.svg", title=f"{self.TITLE}: {name}"))
+            for heatmap in marked:
+                heatmap.set_markers({})
+            return render()
         finally:
             for heatmap, cell in selected:
                 heatmap.set_selected(cell)
-            if not markers:
+            if marked:
                 self._update_roles_overlay()
-        for name, write_csv in self.tables():
-            written.append(write_csv(folder / f"{prefix}_{name}.csv"))
-        return written
 
     # --------------------------------------------------- for subclasses
     def render_results(self) -> None:
@@ -672,11 +864,8 @@ class ResultPanel(QWidget):
 
     def _find_roles(self, results: ResultsView) -> HeadRoles | None:
         name, path = results.model_name_and_path()
-        roles_file = roles_path_for_model(name, path) if name or path else None
-        if roles_file is None:
-            return None
         try:
-            return load_roles(roles_file)
+            return _roles_of(name, path)
         except IOIError as error:
             # A broken roles file only loses the overlay; the results still show.
             self.roles_checkbox.setToolTip(f"{error.message} {error.hint}")
@@ -715,5 +904,10 @@ class ResultPanel(QWidget):
         return " &nbsp; ".join(parts)
 
     def _on_selection_changed(self, selection: Selection, changed: frozenset) -> None:
-        if self._alive():
-            self.update_selection(selection, changed)
+        if not self._alive():
+            return
+        if self._drawing_deferred():
+            # Shown when the panel is: a click redraws only the panels on screen.
+            self._selection_pending = self._selection_pending | changed
+            return
+        self.update_selection(selection, changed)

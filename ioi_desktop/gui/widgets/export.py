@@ -8,7 +8,10 @@ Other plots (bars, scatter, the lens line, attention patterns, token strips)
 are rendered from their widget, off-screen and scaled to the DPI
 (:func:`render_widget_png`), and as SVG through Qt's ``QSvgGenerator``
 (:func:`export_svg`); pyqtgraph's own ``SVGExporter`` cannot parse the paths
-Qt 6.12 writes, so it is not used. :func:`export_png` (a grab of the widget as
+Qt 6.12 writes, so it is not used. Widgets are painted on the GUI thread;
+rasterising SVGs and encoding PNGs (:func:`svg_to_png`, :func:`write_png`) may
+run in a worker thread (a QImage, a QPainter on it and a QSvgRenderer are
+usable there). :func:`export_png` (a grab of the widget as
 on screen) is kept for screenshots. All files are written atomically.
 """
 
@@ -43,6 +46,11 @@ def export_png(widget: QWidget, path: Path | str) -> Path:
 
 def export_svg(widget: QWidget, path: Path | str, title: str = "") -> Path:
     """Save the widget as an SVG figure of its current size."""
+    return write_bytes_atomic(path, widget_svg(widget, title or Path(path).stem))
+
+
+def widget_svg(widget: QWidget, title: str) -> bytes:
+    """The widget drawn as an SVG figure of its current size (GUI thread: it paints the widget)."""
     QApplication.processEvents()
     buffer = QBuffer()
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
@@ -50,12 +58,12 @@ def export_svg(widget: QWidget, path: Path | str, title: str = "") -> Path:
     generator.setOutputDevice(buffer)
     generator.setSize(widget.size())
     generator.setViewBox(QRect(0, 0, widget.width(), widget.height()))
-    generator.setTitle(title or Path(path).stem)
+    generator.setTitle(title)
     painter = QPainter(generator)
     # QWidget's own render (not QGraphicsView's overload) so any widget, plot or not, draws itself.
     QWidget.render(widget, painter, QPoint(0, 0))
     painter.end()
-    return write_bytes_atomic(path, bytes(buffer.data()))
+    return bytes(buffer.data())
 
 
 def _csv_text(rows: Iterable[Sequence[object]]) -> str:
@@ -99,7 +107,7 @@ def svg_to_png(svg: str | bytes, path: Path | str, dpi: int = 300) -> Path:
     painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
     renderer.render(painter, QRectF(0, 0, image.width(), image.height()))
     painter.end()
-    return _write_png(image, path)
+    return write_png(image, path)
 
 
 def _canvas(width: float, height: float, dpi: int):
@@ -117,22 +125,30 @@ def _canvas(width: float, height: float, dpi: int):
     return image, painter
 
 
-def _write_png(image, path: Path | str) -> Path:
+def write_png(image, path: Path | str) -> Path:
+    """Encode a QImage as PNG and write it atomically; any thread (a QImage is not a QObject)."""
     buffer = QBuffer()
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
     if not image.save(buffer, "PNG"):
         raise FileFormatError(f"The figure could not be rendered to {path}.", "Check the folder, then export again.")
-    return write_bytes_atomic(path, bytes(buffer.data()))
+    data = bytes(buffer.data())
+    buffer.close()
+    return write_bytes_atomic(path, data)
 
 
 def render_widget_png(widget: QWidget, path: Path | str, dpi: int = 300) -> Path:
     """Render a (non-grid) plot widget off-screen at ``dpi``: its current layout, scaled, not a screen grab."""
+    return write_png(render_widget_image(widget, dpi), path)
+
+
+def render_widget_image(widget: QWidget, dpi: int = 300):
+    """The widget rendered onto a QImage at ``dpi`` (GUI thread); :func:`write_png` encodes it anywhere."""
     QApplication.processEvents()
     image, painter = _canvas(widget.width(), widget.height(), dpi)
     painter.scale(int(dpi) / 96.0, int(dpi) / 96.0)
     QWidget.render(widget, painter, QPoint(0, 0))
     painter.end()
-    return _write_png(image, path)
+    return image
 
 
 def svgs_to_pngs(folder: Path | str, dpi: int = 300) -> list[Path]:

@@ -382,7 +382,9 @@ class Heatmap(ThemedPlot):
         fit_axis(self.plot.getAxis("left"), self._row_labels or None)
         self._rotated_now = None
         self._update_ticks()
-        self.colorbar.setColorMap(DIVERGING if signed else SEQUENTIAL)
+        cmap = DIVERGING if signed else SEQUENTIAL
+        if self.colorbar.colorMap() is not cmap:  # rebuilding the colour bar's lookup table is not free
+            self.colorbar.setColorMap(cmap)
         self._render()
         if values.size:
             self.plot.setXRange(-0.5, n_cols - 0.5, padding=0)

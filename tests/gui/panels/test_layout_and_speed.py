@@ -57,8 +57,10 @@ def test_a_panel_in_a_hidden_tab_draws_when_shown(qtbot, selection, run_results)
     qtbot.waitExposed(tabs)
     for panel in (attention, lens):
         panel.show_results(run_results)
-    # The logit lens sits in the hidden tab: its results wait until it is shown.
-    assert lens.grid.values().size == 0 and attention.heatmap.values().size > 0
+    # The panel on screen draws on the next event-loop turn (one panel per turn); the logit lens sits in
+    # the hidden tab: its results wait until it is shown.
+    qtbot.waitUntil(lambda: attention.heatmap.values().size > 0, timeout=2000)
+    assert lens.grid.values().size == 0 and lens.needs_drawing
     tabs.setCurrentWidget(lens)
     qtbot.waitUntil(lambda: lens.grid.values().size > 0, timeout=2000)
     np.testing.assert_array_equal(lens.grid.values(), run_results.array("logit_lens_grid_top_probs")[:, 0, :, 0])
