@@ -103,6 +103,7 @@ class _GuiThreadCollector:
         self._timer: QTimer | None = None
         self._ticks = 0
         self._old_after_full = 0
+        self._full_due = False  # a full collection is due but waits for the app to be idle
         self._workers: "weakref.WeakSet[Worker]" = weakref.WeakSet()
         self._deferrers: list[Callable[[], bool]] = []
         self.full_collections = 0
@@ -175,8 +176,6 @@ class _GuiThreadCollector:
                 self.full_collections += 1
                 self._full_due = False
                 self._old_after_full = len(gc.get_objects(2))
-
-    _full_due = False
 
 
 def defer_full_collections_while(condition: Callable[[], bool]) -> Callable[[], None]:
