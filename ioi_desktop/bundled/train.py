@@ -28,7 +28,10 @@ weighted the same whatever follows, so the model learns that distribution
 (calibrated probabilities) rather than certainty. With ``prefix_io_share`` > 0
 that share of the earlier sentences in front of IOI sentences names the IO
 (instead of another name), so "the name seen twice is the subject" stops being
-a rule. A later stage may start from
+a rule. With ``odd_one_out_share`` > 0 that share of all sequences is an IOI
+sentence with 2 or 3 subjects whose answer is the one name of the first
+clause not named again (:meth:`ioi_desktop.bundled.corpus.CorpusSampler.odd_one_out`),
+so that suppressing one repeated name is not enough. A later stage may start from
 an earlier run with fewer layers (new layers start silent, or random), more
 layers (the top ones are cut), or a smaller vocabulary (a prefix of today's:
 new words get fresh rows); ``silent_heads``, ``no_mlp_layers`` and
@@ -93,6 +96,8 @@ class TrainingConfig:
     continuation_share: float = corpus.CONTINUATION_SHARE
     # Share of those earlier sentences that mention the IO instead of another name (corpus.PREFIX_IO_SHARE).
     prefix_io_share: float = corpus.PREFIX_IO_SHARE
+    # Share of all sequences replaced by "odd one out" IOI sentences with 2-3 subjects (corpus.ODD_ONE_OUT_SHARE).
+    odd_one_out_share: float = corpus.ODD_ONE_OUT_SHARE
     # Layers whose MLP is switched off (weights zero and frozen), so later heads must move the names themselves.
     no_mlp_layers: tuple = ()
     # Heads switched off ((layer, head) pairs): their share of the attention output projection is zero and frozen.
@@ -435,7 +440,11 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
     if not 0.0 <= config.prefix_io_share <= 1.0:
         raise ValueError(f"--prefix-io-share {config.prefix_io_share}: give a share from 0 to 1")
-    sampler = corpus.CorpusSampler(config.seed, config.mix, config.prefix_share, config.continuation_share, config.prefix_io_share)
+    if not 0.0 <= config.odd_one_out_share <= 1.0:
+        raise ValueError(f"--odd-one-out-share {config.odd_one_out_share}: give a share from 0 to 1")
+    sampler = corpus.CorpusSampler(
+        config.seed, config.mix, config.prefix_share, config.continuation_share, config.prefix_io_share, config.odd_one_out_share
+    )
     losses: list[float] = []
     probes: list[dict] = []
     best: tuple[tuple, int, dict] | None = None
@@ -501,6 +510,8 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
             "earlier_sentence_names_the_io": config.prefix_io_share,
             "ioi_with_other_continuation": config.continuation_share,
             "other_continuation_kinds": corpus.CONTINUATION_KINDS,
+            "odd_one_out_sentences": config.odd_one_out_share,
+            "odd_one_out_subjects": {str(k): v for k, v in corpus.ODD_ONE_OUT_SUBJECTS.items()},
             "held_out_templates": corpus.HELD_OUT_TEMPLATES,
             "held_out_name_pairs": len(corpus.held_out_pairs()),
         },
@@ -573,6 +584,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainingConfig, str]:
         default=defaults.continuation_share,
         help="share of IOI sentences continuing with a pronoun, an article, another name or the subject instead of the IO",
     )
+    parser.add_argument(
+        "--odd-one-out-share",
+        type=float,
+        default=defaults.odd_one_out_share,
+        help="share of all sequences replaced by IOI sentences with 2-3 subjects, where the answer is the one name not repeated",
+    )
     parser.add_argument("--silent-heads", default="", help="comma-separated heads to switch off, e.g. L3H3")
     parser.add_argument("--frozen-mlp-layers", default="", help="comma-separated layers whose MLP keeps its starting weights in this stage")
     parser.add_argument("--no-mlp-layers", default="", help="comma-separated layers whose MLP is switched off (zero, frozen)")
@@ -616,6 +633,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainingConfig, str]:
         prefix_share=args.prefix_share,
         continuation_share=args.continuation_share,
         prefix_io_share=args.prefix_io_share,
+        odd_one_out_share=args.odd_one_out_share,
         no_mlp_layers=_parse_layers(args.no_mlp_layers),
         silent_heads=_parse_heads(args.silent_heads),
         frozen_mlp_layers=_parse_layers(args.frozen_mlp_layers),

@@ -284,6 +284,18 @@ def test_prefix_io_share_reaches_the_corpus_and_the_record(tmp_path):
         train(TrainingConfig(steps=1, n_layer=1, n_head=2, d_model=32, probe_every=0, prefix_io_share=1.5), tmp_path / "bad", log=lambda line: None)
 
 
+def test_odd_one_out_share_reaches_the_corpus_and_the_record(tmp_path):
+    import pytest
+
+    torch.set_num_threads(1)
+    config = TrainingConfig(seed=0, steps=2, batch_size=4, n_layer=1, n_head=2, d_model=32, warmup_steps=1, probe_every=0, odd_one_out_share=0.3)
+    record = train(config, tmp_path / "run", log=lambda line: None)
+    assert record["config"]["odd_one_out_share"] == 0.3 and record["data_mix"]["odd_one_out_sentences"] == 0.3
+    assert record["data_mix"]["odd_one_out_subjects"] == {str(k): v for k, v in corpus.ODD_ONE_OUT_SUBJECTS.items()}
+    with pytest.raises(ValueError, match="--odd-one-out-share -0.1: give a share from 0 to 1"):
+        train(TrainingConfig(steps=1, n_layer=1, n_head=2, d_model=32, probe_every=0, odd_one_out_share=-0.1), tmp_path / "bad", log=lambda line: None)
+
+
 def test_the_card_command_gives_back_the_recorded_configuration():
     """Every option a stage used is on its card command line: parsing that line gives the same configuration."""
     import dataclasses
@@ -294,7 +306,7 @@ def test_the_card_command_gives_back_the_recorded_configuration():
 
     config = TrainingConfig(
         seed=23, steps=1100, batch_size=64, learning_rate=3e-3, warmup_steps=50, continuation_share=0.4, prefix_share=0.4,
-        prefix_io_share=0.5, no_mlp_layers=(3,), silent_heads=((3, 1),), frozen_mlp_layers=(1,), head_dropout=0.3,
+        prefix_io_share=0.5, odd_one_out_share=0.25, no_mlp_layers=(3,), silent_heads=((3, 1),), frozen_mlp_layers=(1,), head_dropout=0.3,
         head_dropout_layers=(3,), head_dropout_mode="layer", mlp_dropout=0.2, mlp_dropout_layers=(1, 2), init_from="build/runs/E3",
         probe_every=220, probe_prompts=48, probe_circuit_prompts=16, new_layers="random",
     )
@@ -314,3 +326,12 @@ def test_the_card_says_how_many_earlier_sentences_name_the_io():
     assert card.prefix_text({"ioi_with_earlier_once_mentioned_name": 0.3, "earlier_sentence_names_the_io": 0.0}) == old
     text = card.prefix_text({"ioi_with_earlier_once_mentioned_name": 0.6, "earlier_sentence_names_the_io": 0.7})
     assert "60% of them follow" in text and "another name in 30% of those, the indirect object in 70%" in text
+
+
+def test_the_card_describes_odd_one_out_sentences_only_when_trained_on():
+    from ioi_desktop.bundled import card
+
+    assert card.odd_one_out_lines({"ioi_with_earlier_once_mentioned_name": 0.3}) == []  # records written before the option
+    assert card.odd_one_out_lines({"odd_one_out_sentences": 0.0, "odd_one_out_subjects": {"2": 0.6, "3": 0.4}}) == []
+    (line,) = card.odd_one_out_lines({"odd_one_out_sentences": 0.25, "odd_one_out_subjects": {"2": 0.6, "3": 0.4}})
+    assert line.startswith("- Odd one out (25% of all sequences") and "2 (60%) or 3 (40%) subjects" in line
