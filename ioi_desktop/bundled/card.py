@@ -239,6 +239,9 @@ def train_command(tc: dict, out: str, init_from: str = STAGE_ONE_FOLDER) -> str:
                     f" --head-dropout-mode {tc.get('head_dropout_mode', 'head')}")
     if tc.get("mlp_dropout") and tc.get("mlp_dropout_layers"):
         command += f" --mlp-dropout {tc['mlp_dropout']:g} --mlp-dropout-layers {','.join(str(l) for l in tc['mlp_dropout_layers'])}"
+    if tc.get("repeat_key_dropout") and tc.get("repeat_key_dropout_layers"):
+        command += (f" --repeat-key-dropout {tc['repeat_key_dropout']:g}"
+                    f" --repeat-key-dropout-layers {','.join(str(l) for l in tc['repeat_key_dropout_layers'])}")
     if tc.get("new_layers", "silent") != "silent":
         command += f" --new-layers {tc['new_layers']}"
     if tc.get("warmup_steps", defaults.warmup_steps) != defaults.warmup_steps:
@@ -320,6 +323,12 @@ def _training_paragraphs(training: dict) -> list[str]:
             data += (
                 f"; the MLP of layer(s) {', '.join(map(str, sc['frozen_mlp_layers']))} keeps stage {index - 1}'s weights "
                 "(not trained in this stage)"
+            )
+        if sc.get("repeat_key_dropout") and sc.get("repeat_key_dropout_layers"):
+            data += (
+                f"; in {100 * sc['repeat_key_dropout']:.0f}% of the training sequences the heads of layer(s) "
+                f"{', '.join(map(str, sc['repeat_key_dropout_layers']))} cannot attend from an answer slot to the later mentions "
+                "of a repeated name (S2), so the answer cannot just be read off S2 there (training only)"
             )
         if sc.get("no_mlp_layers"):
             data += f"; the MLP of layer(s) {', '.join(map(str, sc['no_mlp_layers']))} is switched off (zero and frozen)"

@@ -117,6 +117,11 @@ class TrainingConfig:
     # The same for whole MLPs: each listed layer's MLP output is zero for a sequence with probability mlp_dropout.
     mlp_dropout: float = 0.0
     mlp_dropout_layers: tuple = ()
+    # Repeated-name key dropout during training only: for a share of the sequences, the heads of the listed layers
+    # cannot attend from an answer slot (a weighted position whose token is not a name) to the later mentions of a
+    # repeated name (S2 in an IOI sentence), so the answer cannot simply be read off S2 there.
+    repeat_key_dropout: float = 0.0
+    repeat_key_dropout_layers: tuple = ()
 
 
 def build_model(config: TrainingConfig, vocab_size: int, bos_id: int):
@@ -226,6 +231,69 @@ def add_mlp_dropout(model, layers, p: float, seed: int = 0) -> list:
 
         handles.append(model.transformer.h[layer].mlp.register_forward_hook(hook))
     return handles
+
+
+def repeated_name_keys(tokens, weights, name_ids) -> "torch.Tensor":
+    """[batch, query, key] True where a weighted non-name position (an answer slot) looks at a later mention of a repeated name.
+
+    ``weights[b, t]`` weighs the prediction made at position ``t``; a later
+    mention is a name token at ``k < t`` whose token already occurred before
+    ``k`` in the same row (S2 in an IOI sentence, the repeated subjects of an
+    odd-one-out sentence).
+    """
+    import torch
+
+    batch, width = tokens.shape
+    is_name = torch.isin(tokens, torch.tensor(sorted(name_ids), dtype=tokens.dtype))
+    earlier = (tokens[:, :, None] == tokens[:, None, :]).tril(-1).any(-1)  # [batch, key]: same token seen before
+    repeated = is_name & earlier
+    answer = torch.zeros((batch, width), dtype=torch.bool)
+    answer[:, : weights.shape[1]] = (weights > 1.0) & ~is_name[:, : weights.shape[1]]
+    causal = torch.ones((width, width), dtype=torch.bool).tril(-1)
+    return answer[:, :, None] & repeated[:, None, :] & causal
+
+
+def add_repeat_key_dropout(model, layers, p: float, seed: int = 0):
+    """Hide repeated-name keys from answer slots in ``layers`` for a share ``p`` of the training sequences.
+
+    Returns ``(handles, set_batch)``: call ``set_batch(mask)`` with
+    :func:`repeated_name_keys`'s mask before each training forward pass. A
+    forward pre-hook on each listed layer's attention replaces its attention
+    mask by the causal mask minus the hidden entries (sequences drawn per
+    step with probability ``p``). Acts only in training mode; evaluation runs
+    the full model.
+    """
+    import torch
+
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"--repeat-key-dropout {p}: give a probability from 0 up to (not including) 1")
+    generator = torch.Generator().manual_seed(seed + 15485863)
+    state = {"hide": None}
+
+    def set_batch(mask) -> None:
+        drawn = torch.rand((mask.shape[0],), generator=generator) < p
+        state["hide"] = mask & drawn[:, None, None]
+
+    handles = []
+    for layer in layers:
+        if not 0 <= layer < len(model.transformer.h):
+            raise ValueError(f"--repeat-key-dropout-layers {layer}: the model has layers 0 to {len(model.transformer.h) - 1}")
+
+        def pre_hook(module, args, kwargs):
+            hide = state["hide"]
+            if not module.training or hide is None or p == 0.0:
+                return None
+            width = hide.shape[-1]
+            keep = torch.ones((width, width), dtype=torch.bool).tril()[None] & ~hide  # [batch, query, key]
+            given = kwargs.get("attention_mask")
+            if given is not None:
+                keep = keep & (given[:, 0] if given.dtype == torch.bool else given[:, 0] == 0)
+            if model.config._attn_implementation == "eager":
+                keep = torch.zeros(keep.shape).masked_fill(~keep, torch.finfo(torch.float32).min)
+            return args, {**kwargs, "attention_mask": keep[:, None]}
+
+        handles.append(model.transformer.h[layer].attn.register_forward_pre_hook(pre_hook, with_kwargs=True))
+    return handles, set_batch
 
 
 def switch_off_mlps(model, layers) -> None:
@@ -437,6 +505,11 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
             param.requires_grad_(False)
     dropout_hooks = add_head_dropout(model, config.head_dropout_layers, config.head_dropout, config.head_dropout_mode, config.seed)
     dropout_hooks += add_mlp_dropout(model, config.mlp_dropout_layers, config.mlp_dropout, config.seed)
+    set_hidden_keys = None
+    if config.repeat_key_dropout and config.repeat_key_dropout_layers:
+        handles, set_hidden_keys = add_repeat_key_dropout(model, config.repeat_key_dropout_layers, config.repeat_key_dropout, config.seed)
+        dropout_hooks += handles
+        name_ids = {tokenizer.convert_tokens_to_ids("Ġ" + n) for n in corpus.load_word_lists().names}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
     if not 0.0 <= config.prefix_io_share <= 1.0:
         raise ValueError(f"--prefix-io-share {config.prefix_io_share}: give a share from 0 to 1")
@@ -454,6 +527,8 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config)
         tokens, weights = encode_examples(tokenizer, [sampler.sample() for _ in range(config.batch_size)], config.answer_weight)
+        if set_hidden_keys is not None:
+            set_hidden_keys(repeated_name_keys(tokens, weights, name_ids))
         loss = weighted_loss(model, tokens, weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -606,6 +681,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainingConfig, str]:
     parser.add_argument("--head-dropout-mode", choices=("head", "layer"), default=defaults.head_dropout_mode, help="drop each head on its own or a layer's heads together")
     parser.add_argument("--mlp-dropout", type=float, default=defaults.mlp_dropout, help="training-only probability of switching an MLP off for a sequence")
     parser.add_argument("--mlp-dropout-layers", default="", help="comma-separated layers whose MLP --mlp-dropout applies to")
+    parser.add_argument("--repeat-key-dropout", type=float, default=defaults.repeat_key_dropout,
+                        help="training-only share of sequences whose answer slots cannot attend to later mentions of repeated names")
+    parser.add_argument("--repeat-key-dropout-layers", default="", help="comma-separated layers --repeat-key-dropout applies to")
     parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
     parser.add_argument("--probe-prompts", type=int, default=defaults.probe_prompts, help="quality prompts per family and split in each probe")
     parser.add_argument("--probe-circuit-prompts", type=int, default=defaults.probe_circuit_prompts, help="circuit prompts per family in each probe")
@@ -642,6 +720,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainingConfig, str]:
         head_dropout_mode=args.head_dropout_mode,
         mlp_dropout=args.mlp_dropout,
         mlp_dropout_layers=_parse_layers(args.mlp_dropout_layers),
+        repeat_key_dropout=args.repeat_key_dropout,
+        repeat_key_dropout_layers=_parse_layers(args.repeat_key_dropout_layers),
     )
     return config, args.out
 
