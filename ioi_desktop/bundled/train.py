@@ -40,6 +40,10 @@ new words get fresh rows); ``silent_heads``, ``no_mlp_layers`` and
 and ``mlp_dropout`` switch heads or MLPs of the listed layers off for a random
 share of the training sequences (training mode only, no rescaling), so that no
 single component can carry a job alone; evaluation always runs the full model.
+``repeat_key_dropout`` hides, for a share of the training sequences, the later
+mentions of repeated names (S2) from the answer slot in the listed layers'
+heads (:func:`repeated_name_keys`), so that there the answer cannot be read
+off S2, where this model family computes it; also training only.
 
 Checkpoint selection: from ``select_from`` of the run on, every
 ``probe_every`` steps the model is booted into TransformerLens and scored on
