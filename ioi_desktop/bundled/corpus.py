@@ -311,13 +311,13 @@ class CorpusSampler:
         self.rng.shuffle(listed)
         again = list(subjects)
         self.rng.shuffle(again)
-        if group == "DEMO":
+        if group == "DEMO":  # its templates name [THING], the paper's [OBJECT]
             place = self.rng.choice(self.words.places + DEMO_PLACES)
             thing = self.rng.choice(DEMO_THINGS + tuple(f"a {o}" for o in self.words.objects))
+            obj = ""
         else:
             place, obj = self.rng.choice(self.words.places), self.rng.choice(self.words.objects)
             thing = f"a {obj}"
-        obj = thing.split()[-1]
         form = template.replace("[B] and [A]", "[LIST]", 1)
         text = fill_template(form[: -len("[A]")].rstrip(), {
             "LIST": _name_list(listed), "B": _name_list(again), "PLACE": place, "OBJECT": obj, "THING": thing,
@@ -325,7 +325,8 @@ class CorpusSampler:
         if self.rng.random() < self.prefix_share:
             text = f"{self._filler_sentence(self.rng.choice(subjects))} {text}"
         if self.continuation_share and self.rng.random() < self.continuation_share:
-            return [(text, False), *self._other_continuation(io, subjects[0], subjects[-1], "")]
+            middle = subjects[1] if len(subjects) > 2 else ""  # every name of the sentence is avoided by "a new name"
+            return [(text, False), *self._other_continuation(io, subjects[0], subjects[-1], middle)]
         return [(text, False), (f" {io}", True)]
 
     def roll_call(self) -> Segments:

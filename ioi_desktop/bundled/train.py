@@ -240,7 +240,8 @@ def add_mlp_dropout(model, layers, p: float, seed: int = 0) -> list:
 def repeated_name_keys(tokens, weights, name_ids) -> "torch.Tensor":
     """[batch, query, key] True where a weighted non-name position (an answer slot) looks at a later mention of a repeated name.
 
-    ``weights[b, t]`` weighs the prediction made at position ``t``; a later
+    ``weights[b, t]`` weighs the prediction made at position ``t`` (answer
+    slots weigh ``answer_weight`` > 1, every other token 1); a later
     mention is a name token at ``k < t`` whose token already occurred before
     ``k`` in the same row (S2 in an IOI sentence, the repeated subjects of an
     odd-one-out sentence).
@@ -510,6 +511,8 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
     dropout_hooks = add_head_dropout(model, config.head_dropout_layers, config.head_dropout, config.head_dropout_mode, config.seed)
     dropout_hooks += add_mlp_dropout(model, config.mlp_dropout_layers, config.mlp_dropout, config.seed)
     set_hidden_keys = None
+    if config.repeat_key_dropout and config.answer_weight <= 1.0:
+        raise ValueError("--repeat-key-dropout finds answer slots by their loss weight: give --answer-weight above 1")
     if config.repeat_key_dropout and config.repeat_key_dropout_layers:
         handles, set_hidden_keys = add_repeat_key_dropout(model, config.repeat_key_dropout_layers, config.repeat_key_dropout, config.seed)
         dropout_hooks += handles

@@ -406,3 +406,14 @@ def test_repeat_key_dropout_hides_s2_from_end_in_the_listed_layer_only_while_tra
         add_repeat_key_dropout(model, (0,), 1.0)
     with pytest.raises(ValueError, match="--repeat-key-dropout-layers 3: the model has layers 0 to 0"):
         add_repeat_key_dropout(model, (3,), 0.5)
+
+
+def test_repeat_key_dropout_reaches_the_record_and_needs_weighted_answers(tmp_path):
+    import pytest
+
+    torch.set_num_threads(1)
+    tiny = dict(seed=0, steps=2, batch_size=4, n_layer=2, n_head=2, d_model=32, warmup_steps=1, probe_every=0)
+    record = train(TrainingConfig(**tiny, repeat_key_dropout=0.5, repeat_key_dropout_layers=(1,)), tmp_path / "run", log=lambda line: None)
+    assert record["config"]["repeat_key_dropout"] == 0.5 and record["config"]["repeat_key_dropout_layers"] == [1]
+    with pytest.raises(ValueError, match="give --answer-weight above 1"):
+        train(TrainingConfig(**tiny, answer_weight=1.0, repeat_key_dropout=0.5, repeat_key_dropout_layers=(1,)), tmp_path / "bad", log=lambda line: None)
