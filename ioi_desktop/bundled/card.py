@@ -232,11 +232,16 @@ def train_command(tc: dict, out: str, init_from: str = STAGE_ONE_FOLDER) -> str:
         command += f" --frozen-mlp-layers {','.join(str(l) for l in tc['frozen_mlp_layers'])}"
     if tc.get("prefix_io_share"):
         command += f" --prefix-io-share {tc['prefix_io_share']:g}"
+    if tc.get("odd_one_out_share"):
+        command += f" --odd-one-out-share {tc['odd_one_out_share']:g}"
     if tc.get("head_dropout") and tc.get("head_dropout_layers"):
         command += (f" --head-dropout {tc['head_dropout']:g} --head-dropout-layers {','.join(str(l) for l in tc['head_dropout_layers'])}"
                     f" --head-dropout-mode {tc.get('head_dropout_mode', 'head')}")
     if tc.get("mlp_dropout") and tc.get("mlp_dropout_layers"):
         command += f" --mlp-dropout {tc['mlp_dropout']:g} --mlp-dropout-layers {','.join(str(l) for l in tc['mlp_dropout_layers'])}"
+    if tc.get("repeat_key_dropout") and tc.get("repeat_key_dropout_layers"):
+        command += (f" --repeat-key-dropout {tc['repeat_key_dropout']:g}"
+                    f" --repeat-key-dropout-layers {','.join(str(l) for l in tc['repeat_key_dropout_layers'])}")
     if tc.get("new_layers", "silent") != "silent":
         command += f" --new-layers {tc['new_layers']}"
     if tc.get("warmup_steps", defaults.warmup_steps) != defaults.warmup_steps:
@@ -299,6 +304,8 @@ def _training_paragraphs(training: dict) -> list[str]:
         data = ""
         if sc.get("continuation_share", 0) != before.get("continuation_share", 0):
             data = f", on the corpus with {100 * sc.get('continuation_share', 0):.0f}% other continuations (see the data mix below)"
+        if sc.get("odd_one_out_share", 0) != before.get("odd_one_out_share", 0):
+            data += f", with {100 * sc.get('odd_one_out_share', 0):.0f}% odd-one-out sentences (see the data mix below)"
         deeper = chain[index - 2].get("new_layers")
         if deeper:
             data += (
@@ -316,6 +323,12 @@ def _training_paragraphs(training: dict) -> list[str]:
             data += (
                 f"; the MLP of layer(s) {', '.join(map(str, sc['frozen_mlp_layers']))} keeps stage {index - 1}'s weights "
                 "(not trained in this stage)"
+            )
+        if sc.get("repeat_key_dropout") and sc.get("repeat_key_dropout_layers"):
+            data += (
+                f"; in {100 * sc['repeat_key_dropout']:.0f}% of the training sequences the heads of layer(s) "
+                f"{', '.join(map(str, sc['repeat_key_dropout_layers']))} cannot attend from an answer slot to the later mentions "
+                "of a repeated name (S2), so the answer cannot just be read off S2 there (training only)"
             )
         if sc.get("no_mlp_layers"):
             data += f"; the MLP of layer(s) {', '.join(map(str, sc['no_mlp_layers']))} is switched off (zero and frozen)"
@@ -474,6 +487,20 @@ def prefix_text(data_mix: dict) -> str:
     )
 
 
+def odd_one_out_lines(data_mix: dict) -> list[str]:
+    """The data-mix bullet on odd-one-out IOI sentences ([] for records without them)."""
+    share = data_mix.get("odd_one_out_sentences") or 0.0
+    if not share:
+        return []
+    subjects = " or ".join(f"{k} ({100 * v:.0f}%)" for k, v in data_mix["odd_one_out_subjects"].items())
+    return [
+        f"- Odd one out ({100 * share:.0f}% of all sequences, in place of the kinds above): IOI sentences from the same "
+        f"training templates with {subjects} subjects, \"When John, Mary and Tom went to the shops, Tom and John gave "
+        "the bag to\" -> \" Mary\": the first clause lists the answer and the subjects in random order, the second names "
+        "every subject again, so suppressing one repeated name does not find the answer."
+    ]
+
+
 def _continuation_text(data_mix: dict) -> str:
     share = data_mix.get("ioi_with_other_continuation") or 0.0
     if not share:
@@ -615,6 +642,7 @@ def model_card(folder: Path, training: dict, report: dict, roles: list[dict]) ->
         "(BABA and ABBA), ABC templates, and demo-style templates (\"When [B] and [A] went to the shops, [B] gave the bag to [A]\"); "
         + prefix_text(training["data_mix"])
         + _continuation_text(training["data_mix"]),
+        *odd_one_out_lines(training["data_mix"]),
         "- Roll call: \"Roll call: Amy, John, Mary, John again, ...\": \" again\" follows exactly the repeated names.",
         "- Induction: a random run of words, repeated.",
         "- Filler: sentences from a small grammar over the same words.",

@@ -18,6 +18,12 @@ tokenized (as TransformerLens's ``to_tokens`` prepends it):
 - Repeated random word sequences, which reward induction heads.
 - Filler sentences from a small grammar over the same words, so the model is
   a language model of this little world and not a pure template matcher.
+- Optionally (``odd_one_out_share``), "odd one out" IOI sentences: the first
+  clause lists three or four names in random order, the second repeats all
+  of them but one, and the answer is the one left out ("When John, Mary and
+  Tom went to the shops, Tom and John gave the bag to" -> " Mary"). One head
+  suppressing one repeated name no longer picks the answer, so a head has to
+  attend to the name that is not repeated: the IOI paper's name mover.
 
 Held out from training, for evaluation: four templates (one per paper family)
 and about a tenth of all name pairs.
@@ -119,6 +125,13 @@ PREFIX_IO_SHARE = 0.0
 # real distribution, as in natural text, and a model trained on it is calibrated like a language
 # model instead of certain. 0 (the default) keeps the original corpus, draw for draw.
 CONTINUATION_SHARE = 0.0
+# Share of all training sequences replaced by an "odd one out" IOI sentence (see the module docstring):
+# 2 or 3 subjects (ODD_ONE_OUT_SUBJECTS) named in the first clause with the answer, in random order, then
+# again in the second. 0 (the default) keeps the original corpus, draw for draw.
+ODD_ONE_OUT_SHARE = 0.0
+ODD_ONE_OUT_SUBJECTS = {2: 0.6, 3: 0.4}
+# The template groups odd-one-out sentences are built from (their first clause reads "[B] and [A]").
+ODD_ONE_OUT_GROUPS = ("BABA", "BABA_LONG", "BABA_EARLY_IOS", "BABA_LATE_IOS", "DEMO")
 CONTINUATION_KINDS = {"pronoun": 0.45, "article": 0.30, "other_name": 0.22, "subject": 0.03}
 PRONOUNS = ("him", "her")
 ARTICLES = ("the", "a")
@@ -198,6 +211,7 @@ class CorpusSampler:
         prefix_share: float = PREFIX_SHARE,
         continuation_share: float = CONTINUATION_SHARE,
         prefix_io_share: float = PREFIX_IO_SHARE,
+        odd_one_out_share: float = ODD_ONE_OUT_SHARE,
     ) -> None:
         self.rng = random.Random(seed)
         self.words = load_word_lists()
@@ -205,6 +219,7 @@ class CorpusSampler:
         self.prefix_share = prefix_share
         self.continuation_share = continuation_share
         self.prefix_io_share = prefix_io_share
+        self.odd_one_out_share = odd_one_out_share
         self._held = held_out_pairs()
         self._templates = {g: training_templates(g) for g in IOI_GROUP_MIX}
 
@@ -275,6 +290,45 @@ class CorpusSampler:
             return [(f" {self._names(1, avoid=(io, s, third, other))[0]}", True)]
         return [(f" {s}", True)]
 
+    def odd_one_out(self) -> Segments:
+        """An IOI sentence with 2 or 3 subjects: every name of the first clause but one comes again, and that one is the answer.
+
+        The names of the first clause are in random order (so the answer's
+        position tells nothing), the subjects come again in another random
+        order, and no (answer, subject) pair is a held-out pair. A share
+        ``prefix_share`` follows a filler sentence that names one of the
+        subjects (then mentioned three times); ``continuation_share`` applies
+        as to the other IOI sentences.
+        """
+        group = self.rng.choice(ODD_ONE_OUT_GROUPS)
+        template = self.rng.choice(self._templates[group])
+        k = int(self._pick({str(n): w for n, w in ODD_ONE_OUT_SUBJECTS.items()}))
+        while True:
+            io, *subjects = self._names(k + 1)
+            if not any(frozenset((io, s)) in self._held for s in subjects):
+                break
+        listed = [io, *subjects]
+        self.rng.shuffle(listed)
+        again = list(subjects)
+        self.rng.shuffle(again)
+        if group == "DEMO":  # its templates name [THING], the paper's [OBJECT]
+            place = self.rng.choice(self.words.places + DEMO_PLACES)
+            thing = self.rng.choice(DEMO_THINGS + tuple(f"a {o}" for o in self.words.objects))
+            obj = ""
+        else:
+            place, obj = self.rng.choice(self.words.places), self.rng.choice(self.words.objects)
+            thing = f"a {obj}"
+        form = template.replace("[B] and [A]", "[LIST]", 1)
+        text = fill_template(form[: -len("[A]")].rstrip(), {
+            "LIST": _name_list(listed), "B": _name_list(again), "PLACE": place, "OBJECT": obj, "THING": thing,
+        })
+        if self.rng.random() < self.prefix_share:
+            text = f"{self._filler_sentence(self.rng.choice(subjects))} {text}"
+        if self.continuation_share and self.rng.random() < self.continuation_share:
+            middle = subjects[1] if len(subjects) > 2 else ""  # every name of the sentence is avoided by "a new name"
+            return [(text, False), *self._other_continuation(io, subjects[0], subjects[-1], middle)]
+        return [(text, False), (f" {io}", True)]
+
     def roll_call(self) -> Segments:
         segments: Segments = [(ROLL_CALL_OPENING, False)]
         called: list[str] = []
@@ -305,7 +359,14 @@ class CorpusSampler:
         return self._pick(self.mix)
 
     def sample(self) -> Segments:
+        if self.odd_one_out_share and self.rng.random() < self.odd_one_out_share:
+            return self.odd_one_out()
         return getattr(self, self.next_kind())()
+
+
+def _name_list(names: list[str]) -> str:
+    """ "A and B", "A, B and C" """
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def eval_prompts(seed: int, per_family: int, held_out_templates: bool) -> dict[str, list[IOIPrompt]]:

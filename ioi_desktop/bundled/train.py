@@ -28,7 +28,10 @@ weighted the same whatever follows, so the model learns that distribution
 (calibrated probabilities) rather than certainty. With ``prefix_io_share`` > 0
 that share of the earlier sentences in front of IOI sentences names the IO
 (instead of another name), so "the name seen twice is the subject" stops being
-a rule. A later stage may start from
+a rule. With ``odd_one_out_share`` > 0 that share of all sequences is an IOI
+sentence with 2 or 3 subjects whose answer is the one name of the first
+clause not named again (:meth:`ioi_desktop.bundled.corpus.CorpusSampler.odd_one_out`),
+so that suppressing one repeated name is not enough. A later stage may start from
 an earlier run with fewer layers (new layers start silent, or random), more
 layers (the top ones are cut), or a smaller vocabulary (a prefix of today's:
 new words get fresh rows); ``silent_heads``, ``no_mlp_layers`` and
@@ -37,6 +40,10 @@ new words get fresh rows); ``silent_heads``, ``no_mlp_layers`` and
 and ``mlp_dropout`` switch heads or MLPs of the listed layers off for a random
 share of the training sequences (training mode only, no rescaling), so that no
 single component can carry a job alone; evaluation always runs the full model.
+``repeat_key_dropout`` hides, for a share of the training sequences, the later
+mentions of repeated names (S2) from the answer slot in the listed layers'
+heads (:func:`repeated_name_keys`), so that there the answer cannot be read
+off S2, where this model family computes it; also training only.
 
 Checkpoint selection: from ``select_from`` of the run on, every
 ``probe_every`` steps the model is booted into TransformerLens and scored on
@@ -93,6 +100,8 @@ class TrainingConfig:
     continuation_share: float = corpus.CONTINUATION_SHARE
     # Share of those earlier sentences that mention the IO instead of another name (corpus.PREFIX_IO_SHARE).
     prefix_io_share: float = corpus.PREFIX_IO_SHARE
+    # Share of all sequences replaced by "odd one out" IOI sentences with 2-3 subjects (corpus.ODD_ONE_OUT_SHARE).
+    odd_one_out_share: float = corpus.ODD_ONE_OUT_SHARE
     # Layers whose MLP is switched off (weights zero and frozen), so later heads must move the names themselves.
     no_mlp_layers: tuple = ()
     # Heads switched off ((layer, head) pairs): their share of the attention output projection is zero and frozen.
@@ -112,6 +121,11 @@ class TrainingConfig:
     # The same for whole MLPs: each listed layer's MLP output is zero for a sequence with probability mlp_dropout.
     mlp_dropout: float = 0.0
     mlp_dropout_layers: tuple = ()
+    # Repeated-name key dropout during training only: for a share of the sequences, the heads of the listed layers
+    # cannot attend from an answer slot (a weighted position whose token is not a name) to the later mentions of a
+    # repeated name (S2 in an IOI sentence), so the answer cannot simply be read off S2 there.
+    repeat_key_dropout: float = 0.0
+    repeat_key_dropout_layers: tuple = ()
 
 
 def build_model(config: TrainingConfig, vocab_size: int, bos_id: int):
@@ -221,6 +235,70 @@ def add_mlp_dropout(model, layers, p: float, seed: int = 0) -> list:
 
         handles.append(model.transformer.h[layer].mlp.register_forward_hook(hook))
     return handles
+
+
+def repeated_name_keys(tokens, weights, name_ids) -> "torch.Tensor":
+    """[batch, query, key] True where a weighted non-name position (an answer slot) looks at a later mention of a repeated name.
+
+    ``weights[b, t]`` weighs the prediction made at position ``t`` (answer
+    slots weigh ``answer_weight`` > 1, every other token 1); a later
+    mention is a name token at ``k < t`` whose token already occurred before
+    ``k`` in the same row (S2 in an IOI sentence, the repeated subjects of an
+    odd-one-out sentence).
+    """
+    import torch
+
+    batch, width = tokens.shape
+    is_name = torch.isin(tokens, torch.tensor(sorted(name_ids), dtype=tokens.dtype))
+    earlier = (tokens[:, :, None] == tokens[:, None, :]).tril(-1).any(-1)  # [batch, key]: same token seen before
+    repeated = is_name & earlier
+    answer = torch.zeros((batch, width), dtype=torch.bool)
+    answer[:, : weights.shape[1]] = (weights > 1.0) & ~is_name[:, : weights.shape[1]]
+    causal = torch.ones((width, width), dtype=torch.bool).tril(-1)
+    return answer[:, :, None] & repeated[:, None, :] & causal
+
+
+def add_repeat_key_dropout(model, layers, p: float, seed: int = 0):
+    """Hide repeated-name keys from answer slots in ``layers`` for a share ``p`` of the training sequences.
+
+    Returns ``(handles, set_batch)``: call ``set_batch(mask)`` with
+    :func:`repeated_name_keys`'s mask before each training forward pass. A
+    forward pre-hook on each listed layer's attention replaces its attention
+    mask by the causal mask minus the hidden entries (sequences drawn per
+    step with probability ``p``). Acts only in training mode; evaluation runs
+    the full model.
+    """
+    import torch
+
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"--repeat-key-dropout {p}: give a probability from 0 up to (not including) 1")
+    generator = torch.Generator().manual_seed(seed + 15485863)
+    state = {"hide": None}
+
+    def set_batch(mask) -> None:
+        drawn = torch.rand((mask.shape[0],), generator=generator) < p
+        state["hide"] = mask & drawn[:, None, None]
+
+    handles = []
+    for layer in layers:
+        if not 0 <= layer < len(model.transformer.h):
+            raise ValueError(f"--repeat-key-dropout-layers {layer}: the model has layers 0 to {len(model.transformer.h) - 1}")
+
+        def pre_hook(module, args, kwargs):
+            hide = state["hide"]
+            if not module.training or hide is None or p == 0.0:
+                return None
+            width = hide.shape[-1]
+            keep = torch.ones((width, width), dtype=torch.bool).tril()[None] & ~hide  # [batch, query, key]
+            given = kwargs.get("attention_mask")
+            if given is not None:
+                keep = keep & (given[:, 0] if given.dtype == torch.bool else given[:, 0] == 0)
+            if model.config._attn_implementation == "eager":
+                keep = torch.zeros(keep.shape).masked_fill(~keep, torch.finfo(torch.float32).min)
+            return args, {**kwargs, "attention_mask": keep[:, None]}
+
+        handles.append(model.transformer.h[layer].attn.register_forward_pre_hook(pre_hook, with_kwargs=True))
+    return handles, set_batch
 
 
 def switch_off_mlps(model, layers) -> None:
@@ -432,10 +510,21 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
             param.requires_grad_(False)
     dropout_hooks = add_head_dropout(model, config.head_dropout_layers, config.head_dropout, config.head_dropout_mode, config.seed)
     dropout_hooks += add_mlp_dropout(model, config.mlp_dropout_layers, config.mlp_dropout, config.seed)
+    set_hidden_keys = None
+    if config.repeat_key_dropout and config.answer_weight <= 1.0:
+        raise ValueError("--repeat-key-dropout finds answer slots by their loss weight: give --answer-weight above 1")
+    if config.repeat_key_dropout and config.repeat_key_dropout_layers:
+        handles, set_hidden_keys = add_repeat_key_dropout(model, config.repeat_key_dropout_layers, config.repeat_key_dropout, config.seed)
+        dropout_hooks += handles
+        name_ids = {tokenizer.convert_tokens_to_ids("Ġ" + n) for n in corpus.load_word_lists().names}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
     if not 0.0 <= config.prefix_io_share <= 1.0:
         raise ValueError(f"--prefix-io-share {config.prefix_io_share}: give a share from 0 to 1")
-    sampler = corpus.CorpusSampler(config.seed, config.mix, config.prefix_share, config.continuation_share, config.prefix_io_share)
+    if not 0.0 <= config.odd_one_out_share <= 1.0:
+        raise ValueError(f"--odd-one-out-share {config.odd_one_out_share}: give a share from 0 to 1")
+    sampler = corpus.CorpusSampler(
+        config.seed, config.mix, config.prefix_share, config.continuation_share, config.prefix_io_share, config.odd_one_out_share
+    )
     losses: list[float] = []
     probes: list[dict] = []
     best: tuple[tuple, int, dict] | None = None
@@ -445,6 +534,8 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config)
         tokens, weights = encode_examples(tokenizer, [sampler.sample() for _ in range(config.batch_size)], config.answer_weight)
+        if set_hidden_keys is not None:
+            set_hidden_keys(repeated_name_keys(tokens, weights, name_ids))
         loss = weighted_loss(model, tokens, weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -501,6 +592,8 @@ def train(config: TrainingConfig, out: str | os.PathLike, log=print) -> dict:
             "earlier_sentence_names_the_io": config.prefix_io_share,
             "ioi_with_other_continuation": config.continuation_share,
             "other_continuation_kinds": corpus.CONTINUATION_KINDS,
+            "odd_one_out_sentences": config.odd_one_out_share,
+            "odd_one_out_subjects": {str(k): v for k, v in corpus.ODD_ONE_OUT_SUBJECTS.items()},
             "held_out_templates": corpus.HELD_OUT_TEMPLATES,
             "held_out_name_pairs": len(corpus.held_out_pairs()),
         },
@@ -573,6 +666,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainingConfig, str]:
         default=defaults.continuation_share,
         help="share of IOI sentences continuing with a pronoun, an article, another name or the subject instead of the IO",
     )
+    parser.add_argument(
+        "--odd-one-out-share",
+        type=float,
+        default=defaults.odd_one_out_share,
+        help="share of all sequences replaced by IOI sentences with 2-3 subjects, where the answer is the one name not repeated",
+    )
     parser.add_argument("--silent-heads", default="", help="comma-separated heads to switch off, e.g. L3H3")
     parser.add_argument("--frozen-mlp-layers", default="", help="comma-separated layers whose MLP keeps its starting weights in this stage")
     parser.add_argument("--no-mlp-layers", default="", help="comma-separated layers whose MLP is switched off (zero, frozen)")
@@ -589,6 +688,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainingConfig, str]:
     parser.add_argument("--head-dropout-mode", choices=("head", "layer"), default=defaults.head_dropout_mode, help="drop each head on its own or a layer's heads together")
     parser.add_argument("--mlp-dropout", type=float, default=defaults.mlp_dropout, help="training-only probability of switching an MLP off for a sequence")
     parser.add_argument("--mlp-dropout-layers", default="", help="comma-separated layers whose MLP --mlp-dropout applies to")
+    parser.add_argument("--repeat-key-dropout", type=float, default=defaults.repeat_key_dropout,
+                        help="training-only share of sequences whose answer slots cannot attend to later mentions of repeated names")
+    parser.add_argument("--repeat-key-dropout-layers", default="", help="comma-separated layers --repeat-key-dropout applies to")
     parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
     parser.add_argument("--probe-prompts", type=int, default=defaults.probe_prompts, help="quality prompts per family and split in each probe")
     parser.add_argument("--probe-circuit-prompts", type=int, default=defaults.probe_circuit_prompts, help="circuit prompts per family in each probe")
@@ -616,6 +718,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainingConfig, str]:
         prefix_share=args.prefix_share,
         continuation_share=args.continuation_share,
         prefix_io_share=args.prefix_io_share,
+        odd_one_out_share=args.odd_one_out_share,
         no_mlp_layers=_parse_layers(args.no_mlp_layers),
         silent_heads=_parse_heads(args.silent_heads),
         frozen_mlp_layers=_parse_layers(args.frozen_mlp_layers),
@@ -624,6 +727,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainingConfig, str]:
         head_dropout_mode=args.head_dropout_mode,
         mlp_dropout=args.mlp_dropout,
         mlp_dropout_layers=_parse_layers(args.mlp_dropout_layers),
+        repeat_key_dropout=args.repeat_key_dropout,
+        repeat_key_dropout_layers=_parse_layers(args.repeat_key_dropout_layers),
     )
     return config, args.out
 

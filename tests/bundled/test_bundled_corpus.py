@@ -143,3 +143,65 @@ def test_earlier_sentence_names_the_io_in_its_share_only():
     for _ in range(300):
         (text, _), (answer, _) = other.ioi()
         assert len(re.findall(rf"\b{answer.strip()}\b", text)) == 1
+
+
+def test_without_odd_one_out_sentences_the_corpus_is_the_one_before_the_option():
+    """Share 0 draws the same sequences as the corpus before odd-one-out sentences existed (digests taken from that code)."""
+    import hashlib
+    import json
+
+    def digest(sampler):
+        return hashlib.sha256(json.dumps([sampler.sample() for _ in range(500)]).encode()).hexdigest()[:16]
+
+    assert digest(corpus.CorpusSampler(5, continuation_share=0.3, odd_one_out_share=0.0)) == "f00a0a6ef06c4a81"
+    assert digest(corpus.CorpusSampler(9)) == "d3588400b0468814"
+    assert digest(corpus.CorpusSampler(9, odd_one_out_share=0.2)) != "d3588400b0468814"
+
+
+def test_odd_one_out_sentences_repeat_every_name_but_the_answer():
+    """The first clause lists the answer and 2 or 3 subjects in random order; the later text names every subject again, never the answer."""
+    names = set(corpus.load_word_lists().names)
+    held = corpus.held_out_pairs()
+    sampler = corpus.CorpusSampler(12, prefix_share=0.3, odd_one_out_share=1.0)
+    # The held-out templates, with any names, places or objects in their slots.
+    slot = {"A": "[A-Z][a-z]+", "B": "[A-Z][a-z]+(?:(?:, | and )[A-Z][a-z]+)*", "PLACE": "[a-z]+", "OBJECT": "[a-z]+"}
+    held_out = [
+        "(?:^|\\. )" + re.sub(r"\\\[([A-Z]+)\\\]", lambda m: slot[m.group(1)], re.escape(t.rsplit(" [A]", 1)[0])) + "$"
+        for t in corpus.HELD_OUT_TEMPLATES.values()
+    ]
+    assert all(re.search(pattern, make.text) for pattern, make in zip(held_out, (
+        corpus.make_prompt(t, "BABA", "Mary", "John", "park", "ball", "x") for t in corpus.HELD_OUT_TEMPLATES.values())))
+    n, subject_counts, answer_slots, thrice = 1500, Counter(), Counter(), 0
+    for _ in range(n):
+        segments = sampler.sample()
+        (text, weighted), (answer, answer_weighted) = segments
+        assert not weighted and answer_weighted
+        io = answer.strip()
+        mentioned = [w for w in re.findall(r"[A-Z][a-z]+", text) if w in names]
+        counts = Counter(mentioned)
+        assert counts[io] == 1, text  # the answer is the one name said once
+        subjects = [w for w in counts if w != io]
+        assert all(counts[s] >= 2 for s in subjects), text
+        assert not any(frozenset((io, s)) in held for s in subjects)
+        thrice += any(counts[s] == 3 for s in subjects)
+        subject_counts[len(subjects)] += 1
+        listing = re.search(r"((?:[A-Z][a-z]+, )+[A-Z][a-z]+ and [A-Z][a-z]+)", text).group(1)
+        listed = [w for w in re.findall(r"[A-Z][a-z]+", listing) if w in names]
+        assert io in listed and len(listed) == len(subjects) + 1
+        answer_slots[listed.index(io)] += 1
+        assert not any(re.search(pattern, text) for pattern in held_out), text
+    for k, share in corpus.ODD_ONE_OUT_SUBJECTS.items():
+        assert abs(subject_counts[k] / n - share) < 0.04, subject_counts
+    assert min(answer_slots[i] for i in range(3)) > 0.2 * n  # the answer is first, second or third alike
+    assert abs(thrice / n - 0.3) < 0.04  # a subject named in the earlier sentence too
+    # A share of all sequences, the rest drawn as before.
+    mixed = corpus.CorpusSampler(13, odd_one_out_share=0.25)
+    drawn = Counter()
+    for kind in ("odd_one_out", *corpus.DEFAULT_MIX):
+        build = getattr(mixed, kind)
+        setattr(mixed, kind, lambda build=build, kind=kind: drawn.update([kind]) or build())
+    for _ in range(4000):
+        mixed.sample()
+    assert abs(drawn["odd_one_out"] / 4000 - 0.25) < 0.02
+    for kind, share in corpus.DEFAULT_MIX.items():
+        assert abs(drawn[kind] / 4000 - 0.75 * share) < 0.02, (kind, drawn)

@@ -284,6 +284,18 @@ def test_prefix_io_share_reaches_the_corpus_and_the_record(tmp_path):
         train(TrainingConfig(steps=1, n_layer=1, n_head=2, d_model=32, probe_every=0, prefix_io_share=1.5), tmp_path / "bad", log=lambda line: None)
 
 
+def test_odd_one_out_share_reaches_the_corpus_and_the_record(tmp_path):
+    import pytest
+
+    torch.set_num_threads(1)
+    config = TrainingConfig(seed=0, steps=2, batch_size=4, n_layer=1, n_head=2, d_model=32, warmup_steps=1, probe_every=0, odd_one_out_share=0.3)
+    record = train(config, tmp_path / "run", log=lambda line: None)
+    assert record["config"]["odd_one_out_share"] == 0.3 and record["data_mix"]["odd_one_out_sentences"] == 0.3
+    assert record["data_mix"]["odd_one_out_subjects"] == {str(k): v for k, v in corpus.ODD_ONE_OUT_SUBJECTS.items()}
+    with pytest.raises(ValueError, match="--odd-one-out-share -0.1: give a share from 0 to 1"):
+        train(TrainingConfig(steps=1, n_layer=1, n_head=2, d_model=32, probe_every=0, odd_one_out_share=-0.1), tmp_path / "bad", log=lambda line: None)
+
+
 def test_the_card_command_gives_back_the_recorded_configuration():
     """Every option a stage used is on its card command line: parsing that line gives the same configuration."""
     import dataclasses
@@ -294,8 +306,9 @@ def test_the_card_command_gives_back_the_recorded_configuration():
 
     config = TrainingConfig(
         seed=23, steps=1100, batch_size=64, learning_rate=3e-3, warmup_steps=50, continuation_share=0.4, prefix_share=0.4,
-        prefix_io_share=0.5, no_mlp_layers=(3,), silent_heads=((3, 1),), frozen_mlp_layers=(1,), head_dropout=0.3,
+        prefix_io_share=0.5, odd_one_out_share=0.25, no_mlp_layers=(3,), silent_heads=((3, 1),), frozen_mlp_layers=(1,), head_dropout=0.3,
         head_dropout_layers=(3,), head_dropout_mode="layer", mlp_dropout=0.2, mlp_dropout_layers=(1, 2), init_from="build/runs/E3",
+        repeat_key_dropout=0.5, repeat_key_dropout_layers=(2, 3),
         probe_every=220, probe_prompts=48, probe_circuit_prompts=16, new_layers="random",
     )
     recorded = json.loads(json.dumps(dataclasses.asdict(config)))  # as training.json stores it
@@ -314,3 +327,93 @@ def test_the_card_says_how_many_earlier_sentences_name_the_io():
     assert card.prefix_text({"ioi_with_earlier_once_mentioned_name": 0.3, "earlier_sentence_names_the_io": 0.0}) == old
     text = card.prefix_text({"ioi_with_earlier_once_mentioned_name": 0.6, "earlier_sentence_names_the_io": 0.7})
     assert "60% of them follow" in text and "another name in 30% of those, the indirect object in 70%" in text
+
+
+def test_the_card_describes_odd_one_out_sentences_only_when_trained_on():
+    from ioi_desktop.bundled import card
+
+    assert card.odd_one_out_lines({"ioi_with_earlier_once_mentioned_name": 0.3}) == []  # records written before the option
+    assert card.odd_one_out_lines({"odd_one_out_sentences": 0.0, "odd_one_out_subjects": {"2": 0.6, "3": 0.4}}) == []
+    (line,) = card.odd_one_out_lines({"odd_one_out_sentences": 0.25, "odd_one_out_subjects": {"2": 0.6, "3": 0.4}})
+    assert line.startswith("- Odd one out (25% of all sequences") and "2 (60%) or 3 (40%) subjects" in line
+
+
+def _ioi_and_roll_call_batch():
+    from ioi_desktop.bundled.train import repeated_name_keys
+
+    tokenizer = build_tokenizer()
+    examples = [
+        [("When John and Mary went to the shops, John gave the bag to", False), (" Mary", True)],
+        [("Roll call:", False), (" John", False), (",", False), (" John", False), (" again", True)],
+    ]
+    tokens, weights = encode_examples(tokenizer, examples, 16.0)
+    name_ids = {tokenizer.convert_tokens_to_ids("Ġ" + n) for n in corpus.load_word_lists().names}
+    return tokenizer, tokens, repeated_name_keys(tokens, weights, name_ids)
+
+
+def test_repeated_name_keys_are_the_later_mentions_seen_from_answer_slots():
+    tokenizer, tokens, hidden = _ioi_and_roll_call_batch()
+    words = tokenizer.convert_ids_to_tokens(tokens[0].tolist())
+    (row, query, key), = hidden.nonzero().tolist()  # one entry: END ("to") -> S2 in the IOI sentence
+    assert row == 0 and words[query] == "Ġto" and query == len(words) - 2
+    assert words[key] == "ĠJohn" and words.index("ĠJohn") < key  # the second John, not the first
+    assert not hidden[1].any()  # a roll call's answer slot is a name itself: nothing is hidden there
+
+
+def test_repeat_key_dropout_hides_s2_from_end_in_the_listed_layer_only_while_training():
+    """The hooked layer's attention equals a hand computation with the END->S2 score removed; other positions and eval mode are untouched."""
+    import pytest
+
+    from ioi_desktop.bundled.train import add_repeat_key_dropout
+
+    torch.set_num_threads(1)
+    tokenizer, tokens, hidden = _ioi_and_roll_call_batch()
+    (_, end, s2), = hidden.nonzero().tolist()
+    outputs = {}
+    for impl in ("sdpa", "eager"):
+        model = build_model(TrainingConfig(n_layer=1, n_head=2, d_model=32), len(tokenizer), tokenizer.bos_token_id)
+        model.set_attn_implementation(impl)
+        model.train()
+        with torch.no_grad():
+            plain = model(tokens).logits
+        handles, set_batch = add_repeat_key_dropout(model, (0,), 0.999999)
+        set_batch(hidden)
+        captured = {}
+        handle = model.transformer.h[0].attn.c_proj.register_forward_pre_hook(lambda module, args: captured.update(z=captured.get("z", args[0])))
+        with torch.no_grad():
+            outputs[impl] = model(tokens).logits
+            model.eval()
+            torch.testing.assert_close(model(tokens).logits, plain, atol=1e-6, rtol=0)  # evaluation runs the full model
+        handle.remove()
+        changed = (outputs[impl] - plain).abs().amax(-1) > 1e-6
+        assert changed[0].nonzero().flatten().tolist() == [end] and not changed[1].any()
+        # By hand: causal softmax attention of END over every earlier key but S2.
+        block = model.transformer.h[0]
+        with torch.no_grad():
+            h = model.transformer.wte(tokens[:1]) + model.transformer.wpe(torch.arange(tokens.shape[1]))[None]
+            q, k, v = block.attn.c_attn(block.ln_1(h)).split(32, dim=2)
+            heads = []
+            for head in range(2):
+                cols = slice(16 * head, 16 * (head + 1))
+                scores = (k[0, : end + 1, cols] @ q[0, end, cols]) / 4.0
+                scores[s2] = float("-inf")
+                heads.append(torch.softmax(scores, 0) @ v[0, : end + 1, cols])
+        torch.testing.assert_close(captured["z"][0, end], torch.cat(heads), atol=1e-5, rtol=1e-5)
+        for handle in handles:
+            handle.remove()
+    torch.testing.assert_close(outputs["sdpa"], outputs["eager"], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="--repeat-key-dropout 1.0: give a probability"):
+        add_repeat_key_dropout(model, (0,), 1.0)
+    with pytest.raises(ValueError, match="--repeat-key-dropout-layers 3: the model has layers 0 to 0"):
+        add_repeat_key_dropout(model, (3,), 0.5)
+
+
+def test_repeat_key_dropout_reaches_the_record_and_needs_weighted_answers(tmp_path):
+    import pytest
+
+    torch.set_num_threads(1)
+    tiny = dict(seed=0, steps=2, batch_size=4, n_layer=2, n_head=2, d_model=32, warmup_steps=1, probe_every=0)
+    record = train(TrainingConfig(**tiny, repeat_key_dropout=0.5, repeat_key_dropout_layers=(1,)), tmp_path / "run", log=lambda line: None)
+    assert record["config"]["repeat_key_dropout"] == 0.5 and record["config"]["repeat_key_dropout_layers"] == [1]
+    with pytest.raises(ValueError, match="give --answer-weight above 1"):
+        train(TrainingConfig(**tiny, answer_weight=1.0, repeat_key_dropout=0.5, repeat_key_dropout_layers=(1,)), tmp_path / "bad", log=lambda line: None)
