@@ -174,6 +174,8 @@ def _activation_title(analysis: str, array: str) -> str:
             if key in patching.SWEEPS:
                 return patching.SWEEPS[key].title
             if prefix == "path_patch_":
+                if key.endswith("_kv"):  # grouped-query attention: k/v receivers are key-value heads
+                    return f"path patching into {key[:-3]} (per key-value head)"
                 return f"path patching into {key}"
     return _NAMES.get(array, array.replace("_", " "))
 

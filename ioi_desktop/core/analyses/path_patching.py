@@ -380,8 +380,7 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
         receiver_kv_head=([int(receiver[0][0]), int(receiver[0][1]) // (n_heads // n_kv)]
                           if receiver and grouped and any(k in ("k", "v") for k in kinds) else None),
         n_key_value_heads=n_kv,
-        kv_head_labels=(kv_head_labels(n_heads, n_kv)
-                        if any(name.endswith("_kv") for name in arrays) else None),
+        kv_head_labels=kv_head_labels(n_heads, n_kv) if grouped else None,
         receivers=list(options.receivers),
         preset=preset or None,
         senders_to_logits_raw=None if receiver or joint is None else joint,

@@ -1,0 +1,74 @@
+"""The path-patching panel under grouped-query attention: k/v grids per key-value head, labelled so."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+from PySide6.QtCore import QPointF, Qt
+
+from ioi_desktop.gui.panels import PathPatchingPanel
+
+N_LAYERS, N_HEADS, N_KV = 4, 8, 2
+LABELS = ("KV0 (H0-H3)", "KV1 (H4-H7)")
+
+
+def _results(question="forward"):
+    from ioi_desktop.core.analyses import path_patching
+    from ioi_desktop.core.results import RunResults
+
+    rng = np.random.default_rng(3)
+    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+    heads = f32(rng.normal(0, 0.1, (N_LAYERS, N_HEADS)))
+    kv = f32(rng.normal(0, 0.1, (N_LAYERS, N_KV)))
+    kv[2, 1] = 0.9  # the strongest cell: layer 2, key-value head 1
+    if question == "forward":
+        grids = dict(path_patch_k_kv=kv, path_patch_k_kv_raw=kv, path_patch_v_kv=kv, path_patch_v_kv_raw=kv,
+                     senders=[[0, 1]], receivers=["q", "k", "v"])
+    else:
+        grids = dict(path_patch_k=heads, path_patch_k_raw=heads, receiver_head=[3, 5], receiver_kv_head=[3, 1],
+                     receivers=["q", "k"])
+    result = path_patching.Result(path_patch_q=heads, path_patch_q_raw=heads, question=question,
+                                  kv_head_labels=LABELS, n_key_value_heads=N_KV, **grids)
+    meta = {"model": {"name": "llama-shaped", "n_layers": N_LAYERS, "n_heads": N_HEADS}, "prompts": {}}
+    return RunResults(results={result.name: result}, meta=meta)
+
+
+def _panel(qtbot, selection, results):
+    panel = PathPatchingPanel(selection)
+    qtbot.addWidget(panel)
+    panel.resize(1150, 620)
+    panel.show()
+    qtbot.waitExposed(panel)
+    panel.show_results(results)
+    return panel
+
+
+def test_key_value_head_grids_are_labelled_exported_and_not_linked_to_heads(qtbot, selection, tmp_path):
+    results = _results()
+    panel = _panel(qtbot, selection, results)
+    k_map = panel.heatmaps["path_patch_k_kv"]
+    assert k_map.isVisibleTo(panel) and not panel.heatmaps["path_patch_k"].isVisibleTo(panel)
+    np.testing.assert_array_equal(k_map.values(), results.array("path_patch_k_kv"))
+    assert [k_map.col_label(i) for i in range(N_KV)] == list(LABELS)
+    assert "L2 KV1 (H4-H7)" in panel.status.text()
+    # A column is a group of query heads: clicking it selects no head.
+    selection.update(layer=0, head=0)
+    scene = k_map.plot.vb.mapViewToScene(QPointF(1, 2))
+    qtbot.mouseClick(k_map.viewport(), Qt.MouseButton.LeftButton, pos=k_map.mapFromScene(scene))
+    assert (selection.layer, selection.head) == (0, 0)
+    tables = [path for path in panel.export(tmp_path) if path.suffix == ".csv" and "path_patch_k_kv" in path.stem]
+    assert tables  # the core's figure table and the panel's own
+    for table in tables:
+        with open(table, newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle))
+        assert [cell.removeprefix("key-value head ") for cell in header[1:]] == list(LABELS), (table.name, header)
+    panel.clear()
+    assert not k_map.isVisibleTo(panel)
+
+
+def test_the_reverse_question_names_the_receivers_key_value_head(qtbot, selection):
+    panel = _panel(qtbot, selection, _results("reverse"))
+    assert "key-value head KV1 (H4-H7)" in panel.status.text()
+    assert panel.heatmaps["path_patch_k"].isVisibleTo(panel)
+    assert not panel.heatmaps["path_patch_k_kv"].isVisibleTo(panel)
