@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 
 from tests.architectures.matrix import ANALYSES, run_architecture
-from tests.support.arch_models import CAUSAL_LMS, GQA
+from tests.support.arch_models import CAUSAL_LMS
 
 TOL = 1e-5
 
@@ -32,9 +32,12 @@ _PER_HEAD = [a for a in ANALYSES if a not in ("logit_diff", "logit_lens")]
 HYBRIDS = ("JambaForCausalLM", "BambaForCausalLM", "Lfm2ForCausalLM", "Qwen3NextForCausalLM",
            "GraniteMoeHybridForCausalLM", "OlmoHybridForCausalLM", "Qwen3_5ForCausalLM", "Qwen3_5MoeForCausalLM")
 MLA = ("DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM", "Glm4MoeLiteForCausalLM", "YoutuForCausalLM")
+# Post-attention norms (or a scale) between the head sum and the residual stream: a head's write is not
+# z @ W_O, so path patching refuses them (as TransformerLens's get_act_patch_direct_path does).
+POST_NORM = ("Gemma2ForCausalLM", "Gemma3ForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM", "Glm4ForCausalLM",
+             "FlexOlmoForCausalLM", "Exaone4ForCausalLM", "AfmoeForCausalLM")
 EXPECTED_REFUSALS: dict[str, dict[str, str]] = {
-    **{arch: {"path_patching": "key-value heads (grouped-query attention)"}
-       for arch in GQA | {"FalconForCausalLM", "GPTBigCodeForCausalLM"}},
+    **{arch: {"path_patching": f"cannot isolate one head's write on {arch}"} for arch in POST_NORM},
     "OpenAIGPTLMHeadModel": {a: "which TransformerLens does not record for OpenAIGPTLMHeadModel"
                              for a in ("logit_lens", "dla", "ablation", "path_patching")},
     **{arch: {a: f"does not lay out per head for {arch}'s multi-head latent attention"
@@ -43,7 +46,6 @@ EXPECTED_REFUSALS: dict[str, dict[str, str]] = {
     "JetMoeForCausalLM": _NO_ATTENTION_HOOKS,
     **{arch: {a: f"{arch} does not have (it has no attention layers)" for a in _PER_HEAD}
        for arch in ("MambaForCausalLM", "FalconMambaForCausalLM", "Mamba2ForCausalLM")},
-    # After the grouped-query entries: these refuse every per-head analysis, path patching included.
     **{arch: {a: f"{arch} is a hybrid with attention only in layer 1 of 2" for a in _PER_HEAD} for arch in HYBRIDS},
     **{arch: {a: f"which TransformerLens does not expose for {arch}" for a in _PER_HEAD}
        for arch in ("Zamba2ForCausalLM", "NemotronHForCausalLM")},
@@ -83,8 +85,10 @@ def test_architecture(architecture, tmp_path):
         _one_sentence(sentence)
     for name, difference in outcome.differences.items():
         assert difference <= TOL, (name, difference)
-    compared = {"logit_diff", "logit_lens", "dla", "attention", "patching", "attribution_patching"}
+    compared = {"logit_diff", "logit_lens", "dla", "attention", "patching", "attribution_patching", "path_patching"}
     assert set(outcome.differences) == compared - set(outcome.failed)
+    # Path patching computed every grid it was asked for (its q/k/v grids are compared above).
+    assert not outcome.notes.get("path_patching"), outcome.notes["path_patching"]
     refused_grids = outcome.notes.get("patching", {})
     if architecture in PATTERN_EDITS_DISCARDED:
         assert set(refused_grids) == {"head_pattern"}

@@ -12,7 +12,12 @@ TransformerLens reference here:
 - ``patching``: ``transformer_lens.patching`` (``get_act_patch_*``: k and v per
   key-value head, as TransformerLens returns them) on the raw grids;
 - ``attribution_patching``: (clean - corrupted) x gradient from plain autograd
-  through the model's hooks, summed as each grid sums it.
+  through the model's hooks, summed as each grid sums it;
+- ``path_patching``: the q/k/v grids against hooked runs in which the senders'
+  clean-minus-corrupted write ``z @ W_O`` reaches only the receiver's q (or its
+  key-value head's k or v): the receiver's ``hook_{q,k,v}`` as the model computes it
+  from the patched ``resid_pre``, patched into that one head of the corrupted run
+  (``get_act_patch_direct_path`` refuses k and v under grouped-query attention).
 
 Prompts must be of equal length (the matrix uses the notebook's pairs), so one
 batched TransformerLens run is the unpadded reference.
@@ -89,7 +94,72 @@ def max_differences(handle, batch, results) -> dict[str, float]:
         found["patching"] = _patching(model, batch, results["patching"], cache)
     if "attribution_patching" in results:
         found["attribution_patching"] = _attribution(model, batch, results["attribution_patching"], cache)
+    if "path_patching" in results and any(k in results["path_patching"].arrays for k in _PATH_GRIDS):
+        with torch.no_grad():
+            corrupt_cache = model.run_with_cache(_tokens(batch, "corrupt"))[1]
+        found["path_patching"] = _path_patching(model, batch, results["path_patching"], cache, corrupt_cache)
     return found
+
+
+_PATH_GRIDS = ("path_patch_q_raw", "path_patch_k_raw", "path_patch_v_raw", "path_patch_k_kv_raw", "path_patch_v_kv_raw")
+
+
+def _hooked_path(model, batch, clean, corrupt, senders, layer, index, kind) -> float:
+    """Mean logit difference with the senders' summed write reaching only input ``index`` of ``blocks.{layer}``'s
+    ``kind`` (a query head for q, a key-value head for k and v), in two TransformerLens runs: the
+    corrupted run with the write added to ``blocks.{layer}.hook_resid_pre`` gives that layer's
+    ``hook_{kind}`` as the model computes it from the patched residual stream; then the corrupted run
+    with only that head's slice of ``hook_{kind}`` replaced by it. (TransformerLens's split q/k/v
+    input is not used here: on some bridges, Bloom's for one, that fork is after ``ln1``.)"""
+    delta = 0
+    for l, h in senders:
+        name = f"blocks.{l}.attn.hook_z"
+        delta = delta + (clean[name][:, :, h] - corrupt[name][:, :, h]) @ model.blocks[l].attn.W_O[h]
+    seen = {}
+
+    def add(resid, hook):
+        return resid + delta
+
+    def keep(activation, hook):
+        seen["value"] = activation.clone()
+        return activation
+
+    def put(activation, hook):
+        activation = activation.clone()
+        activation[:, :, index] = seen["value"][:, :, index]
+        return activation
+
+    target = f"blocks.{layer}.attn.hook_{kind}"
+    model.run_with_hooks(_tokens(batch, "corrupt"), fwd_hooks=[(f"blocks.{layer}.hook_resid_pre", add), (target, keep)])
+    logits = model.run_with_hooks(_tokens(batch, "corrupt"), fwd_hooks=[(target, put)])
+    return float(_diff(logits, batch).mean())
+
+
+def _path_patching(model, batch, result, clean, corrupt) -> float:
+    import torch
+
+    n_heads = int(model.cfg.n_heads)
+    group = n_heads // int(result.meta.get("n_key_value_heads") or n_heads)
+    worst = 0.0
+    with torch.no_grad():
+        for kind in "qkv":
+            name = next((n for n in (f"path_patch_{kind}_kv_raw", f"path_patch_{kind}_raw") if n in result.arrays), None)
+            if name is None:
+                continue
+            raw = result.arrays[name]
+            if result.meta["question"] == "reverse":
+                layer, head = result.meta["receiver_head"]
+                index = head if kind == "q" else head // group
+                cells = [((l, h), [(l, h)], layer, index) for l in range(layer) for h in range(n_heads)]
+            else:
+                senders = [tuple(s) for s in result.meta["senders"]]
+                cells = [((layer, index), [s for s in senders if s[0] < layer], layer, index)
+                         for layer in range(raw.shape[0]) for index in range(raw.shape[1])
+                         if any(s[0] < layer for s in senders)]
+            for cell, senders, layer, index in cells:
+                value = _hooked_path(model, batch, clean, corrupt, senders, layer, index, kind)
+                worst = max(worst, abs(float(raw[cell]) - value))
+    return worst
 
 
 def _patching(model, batch, result, clean_cache) -> float:
