@@ -93,7 +93,7 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="ioi-arch-"))
     short = {"logit_diff": "ld", "logit_lens": "lens", "dla": "dla", "attention": "attn", "patching": "patch",
-             "attribution_patching": "atp"}
+             "attribution_patching": "atp", "path_patching": "path"}
     print("| architecture | BOS | engine | " + " | ".join(short.values()) + " | did not run |")
     print("|---" * (4 + len(short)) + "|")
     for architecture in argv or CAUSAL_LMS:
