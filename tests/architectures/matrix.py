@@ -70,6 +70,8 @@ def run_architecture(architecture: str, folder: Path, analyses=ANALYSES) -> Outc
         outcome.engine = results["patching"].meta["engine"]
         outcome.engine_reason = results["patching"].meta.get("engine_reason", "")
         outcome.notes["patching"] = results["patching"].meta.get("refused") or {}
+    if "attention" in results:
+        outcome.notes["attention_layers"] = results["attention"].meta.get("attention_layers")
     if "path_patching" in results:
         outcome.notes["path_patching"] = results["path_patching"].meta.get("note") or ""
     outcome.differences = max_differences(handle, _batch(handle), results)

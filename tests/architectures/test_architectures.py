@@ -46,7 +46,9 @@ EXPECTED_REFUSALS: dict[str, dict[str, str]] = {
     "JetMoeForCausalLM": _NO_ATTENTION_HOOKS,
     **{arch: {a: f"{arch} does not have (it has no attention layers)" for a in _PER_HEAD}
        for arch in ("MambaForCausalLM", "FalconMambaForCausalLM", "Mamba2ForCausalLM")},
-    **{arch: {a: f"{arch} is a hybrid with attention only in layer 1 of 2" for a in _PER_HEAD} for arch in HYBRIDS},
+    # Hybrids run the attention patterns over their attention layers; the other per-head analyses are refused.
+    **{arch: {a: f"{arch} is a hybrid with attention only in layer 1 of 2" for a in _PER_HEAD if a != "attention"}
+       for arch in HYBRIDS},
     **{arch: {a: f"which TransformerLens does not expose for {arch}" for a in _PER_HEAD}
        for arch in ("Zamba2ForCausalLM", "NemotronHForCausalLM")},
 }
@@ -95,6 +97,9 @@ def test_architecture(architecture, tmp_path):
         assert "discards edits to hook_pattern" in refused_grids["head_pattern"]
     else:
         assert not refused_grids, refused_grids
+    if "attention" not in outcome.failed:
+        # A hybrid's patterns are its attention layers' (layer 1), every other model's every layer's.
+        assert outcome.notes["attention_layers"] == ([1] if architecture in HYBRIDS else None)
     assert outcome.prepend_bos is (architecture not in NO_BOS)
     if "patching" not in outcome.failed:
         assert outcome.engine == ("fast" if architecture in FAST_ENGINE else "bridge"), outcome.engine_reason

@@ -8,7 +8,7 @@ TransformerLens reference here:
 - ``logit_lens``: ``cache.accumulated_resid(incl_mid=...)`` +
   ``apply_ln_to_stack`` (no ``_mid`` points for parallel blocks);
 - ``dla``: ``decompose_resid`` and ``stack_head_results`` with ``apply_ln``;
-- ``attention``: ``cache["pattern", layer]``;
+- ``attention``: ``cache["pattern", layer]`` (a hybrid's attention layers only);
 - ``patching``: ``transformer_lens.patching`` (``get_act_patch_*``: k and v per
   key-value head, as TransformerLens returns them) on the raw grids;
 - ``attribution_patching``: (clean - corrupted) x gradient from plain autograd
@@ -88,8 +88,10 @@ def max_differences(handle, batch, results) -> dict[str, float]:
         found["dla"] = _worst((arrays["dla_components_by_prompt"], components), (arrays["dla_head_by_prompt"], per_head))
     if "attention" in results:
         patterns = results["attention"].arrays["attention_pattern"]
-        found["attention"] = _worst(*[(patterns[:, layer], cache["pattern", layer])
-                                      for layer in range(handle.info.n_layers)])
+        # A hybrid's rows are its attention layers only (attention_layers names them).
+        layers = results["attention"].meta.get("attention_layers") or list(range(handle.info.n_layers))
+        assert patterns.shape[1] == len(layers)
+        found["attention"] = _worst(*[(patterns[:, row], cache["pattern", layer]) for row, layer in enumerate(layers)])
     if "patching" in results:
         found["patching"] = _patching(model, batch, results["patching"], cache)
     if "attribution_patching" in results:

@@ -1,4 +1,5 @@
-"""The path-patching panel under grouped-query attention: k/v grids per key-value head, labelled so."""
+"""Panels for grouped-query attention and hybrids: path patching's k/v grids per key-value head, labelled so;
+the attention viewer over a hybrid's attention layers only."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import csv
 import numpy as np
 from PySide6.QtCore import QPointF, Qt
 
-from ioi_desktop.gui.panels import PathPatchingPanel
+from ioi_desktop.gui.panels import AttentionPanel, PathPatchingPanel
 
 N_LAYERS, N_HEADS, N_KV = 4, 8, 2
 LABELS = ("KV0 (H0-H3)", "KV1 (H4-H7)")
@@ -34,8 +35,8 @@ def _results(question="forward"):
     return RunResults(results={result.name: result}, meta=meta)
 
 
-def _panel(qtbot, selection, results):
-    panel = PathPatchingPanel(selection)
+def _panel(qtbot, selection, results, cls=PathPatchingPanel):
+    panel = cls(selection)
     qtbot.addWidget(panel)
     panel.resize(1150, 620)
     panel.show()
@@ -72,3 +73,25 @@ def test_the_reverse_question_names_the_receivers_key_value_head(qtbot, selectio
     assert "key-value head KV1 (H4-H7)" in panel.status.text()
     assert panel.heatmaps["path_patch_k"].isVisibleTo(panel)
     assert not panel.heatmaps["path_patch_k_kv"].isVisibleTo(panel)
+
+
+def test_the_attention_viewer_of_a_hybrid_shows_its_attention_layers_by_their_real_index(qtbot, selection):
+    from ioi_desktop.core.analyses import attention
+    from ioi_desktop.core.results import RunResults
+
+    rng = np.random.default_rng(5)
+    n = 6
+    raw = np.tril(rng.random((2, 2, 2, n, n))) + np.eye(n)
+    patterns = np.ascontiguousarray(raw / raw.sum(-1, keepdims=True), dtype=np.float32)
+    result = attention.Result(attention_pattern=patterns, layer_labels=("1", "3"), attention_layers=[1, 3])
+    meta = {"model": {"name": "hybrid", "n_layers": 4, "n_heads": 2}, "prompts": {}}
+    panel = _panel(qtbot, selection, RunResults(results={result.name: result}, meta=meta), AttentionPanel)
+    selection.update(prompt=0, layer=3, head=1)
+    assert panel.shown_head() == (0, 3, 1)
+    np.testing.assert_array_equal(panel.shown_pattern(), patterns[0, 1, 1])
+    assert "L3H1" in panel.heatmap.plot.titleLabel.text
+    selection.update(layer=0, head=0)  # a mixer layer: the nearest attention layer is shown, and said so
+    assert panel.shown_head() == (0, 1, 0)
+    np.testing.assert_array_equal(panel.shown_pattern(), patterns[0, 0, 0])
+    assert "Layer 0 has no attention heads" in panel.status.text()
+    assert (panel.layer_spin.minimum(), panel.layer_spin.maximum()) == (1, 3)
