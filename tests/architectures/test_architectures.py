@@ -44,6 +44,9 @@ EXPECTED_REFUSALS: dict[str, dict[str, str]] = {
               for a in ("dla", "patching", "attribution_patching", "ablation", "path_patching")}
        for arch in MLA},
     "JetMoeForCausalLM": _NO_ATTENTION_HOOKS,
+    # TransformerLens wraps Gemma 4's final norm as a generic component: no ln_final.hook_scale to apply.
+    "Gemma4ForCausalLM": {a: "which TransformerLens does not record for Gemma4ForCausalLM"
+                          for a in ("logit_lens", "dla", "ablation", "path_patching")},
     **{arch: {a: f"{arch} does not have (it has no attention layers)" for a in _PER_HEAD}
        for arch in ("MambaForCausalLM", "FalconMambaForCausalLM", "Mamba2ForCausalLM")},
     # Hybrids run the attention patterns over their attention layers; the other per-head analyses are refused.
@@ -54,7 +57,7 @@ EXPECTED_REFUSALS: dict[str, dict[str, str]] = {
 }
 # TransformerLens discards edits to hook_pattern on these: the pattern grid is refused, never zeros.
 PATTERN_EDITS_DISCARDED = {"OPTForCausalLM", "GPTNeoForCausalLM", "XGLMForCausalLM", "GPTJForCausalLM",
-                           "Llama4ForCausalLM", "NanoChatForCausalLM", "AfmoeForCausalLM"}
+                           "Llama4ForCausalLM", "NanoChatForCausalLM", "AfmoeForCausalLM", "Gemma4ForCausalLM"}
 # The fast patching engine's families; every other architecture patches on the bridge engine.
 FAST_ENGINE = {"GPT2LMHeadModel", "GPTNeoXForCausalLM", "GPTJForCausalLM", "LlamaForCausalLM", "MistralForCausalLM",
                "Qwen2ForCausalLM", "Qwen3ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
