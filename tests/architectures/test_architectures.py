@@ -49,8 +49,10 @@ EXPECTED_REFUSALS: dict[str, dict[str, str]] = {
                           for a in ("logit_lens", "dla", "ablation", "path_patching")},
     **{arch: {a: f"{arch} does not have (it has no attention layers)" for a in _PER_HEAD}
        for arch in ("MambaForCausalLM", "FalconMambaForCausalLM", "Mamba2ForCausalLM")},
-    # Hybrids run the attention patterns over their attention layers; the other per-head analyses are refused.
-    **{arch: {a: f"{arch} is a hybrid with attention only in layer 1 of 2" for a in _PER_HEAD if a != "attention"}
+    # Hybrids run the attention patterns and head scores over their attention layers; the other per-head
+    # analyses are refused.
+    **{arch: {a: f"{arch} is a hybrid with attention only in layer 1 of 2" for a in _PER_HEAD
+              if a not in ("attention", "head_scores")}
        for arch in HYBRIDS},
     **{arch: {a: f"which TransformerLens does not expose for {arch}" for a in _PER_HEAD}
        for arch in ("Zamba2ForCausalLM", "NemotronHForCausalLM")},
@@ -90,7 +92,8 @@ def test_architecture(architecture, tmp_path):
         _one_sentence(sentence)
     for name, difference in outcome.differences.items():
         assert difference <= TOL, (name, difference)
-    compared = {"logit_diff", "logit_lens", "dla", "attention", "patching", "attribution_patching", "path_patching"}
+    compared = {"logit_diff", "logit_lens", "dla", "attention", "patching", "attribution_patching", "path_patching",
+                "head_scores"}
     assert set(outcome.differences) == compared - set(outcome.failed)
     # Path patching computed every grid it was asked for (its q/k/v grids are compared above).
     assert not outcome.notes.get("path_patching"), outcome.notes["path_patching"]
@@ -103,6 +106,8 @@ def test_architecture(architecture, tmp_path):
     if "attention" not in outcome.failed:
         # A hybrid's patterns are its attention layers' (layer 1), every other model's every layer's.
         assert outcome.notes["attention_layers"] == ([1] if architecture in HYBRIDS else None)
+    if "head_scores" not in outcome.failed:
+        assert outcome.notes["head_scores_layers"] == ([1] if architecture in HYBRIDS else None)
     assert outcome.prepend_bos is (architecture not in NO_BOS)
     if "patching" not in outcome.failed:
         assert outcome.engine == ("fast" if architecture in FAST_ENGINE else "bridge"), outcome.engine_reason

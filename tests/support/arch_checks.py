@@ -13,6 +13,10 @@ TransformerLens reference here:
   key-value head, as TransformerLens returns them) on the raw grids;
 - ``attribution_patching``: (clean - corrupted) x gradient from plain autograd
   through the model's hooks, summed as each grid sums it;
+- ``head_scores``: the same repeated token sequences run through
+  ``model.run_with_cache``; each head's mean attention on the key a previous-token
+  (q - 1), duplicate-token (q - n) or induction head (q - n + 1) reads, over the
+  queries the analysis documents (a hybrid's attention layers only);
 - ``path_patching``: the q/k/v grids against hooked runs in which the senders'
   clean-minus-corrupted write ``z @ W_O`` reaches only the receiver's q (or its
   key-value head's k or v): the receiver's ``hook_{q,k,v}`` as the model computes it
@@ -96,6 +100,8 @@ def max_differences(handle, batch, results) -> dict[str, float]:
         found["patching"] = _patching(model, batch, results["patching"], cache)
     if "attribution_patching" in results:
         found["attribution_patching"] = _attribution(model, batch, results["attribution_patching"], cache)
+    if "head_scores" in results:
+        found["head_scores"] = _head_scores(handle, results["head_scores"])
     if "path_patching" in results and any(k in results["path_patching"].arrays for k in _PATH_GRIDS):
         with torch.no_grad():
             corrupt_cache = model.run_with_cache(_tokens(batch, "corrupt"))[1]
@@ -104,6 +110,32 @@ def max_differences(handle, batch, results) -> dict[str, float]:
 
 
 _PATH_GRIDS = ("path_patch_q_raw", "path_patch_k_raw", "path_patch_v_raw", "path_patch_k_kv_raw", "path_patch_v_kv_raw")
+
+
+def _head_scores(handle, result) -> float:
+    import torch
+
+    from ioi_desktop.core.analyses.head_scores import make_sequences
+
+    model, meta = handle.model, result.meta
+    chosen = {key: meta[key] for key in ("seq_len", "batch", "seed", "prepend_bos", "token_pool")}
+    tokens, _drawn = make_sequences(handle.tokenizer, int(model.cfg.d_vocab), chosen)
+    with torch.no_grad():
+        _logits, cache = model.run_with_cache(tokens)
+    n, bos = int(meta["seq_len"]), int(bool(meta["prepend_bos"]))
+    layers = meta.get("attention_layers") or list(range(handle.info.n_layers))
+    worst = 0.0
+    for kind, offset in (("prev", 1), ("dup", n), ("induction", n - 1)):
+        # With BOS: every query after BOS (prev) or the second copy's queries; without: every query with that key.
+        first = (1 if kind == "prev" else n + 1) if bos else offset
+        queries = torch.arange(first, tokens.shape[1])
+        grid = result.arrays[f"head_score_{kind}"]
+        assert grid.shape[0] == len(layers)
+        for row, layer in enumerate(layers):
+            pattern = cache["pattern", layer].float()  # [batch, head, query, key]
+            expected = pattern[:, :, queries, queries - offset].mean(dim=(0, 2))
+            worst = max(worst, _worst((grid[row], expected)))
+    return worst
 
 
 def _hooked_path(model, batch, clean, corrupt, senders, layer, index, kind) -> float:

@@ -95,3 +95,34 @@ def test_the_attention_viewer_of_a_hybrid_shows_its_attention_layers_by_their_re
     np.testing.assert_array_equal(panel.shown_pattern(), patterns[0, 0, 0])
     assert "Layer 0 has no attention heads" in panel.status.text()
     assert (panel.layer_spin.minimum(), panel.layer_spin.maximum()) == (1, 3)
+
+
+def test_head_scores_of_a_hybrid_label_rows_with_real_layers_and_click_through(qtbot, selection, tmp_path):
+    from ioi_desktop.core.analyses import head_scores
+    from ioi_desktop.core.results import RunResults
+    from ioi_desktop.gui.panels import HeadScoresPanel
+
+    rng = np.random.default_rng(9)
+    grids = {f"head_score_{kind}": np.ascontiguousarray(rng.random((2, 4)) * 0.3, dtype=np.float32)
+             for kind in ("prev", "dup", "induction")}
+    grids["head_score_dup"][1, 2] = 0.95  # strongest: row 1 = layer 3, head 2
+    result = head_scores.Result(**grids, layer_labels=("1", "3"), attention_layers=[1, 3], seq_len=8, batch=2,
+                                seed=0, prepend_bos=True, token_pool="words")
+    meta = {"model": {"name": "hybrid", "n_layers": 4, "n_heads": 4}, "prompts": {}}
+    panel = _panel(qtbot, selection, RunResults(results={result.name: result}, meta=meta), HeadScoresPanel)
+    dup = panel.heatmaps["head_score_dup"]
+    assert dup.row_label(0) == "1" and dup.row_label(1) == "3"
+    assert "L3H2" in panel.status.text()
+    scene = dup.plot.vb.mapViewToScene(QPointF(2, 1))
+    qtbot.mouseClick(dup.viewport(), Qt.MouseButton.LeftButton, pos=dup.mapFromScene(scene))
+    assert (selection.layer, selection.head) == (3, 2)
+    assert dup.selected() == (1, 2)
+    assert dup.describe_cell(1, 2).startswith("L3H2")
+    selection.update(layer=0, head=1)  # a mixer layer: no cell outlined
+    assert dup.selected() is None
+    tables = [path for path in panel.export(tmp_path) if path.suffix == ".csv" and "head_score_dup" in path.stem]
+    assert tables
+    for table in tables:
+        with open(table, newline="", encoding="utf-8") as handle:
+            rows = [row[0] for row in csv.reader(handle)][1:]
+        assert rows == ["1", "3"], (table.name, rows)
