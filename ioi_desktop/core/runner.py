@@ -500,7 +500,7 @@ def analysis_options(module: Any, given: AnalysisOptions | Mapping[str, Any] | N
 # Analyses that read only the residual stream and the logits: they run on models without attention too.
 _ATTENTION_FREE = ("logit_diff", "logit_lens")
 # Analyses that run over a hybrid's attention layers only (rows labelled with the real layer indices).
-ATTENTION_LAYERS_ONLY = ("attention", "head_scores")
+ATTENTION_LAYERS_ONLY = ("attention", "head_scores", "dla")
 
 
 def _attention_layers_sentence(model: Any, hook_dict: Any, name: str, architecture: str) -> str | None:

@@ -72,6 +72,8 @@ def run_architecture(architecture: str, folder: Path, analyses=ANALYSES) -> Outc
         outcome.notes["patching"] = results["patching"].meta.get("refused") or {}
     if "attention" in results:
         outcome.notes["attention_layers"] = results["attention"].meta.get("attention_layers")
+    if "dla" in results:
+        outcome.notes["dla_layers"] = results["dla"].meta.get("attention_layers")
     if "head_scores" in results:
         outcome.notes["head_scores_layers"] = results["head_scores"].meta.get("attention_layers")
     if "path_patching" in results:

@@ -49,10 +49,10 @@ EXPECTED_REFUSALS: dict[str, dict[str, str]] = {
                           for a in ("logit_lens", "dla", "ablation", "path_patching")},
     **{arch: {a: f"{arch} does not have (it has no attention layers)" for a in _PER_HEAD}
        for arch in ("MambaForCausalLM", "FalconMambaForCausalLM", "Mamba2ForCausalLM")},
-    # Hybrids run the attention patterns and head scores over their attention layers; the other per-head
-    # analyses are refused.
+    # Hybrids run the attention patterns, head scores and DLA per head over their attention layers; the other
+    # per-head analyses are refused.
     **{arch: {a: f"{arch} is a hybrid with attention only in layer 1 of 2" for a in _PER_HEAD
-              if a not in ("attention", "head_scores")}
+              if a not in ("attention", "head_scores", "dla")}
        for arch in HYBRIDS},
     **{arch: {a: f"which TransformerLens does not expose for {arch}" for a in _PER_HEAD}
        for arch in ("Zamba2ForCausalLM", "NemotronHForCausalLM")},
@@ -106,6 +106,8 @@ def test_architecture(architecture, tmp_path):
     if "attention" not in outcome.failed:
         # A hybrid's patterns are its attention layers' (layer 1), every other model's every layer's.
         assert outcome.notes["attention_layers"] == ([1] if architecture in HYBRIDS else None)
+    if "dla" not in outcome.failed:
+        assert outcome.notes["dla_layers"] == ([1] if architecture in HYBRIDS else None)
     if "head_scores" not in outcome.failed:
         assert outcome.notes["head_scores_layers"] == ([1] if architecture in HYBRIDS else None)
     assert outcome.prepend_bos is (architecture not in NO_BOS)

@@ -7,7 +7,10 @@ TransformerLens reference here:
 - ``logit_diff``: the logits of ``model.run_with_cache`` on each prompt;
 - ``logit_lens``: ``cache.accumulated_resid(incl_mid=...)`` +
   ``apply_ln_to_stack`` (no ``_mid`` points for parallel blocks);
-- ``dla``: ``decompose_resid`` and ``stack_head_results`` with ``apply_ln``;
+- ``dla``: ``decompose_resid`` and ``stack_head_results`` with ``apply_ln``
+  (hybrids, where those walk every layer's attention: each mixer's
+  ``resid_mid - resid_pre`` and each attention head's ``z @ W_O`` from the cache
+  through ``apply_ln_to_stack``);
 - ``attention``: ``cache["pattern", layer]`` (a hybrid's attention layers only);
 - ``patching``: ``transformer_lens.patching`` (``get_act_patch_*``: k and v per
   key-value head, as TransformerLens returns them) on the raw grids;
@@ -82,7 +85,9 @@ def max_differences(handle, batch, results) -> dict[str, float]:
         stack = cache.apply_ln_to_stack(stack, layer=-1, pos_slice=-1)  # [point, prompt, d_model]
         expected = torch.einsum("tpd,pd->pt", stack.float(), directions)
         found["logit_lens"] = _worst((results["logit_lens"].arrays["logit_lens_logit_diff_by_prompt"], expected))
-    if "dla" in results:
+    if "dla" in results and results["dla"].meta.get("attention_layers"):
+        found["dla"] = _hybrid_dla(model, batch, results["dla"], cache, directions)
+    elif "dla" in results:
         stack = cache.decompose_resid(apply_ln=True, pos_slice=-1)
         components = torch.einsum("cpd,pd->pc", stack.float(), directions)
         heads = cache.stack_head_results(layer=-1, pos_slice=-1, apply_ln=True)
@@ -110,6 +115,34 @@ def max_differences(handle, batch, results) -> dict[str, float]:
 
 
 _PATH_GRIDS = ("path_patch_q_raw", "path_patch_k_raw", "path_patch_v_raw", "path_patch_k_kv_raw", "path_patch_v_kv_raw")
+
+
+def _hybrid_dla(model, batch, result, cache, directions) -> float:
+    import torch
+
+    n_layers = int(model.cfg.n_layers)
+    layers = result.meta["attention_layers"]
+    keys = set(cache.keys())
+    parts, labels = [cache["hook_embed"]], ["embed"]
+    if "hook_pos_embed" in keys:
+        parts.append(cache["hook_pos_embed"])
+        labels.append("pos_embed")
+    for layer in range(n_layers):
+        pre, mid, post = (cache[f"blocks.{layer}.hook_resid_{n}"] for n in ("pre", "mid", "post"))
+        parts.append(cache[f"blocks.{layer}.hook_attn_out"] if layer in layers else mid - pre)
+        labels.append(f"{layer}_{'attn' if layer in layers else 'mixer'}_out")
+        parts.append(post - mid)
+        labels.append(f"{layer}_mlp_out")
+    assert list(result.meta.get("component_labels") or result.labels["component"]) == labels
+    stack = cache.apply_ln_to_stack(torch.stack([p[:, -1] for p in parts]), layer=-1, pos_slice=-1)
+    components = torch.einsum("cpd,pd->pc", stack.float(), directions)
+    heads = torch.stack([torch.einsum("phd,hdm->hpm", cache["z", layer][:, -1], model.blocks[layer].attn.W_O)
+                         for layer in layers])  # [layer, head, prompt, d_model]
+    shape = heads.shape
+    per_head = cache.apply_ln_to_stack(heads.reshape(-1, *shape[2:]), layer=-1, pos_slice=-1).reshape(shape)
+    per_head = torch.einsum("lhpd,pd->plh", per_head.float(), directions)
+    arrays = result.arrays
+    return _worst((arrays["dla_components_by_prompt"], components), (arrays["dla_head_by_prompt"], per_head))
 
 
 def _head_scores(handle, result) -> float:

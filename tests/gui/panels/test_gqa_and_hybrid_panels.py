@@ -126,3 +126,33 @@ def test_head_scores_of_a_hybrid_label_rows_with_real_layers_and_click_through(q
         with open(table, newline="", encoding="utf-8") as handle:
             rows = [row[0] for row in csv.reader(handle)][1:]
         assert rows == ["1", "3"], (table.name, rows)
+
+
+def test_dla_of_a_hybrid_labels_head_rows_with_real_layers_and_click_through(qtbot, selection, tmp_path):
+    from ioi_desktop.core.analyses import dla
+    from ioi_desktop.core.results import RunResults
+    from ioi_desktop.gui.panels import AttributionPanel
+
+    rng = np.random.default_rng(11)
+    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+    by_head = f32(rng.normal(0, 0.1, (2, 2, 4)))  # [prompt, attention layer, head]
+    by_head[:, 1, 3] = 2.0  # strongest: row 1 = layer 3, head 3
+    components = f32(rng.normal(0, 0.5, (2, 9)))
+    labels = ("embed", "0_mixer_out", "0_mlp_out", "1_attn_out", "1_mlp_out", "2_mixer_out", "2_mlp_out",
+              "3_attn_out", "3_mlp_out")
+    result = dla.Result(dla_components=f32(components.mean(0)), dla_components_by_prompt=components,
+                        dla_head=f32(by_head.mean(0)), dla_head_by_prompt=by_head, dla_unembed_bias=f32(np.zeros(2)),
+                        component_labels=labels, layer_labels=("1", "3"), attention_layers=[1, 3])
+    meta = {"model": {"name": "hybrid", "n_layers": 4, "n_heads": 4}, "prompts": {}}
+    panel = _panel(qtbot, selection, RunResults(results={result.name: result}, meta=meta), AttributionPanel)
+    assert panel.heads.row_label(0) == "1" and panel.heads.row_label(1) == "3"
+    assert "L3H3" in panel.status.text()
+    scene = panel.heads.plot.vb.mapViewToScene(QPointF(3, 1))
+    qtbot.mouseClick(panel.heads.viewport(), Qt.MouseButton.LeftButton, pos=panel.heads.mapFromScene(scene))
+    assert (selection.layer, selection.head) == (3, 3) and panel.heads.selected() == (1, 3)
+    written = panel.export(tmp_path)
+    tables = [path for path in written if path.suffix == ".csv" and ("heads" in path.stem or "dla_head" in path.stem)]
+    assert tables
+    for table in tables:
+        with open(table, newline="", encoding="utf-8") as handle:
+            assert [row[0] for row in csv.reader(handle)][1:] == ["1", "3"], table.name
