@@ -125,7 +125,10 @@ def hooks_needed(ctx: AnalysisContext, options: Options) -> set[str]:
 
     n_layers = int(ctx.handle.model.cfg.n_layers)
     names = {hooks.LN_FINAL_SCALE, hooks.resid_final_name(n_layers), *hooks.hook_names("z", n_layers)}
-    names |= {hooks.hook_name(kind, layer) for kind in WRITE_CHECK_KINDS for layer in range(n_layers)}
+    # What the write check reads, where the model has it (check_head_writes says which it lacks).
+    hook_dict = getattr(ctx.handle.model, "hook_dict", None)
+    names |= {name for kind in WRITE_CHECK_KINDS for name in hooks.hook_names(kind, n_layers)
+              if hook_dict is None or name in hook_dict}
     if any(r != "logits" for r in options.receivers):
         names |= hooks_for_kinds({r for r in options.receivers if r != "logits"}, n_layers)
     return names
