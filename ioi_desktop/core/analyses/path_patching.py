@@ -146,6 +146,8 @@ def check_head_writes(model: Any, clean: Any, corrupt: Any, writes: list, archit
     the attention adds to the residual stream (``resid_mid - resid_pre``; in a parallel
     block ``resid_post - resid_pre - mlp_out``).
     """
+    import torch
+
     names = set(clean.keys()) & set(corrupt.keys())
     for layer, write in enumerate(writes):
         name = lambda kind: hooks.hook_name(kind, layer)
@@ -161,12 +163,14 @@ def check_head_writes(model: Any, clean: Any, corrupt: Any, writes: list, archit
                 added = corrupt[name("resid_post")] - corrupt[name("resid_pre")] - corrupt[name("mlp_out")]
             else:
                 added = None
-            scale = max(1.0, float(attn_out.abs().max()), float(expected.abs().max()))
+            # 1e-4 relative in float32, a few rounding steps in half precision; a norm or scale is O(1).
+            tolerance = max(1e-4, 8 * torch.finfo(attn_out.dtype).eps)
+            limit = tolerance * max(1.0, float(attn_out.abs().max()), float(expected.abs().max()))
             if added is None:
                 problem = "TransformerLens records neither hook_resid_mid nor hook_mlp_out and hook_resid_post there"
-            elif float((write.sum(dim=0).to(expected.dtype) - expected).abs().max()) > 1e-4 * scale:
+            elif float((write.sum(dim=0).to(expected.dtype) - expected).abs().max()) > limit:
                 problem = "the heads' writes z @ W_O do not sum to the attention output (it is normalized or scaled first)"
-            elif float((added - attn_out).abs().max()) > 1e-4 * scale:
+            elif float((added - attn_out).abs().max()) > limit:
                 problem = "the attention output is scaled or normalized before it is added to the residual stream"
         if problem:
             raise AnalysisError(
