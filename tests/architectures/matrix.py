@@ -70,6 +70,7 @@ def run_architecture(architecture: str, folder: Path, analyses=ANALYSES) -> Outc
         outcome.engine = results["patching"].meta["engine"]
         outcome.engine_reason = results["patching"].meta.get("engine_reason", "")
         outcome.notes["patching"] = results["patching"].meta.get("refused") or {}
+        outcome.notes["patching_layers"] = results["patching"].meta.get("attention_layers")
     if "attention" in results:
         outcome.notes["attention_layers"] = results["attention"].meta.get("attention_layers")
     if "dla" in results:

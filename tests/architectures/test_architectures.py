@@ -49,17 +49,18 @@ EXPECTED_REFUSALS: dict[str, dict[str, str]] = {
                           for a in ("logit_lens", "dla", "ablation", "path_patching")},
     **{arch: {a: f"{arch} does not have (it has no attention layers)" for a in _PER_HEAD}
        for arch in ("MambaForCausalLM", "FalconMambaForCausalLM", "Mamba2ForCausalLM")},
-    # Hybrids run the attention patterns, head scores and DLA per head over their attention layers; the other
-    # per-head analyses are refused.
+    # Hybrids run the attention patterns, head scores, DLA per head and activation patching over their attention
+    # layers; the other per-head analyses are refused.
     **{arch: {a: f"{arch} is a hybrid with attention only in layer 1 of 2" for a in _PER_HEAD
-              if a not in ("attention", "head_scores", "dla")}
+              if a not in ("attention", "head_scores", "dla", "patching")}
        for arch in HYBRIDS},
     **{arch: {a: f"which TransformerLens does not expose for {arch}" for a in _PER_HEAD}
        for arch in ("Zamba2ForCausalLM", "NemotronHForCausalLM")},
 }
 # TransformerLens discards edits to hook_pattern on these: the pattern grid is refused, never zeros.
 PATTERN_EDITS_DISCARDED = {"OPTForCausalLM", "GPTNeoForCausalLM", "XGLMForCausalLM", "GPTJForCausalLM",
-                           "Llama4ForCausalLM", "NanoChatForCausalLM", "AfmoeForCausalLM", "Gemma4ForCausalLM"}
+                           "Llama4ForCausalLM", "NanoChatForCausalLM", "AfmoeForCausalLM", "Gemma4ForCausalLM",
+                           *HYBRIDS}
 # The fast patching engine's families; every other architecture patches on the bridge engine.
 FAST_ENGINE = {"GPT2LMHeadModel", "GPTNeoXForCausalLM", "GPTJForCausalLM", "LlamaForCausalLM", "MistralForCausalLM",
                "Qwen2ForCausalLM", "Qwen3ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
@@ -106,6 +107,8 @@ def test_architecture(architecture, tmp_path):
     if "attention" not in outcome.failed:
         # A hybrid's patterns are its attention layers' (layer 1), every other model's every layer's.
         assert outcome.notes["attention_layers"] == ([1] if architecture in HYBRIDS else None)
+    if "patching" not in outcome.failed:
+        assert outcome.notes["patching_layers"] == ([1] if architecture in HYBRIDS else None)
     if "dla" not in outcome.failed:
         assert outcome.notes["dla_layers"] == ([1] if architecture in HYBRIDS else None)
     if "head_scores" not in outcome.failed:

@@ -242,7 +242,8 @@ def _patching(model, batch, result, clean_cache) -> float:
             continue  # the same hook as head_z, per position; the engines share the code path
         raw = result.arrays[f"patch_{sweep}_raw"]
         with torch.no_grad():
-            reference = tl_reference_cells(model, batch, sweep, clean_cache, positions)
+            reference = tl_reference_cells(model, batch, sweep, clean_cache, positions,
+                                           layers=result.meta.get("attention_layers"))
         worst = max(worst, max(abs(float(raw[cell]) - value) for cell, value in reference.items()))
     return worst
 

@@ -794,8 +794,9 @@ class ResultPanel(QWidget):
             has_head = row is not None and selection.head is not None
             heatmap.set_selected((row, selection.head) if has_head else None)
         for heatmap in self._position_maps:
-            has_cell = selection.layer is not None and selection.position is not None
-            heatmap.set_selected((selection.layer, selection.position) if has_cell else None)
+            row = None if selection.layer is None else self.row_of_layer(heatmap, selection.layer)
+            has_cell = row is not None and selection.position is not None
+            heatmap.set_selected((row, selection.position) if has_cell else None)
 
     # ------------------------------------------------------ linked grids
     def link_head_map(self, heatmap: Heatmap) -> Heatmap:

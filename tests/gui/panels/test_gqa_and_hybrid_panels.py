@@ -156,3 +156,27 @@ def test_dla_of_a_hybrid_labels_head_rows_with_real_layers_and_click_through(qtb
     for table in tables:
         with open(table, newline="", encoding="utf-8") as handle:
             assert [row[0] for row in csv.reader(handle)][1:] == ["1", "3"], table.name
+
+
+def test_patching_of_a_hybrid_labels_rows_with_real_layers_and_click_through(qtbot, selection):
+    from ioi_desktop.core.analyses import patching
+    from ioi_desktop.core.results import RunResults
+    from ioi_desktop.gui.panels import PatchingPanel
+
+    rng = np.random.default_rng(13)
+    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+    head_z = f32(rng.normal(0, 0.05, (2, 4)))
+    head_z[1, 2] = 0.8  # strongest: row 1 = layer 3, head 2
+    result = patching.Result(patch_head_z=head_z, patch_head_z_raw=head_z, layer_labels=("1", "3"),
+                             attention_layers=[1, 3], sweeps=["head_z"], engine="bridge",
+                             clean_logit_diff=1.0, corrupt_logit_diff=0.0)
+    meta = {"model": {"name": "hybrid", "n_layers": 4, "n_heads": 4}, "prompts": {}}
+    panel = _panel(qtbot, selection, RunResults(results={result.name: result}, meta=meta), PatchingPanel)
+    panel.grid_combo.setCurrentIndex(panel.grid_combo.findData("head_z"))
+    assert panel.exact.row_label(0) == "1" and panel.exact.row_label(1) == "3"
+    assert "L3H2" in panel.status.text()
+    scene = panel.exact.plot.vb.mapViewToScene(QPointF(2, 1))
+    qtbot.mouseClick(panel.exact.viewport(), Qt.MouseButton.LeftButton, pos=panel.exact.mapFromScene(scene))
+    assert (selection.layer, selection.head) == (3, 2) and panel.exact.selected() == (1, 2)
+    selection.update(layer=0, head=2)  # a mixer layer: nothing outlined
+    assert panel.exact.selected() is None
