@@ -500,7 +500,7 @@ def analysis_options(module: Any, given: AnalysisOptions | Mapping[str, Any] | N
 # Analyses that read only the residual stream and the logits: they run on models without attention too.
 _ATTENTION_FREE = ("logit_diff", "logit_lens")
 # Analyses that run over a hybrid's attention layers only (rows labelled with the real layer indices).
-ATTENTION_LAYERS_ONLY = ("attention", "head_scores", "dla", "patching")
+ATTENTION_LAYERS_ONLY = ("attention", "head_scores", "dla", "patching", "attribution_patching")
 
 
 def _attention_layers_sentence(model: Any, hook_dict: Any, name: str, architecture: str) -> str | None:
@@ -510,11 +510,10 @@ def _attention_layers_sentence(model: Any, hook_dict: Any, name: str, architectu
     (Zamba2, Nemotron-H: TransformerLens wraps each of their layers whole); a
     hybrid with attention in some layers only (Jamba, Bamba, LFM2, Qwen3-Next,
     Granite-MoE-Hybrid: the others are Mamba, convolution or linear-attention
-    mixers). The per-head analyses that read every layer's heads (attribution
-    patching, ablation, path patching) are refused; those in
-    ``ATTENTION_LAYERS_ONLY`` (attention patterns, head scores, DLA, activation
-    patching) run over the attention layers, their rows labelled with the real
-    layer indices.
+    mixers). The per-head analyses that read every layer's heads (ablation, path
+    patching) are refused; those in ``ATTENTION_LAYERS_ONLY`` (attention
+    patterns, head scores, DLA, activation and attribution patching) run over
+    the attention layers, their rows labelled with the real layer indices.
     """
     n_layers = int(getattr(model.cfg, "n_layers", 0) or 0)
     with_heads = [layer for layer in range(n_layers) if f"blocks.{layer}.attn.hook_pattern" in hook_dict]

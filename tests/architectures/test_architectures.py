@@ -49,10 +49,10 @@ EXPECTED_REFUSALS: dict[str, dict[str, str]] = {
                           for a in ("logit_lens", "dla", "ablation", "path_patching")},
     **{arch: {a: f"{arch} does not have (it has no attention layers)" for a in _PER_HEAD}
        for arch in ("MambaForCausalLM", "FalconMambaForCausalLM", "Mamba2ForCausalLM")},
-    # Hybrids run the attention patterns, head scores, DLA per head and activation patching over their attention
-    # layers; the other per-head analyses are refused.
+    # Hybrids run the attention patterns, head scores, DLA per head, activation and attribution patching over
+    # their attention layers; ablation and path patching are refused.
     **{arch: {a: f"{arch} is a hybrid with attention only in layer 1 of 2" for a in _PER_HEAD
-              if a not in ("attention", "head_scores", "dla", "patching")}
+              if a not in ("attention", "head_scores", "dla", "patching", "attribution_patching")}
        for arch in HYBRIDS},
     **{arch: {a: f"which TransformerLens does not expose for {arch}" for a in _PER_HEAD}
        for arch in ("Zamba2ForCausalLM", "NemotronHForCausalLM")},

@@ -254,7 +254,9 @@ def _attribution(model, batch, result, clean_cache) -> float:
     from ioi_desktop.core.analyses.patching import SWEEPS
     from ioi_desktop.core.hooks import hook_name
 
-    names = [hook_name(SWEEPS[s].kind, layer) for s in result.meta["sweeps"] for layer in range(model.cfg.n_layers)]
+    # A hybrid's rows are its attention layers (attention_layers names them).
+    layers = result.meta.get("attention_layers") or list(range(model.cfg.n_layers))
+    names = [hook_name(SWEEPS[s].kind, layer) for s in result.meta["sweeps"] for layer in layers]
     captured = {}
 
     def keep(activation, hook):
@@ -273,7 +275,7 @@ def _attribution(model, batch, result, clean_cache) -> float:
         if "pos" in SWEEPS[sweep].axes:
             continue  # position grids sum the same products over other axes; checked in tests/core
         rows = []
-        for layer in range(model.cfg.n_layers):
+        for layer in layers:
             name = hook_name(SWEEPS[sweep].kind, layer)
             grad = grads[name] if grads[name] is not None else torch.zeros_like(captured[name])
             product = (clean_cache[name] - captured[name].detach()) * grad

@@ -210,9 +210,12 @@ class PatchingPanel(ResultPanel):
 
     def attention_layers(self) -> list[int] | None:
         """A hybrid's attention layers, one per grid row (None: every layer, row = layer)."""
-        result = None if self.results is None else self.results.result(patching.Result)
-        layers = None if result is None else result.attention_layers
-        return [int(layer) for layer in layers] if layers else None
+        for kind in (patching.Result, attribution_patching.Result):
+            result = None if self.results is None else self.results.result(kind)
+            if result is not None:
+                layers = result.attention_layers
+                return [int(layer) for layer in layers] if layers else None
+        return None
 
     def _layer(self, row: int) -> int:
         """The model layer a grid row shows (a hybrid's rows are its attention layers)."""
