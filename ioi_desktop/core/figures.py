@@ -174,6 +174,8 @@ def _activation_title(analysis: str, array: str) -> str:
             if key in patching.SWEEPS:
                 return patching.SWEEPS[key].title
             if prefix == "path_patch_":
+                if key.endswith("_kv"):  # grouped-query attention: k/v receivers are key-value heads
+                    return f"path patching into {key[:-3]} (per key-value head)"
                 return f"path patching into {key}"
     return _NAMES.get(array, array.replace("_", " "))
 
@@ -281,6 +283,12 @@ def _figure(analysis: str, title: str, array_name: str, values: np.ndarray, axes
     if row_axis == "lens_layer":
         labels = result.axis_labels("lens_layer") if hasattr(result, "axis_labels") else None
         row_labels = [str(label).replace("_", " ") for label in labels[:n_rows]] if labels else None
+    layer_rows = None  # a hybrid's grids: the real layer index of each row (its attention layers only)
+    if row_axis == "layer" and hasattr(result, "axis_labels"):
+        labels = result.axis_labels("layer")
+        if labels and len(labels) == n_rows and all(str(label).isdigit() for label in labels):
+            layer_rows = [int(label) for label in labels]
+            row_labels = [str(label) for label in labels]
     row_labels = row_labels or [str(i) for i in range(n_rows)]
     kv_labels = result.axis_labels("kv_head") if col_axis == "kv_head" and hasattr(result, "axis_labels") else None
     head_grid = col_axis in ("head", "kv_head")
@@ -302,8 +310,9 @@ def _figure(analysis: str, title: str, array_name: str, values: np.ndarray, axes
         levels = (0.0, 1.0)
     cells: dict[tuple[int, int], str] = {}
     if roles is not None and head_grid:
-        within = roles.within(n_rows, n_cols)
-        cells = {(r.layer, r.head): r.role for r in within.by_head().values()}
+        within = roles.within(max(layer_rows) + 1 if layer_rows else n_rows, n_cols)
+        cells = {(layer_rows.index(r.layer) if layer_rows else r.layer, r.head): r.role
+                 for r in within.by_head().values() if not layer_rows or r.layer in layer_rows}
     if patching_score:
         from ioi_desktop.core.grids import small_gap_warning
 

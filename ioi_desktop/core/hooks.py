@@ -52,6 +52,17 @@ def hook_names(kind: str, n_layers: int) -> list[str]:
     return [hook_name(kind, layer) for layer in range(n_layers)]
 
 
+def attention_layers(model) -> list[int]:
+    """The layers whose attention TransformerLens exposes per head (``attn.hook_pattern``): every layer,
+    or a hybrid's attention layers only (its other layers mix tokens without heads). A model
+    without a ``hook_dict`` is taken to have attention in every layer."""
+    n_layers = int(model.cfg.n_layers)
+    hook_dict = getattr(model, "hook_dict", None)
+    if hook_dict is None:
+        return list(range(n_layers))
+    return [layer for layer in range(n_layers) if hook_name("pattern", layer) in hook_dict]
+
+
 def resid_final_name(n_layers: int) -> str:
     """The residual stream after the last block (``blocks.{n_layers-1}.hook_resid_post``)."""
     return hook_name("resid_post", n_layers - 1)

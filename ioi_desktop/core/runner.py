@@ -499,6 +499,8 @@ def analysis_options(module: Any, given: AnalysisOptions | Mapping[str, Any] | N
 
 # Analyses that read only the residual stream and the logits: they run on models without attention too.
 _ATTENTION_FREE = ("logit_diff", "logit_lens")
+# Analyses that run over a hybrid's attention layers only (rows labelled with the real layer indices).
+ATTENTION_LAYERS_ONLY = ("attention", "head_scores", "dla", "patching", "attribution_patching")
 
 
 def _attention_layers_sentence(model: Any, hook_dict: Any, name: str, architecture: str) -> str | None:
@@ -508,7 +510,10 @@ def _attention_layers_sentence(model: Any, hook_dict: Any, name: str, architectu
     (Zamba2, Nemotron-H: TransformerLens wraps each of their layers whole); a
     hybrid with attention in some layers only (Jamba, Bamba, LFM2, Qwen3-Next,
     Granite-MoE-Hybrid: the others are Mamba, convolution or linear-attention
-    mixers). The per-head analyses read every layer's heads, so they are refused.
+    mixers). The per-head analyses that read every layer's heads (ablation, path
+    patching) are refused; those in ``ATTENTION_LAYERS_ONLY`` (attention
+    patterns, head scores, DLA, activation and attribution patching) run over
+    the attention layers, their rows labelled with the real layer indices.
     """
     n_layers = int(getattr(model.cfg, "n_layers", 0) or 0)
     with_heads = [layer for layer in range(n_layers) if f"blocks.{layer}.attn.hook_pattern" in hook_dict]
@@ -519,7 +524,7 @@ def _attention_layers_sentence(model: Any, hook_dict: Any, name: str, architectu
             return (f"{name} needs attention heads, which TransformerLens does not expose for {architecture} "
                     "(its bridge wraps every layer whole, the attention layers included).")
         return f"{name} needs attention heads, which {architecture} does not have (it has no attention layers)."
-    if with_heads and len(with_heads) < n_layers:
+    if with_heads and len(with_heads) < n_layers and name not in ATTENTION_LAYERS_ONLY:
         listed = ", ".join(str(layer) for layer in with_heads)
         return (f"{name} needs attention heads in every layer, and {architecture} is a hybrid with attention "
                 f"only in layer{'s' if len(with_heads) > 1 else ''} {listed} of {n_layers} (its other layers mix "

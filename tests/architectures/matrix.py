@@ -14,7 +14,7 @@ from pathlib import Path
 
 ANALYSES = ("logit_diff", "logit_lens", "dla", "attention", "patching", "attribution_patching",
             "ablation", "path_patching", "head_scores")
-# Small head_scores run: the matrix checks that it runs (its numbers are checked in tests/core).
+# Small head_scores run (compared with the cached patterns here; its conventions are checked in tests/core).
 OPTIONS = {"head_scores": {"seq_len": 8, "batch": 2}}
 # Every patching grid for one model of each block family; the others patch one grid per hook family
 # (position grid, z, the kv-head grids, pattern), which is where architectures differ.
@@ -70,6 +70,15 @@ def run_architecture(architecture: str, folder: Path, analyses=ANALYSES) -> Outc
         outcome.engine = results["patching"].meta["engine"]
         outcome.engine_reason = results["patching"].meta.get("engine_reason", "")
         outcome.notes["patching"] = results["patching"].meta.get("refused") or {}
+        outcome.notes["patching_layers"] = results["patching"].meta.get("attention_layers")
+    if "attention" in results:
+        outcome.notes["attention_layers"] = results["attention"].meta.get("attention_layers")
+    if "dla" in results:
+        outcome.notes["dla_layers"] = results["dla"].meta.get("attention_layers")
+    if "head_scores" in results:
+        outcome.notes["head_scores_layers"] = results["head_scores"].meta.get("attention_layers")
+    if "path_patching" in results:
+        outcome.notes["path_patching"] = results["path_patching"].meta.get("note") or ""
     outcome.differences = max_differences(handle, _batch(handle), results)
     return outcome
 
@@ -91,7 +100,7 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="ioi-arch-"))
     short = {"logit_diff": "ld", "logit_lens": "lens", "dla": "dla", "attention": "attn", "patching": "patch",
-             "attribution_patching": "atp"}
+             "attribution_patching": "atp", "path_patching": "path", "head_scores": "types"}
     print("| architecture | BOS | engine | " + " | ".join(short.values()) + " | did not run |")
     print("|---" * (4 + len(short)) + "|")
     for architecture in argv or CAUSAL_LMS:

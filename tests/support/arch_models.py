@@ -62,6 +62,8 @@ _EXTRA: dict[str, dict] = {
                                   moe_intermediate_size=32, first_k_dense_replace=1, n_shared_experts=1),
     "Gemma2ForCausalLM": dict(sliding_window=16, query_pre_attn_scalar=8),
     "Gemma3ForCausalLM": dict(sliding_window=16, query_pre_attn_scalar=8),
+    # Gemma 4's per-layer input embeddings default to a 262,144 x 256 table per layer: kept tiny here.
+    "Gemma4ForCausalLM": dict(sliding_window=16, vocab_size_per_layer_input=VOCAB, hidden_size_per_layer_input=4),
     "Cohere2ForCausalLM": dict(sliding_window=16),
     "StableLmForCausalLM": dict(partial_rotary_factor=0.5, num_key_value_heads=4),
     "NemotronForCausalLM": dict(partial_rotary_factor=0.5),
@@ -146,6 +148,7 @@ CAUSAL_LMS = (
     "Glm4MoeLiteForCausalLM", "YoutuForCausalLM", "Ernie4_5_MoeForCausalLM", "FlexOlmoForCausalLM",
     "NanoChatForCausalLM", "Jais2ForCausalLM", "AfmoeForCausalLM", "MiniMaxM2ForCausalLM", "OlmoHybridForCausalLM",
     "Qwen3_5ForCausalLM", "Qwen3_5MoeForCausalLM", "FalconMambaForCausalLM", "Mamba2ForCausalLM",
+    "Gemma4ForCausalLM",
 )
 
 

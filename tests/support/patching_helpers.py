@@ -211,12 +211,15 @@ def tl_reference(model, batch, sweep: str, clean_cache=None, device=None) -> np.
     return grid.detach().cpu().numpy()
 
 
-def tl_reference_cells(model, batch, sweep: str, clean_cache, positions) -> dict[tuple[int, ...], float]:
+def tl_reference_cells(model, batch, sweep: str, clean_cache, positions,
+                       layers=None) -> dict[tuple[int, ...], float]:
     """TransformerLens's patched mean logit difference at the grid cells whose pos is in ``positions``.
 
     Head sweeps over all positions are computed whole; sweeps with a ``pos``
     axis only at ``positions`` (``index_df``), to keep the tests fast.
-    Returns {grid index tuple: value}.
+    ``layers``: a hybrid's attention layers, the grid's rows (every cell through
+    ``index_df``; TransformerLens's whole-grid sweep would visit the mixer layers).
+    Returns {grid index tuple: value}, the first index the grid row.
     """
     import itertools
 
@@ -229,6 +232,13 @@ def tl_reference_cells(model, batch, sweep: str, clean_cache, positions) -> dict
     metric = logit_diff_metric(batch)
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
     with torch.no_grad():
+        if layers is not None and sweep.startswith("head_") and sweep != "head_z_by_pos":
+            kv = sweep in ("head_k", "head_v")
+            width = int(clean_cache[f"blocks.{layers[0]}.attn.hook_{sweep[5:]}"].shape[-2]) if kv else n_heads
+            cells = list(itertools.product(layers, range(width)))
+            values = function(model, corrupt_tokens, clean_cache, metric, index_axis_names=None,
+                              index_df=pd.DataFrame(cells, columns=["layer", "head"])).cpu().numpy()
+            return {(layers.index(l), h): float(v) for (l, h), v in zip(cells, values)}
         if sweep.startswith("head_") and sweep != "head_z_by_pos":
             grid = function(model, corrupt_tokens, clean_cache, metric).cpu().numpy()
             return {index: float(grid[index]) for index in np.ndindex(grid.shape)}
@@ -236,10 +246,12 @@ def tl_reference_cells(model, batch, sweep: str, clean_cache, positions) -> dict
             cells = list(itertools.product(range(n_layers), positions, range(n_heads)))
             names = ["layer", "pos", "head"]
         else:
-            cells = list(itertools.product(range(n_layers), positions))
+            cells = list(itertools.product(range(n_layers) if layers is None else layers, positions))
             names = ["layer", "pos"]
         values = function(
             model, corrupt_tokens, clean_cache, metric,
             index_axis_names=None, index_df=pd.DataFrame(cells, columns=names),
         ).cpu().numpy()
+    if layers is not None:
+        return {(layers.index(cell[0]), *cell[1:]): float(value) for cell, value in zip(cells, values)}
     return {cell: float(value) for cell, value in zip(cells, values)}

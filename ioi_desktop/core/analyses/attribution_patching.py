@@ -22,6 +22,9 @@ Grids (same axes and position alignment as ``patching``): ``atp_resid_pre``,
 ``atp_head_z_by_pos`` [layer, pos, head]; each also as ``<name>_raw``
 (corrupted mean + estimate, comparable with ``patch_<grid>_raw``).
 
+Hybrid models: every grid has the attention layers only, as in ``patching``
+(``layer_labels``, ``attention_layers``).
+
 Sign convention: TransformerLens's denoising convention
 (``transformer_lens.tools.analysis.attribution_patch``): the gradient is taken
 on the corrupted run and the estimate points toward the clean activation, so
@@ -93,6 +96,9 @@ class Result(AnalysisResult, analysis=NAME, title="Attribution patching"):
     pos_labels: Positions | None = labels("pos", "positions (equal-length sets) or named roles")
     kv_head_labels: tuple[str, ...] | None = labels(
         "kv_head", "key-value heads and the query heads that share each, e.g. 'KV0 (H0-H1)'")
+    layer_labels: tuple[str, ...] | None = labels(
+        "layer", "hybrids: the real layer index of each row (their attention layers only); None: every layer")
+    attention_layers: list | None = meta("hybrids: the layers with attention, one per row; None: every layer")
     refused: dict | None = meta("grids that were not estimated, each with the reason in one sentence")
     engine: str | None = meta("always 'bridge' (one hooked forward and backward)")
     normalization: str | None = meta("how scores are normalized")
@@ -127,8 +133,9 @@ def hooks_needed(ctx: AnalysisContext, options: Options) -> set[str]:
     from ioi_desktop.core.hooks import hook_name
 
     kinds = {SWEEPS[name].kind for name in options.sweeps}
-    n_layers = int(ctx.handle.model.cfg.n_layers)
-    return {hook_name(kind, layer) for kind in kinds for layer in range(n_layers)}
+    model = ctx.handle.model
+    return patching.recorded(model, {hook_name(kind, layer) for kind in kinds
+                                     for layer in patching.attention_layers(model)})
 
 
 def count_units(ctx: AnalysisContext, options: Options) -> int:
@@ -209,9 +216,20 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
 
     names = list(options.sweeps)
     model, batch = ctx.handle.model, ctx.batch
-    n_layers = int(model.cfg.n_layers)
+    layers = patching.attention_layers(model)  # the rows: every layer, or a hybrid's attention layers
+    n_layers = len(layers)
+    hybrid = n_layers < int(model.cfg.n_layers)
     progress.set_total(1 + len(names))
     refused: dict[str, str] = {}
+    if hybrid:
+        for name in names:
+            missing = [layer for layer in layers if hook_name(SWEEPS[name].kind, layer) not in model.hook_dict]
+            if missing:
+                refused[name] = (f"The {name} grid is not available for {ctx.handle.info.architecture}: "
+                                 f"TransformerLens records no {hook_name(SWEEPS[name].kind, missing[0])}.")
+        names = [name for name in names if name not in refused]
+        if not names:
+            raise AnalysisError(" ".join(refused.values()), "Choose other grids (head_z, head_v, head_q, ...).")
     if "head_pattern" in names:
         from ioi_desktop.core.engine.edits import discarded_edit_sentence, edit_reaches_output
 
@@ -224,7 +242,7 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
             if not names:
                 raise AnalysisError(refused["head_pattern"], "Choose other grids (head_z, head_v, head_q, ...).")
     kinds = sorted({SWEEPS[name].kind for name in names})
-    hooks = [hook_name(kind, layer) for kind in kinds for layer in range(n_layers)]
+    hooks = [hook_name(kind, layer) for kind in kinds for layer in layers]
     ctx.runs.require("clean", set(hooks))
     clean_cache = ctx.runs.cache("clean")
     clean_logits = ctx.runs.logits("clean")
@@ -246,11 +264,11 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
         progress.check_cancelled()
         kind = SWEEPS[name].kind
         rows = []
-        for layer in range(n_layers):
+        for index, layer in enumerate(layers):
             hook = hook_name(kind, layer)
             delta = clean_cache[hook].to(grads[hook].dtype) - corrupt_acts[hook]
             row = estimate_rows(name, delta, grads[hook], positions).float().cpu().numpy()
-            progress.rows(array_name(name), layer, (row / span).astype(np.float32), (n_layers, *row.shape))
+            progress.rows(array_name(name), index, (row / span).astype(np.float32), (n_layers, *row.shape))
             rows.append(row)
         estimate = np.stack(rows).astype(np.float32)
         arrays[array_name(name)] = np.ascontiguousarray(estimate / span, dtype=np.float32)
@@ -263,6 +281,8 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
         **arrays,
         pos_labels=pos_labels if any("pos" in a for a in axes.values()) else None,
         kv_head_labels=kv_labels,
+        layer_labels=tuple(str(layer) for layer in layers) if hybrid else None,
+        attention_layers=list(layers) if hybrid else None,
         refused=refused or None,
         engine="bridge",
         normalization=NORMALIZATION,

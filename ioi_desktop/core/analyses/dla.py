@@ -20,6 +20,14 @@ Ours rather than ``transformer_lens.tools.analysis.direct_logit_attribution``
 prompt sets of unequal length are read at each prompt's own END position,
 which the tool's one ``pos`` slice for every prompt cannot express (speed
 is no reason: on a cached run both take milliseconds).
+
+Hybrid models (attention in some layers, a recurrent, convolution or
+linear-attention mixer in the others): a mixer layer's component is
+``{layer}_mixer_out`` (``resid_mid - resid_pre``, what the mixer added) and an
+MLP without ``hook_mlp_out`` is ``resid_post - resid_mid``, so the components
+still add up to the logit difference; the per-head grids hold the attention
+layers only, ``layer_labels`` naming each row's real layer index and
+``attention_layers`` listing them (None when every layer has attention).
 """
 
 from __future__ import annotations
@@ -47,13 +55,17 @@ class Result(AnalysisResult, analysis=NAME, title="Direct logit attribution"):
     dla_head_by_prompt: Float32[np.ndarray, "prompt layer head"] | None = array("the same per prompt")
     dla_unembed_bias: Float32[np.ndarray, "prompt"] | None = array(
         "b_U[correct] - b_U[incorrect]: the part of the logit difference no component writes")
-    component_labels: tuple[str, ...] | None = labels("component", "embed, pos_embed, 0_attn_out, 0_mlp_out, ...")
+    component_labels: tuple[str, ...] | None = labels(
+        "component", "embed, pos_embed, 0_attn_out, 0_mlp_out, ... (hybrids: {layer}_mixer_out for a mixer layer)")
+    layer_labels: tuple[str, ...] | None = labels(
+        "layer", "hybrids: the real layer index of each row (their attention layers only); None: every layer")
     prompt_labels: tuple[str, ...] | None = labels("prompt", "each prompt's text without BOS")
     logit_diff_mean: float | None = meta("the real mean logit difference of the clean run")
     unembed_bias_mean: float | None = meta("mean of dla_unembed_bias")
     max_reconstruction_error: float | None = meta(
         "max over prompts of |sum of components + unembed bias - real logit difference|")
     ln: str | None = meta("how the final LayerNorm was applied")
+    attention_layers: list | None = meta("hybrids: the layers with attention, one per row; None: every layer")
 
 
 def _has_mlp(model: Any) -> bool:
@@ -61,12 +73,18 @@ def _has_mlp(model: Any) -> bool:
 
 
 def hooks_needed(ctx: AnalysisContext, options: Options) -> set[str]:
-    n_layers = ctx.handle.info.n_layers
+    model = ctx.handle.model
+    n_layers = int(model.cfg.n_layers)
+    with_heads = hooks.attention_layers(model)
     names = {hooks.EMBED, hooks.POS_EMBED, hooks.LN_FINAL_SCALE}
-    names.update(hooks.hook_names("attn_out", n_layers))
-    names.update(hooks.hook_names("z", n_layers))
-    if _has_mlp(ctx.handle.model):
-        names.update(hooks.hook_names("mlp_out", n_layers))
+    names.update(hooks.hook_name(kind, layer) for kind in ("attn_out", "z") for layer in with_heads)
+    if len(with_heads) < n_layers:  # a hybrid: mixer and MLP outputs as residual differences
+        names.update(hooks.hook_name(kind, layer) for kind in ("resid_pre", "resid_mid", "resid_post")
+                     for layer in range(n_layers))
+    if _has_mlp(model):
+        hook_dict = getattr(model, "hook_dict", None)
+        names.update(name for name in hooks.hook_names("mlp_out", n_layers)
+                     if hook_dict is None or len(with_heads) == n_layers or name in hook_dict)
     return names
 
 
@@ -75,13 +93,36 @@ def count_units(ctx: AnalysisContext, options: Options) -> int:
 
 
 def component_names(model: Any, cache: Any, n_layers: int) -> list[tuple[str, str]]:
-    """(label, hook name) in ``decompose_resid`` order: embed, pos_embed, 0_attn_out, 0_mlp_out, ..."""
+    """(label, hook name) in ``decompose_resid`` order: embed, pos_embed, 0_attn_out, 0_mlp_out, ...
+
+    A hybrid's mixer layer is ``({layer}_mixer_out, "resid_mid-resid_pre")`` and an MLP without
+    ``hook_mlp_out`` ``({layer}_mlp_out, "resid_post-resid_mid")``: a difference of two hooks
+    (``component_at_end`` reads it)."""
     names = [(label, name) for label, name in (("embed", hooks.EMBED), ("pos_embed", hooks.POS_EMBED)) if name in cache]
+    with_heads = set(hooks.attention_layers(model))
+    keys = set(cache.keys()) if hasattr(cache, "keys") else set()
     for layer in range(n_layers):
-        names.append((f"{layer}_attn_out", hooks.hook_name("attn_out", layer)))
+        if layer in with_heads:
+            names.append((f"{layer}_attn_out", hooks.hook_name("attn_out", layer)))
+        else:
+            names.append((f"{layer}_mixer_out", f"{hooks.hook_name('resid_mid', layer)}-{hooks.hook_name('resid_pre', layer)}"))
         if _has_mlp(model):
-            names.append((f"{layer}_mlp_out", hooks.hook_name("mlp_out", layer)))
+            mlp = hooks.hook_name("mlp_out", layer)
+            if len(with_heads) == n_layers or mlp in keys:
+                names.append((f"{layer}_mlp_out", mlp))
+            else:
+                names.append((f"{layer}_mlp_out", f"{hooks.hook_name('resid_post', layer)}-{hooks.hook_name('resid_mid', layer)}"))
     return names
+
+
+def component_at_end(cache: Any, name: str, end: "torch.Tensor") -> "torch.Tensor":
+    """[prompt, d_model] of one ``component_names`` entry at END (a hook, or ``"a-b"``: their difference)."""
+    from ioi_desktop.core.analyses.metrics import at_end
+
+    if "-" in name:
+        first, second = name.split("-")
+        return at_end(cache[first], end) - at_end(cache[second], end)
+    return at_end(cache[name], end)
 
 
 def final_ln_at_end(model: Any, cache: Any, stack: "torch.Tensor", end: "torch.Tensor") -> "torch.Tensor":
@@ -129,20 +170,21 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
 
     model, batch = ctx.handle.model, ctx.batch
     n_layers, n_heads = int(ctx.handle.info.n_layers), int(ctx.handle.info.n_heads)
+    with_heads = hooks.attention_layers(model)  # rows of the head grids (a hybrid's attention layers)
     progress.set_total(2)
     cache = ctx.runs.cache("clean")
     with torch.no_grad():
         directions = logit_diff_directions(model, batch)
         end = end_index(batch, directions.device)
         components = component_names(model, cache, n_layers)
-        stack = torch.stack([at_end(cache[name], end) for _, name in components], dim=0)
+        stack = torch.stack([component_at_end(cache, name, end) for _, name in components], dim=0)
         by_component = torch.einsum("cpd,pd->pc", final_ln_at_end(model, cache, stack, end).float(), directions)
         progress.advance(1, "attribution per component")
         progress.check_cancelled()
-        by_head = torch.zeros(by_component.shape[0], n_layers, n_heads, device=directions.device)
-        for layer in range(n_layers):
+        by_head = torch.zeros(by_component.shape[0], len(with_heads), n_heads, device=directions.device)
+        for row, layer in enumerate(with_heads):
             heads = final_ln_at_end(model, cache, head_outputs_at_end(model, cache, layer, end), end).float()
-            by_head[:, layer] = torch.einsum("hpd,pd->ph", heads, directions)
+            by_head[:, row] = torch.einsum("hpd,pd->ph", heads, directions)
         progress.advance(1, "attribution per head")
         bias = unembed_bias_diff(model, batch)
         real = logit_diff_at_end(ctx.runs.logits("clean"), batch).float()
@@ -154,6 +196,8 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
         dla_head_by_prompt=as_float32(by_head),
         dla_unembed_bias=as_float32(bias),
         component_labels=tuple(label for label, _ in components),
+        layer_labels=None if len(with_heads) == n_layers else tuple(str(layer) for layer in with_heads),
+        attention_layers=None if len(with_heads) == n_layers else list(with_heads),
         prompt_labels=prompt_labels(batch),
         logit_diff_mean=float(real.mean()),
         unembed_bias_mean=float(bias.mean()),

@@ -45,6 +45,12 @@ duplicate score cannot exceed n / (2n + 1)); one batched forward here scores
 token ids directly (measured on a GPT-2-small-shaped model, 2 x 201 tokens:
 0.32 s vs 1.20 s for the three types, ``benchmarks/bench_tl_tools.py``).
 This analysis does its own forward pass and needs nothing from the prompt set.
+
+Hybrid models (attention in some layers, a recurrent, convolution or
+linear-attention mixer in the others) are scored over their attention layers
+only: the ``layer`` axis then holds those layers in order, ``layer_labels``
+name each row's real layer index and ``attention_layers`` lists them (None when
+every layer has attention).
 """
 
 from __future__ import annotations
@@ -56,7 +62,16 @@ import numpy as np
 from jaxtyping import Float32
 
 from ioi_desktop.core import hooks
-from ioi_desktop.core.analyses.base import AnalysisContext, AnalysisOptions, AnalysisResult, Progress, array, meta, option
+from ioi_desktop.core.analyses.base import (
+    AnalysisContext,
+    AnalysisOptions,
+    AnalysisResult,
+    Progress,
+    array,
+    labels,
+    meta,
+    option,
+)
 from ioi_desktop.core.errors import AnalysisError
 
 NAME = "head_scores"
@@ -84,6 +99,9 @@ class Result(AnalysisResult, analysis=NAME, title="Head types"):
     head_score_prev: Float32[np.ndarray, "layer head"] | None = array("previous-token score: mean attention q -> q-1")
     head_score_dup: Float32[np.ndarray, "layer head"] | None = array("duplicate-token score: mean attention q -> q-n")
     head_score_induction: Float32[np.ndarray, "layer head"] | None = array("induction score: mean attention q -> q-n+1")
+    layer_labels: tuple[str, ...] | None = labels(
+        "layer", "hybrids: the real layer index of each row (their attention layers only); None: every layer")
+    attention_layers: list | None = meta("hybrids: the layers with attention, one per row; None: every layer")
     seq_len: int | None = meta("half-length n of the repeated sequences used (after clipping)")
     batch: int | None = meta("number of sequences")
     seed: int | None = meta("random seed")
@@ -103,7 +121,7 @@ def hooks_needed(ctx: AnalysisContext, options: Options) -> set[str]:
 
 
 def count_units(ctx: AnalysisContext, options: Options) -> int:
-    return 1 + ctx.handle.info.n_layers
+    return 1 + len(hooks.attention_layers(ctx.handle.model))
 
 
 def model_prepends_bos(model: Any, tokenizer: Any) -> bool:
@@ -209,13 +227,15 @@ def layer_scores(pattern: "torch.Tensor", n: int, bos: bool) -> dict[str, "torch
 def score_heads(model: Any, tokenizer: Any, options: Options, on_layer=None,
                 check_cancelled=None, model_bos: bool | None = None,
                 bos_reason: str = "") -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
-    """({kind: [layer, head]}, meta) for ``model``: the whole analysis, without the runner.
+    """({kind: [layer, head]}, meta) for ``model``: the whole analysis, without the runner (a hybrid's
+    rows are its attention layers only, ``meta["attention_layers"]``).
 
     The bundled model's evaluation calls this too, so its card quotes the
     numbers the Head types panel shows. ``on_layer(layer, {kind: [head]})``
     is called after each layer. ``model_bos``: the model's BOS convention that
     ``prepend_bos="auto"`` follows (``ModelInfo.prepend_bos``, with
     ``bos_reason`` its ``bos_choice``); None: whether ``to_tokens`` prepends one.
+    ``on_layer`` gets the row index (the layer itself unless the model is a hybrid).
     """
     import torch
 
@@ -226,7 +246,8 @@ def score_heads(model: Any, tokenizer: Any, options: Options, on_layer=None,
         model_bos, bos_reason = model_prepends_bos(model, tokenizer), "the model's to_tokens convention"
     chosen = settings(options, int(cfg.n_ctx), bool(model_bos))
     tokens, drawn = make_sequences(tokenizer, int(cfg.d_vocab), chosen)
-    names = hooks.hook_names("pattern", int(cfg.n_layers))
+    with_heads = hooks.attention_layers(model)
+    names = [hooks.hook_name("pattern", layer) for layer in with_heads]
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens.to(model_device(model)), names_filter=names)
     rows: dict[str, list[torch.Tensor]] = {kind: [] for kind in KINDS}
@@ -242,7 +263,8 @@ def score_heads(model: Any, tokenizer: Any, options: Options, on_layer=None,
               "dup": "the second copy's queries" if chosen["prepend_bos"] else "the demo's diagonal (the second copy's queries)",
               "induction": "the second copy's queries" if chosen["prepend_bos"] else "the demo's diagonal, queries n - 1 .. 2n - 1"}
     meta = {**chosen, **drawn, "scored_queries": scored,
-            "bos_choice": _bos_choice(options.prepend_bos, chosen["prepend_bos"], bos_reason)}
+            "bos_choice": _bos_choice(options.prepend_bos, chosen["prepend_bos"], bos_reason),
+            "attention_layers": None if len(with_heads) == int(cfg.n_layers) else list(with_heads)}
     return {kind: torch.stack(value) for kind, value in rows.items()}, meta
 
 
@@ -258,7 +280,7 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
     from ioi_desktop.core.analyses.metrics import as_float32
 
     info = ctx.handle.info
-    n_layers = int(info.n_layers)
+    n_layers = len(hooks.attention_layers(ctx.handle.model))  # rows: a hybrid's attention layers only
     progress.set_total(1 + n_layers)
     progress.check_cancelled()
 
@@ -272,4 +294,6 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
 
     scores, found = score_heads(ctx.handle.model, ctx.handle.tokenizer, options, on_layer, progress.check_cancelled,
                                 model_bos=getattr(info, "prepend_bos", None), bos_reason=getattr(info, "bos_choice", ""))
-    return Result(**{f"head_score_{kind}": as_float32(values) for kind, values in scores.items()}, **found)
+    layers = found.get("attention_layers")
+    return Result(**{f"head_score_{kind}": as_float32(values) for kind, values in scores.items()},
+                  layer_labels=None if layers is None else tuple(str(layer) for layer in layers), **found)

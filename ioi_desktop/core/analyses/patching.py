@@ -31,6 +31,12 @@ the token positions (labelled with prompt 0's tokens). Otherwise prompts are
 aligned by named role (IO, S1, S2, END, ...): the ``pos`` axis lists the roles
 and each prompt is patched at its own position for that role.
 
+Hybrid models (attention in some layers, a recurrent, convolution or
+linear-attention mixer in the others): every grid has the attention layers
+only (the head grids have nothing else, so the position grids follow them to
+share the ``layer`` axis), ``layer_labels`` naming each row's real layer index
+and ``attention_layers`` listing them (None when every layer has attention).
+
 Options: ``sweeps`` (short names from ``SWEEPS``, default all), ``batch_size``
 (sequences per pass; None sizes it to free memory, halving on out-of-memory),
 ``engine`` ("auto", "fast" or "bridge").
@@ -118,6 +124,9 @@ class Result(AnalysisResult, analysis=NAME, title="Activation patching"):
     pos_labels: Positions | None = labels("pos", "positions (equal-length sets) or named roles")
     kv_head_labels: tuple[str, ...] | None = labels(
         "kv_head", "key-value heads and the query heads that share each, e.g. 'KV0 (H0-H1)'")
+    layer_labels: tuple[str, ...] | None = labels(
+        "layer", "hybrids: the real layer index of each row (their attention layers only); None: every layer")
+    attention_layers: list | None = meta("hybrids: the layers with attention, one per row; None: every layer")
     engine: str | None = meta("the engine that computed the grids (fast, bridge)")
     refused: dict | None = meta("grids that were not patched, each with the reason in one sentence")
     engine_reason: str | None = meta("why that engine was chosen")
@@ -139,12 +148,27 @@ def hooks_needed(ctx: AnalysisContext, options: Options) -> set[str]:
     from ioi_desktop.core.engine.inputs import hooks_for_kinds
 
     kinds = {SWEEPS[name].kind for name in options.sweeps}
-    return hooks_for_kinds(kinds, int(ctx.handle.model.cfg.n_layers))
+    model = ctx.handle.model
+    return recorded(model, hooks_for_kinds(kinds, int(model.cfg.n_layers)))
+
+
+def recorded(model, names: set[str]) -> set[str]:
+    """``names`` less those a hybrid does not record (its mixer layers have no heads, and may lack more)."""
+    if len(attention_layers(model)) < int(model.cfg.n_layers):
+        return {name for name in names if name in model.hook_dict}
+    return names
 
 
 def count_units(ctx: AnalysisContext, options: Options) -> int:
-    """Progress units ``run`` reports: one per layer of each sweep."""
-    return len(options.sweeps) * int(ctx.handle.model.cfg.n_layers)
+    """Progress units ``run`` reports: one per layer (a hybrid's attention layers) of each sweep."""
+    return len(options.sweeps) * len(attention_layers(ctx.handle.model))
+
+
+def attention_layers(model) -> list[int]:
+    """The grids' rows: every layer, or a hybrid's attention layers only (``hooks.attention_layers``)."""
+    from ioi_desktop.core.hooks import attention_layers as with_heads
+
+    return with_heads(model)
 
 
 def position_axis(batch) -> tuple[np.ndarray, Positions, str]:
@@ -194,7 +218,7 @@ def build_inputs(model, batch, runs, kinds) -> tuple["PatchInputs", "torch.Tenso
 
     from ioi_desktop.core.engine import PatchInputs, hooks_for_kinds
 
-    names = hooks_for_kinds(kinds, int(model.cfg.n_layers))
+    names = recorded(model, hooks_for_kinds(kinds, int(model.cfg.n_layers)))
     runs.require("clean", names)
     runs.require("corrupt", names)
     clean_logits, corrupt_logits = runs.logits("clean"), runs.logits("corrupt")
@@ -269,10 +293,21 @@ def _architecture(ctx: AnalysisContext) -> str:
 
 
 def refused_sweeps(ctx: AnalysisContext, names: list[str], inputs) -> dict[str, str]:
-    """Sweeps this model cannot patch (TransformerLens discards edits to their hook), with the reason."""
+    """Sweeps this model cannot patch (TransformerLens discards edits to their hook, or a hybrid does not
+    record it at its attention layers), with the reason."""
     from ioi_desktop.core.engine.edits import discarded_edit_sentence, edit_reaches_output
+    from ioi_desktop.core.hooks import hook_name
 
     refused = {}
+    model = ctx.handle.model
+    layers = attention_layers(model)
+    if len(layers) < int(model.cfg.n_layers):
+        for name in names:
+            missing = [layer for layer in layers if hook_name(SWEEPS[name].kind, layer) not in model.hook_dict]
+            if missing:
+                refused[name] = (f"The {name} grid is not available for {_architecture(ctx)}: TransformerLens "
+                                 f"records no {hook_name(SWEEPS[name].kind, missing[0])}.")
+        names = [name for name in names if name not in refused]
     longest = int(inputs.end_pos.argmax())
     tokens = inputs.corrupt_tokens[longest : longest + 1, : int(inputs.end_pos[longest]) + 1]
     for kind in sorted({SWEEPS[n].kind for n in names if SWEEPS[n].kind == "pattern"}):
@@ -304,7 +339,9 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
     names = sweep_names(options)
     model, batch = ctx.handle.model, ctx.batch
     cfg = model.cfg
-    n_layers = int(cfg.n_layers)
+    layers = attention_layers(model)  # the rows: every layer, or a hybrid's attention layers
+    n_layers = len(layers)
+    hybrid = n_layers < int(cfg.n_layers)
     progress.set_total(len(names) * n_layers)
     inputs, clean_per_prompt = build_inputs(model, batch, ctx.runs, {SWEEPS[n].kind for n in names})
     clean_mean = float(clean_per_prompt.mean())
@@ -331,7 +368,7 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
     kv_labels = None
     for name in names:
         sweep = SWEEPS[name]
-        n_heads = head_count(inputs.clean(hook_name(sweep.kind, 0)), sweep.kind)
+        n_heads = head_count(inputs.clean(hook_name(sweep.kind, layers[0])), sweep.kind)
         if "kv_head" in sweep.axes:
             kv_labels = kv_head_labels(int(cfg.n_heads), n_heads)
         masks = settings_masks(sweep, positions, n_pos, n_heads, device)
@@ -339,12 +376,12 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
         row_shape = tuple(grid_shape[a] for a in sweep.axes[1:])
         raw = np.zeros((n_layers, *row_shape), dtype=np.float32)
         began = time.perf_counter()
-        for layer in range(n_layers):
+        for row, layer in enumerate(layers):
             progress.check_cancelled()
             values, chunk = sweep_layer(engine, sweep, layer, masks, chunk)
-            raw[layer] = values.view(row_shape).to(torch.float32).cpu().numpy()
-            progress.rows(sweep.array, layer, ((raw[layer] - corrupt_mean) / span).astype(np.float32), raw.shape)
-            progress.advance(1, f"patching {name}: layer {layer + 1}/{n_layers}")
+            raw[row] = values.view(row_shape).to(torch.float32).cpu().numpy()
+            progress.rows(sweep.array, row, ((raw[row] - corrupt_mean) / span).astype(np.float32), raw.shape)
+            progress.advance(1, f"patching {name}: layer {row + 1}/{n_layers}")
         seconds[name] = time.perf_counter() - began
         arrays[sweep.array] = np.ascontiguousarray((raw - corrupt_mean) / span, dtype=np.float32)
         arrays[sweep.array + "_raw"] = raw
@@ -354,6 +391,8 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
         **arrays,
         pos_labels=pos_labels if any("pos" in a for a in axes.values()) else None,
         kv_head_labels=kv_labels,
+        layer_labels=tuple(str(layer) for layer in layers) if hybrid else None,
+        attention_layers=list(layers) if hybrid else None,
         refused=refused or None,
         engine=engine.name,
         engine_reason=reason,

@@ -163,14 +163,25 @@ class AttentionPanel(ResultPanel):
     def _patterns(self) -> np.ndarray | None:
         return None if self.results is None else self.results.array("attention_pattern")
 
+    def layer_rows(self) -> list[int]:
+        """The model layer of each row of the patterns: every layer, or a hybrid's attention layers only."""
+        patterns = self._patterns()
+        if patterns is None:
+            return []
+        result = self.results.result(attention.Result)
+        layers = None if result is None else result.attention_layers
+        return [int(layer) for layer in layers] if layers else list(range(patterns.shape[1]))
+
     def shown_head(self) -> tuple[int, int, int]:
-        """(prompt, layer, head) on screen: the selection, clamped to what the results hold."""
+        """(prompt, layer, head) on screen: the selection, clamped to what the results hold (on a hybrid,
+        the attention layer nearest the selected layer)."""
         patterns = self._patterns()
         selection = self.selection
         prompt, layer, head = selection.prompt, selection.layer or 0, selection.head or 0
         if patterns is not None:
             prompt = min(prompt, patterns.shape[0] - 1)
-            layer = min(layer, patterns.shape[1] - 1)
+            rows = self.layer_rows()
+            layer = layer if layer in rows else min(rows, key=lambda row: (abs(row - layer), row))
             head = min(head, patterns.shape[2] - 1)
         return prompt, layer, head
 
@@ -185,7 +196,7 @@ class AttentionPanel(ResultPanel):
             return None
         prompt, layer, head = self.shown_head()
         n = min(len(self._tokens(prompt, patterns.shape[-1])), patterns.shape[-1])
-        return patterns[prompt, layer, head, :n, :n]
+        return patterns[prompt, self.layer_rows().index(layer), head, :n, :n]
 
     def render_results(self) -> None:
         patterns = self._patterns()
@@ -193,10 +204,12 @@ class AttentionPanel(ResultPanel):
             self.clear_views()
             self.status.setText("These results have no attention patterns; run the attention analysis.")
             return
-        n_prompts, n_layers, n_heads = patterns.shape[:3]
-        for spin, top in ((self.prompt_spin, n_prompts), (self.layer_spin, n_layers), (self.head_spin, n_heads)):
+        n_prompts, n_heads = patterns.shape[0], patterns.shape[2]
+        rows = self.layer_rows()
+        for spin, low, top in ((self.prompt_spin, 0, n_prompts - 1), (self.layer_spin, rows[0], rows[-1]),
+                               (self.head_spin, 0, n_heads - 1)):
             spin.blockSignals(True)
-            spin.setRange(0, top - 1)
+            spin.setRange(low, top)
             spin.blockSignals(False)
         self._draw()
 
@@ -237,7 +250,8 @@ class AttentionPanel(ResultPanel):
             pinned.setVisible(True)
             # Named like the main map: head name in the title, tokens on both axes.
             pinned.set_titles(f"L{pin_layer}H{pin_head} (pinned) — prompt {prompt}", "query", "key")
-            values = patterns[prompt, pin_layer, pin_head, : pattern.shape[0], : pattern.shape[1]]
+            row = self.layer_rows().index(pin_layer)
+            values = patterns[prompt, row, pin_head, : pattern.shape[0], : pattern.shape[1]]
             pinned.set_data(values, rows, cols, signed=False, levels=(0.0, 1.0), value_format="{:.3f}")
             pinned.setMinimumSize(*self._map_size(len(tokens), max(8, cell * PINNED_CELL_PX // CELL_PX), rows, cols))
         layout = self.maps_area.layout()
@@ -249,6 +263,11 @@ class AttentionPanel(ResultPanel):
         if self.head_roles is not None:
             known = self.head_roles.by_head().get((layer, head))
             role = f" Known role: {known.role}." if known is not None else ""
+        selected = self.selection.layer
+        if selected is not None and selected != layer:
+            listed = ", ".join(str(row) for row in self.layer_rows())
+            role += (f" Layer {selected} has no attention heads (this hybrid has attention in layer"
+                     f"{'s' if len(self.layer_rows()) > 1 else ''} {listed} only); showing layer {layer}.")
         self.status.setText(f"Head L{layer}H{head} on prompt {prompt}: each row is a query token, its colours "
                             f"show how much it attends to each key (rows sum to 1).{role}")
 
@@ -341,8 +360,8 @@ class AttentionPanel(ResultPanel):
         patterns = self._patterns()
         if patterns is None:
             return []
-        n_layers, n_heads = patterns.shape[1:3]
-        return [(l, h) for l, h in self.selection.pinned if l < n_layers and h < n_heads][-_MAX_PINS:]
+        rows, n_heads = self.layer_rows(), patterns.shape[2]
+        return [(l, h) for l, h in self.selection.pinned if l in rows and h < n_heads][-_MAX_PINS:]
 
     def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt override
         patterns = self._patterns()
@@ -351,13 +370,16 @@ class AttentionPanel(ResultPanel):
             return
         n_prompts, n_layers, n_heads = patterns.shape[:3]
         prompt, layer, head = self.shown_head()
+        rows = self.layer_rows()  # a hybrid steps through its attention layers only
+        row = rows.index(layer)
         key = event.key()
         if key in (Qt.Key.Key_Left, Qt.Key.Key_Right):
             # Heads are stepped in (layer, head) order, wrapping into the next layer.
-            flat = (layer * n_heads + head + (1 if key == Qt.Key.Key_Right else -1)) % (n_layers * n_heads)
-            self.selection.select_head(*divmod(flat, n_heads))
+            flat = (row * n_heads + head + (1 if key == Qt.Key.Key_Right else -1)) % (n_layers * n_heads)
+            row, head = divmod(flat, n_heads)
+            self.selection.select_head(rows[row], head)
         elif key in (Qt.Key.Key_Up, Qt.Key.Key_Down):
-            self.selection.select_head((layer + (1 if key == Qt.Key.Key_Down else -1)) % n_layers, head)
+            self.selection.select_head(rows[(row + (1 if key == Qt.Key.Key_Down else -1)) % n_layers], head)
         elif key in (Qt.Key.Key_PageUp, Qt.Key.Key_PageDown):
             self.selection.select_prompt((prompt + (1 if key == Qt.Key.Key_PageDown else -1)) % n_prompts)
         else:

@@ -76,6 +76,11 @@ class AttributionPanel(ResultPanel):
     def render_results(self) -> None:
         self._draw()
 
+    def attention_layers(self, heads: np.ndarray) -> list[int] | None:
+        """A hybrid's attention layers, one per row of the head grid (None: every layer, row = layer)."""
+        layers = self.results.meta_of("dla_head", "attention_layers") if self.results is not None else None
+        return [int(layer) for layer in layers] if isinstance(layers, list) and len(layers) == len(heads) else None
+
     def _draw(self) -> None:
         if self.results is None:
             return
@@ -92,9 +97,12 @@ class AttributionPanel(ResultPanel):
             self.components.set_bars(labels, {"logit difference": components}, by_sign=True)
             parts.append(f"components sum to {float(components.sum()):+.3g}")
         if heads is not None:
+            layers = self.attention_layers(heads)
+            self.set_head_map_layers(self.heads, layers)
             self.heads.set_titles(f"Per head<br>({scope})", "layer", "head")
-            self.heads.set_data(heads, signed=True)
-            (layer, head), value = strongest_cell(heads)
+            self.heads.set_data(heads, [str(layer) for layer in layers] if layers else None, signed=True)
+            (row, head), value = strongest_cell(heads)
+            layer = self.layer_of_row(self.heads, row)
             parts.append(f"strongest head L{layer}H{head} ({value:+.3g})")
         self.status.setText(f"Direct logit attribution, {scope}: " + "; ".join(parts)
                             + ". Blue raises the correct answer, red lowers it.")
@@ -130,7 +138,7 @@ class AttributionPanel(ResultPanel):
             found.append((f"components{suffix}", lambda path: export_table_csv(
                 path, ["component", "logit_difference"], zip(labels, components.tolist()))))
         if heads is not None:
+            rows = [str(i) for i in (self.attention_layers(heads) or range(heads.shape[0]))]  # a hybrid's real layers
             found.append((f"heads{suffix}", lambda path: export_grid_csv(
-                path, heads, [str(i) for i in range(heads.shape[0])],
-                [f"head {i}" for i in range(heads.shape[1])], "layer")))
+                path, heads, rows, [f"head {i}" for i in range(heads.shape[1])], "layer")))
         return found

@@ -3,7 +3,8 @@
 Each score is the head's average attention to the key a head of that type
 would attend to, measured on repeated random tokens (as in TransformerLens's
 demo), so all three grids share one sequential colour scale from 0 to 1.
-Clicking a head selects it everywhere. A note under the grids says how the
+Clicking a head selects it everywhere. A hybrid's grids have its attention
+layers only, each row labelled with its real layer index. A note under the grids says how the
 sequences were made (from the result's meta) and why a model trained on short
 texts scores lower than on its own prompts.
 """
@@ -61,9 +62,17 @@ class HeadScoresPanel(ResultPanel):
         peak = float(finite.max()) if finite.size else 1.0
         return (0.0, min(1.0, max(peak, _MIN_PEAK))), False
 
+    def attention_layers(self) -> list[int] | None:
+        """A hybrid's attention layers, one per grid row (None: every layer, row = layer)."""
+        layers = self.results.meta_of("head_score_dup", "attention_layers") if self.results is not None else None
+        return [int(layer) for layer in layers] if isinstance(layers, list) else None
+
     def _draw(self, name: str, values: np.ndarray) -> None:
         levels, signed = self._levels(values)
-        self.heatmaps[name].set_data(values, signed=signed, levels=levels, value_format="{:.3f}")
+        layers = self.attention_layers()
+        self.set_head_map_layers(self.heatmaps[name], layers)
+        rows = [str(layer) for layer in layers] if layers and len(layers) == values.shape[0] else None
+        self.heatmaps[name].set_data(values, rows, signed=signed, levels=levels, value_format="{:.3f}")
 
     def render_results(self) -> None:
         shown = 0
@@ -79,7 +88,8 @@ class HeadScoresPanel(ResultPanel):
             for name, title in SCORES:
                 values = self.results.array(name)
                 if values is not None:
-                    (layer, head), value = strongest_cell(values, by="max")
+                    (row, head), value = strongest_cell(values, by="max")
+                    layer = self.layer_of_row(self.heatmaps[name], row)
                     top.append(f"{title.split()[0].lower()}: L{layer}H{head} ({value:.2f})")
             self.status.setText("Strongest heads — " + "; ".join(top) + ". Click a head to inspect it.")
             self.note.setText(self.sequence_note())
@@ -119,7 +129,9 @@ class HeadScoresPanel(ResultPanel):
         for name, _ in SCORES:
             values = None if self.results is None else self.results.array(name)
             if values is not None:
-                layers = [str(i) for i in range(values.shape[0])]
+                hybrid = self.attention_layers()  # a hybrid's rows are its attention layers
+                layers = [str(i) for i in (hybrid if hybrid and len(hybrid) == values.shape[0]
+                                           else range(values.shape[0]))]
                 heads = [f"head {i}" for i in range(values.shape[1])]
                 found.append((name, lambda path, v=values, r=layers, c=heads: export_grid_csv(path, v, r, c, "layer")))
         return found

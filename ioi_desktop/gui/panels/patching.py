@@ -208,6 +208,20 @@ class PatchingPanel(ResultPanel):
             found.append(array)
         return found[0], found[1]
 
+    def attention_layers(self) -> list[int] | None:
+        """A hybrid's attention layers, one per grid row (None: every layer, row = layer)."""
+        for kind in (patching.Result, attribution_patching.Result):
+            result = None if self.results is None else self.results.result(kind)
+            if result is not None:
+                layers = result.attention_layers
+                return [int(layer) for layer in layers] if layers else None
+        return None
+
+    def _layer(self, row: int) -> int:
+        """The model layer a grid row shows (a hybrid's rows are its attention layers)."""
+        layers = self.attention_layers()
+        return layers[row] if layers and 0 <= row < len(layers) else row
+
     def _available(self) -> list[str]:
         return [key for key in patching.SWEEPS if any(a is not None for a in self._arrays(key))]
 
@@ -258,7 +272,8 @@ class PatchingPanel(ResultPanel):
         return array[:, :, min(head, array.shape[2] - 1)]
 
     def _axis_labels(self, key: str, array: np.ndarray) -> tuple[list[str], list[str]]:
-        rows = [str(i) for i in range(array.shape[0])]
+        layers = self.attention_layers()
+        rows = [str(i) for i in (layers if layers and len(layers) == array.shape[0] else range(array.shape[0]))]
         if _KIND[key] == "head":
             return rows, [str(i) for i in range(array.shape[1])]
         positions = None
@@ -313,6 +328,8 @@ class PatchingPanel(ResultPanel):
         self._arrange_grids()
         self._head_maps = shown_maps if kind == "head" else []
         self._position_maps = shown_maps if kind != "head" else []
+        for heatmap in (self.exact, self.estimate, self.error):
+            self.set_head_map_layers(heatmap, self.attention_layers())  # a hybrid: rows are its attention layers
         self._update_roles_overlay()
         self.update_selection(self.selection.current, frozenset())
         # The header describes the grid shown: the estimate in "Attribution estimate" mode.
@@ -344,7 +361,9 @@ class PatchingPanel(ResultPanel):
             text = f"{name}: cancelled before any row." if cancelled else f"{name}: computing…"
         else:
             (row, col), value = found
-            where = f"L{row}H{col}" if _KIND[key] == "head" else f"layer {row}, position {self._position_name(key, col)}"
+            layer = self._layer(row)
+            where = (f"L{layer}H{col}" if _KIND[key] == "head"
+                     else f"layer {layer}, position {self._position_name(key, col)}")
             estimate = shown != "Exact patching"
             text = (f"{name}: strongest {where} ({value:+.3g}). "
                     + ("Linear estimate (clean − corrupted) × gradient of the same score; " if estimate else "")
@@ -396,7 +415,7 @@ class PatchingPanel(ResultPanel):
                 if not (np.isfinite(pattern[layer, head]) and np.isfinite(value[layer, head])):
                     continue
                 spots.append({"pos": (float(pattern[layer, head]), float(value[layer, head])),
-                              "data": (layer, head), "brush": pg.mkBrush(color),
+                              "data": (self._layer(layer), head), "brush": pg.mkBrush(color),
                               "pen": pg.mkPen(QColor(40, 40, 40), width=0.5)})
         self.scatter.addPoints(spots)
         # Name the few heads farthest from the origin, as the demo's hover names would.
@@ -407,7 +426,7 @@ class PatchingPanel(ResultPanel):
             if distance.flat[flat] < 0.1 * peak or peak == 0.0:
                 break  # points crowded at the origin: their names would only cover each other
             layer, head = divmod(int(flat), n_heads)
-            label = pg.TextItem(f"L{layer}H{head}", anchor=(0, 1), color=foreground)
+            label = pg.TextItem(f"L{self._layer(layer)}H{head}", anchor=(0, 1), color=foreground)
             label.setPos(float(pattern[layer, head]), float(value[layer, head]))
             self.scatter_view.addItem(label)
             self._scatter_labels.append(label)
@@ -442,6 +461,11 @@ class PatchingPanel(ResultPanel):
         values = self._scatter_values
         if values is None or layer is None or head is None:
             return
+        layers = self.attention_layers()
+        if layers is not None:
+            if layer not in layers:
+                return
+            layer = layers.index(layer)
         if layer < values.shape[0] and head < values.shape[1]:
             x, y = values[layer, head]
             self.scatter_selected.addPoints([{"pos": (float(x), float(y))}])
@@ -479,20 +503,20 @@ class PatchingPanel(ResultPanel):
 
     def _on_cell_clicked(self, row: int, col: int) -> None:
         if _KIND.get(self._grid_key()) == "head":
-            self.selection.select_head(row, col)
+            self.selection.select_head(self._layer(row), col)
         else:
-            self.selection.select_cell(row, col)
+            self.selection.select_cell(self._layer(row), col)
 
     def _on_cell_ctrl_clicked(self, row: int, col: int) -> None:
         """Ctrl/Cmd-click on a head grid pins or unpins that head (other grids: a plain click)."""
         if _KIND.get(self._grid_key()) == "head":
-            self.selection.toggle_pin(row, col)
+            self.selection.toggle_pin(self._layer(row), col)
         else:
             self._on_cell_clicked(row, col)
 
     def _on_cell_menu(self, row: int, col: int, where) -> None:
         if _KIND.get(self._grid_key()) == "head":
-            self.head_menu(row, col).popup(where)
+            self.head_menu(self._layer(row), col).popup(where)
 
     def update_selection(self, selection: Selection, changed: frozenset) -> None:
         if "head" in changed and _KIND.get(self._grid_key()) == "head_by_pos":

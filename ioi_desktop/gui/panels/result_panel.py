@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any, Callable
@@ -338,6 +338,7 @@ class ResultPanel(QWidget):
         self._selection_pending: frozenset = frozenset()  # selection changes to show when shown
         self._store: Any = None
         self._head_maps: list[Heatmap] = []
+        self._head_map_layers: dict[Heatmap, list[int]] = {}  # a hybrid's grids: the model layer of each row
         self._position_maps: list[Heatmap] = []
         self.roles_checkbox = QCheckBox("Known head roles")
         self.roles_checkbox.setToolTip("Mark heads with a known role in the IOI circuit (from the model's roles file)")
@@ -789,18 +790,23 @@ class ResultPanel(QWidget):
     def update_selection(self, selection: Selection, changed: frozenset) -> None:
         """Redraw markers for a new selection; the base class outlines linked grids."""
         for heatmap in self._head_maps:
-            has_head = selection.layer is not None and selection.head is not None
-            heatmap.set_selected((selection.layer, selection.head) if has_head else None)
+            row = None if selection.layer is None else self.row_of_layer(heatmap, selection.layer)
+            has_head = row is not None and selection.head is not None
+            heatmap.set_selected((row, selection.head) if has_head else None)
         for heatmap in self._position_maps:
-            has_cell = selection.layer is not None and selection.position is not None
-            heatmap.set_selected((selection.layer, selection.position) if has_cell else None)
+            row = None if selection.layer is None else self.row_of_layer(heatmap, selection.layer)
+            has_cell = row is not None and selection.position is not None
+            heatmap.set_selected((row, selection.position) if has_cell else None)
 
     # ------------------------------------------------------ linked grids
     def link_head_map(self, heatmap: Heatmap) -> Heatmap:
         """A layer x head grid: clicks select the head; it shows the selection and known roles."""
-        heatmap.cell_clicked.connect(lambda layer, head: self.selection.select_head(layer, head))
-        heatmap.cell_ctrl_clicked.connect(lambda layer, head: self.selection.toggle_pin(layer, head))
-        heatmap.cell_menu_requested.connect(lambda layer, head, where: self.head_menu(layer, head).popup(where))
+        # Rows are layers, or a hybrid's attention layers (set_head_map_layers): clicks name the model layer.
+        heatmap.cell_clicked.connect(lambda row, head: self.selection.select_head(self.layer_of_row(heatmap, row), head))
+        heatmap.cell_ctrl_clicked.connect(
+            lambda row, head: self.selection.toggle_pin(self.layer_of_row(heatmap, row), head))
+        heatmap.cell_menu_requested.connect(
+            lambda row, head, where: self.head_menu(self.layer_of_row(heatmap, row), head).popup(where))
         heatmap.set_hover_text(lambda layer, head, value: self.describe_head(heatmap, layer, head, value))
         self._head_maps.append(heatmap)
         return heatmap
@@ -841,8 +847,29 @@ class ResultPanel(QWidget):
         layout.addWidget(self.roles_legend)
         return heatmaps
 
+    def set_head_map_layers(self, heatmap: Heatmap, layers: Sequence[int] | None) -> None:
+        """The model layer of each row of a linked head grid: a hybrid's attention layers only
+        (clicks, the selection outline, hover text and role markers follow them); None: row = layer."""
+        if layers is None:
+            self._head_map_layers.pop(heatmap, None)
+        else:
+            self._head_map_layers[heatmap] = [int(layer) for layer in layers]
+
+    def layer_of_row(self, heatmap: Heatmap, row: int) -> int:
+        """The model layer shown in ``row`` of a linked head grid."""
+        layers = self._head_map_layers.get(heatmap)
+        return layers[row] if layers is not None and 0 <= row < len(layers) else row
+
+    def row_of_layer(self, heatmap: Heatmap, layer: int) -> int | None:
+        """The row of a linked head grid that shows model layer ``layer`` (None: a hybrid layer without heads)."""
+        layers = self._head_map_layers.get(heatmap)
+        if layers is None:
+            return layer
+        return layers.index(layer) if layer in layers else None
+
     def describe_head(self, heatmap: Heatmap, layer: int, head: int, value: float) -> str:
-        """Hover text of a head cell: L9H9, its value, and its known role if any."""
+        """Hover text of a head cell (``layer`` is the grid's row): L9H9, its value, and its known role if any."""
+        layer = self.layer_of_row(heatmap, layer)
         text = f"L{layer}H{head}: {heatmap.format_value(value)}"
         if self.head_roles is not None:
             role = self.head_roles.by_head().get((layer, head))
@@ -887,8 +914,10 @@ class ResultPanel(QWidget):
                 heatmap.set_markers({})
                 continue
             n_layers, n_heads = heatmap.values().shape
-            roles = self.head_roles.within(n_layers, n_heads)
-            cells = {(r.layer, r.head): r.role for r in roles.by_head().values()}
+            layers = self._head_map_layers.get(heatmap)
+            roles = self.head_roles.within(max(layers) + 1 if layers else n_layers, n_heads)
+            cells = {(self.row_of_layer(heatmap, r.layer), r.head): r.role for r in roles.by_head().values()
+                     if self.row_of_layer(heatmap, r.layer) is not None}
             heatmap.set_markers(cells, roles.legend, show_legend=self.INLINE_ROLE_LEGEND)
             shown_roles.update({name: roles.legend.get(name, "") for name in cells.values()})
         self.roles_legend.setText("" if self.INLINE_ROLE_LEGEND else self._legend_html(shown_roles))
