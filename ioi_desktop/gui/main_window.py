@@ -1036,7 +1036,11 @@ class MainWindow(QMainWindow):
     def _restore_layout(self, layout: dict) -> None:
         state = layout.get("state") if isinstance(layout, dict) else None
         if isinstance(state, str):
-            self.restoreState(QByteArray(base64.b64decode(state)), _LAYOUT_VERSION)
+            saved = QByteArray(base64.b64decode(state))
+            # The same docks as now (a session saved from this layout): restoring them would only
+            # invalidate and relayout the whole window, one long repaint.
+            if saved != self.saveState(_LAYOUT_VERSION):
+                self.restoreState(saved, _LAYOUT_VERSION)
 
     def _set_read_only(self, read_only: bool, note: str) -> None:
         self.workbench.read_only = read_only

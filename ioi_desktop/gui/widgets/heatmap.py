@@ -372,7 +372,8 @@ class Heatmap(ThemedPlot):
         values = np.asarray(values, dtype=np.float32)
         if values.ndim != 2:
             raise ValueError(f"a heatmap needs a 2-D array, got shape {values.shape}")
-        self._values = np.ascontiguousarray(values)
+        # A copy: streamed rows hand in arrays the workbench keeps filling in (``set_row`` writes here too).
+        self._values = np.array(values, dtype=np.float32, order="C", copy=True)
         self._signed = signed
         self._fixed_levels = levels
         self._value_format = value_format
