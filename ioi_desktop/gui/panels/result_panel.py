@@ -330,6 +330,9 @@ class ResultPanel(QWidget):
     STREAMED: tuple[str, ...] = ()
     # Panels with several head maps side by side show one shared roles legend (``roles_legend``).
     INLINE_ROLE_LEGEND = True
+    # True when ``render_results`` draws what the current selection shows (the selected prompt's views):
+    # drawing results then does not redraw them through ``update_selection`` a second time.
+    RENDERS_SELECTION = False
 
     def __init__(self, selection: SelectionModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -575,7 +578,11 @@ class ResultPanel(QWidget):
         self.render_results()
         self._update_roles_overlay()
         changed, self._selection_pending = ALL_SELECTION_KEYS | self._selection_pending, frozenset()
-        self.update_selection(self.selection.current, changed)
+        if self.RENDERS_SELECTION:
+            # ``render_results`` drew the current selection's views already: only the linked grids' outlines.
+            ResultPanel.update_selection(self, self.selection.current, changed)
+        else:
+            self.update_selection(self.selection.current, changed)
 
     def _drawing_deferred(self) -> bool:
         """True while this panel sits in a hidden tab of a shown window: it draws when shown.
@@ -757,13 +764,13 @@ class ResultPanel(QWidget):
             for heatmap, _cell in selected:
                 heatmap.set_selected(None)
             for heatmap in marked:
-                heatmap.set_markers({})
+                heatmap.show_markers(False)  # hidden, not rebuilt: their legends are costly to build
             return render()
         finally:
             for heatmap, cell in selected:
                 heatmap.set_selected(cell)
-            if marked:
-                self._update_roles_overlay()
+            for heatmap in marked:
+                heatmap.show_markers(True)
 
     # --------------------------------------------------- for subclasses
     def render_results(self) -> None:
