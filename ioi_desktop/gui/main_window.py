@@ -1054,8 +1054,11 @@ class MainWindow(QMainWindow):
         self._update_run_enabled()
 
     def _add_recent(self, path: Path) -> None:
-        recent = [str(path)] + [p for p in self._recent() if p != str(path)]
-        self.settings.setValue("recent_sessions", recent[:MAX_RECENT])
+        before = self._recent()
+        recent = ([str(path)] + [p for p in before if p != str(path)])[:MAX_RECENT]
+        if recent == before:
+            return  # already first: writing it again would only rewrite the settings file on the GUI thread
+        self.settings.setValue("recent_sessions", recent)
         self._refresh_recent_menu()
 
     def _recent(self) -> list[str]:

@@ -83,3 +83,33 @@ def test_heatmap_markers_are_built_once_and_their_legend_only_when_shown(qtbot):
     heatmap.show_markers(True)
     assert heatmap.marker_count() == 3 and heatmap.legend.isVisible()
     assert [label for _sample, label in heatmap.legend.items] == labels
+
+
+def test_a_new_set_of_1000_pairs_sizes_the_row_numbers_without_asking_for_hundreds_of_headers(qtbot):
+    from ioi_desktop.core.prompts import PromptPair, PromptSet
+    from ioi_desktop.core.selection import SelectionModel
+    from ioi_desktop.gui.panels.prompt_editor import PromptEditor
+
+    editor = PromptEditor(SelectionModel())
+    qtbot.addWidget(editor)
+    editor.resize(500, 700)
+    editor.show()
+    qtbot.waitExposed(editor)
+    asked = []
+    model = editor.model
+    original = model.headerData
+    model.headerData = lambda section, orientation, role=0: (asked.append(section),
+                                                             original(section, orientation, role))[1]
+    try:
+        pairs = tuple(PromptPair(f"When Ann and Bob went out, Bob gave it to {i}", f"When Ann and Bob went out, Cy gave "
+                                 f"it to {i}", " Ann", " Bob") for i in range(1000))
+        editor.set_prompt_set(PromptSet(pairs))
+        editor.table.verticalHeader().sizeHint()
+        editor.repaint()
+    finally:
+        model.headerData = original
+    header = editor.table.verticalHeader()
+    # Qt measures the first and last hundred row numbers (several calls each); only the rows on screen are asked now.
+    assert len(set(asked)) < 100, f"{len(set(asked))} rows' headers were asked for"
+    assert header.sectionSizeFromContents(999).width() >= header.sectionSizeFromContents(9).width()
+    assert model.headerData(999, header.orientation()) == "999"
