@@ -113,3 +113,22 @@ def test_a_new_set_of_1000_pairs_sizes_the_row_numbers_without_asking_for_hundre
     assert len(set(asked)) < 100, f"{len(set(asked))} rows' headers were asked for"
     assert header.sectionSizeFromContents(999).width() >= header.sectionSizeFromContents(9).width()
     assert model.headerData(999, header.orientation()) == "999"
+
+
+def test_a_token_strip_asks_for_a_relayout_only_when_its_size_hints_change(qtbot):
+    from ioi_desktop.gui.widgets import TokenStrip
+
+    strip = TokenStrip()
+    qtbot.addWidget(strip)
+    strip.resize(400, 80)
+    tokens = ["When", " John", " and", " Mary", " went", " to", " the", " shops"]
+    strip.set_tokens(tokens, {"IO": 3})
+    asked = []
+    strip.updateGeometry = lambda: asked.append(True)
+    # Another prompt of the same shape (the selection moved to a similar pair): the strip repaints alone.
+    strip.set_tokens(tokens, {"IO": 1})
+    assert asked == [], "new tokens of the same size relayout the window around the strip"
+    height = strip.heightForWidth(400)
+    strip.set_tokens(tokens * 3, {"IO": 3})
+    assert asked == [True] and strip.heightForWidth(400) > height
+    assert strip.tokens() == tokens * 3
