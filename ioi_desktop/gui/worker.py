@@ -267,11 +267,12 @@ class _JobExecutor(QObject):
         the last reference to a job may drop in this thread, and a Qt object freed here deadlocks
         against the GUI thread deleting its children.
 
-        The thread keeps the GUI thread's OS priority. A lower one (tried: nice +5) made the GUI wait
-        longer on a busy machine, not shorter: a job holds the GIL most of the time (the model's Python
-        code), and a low-priority thread holding it is the one the scheduler pauses, while the GUI
-        thread waits for the GIL (1000 pairs, load average 4-7: the longest stall of a run 140-340 ms
-        with the GUI thread idle in it, against 60-70 ms at equal priority)."""
+        The thread keeps the GUI thread's OS priority. A lower one (tried: nice +5) lets the GUI wait
+        longer on a busy machine, not shorter: a job holds the GIL much of the time (the model's Python
+        code), and a low-priority thread holding it is the one the scheduler pauses while the GUI
+        thread waits for the GIL (benchmarks/gui_latency.py, 1000 pairs, load average 4-7: a run's
+        longest stall 137-339 ms, mostly with the GUI thread idle in it, at nice +5; 61-70 ms at equal
+        priority)."""
         context = JobContext(self, job.job_id, job.cancel_token)
         try:
             job.cancel_token.raise_if_cancelled()
