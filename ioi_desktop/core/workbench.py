@@ -140,13 +140,16 @@ class Provenance:
 class PartialGrid:
     """An array of a run in progress, filled row by row (leading index).
 
-    ``values`` has the array field's dtype; rows not computed yet hold 0
-    (float) or -1 (int); ``done[i]`` says whether row ``i`` arrived.
+    ``values`` has the array field's dtype; rows not computed yet hold NaN
+    (float) or -1 (int), so a view can draw ``values`` as it is, without a
+    masked copy per row (at 1000 prompts a row of the logit-lens grid is
+    ~100k numbers); ``done[i]`` says whether row ``i`` arrived.
     """
 
     def __init__(self, analysis: str, array: str, shape: tuple[int, ...], dtype: str) -> None:
         self.analysis, self.array = analysis, array
-        fill = -1 if np.dtype(dtype).kind == "i" else 0
+        kind = np.dtype(dtype).kind
+        fill = -1 if kind == "i" else np.nan if kind in "fc" else 0
         self.values = np.full(shape, fill, dtype=dtype)
         self.done = np.zeros(shape[0], dtype=bool)
 

@@ -1036,7 +1036,11 @@ class MainWindow(QMainWindow):
     def _restore_layout(self, layout: dict) -> None:
         state = layout.get("state") if isinstance(layout, dict) else None
         if isinstance(state, str):
-            self.restoreState(QByteArray(base64.b64decode(state)), _LAYOUT_VERSION)
+            saved = QByteArray(base64.b64decode(state))
+            # The same docks as now (a session saved from this layout): restoring them would only
+            # invalidate and relayout the whole window, one long repaint.
+            if saved != self.saveState(_LAYOUT_VERSION):
+                self.restoreState(saved, _LAYOUT_VERSION)
 
     def _set_read_only(self, read_only: bool, note: str) -> None:
         self.workbench.read_only = read_only
@@ -1050,8 +1054,11 @@ class MainWindow(QMainWindow):
         self._update_run_enabled()
 
     def _add_recent(self, path: Path) -> None:
-        recent = [str(path)] + [p for p in self._recent() if p != str(path)]
-        self.settings.setValue("recent_sessions", recent[:MAX_RECENT])
+        before = self._recent()
+        recent = ([str(path)] + [p for p in before if p != str(path)])[:MAX_RECENT]
+        if recent == before:
+            return  # already first: writing it again would only rewrite the settings file on the GUI thread
+        self.settings.setValue("recent_sessions", recent)
         self._refresh_recent_menu()
 
     def _recent(self) -> list[str]:

@@ -48,8 +48,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-import os
-import sys
 import time
 import traceback
 import weakref
@@ -263,16 +261,18 @@ class _JobExecutor(QObject):
     succeeded = Signal(int, object)
     failed = Signal(int, object)
 
-    _niced = False
-
     @Slot(object)
     def execute(self, job: _Job) -> None:
         """Run ``job`` here. Job functions must capture no Qt object (a window, a panel, the Worker):
         the last reference to a job may drop in this thread, and a Qt object freed here deadlocks
-        against the GUI thread deleting its children."""
-        if not self._niced:
-            self._niced = True
-            lower_thread_priority()
+        against the GUI thread deleting its children.
+
+        The thread keeps the GUI thread's OS priority. A lower one (tried: nice +5) lets the GUI wait
+        longer on a busy machine, not shorter: a job holds the GIL much of the time (the model's Python
+        code), and a low-priority thread holding it is the one the scheduler pauses while the GUI
+        thread waits for the GIL (benchmarks/gui_latency.py, 1000 pairs, load average 4-7: a run's
+        longest stall 137-339 ms, mostly with the GUI thread idle in it, at nice +5; 61-70 ms at equal
+        priority)."""
         context = JobContext(self, job.job_id, job.cancel_token)
         try:
             job.cancel_token.raise_if_cancelled()
@@ -281,26 +281,6 @@ class _JobExecutor(QObject):
             self.failed.emit(job.job_id, JobFailure.from_exception(job.kind, error))
         else:
             self.succeeded.emit(job.job_id, value)
-
-
-BACKGROUND_NICE = 5  # how much lower than the GUI thread the worker threads run (Linux nice steps)
-
-
-def lower_thread_priority(steps: int = BACKGROUND_NICE) -> bool:
-    """Give the calling (worker) thread a lower OS scheduling priority than the GUI thread, so on a busy
-    machine the GUI thread gets a core first when it has work (repaints, clicks). Linux only, where a
-    thread's nice value is its own and raising it needs no privileges; True when changed."""
-    if not sys.platform.startswith("linux") or not hasattr(os, "setpriority"):
-        return False
-    import threading
-
-    try:
-        thread = threading.get_native_id()
-        current = os.getpriority(os.PRIO_PROCESS, thread)
-        os.setpriority(os.PRIO_PROCESS, thread, min(19, current + steps))
-    except OSError:
-        return False
-    return True
 
 
 @dataclass

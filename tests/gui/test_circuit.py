@@ -11,7 +11,8 @@ import pytest
 from PySide6.QtCore import QPointF, Qt
 
 from ioi_desktop.core.prompts import PromptPair, PromptSet
-from tests.support.gui_helpers import RUN_TIMEOUT_MS, open_session_and_wait, save_screenshot, save_session_and_wait
+from tests.support.gui_helpers import (RUN_TIMEOUT_MS, open_session_and_wait, panels_drawn, save_screenshot,
+                                       save_session_and_wait)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,8 @@ def _view_point(panel, x, y):
 
 def _run_circuit(qtbot, window, **changes):
     assert window.run_only("circuit", changes), window.step_label.text()
-    qtbot.waitUntil(lambda: not window.worker.busy, timeout=RUN_TIMEOUT_MS)
+    # The panels on screen draw (and are cleared at a run's start) one per event-loop turn.
+    qtbot.waitUntil(lambda: not window.worker.busy and panels_drawn(), timeout=RUN_TIMEOUT_MS)
 
 
 def test_discover_resize_click_and_reopen_the_circuit(qtbot, bundled_window, tmp_path, settings):

@@ -227,3 +227,21 @@ def test_a_due_full_collection_waits_while_the_app_is_busy_and_runs_when_idle(qt
         assert collector.full_collections == before + 1 and len(kept) == 3 * collector.MIN_GROWTH
     finally:
         stop()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "getpriority"), reason="thread priorities are read on Linux")
+def test_the_worker_threads_keep_the_gui_threads_priority(qtbot, worker):
+    # A lower-priority worker thread holding the GIL is paused by a busy machine while the GUI thread
+    # waits for the GIL: the GUI stalled longer, not shorter (see _JobExecutor.execute).
+    import os
+
+    def own_priority(_context=None) -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    with qtbot.waitSignal(worker.run_finished, timeout=10_000) as finished:
+        assert worker.submit(RUN, own_priority)
+    found = []
+    worker.prepare("check", own_priority, found.append, found.append)
+    qtbot.waitUntil(lambda: bool(found), timeout=10_000)
+    assert finished.args == [own_priority()], "the job thread runs at a lower priority than the GUI thread"
+    assert found == [own_priority()], "the input thread runs at a lower priority than the GUI thread"

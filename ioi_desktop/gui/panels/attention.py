@@ -71,6 +71,7 @@ class _MapsScroll(QScrollArea):
 class AttentionPanel(ResultPanel):
     TITLE = "Attention"
     RESULTS = (attention.Result,)
+    RENDERS_SELECTION = True
 
     def __init__(self, selection, parent: QWidget | None = None) -> None:
         super().__init__(selection, parent)

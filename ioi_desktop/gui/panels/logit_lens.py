@@ -56,6 +56,7 @@ class LogitLensPanel(ResultPanel):
     TITLE = "Logit lens"
     RESULTS = (logit_lens.Result,)
     STREAMED = ("logit_lens_grid_top_ids", "logit_lens_grid_top_probs", "logit_lens_grid_logit_diff")
+    RENDERS_SELECTION = True
 
     def __init__(self, selection, parent: QWidget | None = None) -> None:
         super().__init__(selection, parent)

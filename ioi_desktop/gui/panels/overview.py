@@ -41,6 +41,7 @@ _EMPTY = "Run the logit-difference analysis to see how well the model does the t
 class OverviewPanel(ResultPanel):
     TITLE = "Overview"
     RESULTS = (logit_diff.Result,)
+    RENDERS_SELECTION = True
 
     def __init__(self, selection, parent: QWidget | None = None) -> None:
         super().__init__(selection, parent)

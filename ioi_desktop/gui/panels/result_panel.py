@@ -55,13 +55,22 @@ _GLYPHS = {"star": "★", "t": "▼", "o": "●", "s": "■", "d": "◆", "t1": 
 
 
 _ROLES_CACHE: dict[tuple, HeadRoles | None] = {}
+_ROLES_PATHS: dict[tuple, Any] = {}
 
 
 def _roles_of(name: str, path: Any) -> HeadRoles | None:
     """The known head roles of a model (its roles file), read once per file version for all panels."""
-    roles_file = roles_path_for_model(name, path) if name or path else None
+    if not (name or path):
+        return None
+    # Where a model's roles file is, found once per model for all panels (the search looks through the
+    # resource folders); a file that is gone, or not found yet, is looked for again.
+    found = _ROLES_PATHS.get((name, str(path)))
+    roles_file = found if found is not None and found.is_file() else roles_path_for_model(name, path)
     if roles_file is None:
         return None
+    if len(_ROLES_PATHS) > 16:
+        _ROLES_PATHS.clear()
+    _ROLES_PATHS[(name, str(path))] = roles_file
     key = (str(roles_file), roles_file.stat().st_mtime_ns)
     if key not in _ROLES_CACHE:
         if len(_ROLES_CACHE) > 16:
@@ -321,6 +330,9 @@ class ResultPanel(QWidget):
     STREAMED: tuple[str, ...] = ()
     # Panels with several head maps side by side show one shared roles legend (``roles_legend``).
     INLINE_ROLE_LEGEND = True
+    # True when ``render_results`` draws what the current selection shows (the selected prompt's views):
+    # drawing results then does not redraw them through ``update_selection`` a second time.
+    RENDERS_SELECTION = False
 
     def __init__(self, selection: SelectionModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -567,7 +579,11 @@ class ResultPanel(QWidget):
         self.render_results()
         self._update_roles_overlay()
         changed, self._selection_pending = ALL_SELECTION_KEYS | self._selection_pending, frozenset()
-        self.update_selection(self.selection.current, changed)
+        if self.RENDERS_SELECTION:
+            # ``render_results`` drew the current selection's views already: only the linked grids' outlines.
+            ResultPanel.update_selection(self, self.selection.current, changed)
+        else:
+            self.update_selection(self.selection.current, changed)
 
     def _drawing_deferred(self) -> bool:
         """True while this panel sits in a hidden tab of a shown window: it draws when shown.
@@ -635,15 +651,16 @@ class ResultPanel(QWidget):
     def show_rows(self, array_name: str, grid: Any) -> None:
         """Fill in streamed rows (a ``core.workbench.PartialGrid``) of an array this panel shows.
 
-        Float rows not computed yet are drawn as NaN (blank cells); integer
-        arrays (token ids) keep -1 there.
+        Float rows not computed yet are NaN in the grid (blank cells); integer
+        arrays (token ids) keep -1 there. The grid's own array is kept, not a
+        copy: the workbench fills it in place as rows arrive, and copying the
+        whole array for every row grew with the prompt count.
         """
         if array_name not in self.STREAMED:
             return
         values = grid.values
-        if values.dtype.kind == "f":
-            shape = (-1,) + (1,) * (values.ndim - 1)
-            values = np.where(grid.done.reshape(shape), values, np.float32(np.nan)).astype(np.float32)
+        if values.dtype.kind == "f" and values.dtype != np.float32:
+            values = values.astype(np.float32)
         self._partial[array_name] = values
         if self._drawing_deferred():
             self._stale_rows[array_name] = True
@@ -657,8 +674,13 @@ class ResultPanel(QWidget):
         self._partial.clear()
         self._stale = False
         self._stale_rows.clear()
-        if self._drawing_deferred():
-            self._clear_pending = True  # emptied when shown (a hidden panel costs nothing at a run's start)
+        if self._in_shown_window():
+            # Emptied on a later turn: a hidden panel when shown (it costs nothing at a run's start), one on
+            # screen when its turn comes (DRAW_QUEUE), so a run's start never clears every panel in one go.
+            # Rows or results arriving first empty it before they draw (``_apply_pending_clear``).
+            self._clear_pending = True
+            if not self._drawing_deferred():
+                self.draw_soon()
             return
         self._clear_pending = False
         self.clear_views()
@@ -743,13 +765,13 @@ class ResultPanel(QWidget):
             for heatmap, _cell in selected:
                 heatmap.set_selected(None)
             for heatmap in marked:
-                heatmap.set_markers({})
+                heatmap.show_markers(False)  # hidden, not rebuilt: their legends are costly to build
             return render()
         finally:
             for heatmap, cell in selected:
                 heatmap.set_selected(cell)
-            if marked:
-                self._update_roles_overlay()
+            for heatmap in marked:
+                heatmap.show_markers(True)
 
     # --------------------------------------------------- for subclasses
     def render_results(self) -> None:
@@ -939,4 +961,5 @@ class ResultPanel(QWidget):
             # Shown when the panel is: a click redraws only the panels on screen.
             self._selection_pending = self._selection_pending | changed
             return
+        self._apply_pending_clear()  # a run started a moment ago: its views empty before they follow
         self.update_selection(selection, changed)

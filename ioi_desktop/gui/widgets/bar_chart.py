@@ -34,6 +34,8 @@ class BarChart(ThemedPlot):
         self._categories: list[str] = []
         self._series: dict[str, np.ndarray] = {}
         self._items: list[pg.BarGraphItem] = []
+        self._item_names: list[str] = []  # the series the bar items (and the legend) were made for
+        self._category_room = 8
         self._highlighted: int | None = None
         self._value_format = "{:+.4g}"
         self.plot = self.addPlot(row=0, col=0, title=title or None)
@@ -78,33 +80,47 @@ class BarChart(ThemedPlot):
         ``by_sign`` colours a single series by sign with the heatmaps' diverging
         hues (blue positive, red negative), so bars and heatmaps read alike.
         """
-        for item in self._items:
-            self.plot.removeItem(item)
-        self._items = []
-        self.legend.clear()
         self._categories = [str(c) for c in categories]
         self._series = {name: np.asarray(v, dtype=np.float32) for name, v in series.items()}
         self._value_format = value_format
+        metrics = QFontMetrics(QFont())
+        # Measured once per data (not on every resize): the widest category label.
+        self._category_room = (metrics.height() + 2 if self._horizontal else
+                               max((metrics.horizontalAdvance(c) for c in set(self._categories)), default=8) + 10)
         colors = list(colors or SERIES_COLORS)
         n_series = max(1, len(self._series))
         width = 0.8 / n_series
         positions = np.arange(len(self._categories), dtype=np.float64)
+        names = list(self._series)
+        # The same series as before (a new run, another prompt set): their bar items and legend are reused,
+        # given the new data; cleared charts keep theirs, empty, for the next data.
+        if names and names != self._item_names:
+            for item in self._items:
+                self.plot.removeItem(item)
+            self._items = []
+            self.legend.clear()
+            self._item_names = names
         for i, (name, values) in enumerate(self._series.items()):
             offset = (i - (n_series - 1) / 2) * width
             color = colors[i % len(colors)]
             # One brush (not a list) keeps the legend sample coloured.
-            fill = ({"brushes": [pg.mkBrush(POSITIVE if v >= 0 else NEGATIVE) for v in values]} if by_sign
-                    else {"brush": pg.mkBrush(color)})
+            fill = ({"brushes": [pg.mkBrush(POSITIVE if v >= 0 else NEGATIVE) for v in values], "brush": None}
+                    if by_sign else {"brush": pg.mkBrush(color), "brushes": None})
             if self._horizontal:
-                item = pg.BarGraphItem(x0=0, y=positions + offset, height=width, width=values,
-                                       pen=pg.mkPen(None), **fill)
+                bars = {"x0": 0, "y": positions + offset, "height": width, "width": values}
             else:
-                item = pg.BarGraphItem(x=positions + offset, y0=0, width=width, height=values,
-                                       pen=pg.mkPen(None), **fill)
+                bars = {"x": positions + offset, "y0": 0, "width": width, "height": values}
+            if i < len(self._items):
+                self._items[i].setOpts(**bars, **fill)
+                self._items[i].setVisible(True)
+                continue
+            item = pg.BarGraphItem(pen=pg.mkPen(None), **bars, **fill)
             self.plot.addItem(item)
             self._items.append(item)
             if len(self._series) > 1:
                 self.legend.addItem(item, name)
+        for item in self._items[len(self._series):] if self._series else self._items:
+            item.setVisible(False)
         self.legend.setVisible(len(self._series) > 1)
         set_legend_text_color(self.legend, theme_colors(self)[1])
         self._update_ticks()
@@ -124,13 +140,9 @@ class BarChart(ThemedPlot):
     def _update_ticks(self) -> None:
         """Label every k-th category, k a round step (1, 2, 5, 10, 20, 50, ...) chosen so labels never
         touch along the axis's current length (1000 prompts: every 100th or so, readable)."""
-        metrics = QFontMetrics(QFont())
         view = self.plot.vb.boundingRect()
         length = (view.height() if self._horizontal else view.width()) if view.width() > 1 else 400.0
-        if self._horizontal:
-            room = metrics.height() + 2
-        else:
-            room = max((metrics.horizontalAdvance(str(c)) for c in self._categories), default=8) + 10
+        room = self._category_room
         n = len(self._categories)
         step = 1
         for candidate in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000):

@@ -318,6 +318,8 @@ class Heatmap(ThemedPlot):
             self.plot.addItem(item)
 
         self._markers = pg.ScatterPlotItem(pxMode=True)
+        self._marker_key: tuple | None = None  # what ``set_markers`` was last given
+        self._legend_wanted = False
         self._markers.setZValue(15)
         self.plot.addItem(self._markers)
         self.legend = pg.LegendItem(colCount=3, labelTextSize="8pt", frame=False)
@@ -372,7 +374,8 @@ class Heatmap(ThemedPlot):
         values = np.asarray(values, dtype=np.float32)
         if values.ndim != 2:
             raise ValueError(f"a heatmap needs a 2-D array, got shape {values.shape}")
-        self._values = np.ascontiguousarray(values)
+        # A copy: streamed rows hand in arrays the workbench keeps filling in (``set_row`` writes here too).
+        self._values = np.array(values, dtype=np.float32, order="C", copy=True)
         self._signed = signed
         self._fixed_levels = levels
         self._value_format = value_format
@@ -524,10 +527,13 @@ class Heatmap(ThemedPlot):
         # Black or white text, whichever reads better on the cell's colour (one lookup per distinct shade).
         cmap = self.colorbar.colorMap()
         shades = np.round(np.nan_to_num(fraction, nan=-1.0) * 255).astype(int)
-        on_shade = {shade: text_color_on(cmap.map(shade / 255, mode=pg.ColorMap.QCOLOR))
-                    for shade in np.unique(shades[shades >= 0]).tolist()}
+        distinct = np.unique(shades[shades >= 0])
+        # The colour map looked up once for all distinct shades (not once per shade).
+        mapped = cmap.map(distinct / 255.0, mode=pg.ColorMap.QCOLOR) if distinct.size else []
+        on_shade = {shade: text_color_on(color) for shade, color in zip(distinct.tolist(), mapped)}
         not_computed = theme_colors(self)[1]
-        self.cell_text_item.set_colors([[on_shade.get(shades[r, c], not_computed) if shades[r, c] >= 0 else not_computed
+        rows = shades.tolist()
+        self.cell_text_item.set_colors([[on_shade.get(rows[r][c], not_computed) if rows[r][c] >= 0 else not_computed
                                          for c in range(len(row))] for r, row in enumerate(texts)])
 
     def set_markers(self, cells: Mapping[tuple[int, int], str], descriptions: Mapping[str, str] | None = None,
@@ -536,29 +542,46 @@ class Heatmap(ThemedPlot):
 
         ``cells`` maps (row, col) to a category name; categories get symbols in
         the order of ``descriptions`` (then first appearance), see :func:`marker_styles`.
+        The same markers again change nothing (a panel redraws its roles overlay with
+        each draw), and the legend is built only when it is shown: its labels are
+        graphics widgets, the costliest part of drawing a head map.
         """
+        key = (tuple(sorted(cells.items())), tuple((descriptions or {}).items()), bool(show_legend))
+        if key == self._marker_key:
+            return
+        self._marker_key = key
         self._markers.clear()
         self.legend.clear()
+        self._markers.setVisible(True)
         if not cells:
+            self._legend_wanted = False
             self._set_legend_visible(False)
             return
         style = marker_styles(cells.values(), descriptions)
-        order = list(style)
-        spots = []
-        for (row, col), name in cells.items():
-            symbol, color = style[name]
-            # Top-right corner of the cell, so the cell colour stays visible.
-            spots.append({"pos": (col + 0.27, row - 0.27), "symbol": symbol, "size": marker_size(symbol),
-                          "brush": pg.mkBrush(color), "pen": pg.mkPen(QColor(0, 0, 0), width=1),
-                          "data": name})
-        self._markers.addPoints(spots)
-        for name in order:
-            symbol, color = style[name]
-            sample = pg.ScatterPlotItem(symbol=symbol, size=marker_size(symbol), brush=pg.mkBrush(color),
-                                        pen=pg.mkPen(QColor(0, 0, 0), width=1))
-            self.legend.addItem(sample, name)
+        outline = pg.mkPen(QColor(0, 0, 0), width=1)
+        brushes = {name: pg.mkBrush(color) for name, (_symbol, color) in style.items()}
+        placed = list(cells.items())
+        # Top-right corner of the cell, so the cell colour stays visible; one call with arrays.
+        self._markers.setData(
+            x=np.array([col + 0.27 for (_row, col), _name in placed], dtype=np.float64),
+            y=np.array([row - 0.27 for (row, _col), _name in placed], dtype=np.float64),
+            symbol=[style[name][0] for _cell, name in placed],
+            size=[marker_size(style[name][0]) for _cell, name in placed],
+            brush=[brushes[name] for _cell, name in placed], pen=outline,
+            data=[name for _cell, name in placed])
+        self._legend_wanted = bool(show_legend)
+        if show_legend:
+            for name, (symbol, color) in style.items():
+                sample = pg.ScatterPlotItem(symbol=symbol, size=marker_size(symbol), brush=brushes[name], pen=outline)
+                self.legend.addItem(sample, name)
+            set_legend_text_color(self.legend, theme_colors(self)[1])
         self._set_legend_visible(show_legend)
-        self._apply_theme()
+
+    def show_markers(self, shown: bool) -> None:
+        """Hide the markers and their legend (an exported figure without them) or show them again,
+        without rebuilding them."""
+        self._markers.setVisible(shown)
+        self._set_legend_visible(shown and self._legend_wanted)
 
     def _set_legend_visible(self, visible: bool) -> None:
         # A hidden item still takes its row in a QGraphicsGridLayout; collapse it too.
@@ -568,7 +591,8 @@ class Heatmap(ThemedPlot):
         self.legend.setMaximumWidth(limit)
 
     def marker_count(self) -> int:
-        return len(self._markers.points())
+        """How many cells are marked and shown (hidden markers, ``show_markers(False)``, count none)."""
+        return len(self._markers.points()) if self._markers.isVisible() else 0
 
     # -------------------------------------------------------------- events
     def cell_at(self, scene_pos) -> tuple[int, int] | None:

@@ -50,6 +50,9 @@ class TokenStrip(QWidget):
         self._selected: int | None = None
         self._boxes: list[QRectF] = []
         self._laid_out_width = -1
+        # Layouts by width and fonts: the layout system asks for the size hints many times per relayout.
+        self._layouts: dict[int, tuple[list[QRectF], int]] = {}
+        self._fonts: dict[tuple[bool, bool], QFont] = {}
         self.setMouseTracking(True)
         size_policy = QSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
         size_policy.setHeightForWidth(True)
@@ -58,6 +61,7 @@ class TokenStrip(QWidget):
     # ------------------------------------------------------------------ data
     def set_tokens(self, tokens: Sequence[str], roles: Mapping[str, int] | None = None) -> None:
         """Show ``tokens``; ``roles`` maps a role name to its position (negative = absent)."""
+        before = self._geometry()
         self._tokens = [str(t) for t in tokens]
         self._roles = {}
         for name, position in (roles or {}).items():
@@ -65,7 +69,7 @@ class TokenStrip(QWidget):
                 self._roles.setdefault(int(position), []).append(name)
         self._weights = None
         self._selected = None if self._selected is None or self._selected >= len(self._tokens) else self._selected
-        self._relayout()
+        self._relayout(before)
 
     def set_weights(self, weights: np.ndarray | None, label: str = "", full_scale: float | None = None) -> None:
         """Shade each token by its weight (None removes the shading).
@@ -73,12 +77,13 @@ class TokenStrip(QWidget):
         ``full_scale`` is the weight drawn fully shaded: 1.0 for attention
         weights, so near-uniform attention stays pale; by default the largest weight.
         """
+        before = self._geometry()
         if weights is not None:
             weights = np.asarray(weights, dtype=np.float32)[: len(self._tokens)]
         self._weights = weights
         self._weight_label = label
         self._full_scale = full_scale
-        self._relayout()
+        self._relayout(before)
 
     def set_selected(self, position: int | None) -> None:
         self._selected = position
@@ -105,13 +110,25 @@ class TokenStrip(QWidget):
 
     # ---------------------------------------------------------------- layout
     def _font(self, bold: bool = False, small: bool = False) -> QFont:
-        font = QFont(self.font())
-        if small:
-            font.setPointSizeF(max(6.5, font.pointSizeF() * 0.8))
-        font.setBold(bold)
+        font = self._fonts.get((bold, small))
+        if font is None:
+            font = QFont(self.font())
+            if small:
+                font.setPointSizeF(max(6.5, font.pointSizeF() * 0.8))
+            font.setBold(bold)
+            self._fonts[(bold, small)] = font
         return font
 
     def _layout(self, width: int) -> tuple[list[QRectF], int]:
+        """(token boxes, height) at ``width``, laid out once per width for the tokens shown."""
+        found = self._layouts.get(width)
+        if found is None:
+            if len(self._layouts) > 16:
+                self._layouts.clear()
+            found = self._layouts[width] = self._lay_out(width)
+        return found
+
+    def _lay_out(self, width: int) -> tuple[list[QRectF], int]:
         metrics = QFontMetrics(self._font(bold=True))
         small = QFontMetrics(self._font(small=True))
         line_h = _ROLE_H + _BOX_H + _POS_H + _GAP
@@ -138,10 +155,24 @@ class TokenStrip(QWidget):
             self._boxes, _ = self._layout(max(1, self.width()))
             self._laid_out_width = self.width()
 
-    def _relayout(self) -> None:
+    def _geometry(self) -> tuple[QSize, int]:
+        """What the layout system asks of the strip: its size hint and its height at its width."""
+        return self.sizeHint(), self.heightForWidth(max(1, self.width()))
+
+    def _relayout(self, before: tuple[QSize, int] | None = None) -> None:
+        """New contents: lay them out again, and ask the window to relayout only when the strip's size
+        hints changed (another prompt of the same shape repaints the strip alone)."""
         self._laid_out_width = -1
-        self.updateGeometry()
+        self._layouts.clear()
+        if before is None or self._geometry() != before:
+            self.updateGeometry()
         self.update()
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.FontChange:
+            self._fonts.clear()
+            self._relayout()
+        super().changeEvent(event)
 
     def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt override
         return True
