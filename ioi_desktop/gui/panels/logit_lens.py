@@ -36,6 +36,7 @@ from ioi_desktop.gui.panels.result_panel import ResultPanel, axis_position_label
 from ioi_desktop.gui.widgets.colors import SERIES_COLORS, theme_colors
 from ioi_desktop.gui.widgets.export import export_grid_csv, export_table_csv
 from ioi_desktop.gui.widgets.heatmap import Heatmap, fit_axis, set_legend_text_color, short_token, tick_labels
+from ioi_desktop.gui.widgets.plot_fit import FittedPlotWidget
 
 # (label, array holding the colour values [lens_layer, prompt, pos(, rank)], signed)
 COLOURINGS = (
@@ -84,8 +85,8 @@ class LogitLensPanel(ResultPanel):
         splitter.addWidget(self.grid)
 
         # Two lines: one would be wider than the narrow pane and push the plot out of it.
-        self.lens_view = pg.PlotWidget(title="Logit difference lens<br>(at END)")
-        self.lens_view.setMinimumWidth(180)
+        # Never narrower than its plot (title, axes), so the splitter cannot cut it at the right edge.
+        self.lens_view = FittedPlotWidget(title="Logit difference lens<br>(at END)")
         self.lens_view.setMenuEnabled(False)
         self.lens_view.hideButtons()
         self.lens_view.setMouseEnabled(x=False, y=False)

@@ -41,6 +41,7 @@ from ioi_desktop.gui.panels.result_panel import ResultPanel, axis_position_label
 from ioi_desktop.gui.widgets.colors import SEQUENTIAL, symmetric_levels, theme_colors
 from ioi_desktop.gui.widgets.export import export_grid_csv
 from ioi_desktop.gui.widgets.heatmap import Heatmap
+from ioi_desktop.gui.widgets.plot_fit import FittedPlotWidget
 
 # The grids come from core's one sweep catalogue: arrays "patch_<key>" (exact), "atp_<key>" (estimate).
 _KIND_OF_AXES = {"layer_pos": "position", "layer_head": "head", "layer_kv_head": "head", "layer_pos_head": "head_by_pos"}
@@ -120,11 +121,10 @@ class PatchingPanel(ResultPanel):
         self.grid_scroll.setWidget(self.grid_area)
         splitter.addWidget(self.grid_scroll)
 
-        self.scatter_view = pg.PlotWidget(title="Value vs pattern patching")
+        # Never narrower than its plot: the splitter gives the grids what is left (no axis cut at 1.0).
+        self.scatter_view = FittedPlotWidget(title="Value vs pattern patching")
         self.scatter_view.setToolTip("One point per head: its value-patching score against its pattern-patching "
                                      "score, coloured by layer. Click a point to select the head.")
-        # No minimum: the scatter gives way (drag the splitter to get it back) rather than widen the window.
-        self.scatter_view.setMinimumSize(0, 0)
         self.scatter_view.setMenuEnabled(False)
         self.scatter_view.hideButtons()
         for side, label in (("bottom", "pattern patching score"), ("left", "value patching score")):

@@ -266,7 +266,9 @@ class HeadMapRow(QWidget):
         """Width one plot needs: its title plus the colour bar, and never under MIN_HEAD_MAP_WIDTH (measured:
         a 4-head grid with its row labels and a colour bar of "-4e-05"-style labels needs about 250 px)."""
         titles = [int(m.plot.titleLabel.effectiveSizeHint(Qt.SizeHint.MinimumSize).width()) for m in self._maps]
-        return max([MIN_HEAD_MAP_WIDTH] + [title + 70 for title in titles])
+        # And never under what the plot's own layout needs (its title, axes and colour bar), else it is clipped.
+        layouts = [int(m.ci.effectiveSizeHint(Qt.SizeHint.MinimumSize).width()) + 4 for m in self._maps]
+        return max([MIN_HEAD_MAP_WIDTH] + [title + 70 for title in titles] + layouts)
 
     def reflow(self, width: int) -> None:
         """Lay the plots out for ``width`` pixels (the scroll area's visible width)."""

@@ -31,6 +31,7 @@ from ioi_desktop.gui.widgets.colors import (
     text_color_on,
     theme_colors,
 )
+from ioi_desktop.gui.widgets.plot_fit import span_title
 
 # The theme was chosen before pyqtgraph was imported: apply it to pyqtgraph's defaults now.
 configure_pyqtgraph()
@@ -304,6 +305,8 @@ class Heatmap(ThemedPlot):
         self.colorbar = pg.ColorBarItem(values=(-1.0, 1.0), colorMap=DIVERGING, interactive=False,
                                         width=14, colorMapMenu=False)
         self.colorbar.setImageItem(self.image, insert_in=self.plot)
+        # The title over the whole plot (axes and colour bar too), so it does not widen the plot's minimum.
+        span_title(self.plot)
         # Scores are plain numbers; an SI prefix ("x1e-06") on the scale only confuses.
         self.colorbar.axis.enableAutoSIPrefix(False)
 
