@@ -57,6 +57,7 @@ from ioi_desktop import APP_NAME, __version__
 from ioi_desktop.core.analyses import ANALYSES
 from ioi_desktop.core.errors import IOIError
 from ioi_desktop.core.workbench import Workbench
+from ioi_desktop.gui.dock_sizes import InputColumnWidth, keep_to_its_height
 from ioi_desktop.gui.panels.model_picker import ModelPicker
 from ioi_desktop.gui.panels.prompt_editor import PromptEditor
 from ioi_desktop.gui.worker import LOAD_MODEL, JobFailure, Worker, freeze_long_lived_objects
@@ -181,6 +182,20 @@ class MainWindow(QMainWindow):
         self.resizeDocks([model_dock, prompt_dock], [220, 600], Qt.Vertical)
         self.resize(1500, 950)
         self.resizeDocks([model_dock], [470], Qt.Horizontal)
+        # A resized window gives its extra (or missing) width to the results, and extra height to the prompts.
+        keep_to_its_height(self.model_picker)
+        self._input_width = InputColumnWidth(self, model_dock, self._right_column_dock)
+        self._input_width.install()
+
+    def _right_column_dock(self) -> QDockWidget | None:
+        """A result dock docked on the right and shown (the input column is sized against it)."""
+        inputs = (ModelPicker.TITLE, PromptEditor.TITLE)
+        return next((dock for title, dock in self.docks.items() if title not in inputs and dock.isVisible()
+                     and not dock.isFloating() and self.dockWidgetArea(dock) == Qt.RightDockWidgetArea), None)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._input_width.window_resized()
 
     def build_result_panels(self) -> None:
         """Create one dock per result panel, then restore the remembered dock layout."""

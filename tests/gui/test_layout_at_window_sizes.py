@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import pyqtgraph as pg
 import pytest
-from PySide6.QtCore import QRect, Qt
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
 
 from tests.support.gui_helpers import panels_drawn, run_and_wait
 
@@ -25,10 +26,17 @@ def ran_window(qtbot, loaded_window):
     return loaded_window
 
 
+def settle(qtbot) -> None:
+    """Let posted layout work (dock sizes after a resize, panels' redraws) run."""
+    for _ in range(3):
+        QApplication.processEvents()
+    qtbot.waitUntil(panels_drawn, timeout=10_000)
+
+
 def resize_and_settle(qtbot, window, width: int, height: int) -> None:
     window.resize(width, height)
     qtbot.waitUntil(lambda: window.width() == width and window.height() == height, timeout=5000)
-    qtbot.waitUntil(panels_drawn, timeout=10_000)
+    settle(qtbot)
 
 
 def raise_dock(qtbot, window, panel) -> None:
@@ -71,3 +79,27 @@ def test_no_plot_of_any_panel_is_cut_off(qtbot, ran_window, size):
         if hasattr(panel, "mode_combo"):
             panel.mode_combo.setCurrentIndex(0)
     assert not found, "\n".join(found)
+
+
+def test_the_input_column_keeps_its_width_and_the_results_get_the_room(qtbot, ran_window):
+    window = ran_window
+    inputs, prompts = window.docks["Model"], window.docks["Prompts"]
+    results = window.docks["Overview"]
+    resize_and_settle(qtbot, window, 1280, 800)
+    laptop_width, laptop_model_height = inputs.width(), inputs.height()
+    assert 0.25 * 1280 <= laptop_width <= 0.4 * 1280
+    resize_and_settle(qtbot, window, 1920, 1080)
+    # Maximised on a desktop screen, the extra width goes to the results (it doubled the form's before),
+    # and the extra height to the prompt table, not to empty space under the model picker.
+    assert abs(inputs.width() - laptop_width) <= 8, (laptop_width, inputs.width())
+    assert results.width() >= 1920 - laptop_width - 30
+    assert inputs.height() <= laptop_model_height + 30 < prompts.height()
+    resize_and_settle(qtbot, window, 1280, 800)
+    # Back on the laptop the results keep their ~830 px (half the window went to the inputs before).
+    assert abs(inputs.width() - laptop_width) <= 8, (laptop_width, inputs.width())
+    assert results.width() >= 1280 - laptop_width - 30
+    # A width the user chose by dragging the separator is the one kept.
+    window.resizeDocks([inputs, results], [380, 900], Qt.Orientation.Horizontal)
+    qtbot.waitUntil(lambda: abs(inputs.width() - 380) <= 8, timeout=5000)
+    resize_and_settle(qtbot, window, 1920, 1080)
+    assert abs(inputs.width() - 380) <= 8, inputs.width()
