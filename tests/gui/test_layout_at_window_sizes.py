@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import pyqtgraph as pg
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QPoint, QPointF, QRect, QRectF, Qt
+from PySide6.QtGui import QFont, QFontMetrics, QMouseEvent
 from PySide6.QtWidgets import QApplication
 
 from tests.support.gui_helpers import panels_drawn, run_and_wait
@@ -90,8 +91,9 @@ def test_the_input_column_keeps_its_width_and_the_results_get_the_room(qtbot, ra
     assert 0.25 * 1280 <= laptop_width <= 0.4 * 1280
     resize_and_settle(qtbot, window, 1920, 1080)
     # Maximised on a desktop screen, the extra width goes to the results (it doubled the form's before),
-    # and the extra height to the prompt table, not to empty space under the model picker.
-    assert abs(inputs.width() - laptop_width) <= 8, (laptop_width, inputs.width())
+    # and the extra height to the prompt table, not to empty space under the model picker. (The column
+    # may get back the few pixels a 1280 px window capped it at.)
+    assert laptop_width - 8 <= inputs.width() <= laptop_width + 30, (laptop_width, inputs.width())
     assert results.width() >= 1920 - laptop_width - 30
     assert inputs.height() <= laptop_model_height + 30 < prompts.height()
     resize_and_settle(qtbot, window, 1280, 800)
@@ -99,7 +101,62 @@ def test_the_input_column_keeps_its_width_and_the_results_get_the_room(qtbot, ra
     assert abs(inputs.width() - laptop_width) <= 8, (laptop_width, inputs.width())
     assert results.width() >= 1280 - laptop_width - 30
     # A width the user chose by dragging the separator is the one kept.
-    window.resizeDocks([inputs, results], [380, 900], Qt.Orientation.Horizontal)
-    qtbot.waitUntil(lambda: abs(inputs.width() - 380) <= 8, timeout=5000)
+    y = results.geometry().center().y()
+    start = QPoint((inputs.geometry().right() + results.geometry().left()) // 2, y)
+    drag_separator(window, start, QPoint(start.x() + 60, y))
+    settle(qtbot)
+    dragged = inputs.width()
+    assert abs(dragged - (laptop_width + 60)) <= 8, (laptop_width, dragged)
     resize_and_settle(qtbot, window, 1920, 1080)
-    assert abs(inputs.width() - 380) <= 8, inputs.width()
+    assert abs(inputs.width() - dragged) <= 8, (dragged, inputs.width())
+
+
+def drag_separator(window, start: QPoint, end: QPoint) -> None:
+    """Press, move and release the left button on the window itself (where its dock separators are)."""
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+    steps = [(QEvent.Type.MouseButtonPress, start, left, left), (QEvent.Type.MouseMove, start, none, left),
+             (QEvent.Type.MouseMove, end, none, left), (QEvent.Type.MouseButtonRelease, end, left, none)]
+    for kind, pos, button, buttons in steps:
+        point = QPointF(pos)
+        event = QMouseEvent(kind, point, QPointF(window.mapToGlobal(pos)), button, buttons,
+                            Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(window, event)
+        # Qt moves the separator on a zero timer after each move, before the release.
+        QApplication.processEvents()
+
+
+def visible_rect(widget, viewport) -> QRect:
+    """``widget``'s rectangle in ``viewport``'s coordinates, clipped to what the viewport shows."""
+    top_left = widget.mapTo(viewport, QPoint(0, 0))
+    return QRect(top_left, widget.size()).intersected(viewport.rect())
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_attention_pattern_is_readable_without_scrolling(qtbot, ran_window, size):
+    window = ran_window
+    attention = next(p for p in window.panels if p.TITLE == "Attention")
+    resize_and_settle(qtbot, window, *size)
+    window.selection.select_head(1, 2)
+    settle(qtbot)
+    pattern = attention.shown_pattern()
+    n = pattern.shape[0]
+    assert n >= 15  # the notebook's prompt 0 with its BOS
+    heatmap, viewport = attention.heatmap, attention.maps_scroll.viewport()
+    # The whole map is on screen: every query row, the rotated key labels under it and the colour bar
+    # (at 1280x800 the dock showed about two rows, the rest behind a scroll bar).
+    shown = visible_rect(heatmap, viewport)
+    assert shown.height() >= heatmap.height() - 2 and shown.width() >= heatmap.width() - 2, (shown, heatmap.size())
+    cells = heatmap.plot.vb.mapViewToScene(QRectF(-0.5, -0.5, n, n)).boundingRect()
+    cell_w, cell_h = cells.width() / n, cells.height() / n
+    assert 0.8 <= cell_w / cell_h <= 1.25, (cell_w, cell_h)
+    # Every token labelled on both axes, each row at least as tall as its label.
+    assert len(heatmap.shown_ticks("left")) == n and len(heatmap.shown_ticks("bottom")) == n
+    assert cell_h >= QFontMetrics(QFont()).height()
+    # The status, caption and strip sit beside the map in these docks, not under it, and nothing of the
+    # panel is cut off at its edges.
+    assert attention.side_by_side()
+    for part in (attention.controls, attention.status, attention.strip):
+        rect = QRect(part.mapTo(attention, QPoint(0, 0)), part.size())
+        assert attention.rect().contains(rect), (part, rect, attention.rect())
+    # The results above keep a usable height.
+    assert window.docks["Overview"].height() >= 250

@@ -838,7 +838,9 @@ class ResultPanel(QWidget):
             row.add(heatmap)
         self.head_map_row = row
         scroll = HeadMapScroll(row)
-        scroll.setMinimumHeight(min_size + 20)
+        # A little under one plot's minimum: in a laptop's short tab dock (the attention viewer below it
+        # needs the height) the plots scroll the last pixels rather than set the whole dock's minimum.
+        scroll.setMinimumHeight(max(120, min_size - 20))
         layout.addWidget(scroll, 1)
         layout.addWidget(self.roles_legend)
         return heatmaps

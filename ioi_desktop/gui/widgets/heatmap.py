@@ -343,6 +343,16 @@ class Heatmap(ThemedPlot):
         if not rotated:
             self.plot.getAxis("bottom").set_rotation(0)
 
+    def set_hover_line(self, shown: bool) -> None:
+        """Show the hover read-out as a line under the plot (the default) or only as the tooltip, which
+        gives the line's height to the cells (a short dock)."""
+        if shown == (self.hover_label.parentItem() is not None):
+            return
+        if shown:
+            self.addItem(self.hover_label, row=2, col=0)
+        else:
+            self.removeItem(self.hover_label)
+
     def set_square_cells(self, square: bool) -> None:
         """Keep every cell square whatever the widget's shape (attention patterns)."""
         self.plot.vb.setAspectLocked(square, ratio=1.0)
