@@ -31,10 +31,11 @@ from PySide6.QtWidgets import QDockWidget, QMainWindow, QSizePolicy, QWidget
 INPUT_SHARE = 0.35
 # The input column's first width (the model folder's path and the prompt table's columns fit).
 INPUT_WIDTH = 470
-# The attention viewer's first height: its controls and a 15-token prompt's pattern (the demo's) with
-# every query row on screen at the smallest labelled cells; at most this share of the window's height.
+# The attention viewer's first height: a 15-token prompt's pattern (the demo's) with every query row and
+# key label on screen; at most this share of the window's height, so that on a laptop's 800 px the
+# result tabs above keep about as much (a 15-token pattern at its smallest labelled cells still fits).
 ATTENTION_HEIGHT = 460
-ATTENTION_SHARE = 0.58
+ATTENTION_SHARE = 0.475
 # Pixels within which a dock's size counts as the one asked for (Qt's split lands a few pixels off).
 SLACK = 4
 

@@ -160,3 +160,23 @@ def test_the_attention_pattern_is_readable_without_scrolling(qtbot, ran_window, 
         assert attention.rect().contains(rect), (part, rect, attention.rect())
     # The results above keep a usable height.
     assert window.docks["Overview"].height() >= 250
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_grids_above_the_attention_viewer_keep_readable_rows(qtbot, ran_window, size):
+    window = ran_window
+    resize_and_settle(qtbot, window, *size)
+    lens = next(p for p in window.panels if p.TITLE == "Logit lens")
+    raise_dock(qtbot, window, lens)
+    grid = lens.grid
+    n_rows = grid.values().shape[0]
+    rows = grid.plot.vb.mapViewToScene(QRectF(-0.5, -0.5, 1, n_rows)).boundingRect()
+    # Every layer labelled and each row at least a label's height (at 1280x800 the rows were 8 px).
+    assert len(grid.shown_ticks("left")) == n_rows
+    assert rows.height() / n_rows >= QFontMetrics(QFont()).height() + 2, rows.height() / n_rows
+    # In the laptop's short dock the explanation folds to one line; its full text stays the tooltip.
+    if size == (1280, 800):
+        assert lens.status.is_compact() and lens.status.toolTip() == lens.status.text()
+        assert lens.status.shown_text().endswith("…") and len(lens.status.shown_text()) < len(lens.status.text())
+    else:
+        assert not lens.status.is_compact()

@@ -80,7 +80,7 @@ class AttentionPanel(ResultPanel):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         layout = QVBoxLayout(self)
         # Narrow margins: in a laptop's short dock every pixel of height goes to the pattern's rows.
-        layout.setContentsMargins(6, 6, 6, 6)
+        layout.setContentsMargins(4, 4, 4, 4)
         # Two rows of controls, side by side above the maps, one under the other in the side column.
         self.controls = QWidget()
         self.controls_layout = QBoxLayout(QBoxLayout.Direction.LeftToRight, self.controls)
@@ -281,7 +281,8 @@ class AttentionPanel(ResultPanel):
                             f"show how much it attends to each key (rows sum to 1).{role}")
 
     def smallest_cell_px(self) -> int:
-        """The smallest cell "Fit" makes: a row label's height and a little, so every query stays labelled."""
+        """The smallest cell "Fit" makes: a row label's height and the heatmap's 2 px between labels,
+        so every query stays labelled."""
         return max(MIN_FIT_PX, QFontMetrics(QFont()).height() + 2)
 
     def cell_px(self, n: int, rows: list[str], cols: list[str]) -> int:

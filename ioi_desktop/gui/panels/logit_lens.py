@@ -34,6 +34,7 @@ from ioi_desktop.core.analyses import logit_lens
 from ioi_desktop.core.selection import Selection
 from ioi_desktop.gui.panels.result_panel import ResultPanel, axis_position_labels
 from ioi_desktop.gui.widgets.colors import SERIES_COLORS, theme_colors
+from ioi_desktop.gui.widgets.compact_label import CompactLabel
 from ioi_desktop.gui.widgets.export import export_grid_csv, export_table_csv
 from ioi_desktop.gui.widgets.heatmap import Heatmap, fit_axis, set_legend_text_color, short_token, tick_labels
 from ioi_desktop.gui.widgets.plot_fit import FittedPlotWidget
@@ -51,6 +52,10 @@ LENS_TITLES = {
     "recompute": "Logit difference lens<br>at END, LN recomputed",
 }
 GRID_NOTE = "LN recomputed per cell"
+
+
+# A panel shorter than this shows its explanation on one line (the grid keeps readable rows).
+COMPACT_HEIGHT = 380
 
 
 class LogitLensPanel(ResultPanel):
@@ -71,8 +76,8 @@ class LogitLensPanel(ResultPanel):
         controls.addWidget(self.colour_combo)
         controls.addStretch(1)
         layout.addLayout(controls)
-        self.status = QLabel(_EMPTY)
-        self.status.setWordWrap(True)
+        # Folds to one elided line (full text in its tooltip) in a short dock, where the grid needs the rows.
+        self.status = CompactLabel(_EMPTY)
         layout.addWidget(self.status)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -111,6 +116,15 @@ class LogitLensPanel(ResultPanel):
         self.apply_theme()
 
     # ---------------------------------------------------------------- data
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        # Below COMPACT_HEIGHT (a laptop's tab dock above the attention viewer) the explanation is one line
+        # and the hovered cell's read-out only its tooltip: the grid keeps rows tall enough to read.
+        compact = event.size().height() < COMPACT_HEIGHT
+        self.status.set_compact(compact)
+        self.grid.set_hover_line(not compact)
+        super().resizeEvent(event)
+
     def _array(self, name: str) -> np.ndarray | None:
         """Rows streamed by a run in progress, else the finished results."""
         if name in self._partial:
