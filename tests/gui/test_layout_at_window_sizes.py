@@ -10,10 +10,13 @@ every query row of the demo prompt on screen) and tick labels never overlap.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pyqtgraph as pg
 import pytest
 from PySide6.QtCore import QEvent, QPoint, QPointF, QRect, QRectF, Qt
-from PySide6.QtGui import QFont, QFontMetrics, QMouseEvent
+from PySide6.QtGui import QFont, QFontMetrics, QImage, QMouseEvent, QPainter
 from PySide6.QtWidgets import QApplication
 
 from tests.support.gui_helpers import panels_drawn, run_and_wait
@@ -180,3 +183,58 @@ def test_the_grids_above_the_attention_viewer_keep_readable_rows(qtbot, ran_wind
         assert lens.status.shown_text().endswith("…") and len(lens.status.shown_text()) < len(lens.status.text())
     else:
         assert not lens.status.is_compact()
+
+
+def drawn_label_rects(axis) -> list[QRectF]:
+    """Where ``axis`` draws its tick labels now (what its paint would draw, computed on a scratch image)."""
+    image = QImage(max(1, int(axis.width())), max(1, int(axis.height())), QImage.Format.Format_ARGB32)
+    painter = QPainter(image)
+    try:
+        specs = axis.generateDrawSpecs(painter)
+    finally:
+        painter.end()
+    return [rect for rect, _flags, _text in specs[2]] if specs else []
+
+
+def overlapping(rects: list[QRectF], gap: float = 4.0) -> list[tuple[QRectF, QRectF]]:
+    """Pairs of label rectangles closer than ``gap`` pixels (touching labels read as one string)."""
+    half = gap / 2
+    grown = [r.adjusted(-half, -half, half, half) for r in rects]
+    return [(rects[i], rects[j]) for i in range(len(rects)) for j in range(i + 1, len(rects))
+            if grown[i].intersects(grown[j])]
+
+
+def test_bar_chart_tick_labels_never_run_together(qtbot):
+    from ioi_desktop.gui.widgets.bar_chart import BarChart
+
+    # The attribution panel's per-component bars at 1280x800 (bundled model): 0 to 13 on a ~230 px axis
+    # read "0 1 2 ... 9 10111213" (one label per unit, touching).
+    chart = BarChart(title="Per component<br>(mean over prompts)", category_title="component",
+                     value_title="logit difference", horizontal=True)
+    qtbot.addWidget(chart)
+    components = ["embed", "pos_embed"] + [f"{layer}_{kind}" for layer in range(4) for kind in ("attn_out", "mlp_out")]
+    values = np.array([0.0, 0.0, 0.2, 0.0, -0.1, 0.0, 1.6, -0.1, 12.9, 5.6], dtype=np.float32)
+    chart.set_bars(components, {"mean": values}, by_sign=True)
+    chart.resize(340, 300)
+    chart.show()
+    qtbot.waitExposed(chart)
+    settle(qtbot)
+    rects = drawn_label_rects(chart.plot.getAxis("bottom"))
+    assert len(rects) >= 2 and not overlapping(rects), [r.getRect() for r in rects]
+
+
+def test_the_overview_prompt_axis_stays_readable_with_1000_prompts(qtbot, ran_window):
+    window = ran_window
+    resize_and_settle(qtbot, window, 1280, 800)
+    base = window.prompt_editor.prompt_set()
+    window.set_prompt_set(replace(base, pairs=tuple(base.pairs[i % len(base.pairs)] for i in range(1000))))
+    qtbot.waitUntil(lambda: window.prompt_editor.valid and not window.prompt_editor.checking, timeout=60_000)
+    for name, action in window.analysis_actions.items():
+        action.setChecked(name == "logit_diff")
+    run_and_wait(qtbot, window)
+    overview = next(p for p in window.panels if p.TITLE == "Overview")
+    raise_dock(qtbot, window, overview)
+    assert len(overview.bars.series()["clean"]) == 1000
+    rects = drawn_label_rects(overview.bars.plot.getAxis("bottom"))
+    assert 3 <= len(rects) <= 20 and not overlapping(rects), [r.getRect() for r in rects]
+    assert not clipped_plots(overview)

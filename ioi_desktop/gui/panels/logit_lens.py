@@ -34,7 +34,7 @@ from ioi_desktop.core.analyses import logit_lens
 from ioi_desktop.core.selection import Selection
 from ioi_desktop.gui.panels.result_panel import ResultPanel, axis_position_labels
 from ioi_desktop.gui.widgets.colors import SERIES_COLORS, theme_colors
-from ioi_desktop.gui.widgets.compact_label import CompactLabel
+from ioi_desktop.gui.widgets.compact_label import COMPACT_HEIGHT, CompactLabel
 from ioi_desktop.gui.widgets.export import export_grid_csv, export_table_csv
 from ioi_desktop.gui.widgets.heatmap import Heatmap, fit_axis, set_legend_text_color, short_token, tick_labels
 from ioi_desktop.gui.widgets.plot_fit import FittedPlotWidget
@@ -52,10 +52,6 @@ LENS_TITLES = {
     "recompute": "Logit difference lens<br>at END, LN recomputed",
 }
 GRID_NOTE = "LN recomputed per cell"
-
-
-# A panel shorter than this shows its explanation on one line (the grid keeps readable rows).
-COMPACT_HEIGHT = 380
 
 
 class LogitLensPanel(ResultPanel):
@@ -120,9 +116,7 @@ class LogitLensPanel(ResultPanel):
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         # Below COMPACT_HEIGHT (a laptop's tab dock above the attention viewer) the explanation is one line
         # and the hovered cell's read-out only its tooltip: the grid keeps rows tall enough to read.
-        compact = event.size().height() < COMPACT_HEIGHT
-        self.status.set_compact(compact)
-        self.grid.set_hover_line(not compact)
+        self.grid.set_hover_line(event.size().height() >= COMPACT_HEIGHT)
         super().resizeEvent(event)
 
     def _array(self, name: str) -> np.ndarray | None:

@@ -39,6 +39,7 @@ from ioi_desktop.core.grids import strongest_cell
 from ioi_desktop.core.selection import Selection
 from ioi_desktop.gui.panels.result_panel import ResultPanel, axis_position_labels
 from ioi_desktop.gui.widgets.colors import SEQUENTIAL, symmetric_levels, theme_colors
+from ioi_desktop.gui.widgets.compact_label import CompactLabel
 from ioi_desktop.gui.widgets.export import export_grid_csv
 from ioi_desktop.gui.widgets.heatmap import Heatmap
 from ioi_desktop.gui.widgets.plot_fit import FittedPlotWidget
@@ -88,8 +89,7 @@ class PatchingPanel(ResultPanel):
         controls.addStretch(1)
         controls.addWidget(self.roles_checkbox)
         layout.addLayout(controls)
-        self.status = QLabel("Run activation patching to see which activations restore the clean answer.")
-        self.status.setWordWrap(True)
+        self.status = CompactLabel("Run activation patching to see which activations restore the clean answer.")
         layout.addWidget(self.status)
         # Next to the normalised scores: a warning when the clean-corrupted gap they divide by is tiny.
         self.gap_label = QLabel("")

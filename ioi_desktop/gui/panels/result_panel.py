@@ -47,6 +47,7 @@ from ioi_desktop.core.workbench import (
     RunEnded,
     RunStarted,
 )
+from ioi_desktop.gui.widgets.compact_label import COMPACT_HEIGHT, CompactLabel
 from ioi_desktop.gui.widgets.heatmap import Heatmap, marker_styles, short_token
 from ioi_desktop.gui.worker import defer_full_collections_while
 
@@ -414,10 +415,6 @@ class ResultPanel(QWidget):
         self._veil.setGeometry(0, top, self.width(), max(0, self.height() - top))
         self._veil.raise_()
 
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        super().resizeEvent(event)
-        self._place_veil()
-
     @property
     def greyed(self) -> bool:
         """True while this panel shows stale results (faded, with the banner)."""
@@ -630,6 +627,13 @@ class ResultPanel(QWidget):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
+        # (One override: a second definition above this one, placing the stale veil, was never called.)
+        self._place_veil()
+        # In a short dock the explanations fold to one elided line (full text in the tooltip): the plots
+        # keep their rows.
+        compact = event.size().height() < COMPACT_HEIGHT
+        for label in self.findChildren(CompactLabel):
+            label.set_compact(compact)
         if self.needs_drawing:
             self.draw_soon()
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import QLabel
 
+# A result panel shorter than this (a laptop's tab dock above the attention viewer) folds its labels.
+COMPACT_HEIGHT = 380
+
 
 class CompactLabel(QLabel):
     """A word-wrapped QLabel that :meth:`set_compact` folds to one line elided to its width."""
