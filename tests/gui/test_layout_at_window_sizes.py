@@ -238,3 +238,18 @@ def test_the_overview_prompt_axis_stays_readable_with_1000_prompts(qtbot, ran_wi
     rects = drawn_label_rects(overview.bars.plot.getAxis("bottom"))
     assert 3 <= len(rects) <= 20 and not overlapping(rects), [r.getRect() for r in rects]
     assert not clipped_plots(overview)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_scatter_keeps_every_head_name_inside_its_plot(qtbot, ran_window, size):
+    window = ran_window
+    resize_and_settle(qtbot, window, *size)
+    patching = next(p for p in window.panels if p.TITLE == "Patching")
+    raise_dock(qtbot, window, patching)
+    settle(qtbot)
+    assert patching.scatter_view.isVisibleTo(patching) and patching.scatter_labels
+    plot_area = patching.scatter_view.getViewBox().sceneBoundingRect()
+    # In the laptop's short tab dock the name of the highest head ("L3H3") stuck out of the plot's top.
+    outside = [label.toPlainText() for label in patching.scatter_labels
+               if not plot_area.adjusted(-1, -1, 1, 1).contains(label.sceneBoundingRect())]
+    assert not outside, outside

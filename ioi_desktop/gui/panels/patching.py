@@ -137,6 +137,7 @@ class PatchingPanel(ResultPanel):
         self.scatter.sigClicked.connect(self._on_point_clicked)
         # Room around the points for the head names written next to them.
         self.scatter_view.getViewBox().setDefaultPadding(0.12)
+        self.scatter_view.getViewBox().sigResized.connect(lambda _view: self._refit_scatter())
         self.scatter_view.addItem(self.scatter)
         self.scatter_selected = pg.ScatterPlotItem(size=18, brush=pg.mkBrush(None),
                                                    pen=pg.mkPen(QColor(220, 20, 60), width=3))
@@ -424,8 +425,22 @@ class PatchingPanel(ResultPanel):
         y_low, y_high = min(0.0, float(ys.min())), max(0.0, float(ys.max()))
         x_span, y_span = (x_high - x_low) or 0.1, (y_high - y_low) or 0.1
         view = self.scatter_view.getViewBox()
-        view.setXRange(x_low - 0.08 * x_span, x_high + 0.3 * x_span, padding=0)
-        view.setYRange(y_low - 0.08 * y_span, y_high + 0.15 * y_span, padding=0)
+        # The room a name takes in pixels (a short plot on a laptop cut "L3H3" at the top), as a fraction
+        # of the plot: the range is refitted when the plot is resized.
+        def room(need_px: float, size_px: float, least: float) -> float:
+            # Extra range (in spans) so ``need_px`` of the plot's ``size_px`` lies beyond the farthest point.
+            share = min(0.6, need_px / max(1.0, size_px))
+            return max(least, share * 1.08 / (1 - share))
+
+        right = room(50, view.width(), 0.3)
+        top = room(26, view.height(), 0.15)
+        view.setXRange(x_low - 0.08 * x_span, x_high + right * x_span, padding=0)
+        view.setYRange(y_low - 0.08 * y_span, y_high + top * y_span, padding=0)
+
+    def _refit_scatter(self) -> None:
+        values = self._scatter_values
+        if values is not None:
+            self._fit_scatter_range(values[..., 0], values[..., 1])
 
     def _point_tip(self, x: float, y: float, data: tuple[int, int]) -> str:
         layer, head = data
