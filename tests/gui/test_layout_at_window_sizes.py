@@ -181,8 +181,10 @@ def test_the_grids_above_the_attention_viewer_keep_readable_rows(qtbot, ran_wind
     if size == (1280, 800):
         assert lens.status.is_compact() and lens.status.toolTip() == lens.status.text()
         assert lens.status.shown_text().endswith("…") and len(lens.status.shown_text()) < len(lens.status.text())
+        # ... and the plots' hover lines into their tooltips, in every result tab.
+        assert not lens.grid.hover_line_shown()
     else:
-        assert not lens.status.is_compact()
+        assert not lens.status.is_compact() and lens.grid.hover_line_shown()
 
 
 def drawn_label_rects(axis) -> list[QRectF]:

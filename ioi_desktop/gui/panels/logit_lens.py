@@ -34,7 +34,7 @@ from ioi_desktop.core.analyses import logit_lens
 from ioi_desktop.core.selection import Selection
 from ioi_desktop.gui.panels.result_panel import ResultPanel, axis_position_labels
 from ioi_desktop.gui.widgets.colors import SERIES_COLORS, theme_colors
-from ioi_desktop.gui.widgets.compact_label import COMPACT_HEIGHT, CompactLabel
+from ioi_desktop.gui.widgets.compact_label import CompactLabel
 from ioi_desktop.gui.widgets.export import export_grid_csv, export_table_csv
 from ioi_desktop.gui.widgets.heatmap import Heatmap, fit_axis, set_legend_text_color, short_token, tick_labels
 from ioi_desktop.gui.widgets.plot_fit import FittedPlotWidget
@@ -112,12 +112,6 @@ class LogitLensPanel(ResultPanel):
         self.apply_theme()
 
     # ---------------------------------------------------------------- data
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        # Below COMPACT_HEIGHT (a laptop's tab dock above the attention viewer) the explanation is one line
-        # and the hovered cell's read-out only its tooltip: the grid keeps rows tall enough to read.
-        self.grid.set_hover_line(event.size().height() >= COMPACT_HEIGHT)
-        super().resizeEvent(event)
 
     def _array(self, name: str) -> np.ndarray | None:
         """Rows streamed by a run in progress, else the finished results."""

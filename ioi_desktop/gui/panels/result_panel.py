@@ -48,7 +48,7 @@ from ioi_desktop.core.workbench import (
     RunStarted,
 )
 from ioi_desktop.gui.widgets.compact_label import COMPACT_HEIGHT, CompactLabel
-from ioi_desktop.gui.widgets.heatmap import Heatmap, marker_styles, short_token
+from ioi_desktop.gui.widgets.heatmap import Heatmap, ThemedPlot, marker_styles, short_token
 from ioi_desktop.gui.worker import defer_full_collections_while
 
 # Text stand-ins for pyqtgraph's marker symbols, for legends outside the plots.
@@ -629,11 +629,13 @@ class ResultPanel(QWidget):
         super().resizeEvent(event)
         # (One override: a second definition above this one, placing the stale veil, was never called.)
         self._place_veil()
-        # In a short dock the explanations fold to one elided line (full text in the tooltip): the plots
-        # keep their rows.
+        # In a short dock the explanations fold to one elided line and the plots' hover lines into their
+        # tooltips (full text there): the plots keep readable rows.
         compact = event.size().height() < COMPACT_HEIGHT
         for label in self.findChildren(CompactLabel):
             label.set_compact(compact)
+        for plot in self.findChildren(ThemedPlot):
+            plot.set_compact(compact)
         if self.needs_drawing:
             self.draw_soon()
 

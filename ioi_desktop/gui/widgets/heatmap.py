@@ -238,6 +238,33 @@ class ThemedPlot(pg.GraphicsLayoutWidget):
             self._apply_theme()
         super().changeEvent(event)
 
+    # The hover read-out is a line under the plot (row 2 of the layout) unless turned off, or folded into
+    # the tooltip alone while the plot is compact (a short dock: the line's height goes to the plot).
+    _hover_wanted = True
+    _compact = False
+
+    def set_hover_line(self, shown: bool) -> None:
+        """Show the hover read-out as a line under the plot (the default) or only as the tooltip."""
+        self._hover_wanted = shown
+        self._place_hover_line()
+
+    def set_compact(self, compact: bool) -> None:
+        """Compact (a short dock): the hover read-out is only the tooltip."""
+        self._compact = compact
+        self._place_hover_line()
+
+    def hover_line_shown(self) -> bool:
+        return self.hover_label.parentItem() is not None
+
+    def _place_hover_line(self) -> None:
+        shown = self._hover_wanted and not self._compact
+        if shown == self.hover_line_shown():
+            return
+        if shown:
+            self.addItem(self.hover_label, row=2, col=0)
+        else:
+            self.removeItem(self.hover_label)
+
     def _apply_theme(self) -> QColor:
         background, foreground = theme_colors(self)
         self.setBackground(background)
@@ -342,16 +369,6 @@ class Heatmap(ThemedPlot):
         self._rotated_now = None
         if not rotated:
             self.plot.getAxis("bottom").set_rotation(0)
-
-    def set_hover_line(self, shown: bool) -> None:
-        """Show the hover read-out as a line under the plot (the default) or only as the tooltip, which
-        gives the line's height to the cells (a short dock)."""
-        if shown == (self.hover_label.parentItem() is not None):
-            return
-        if shown:
-            self.addItem(self.hover_label, row=2, col=0)
-        else:
-            self.removeItem(self.hover_label)
 
     def set_square_cells(self, square: bool) -> None:
         """Keep every cell square whatever the widget's shape (attention patterns)."""
