@@ -149,6 +149,8 @@ def test_the_attention_pattern_is_readable_without_scrolling(qtbot, ran_window, 
     # (at 1280x800 the dock showed about two rows, the rest behind a scroll bar).
     shown = visible_rect(heatmap, viewport)
     assert shown.height() >= heatmap.height() - 2 and shown.width() >= heatmap.width() - 2, (shown, heatmap.size())
+    scroll = attention.maps_scroll
+    assert not scroll.horizontalScrollBar().isVisible() and not scroll.verticalScrollBar().isVisible()
     cells = heatmap.plot.vb.mapViewToScene(QRectF(-0.5, -0.5, n, n)).boundingRect()
     cell_w, cell_h = cells.width() / n, cells.height() / n
     assert 0.8 <= cell_w / cell_h <= 1.25, (cell_w, cell_h)
@@ -255,3 +257,36 @@ def test_the_scatter_keeps_every_head_name_inside_its_plot(qtbot, ran_window, si
     outside = [label.toPlainText() for label in patching.scatter_labels
                if not plot_area.adjusted(-1, -1, 1, 1).contains(label.sceneBoundingRect())]
     assert not outside, outside
+
+
+def test_larger_fitted_attention_cells_never_scroll_sideways(qtbot, ran_window):
+    window = ran_window
+    attention = next(p for p in window.panels if p.TITLE == "Attention")
+    resize_and_settle(qtbot, window, 1920, 1080)
+    window.selection.select_head(1, 2)
+    # A taller attention dock (dragged by the user): "Fit" makes the cells larger.
+    window.resizeDocks([window.docks["Attention"], window.docks["Overview"]], [700, 300], Qt.Orientation.Vertical)
+    settle(qtbot)
+    attention.resize(attention.size())  # as the dock's resize does
+    settle(qtbot)
+    scroll = attention.maps_scroll
+    assert attention.heatmap.width() > 504  # wider than a scroll area's size hint (36 lines)
+    # The map's area is as wide as the map: no sideways scroll bar under a cut colour bar.
+    assert not scroll.horizontalScrollBar().isVisible(), (scroll.width(), attention.maps_area.width())
+    assert visible_rect(attention.heatmap, scroll.viewport()).width() >= attention.heatmap.width() - 2
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_patching_grid_and_its_position_labels_are_on_screen(qtbot, ran_window, size):
+    window = ran_window
+    resize_and_settle(qtbot, window, *size)
+    patching = next(p for p in window.panels if p.TITLE == "Patching")
+    raise_dock(qtbot, window, patching)
+    patching.grid_combo.setCurrentIndex(patching.grid_combo.findData("resid_pre"))
+    settle(qtbot)
+    assert not patching.grids_stacked()
+    viewport = patching.grid_scroll.viewport()
+    # At 1280x800 the grid's minimum height put its position labels below the visible area.
+    shown = visible_rect(patching.exact, viewport)
+    assert shown.height() >= patching.exact.height() - 2, (shown, patching.exact.size())
+    assert not patching.grid_scroll.verticalScrollBar().isVisible()

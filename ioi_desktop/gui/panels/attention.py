@@ -334,6 +334,7 @@ class AttentionPanel(ResultPanel):
             self.layout().insertWidget(1, self.status)
             self.body.setStretch(0, 1)
             self.body.setStretch(1, 0)
+            self.maps_scroll.setMinimumWidth(0)
             self.maps_scroll.setMaximumWidth(16_777_215)
         self.layout().activate()
 
@@ -345,7 +346,9 @@ class AttentionPanel(ResultPanel):
         bar = self.maps_scroll.verticalScrollBar()
         taller = self.maps_area.height() > self.maps_scroll.viewport().height()
         width = self.maps_area.width() + frame + (bar.sizeHint().width() if taller else 0) + 2
-        self.maps_scroll.setMaximumWidth(min(width, max(60, self._maps_room())))
+        # Fixed, not only capped: the layout would give the area its size hint, which Qt bounds at 36 lines'
+        # width (a 1920 px window's larger cells then scrolled sideways under a cut colour bar).
+        self.maps_scroll.setFixedWidth(min(width, max(60, self._maps_room())))
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)

@@ -190,7 +190,9 @@ class PatchingPanel(ResultPanel):
             layout.removeWidget(heatmap)
         for index, heatmap in enumerate((self.exact, self.estimate, self.error)):
             layout.addWidget(heatmap, index if stacked else 0, 0 if stacked else index)
-            heatmap.setMinimumSize(180, 260 if stacked else 200)
+            # Side by side, low enough for a laptop's short tab dock (at 200 px the position labels were
+            # scrolled out of view); stacked, each grid scrolls into view.
+            heatmap.setMinimumSize(180, 260 if stacked else 130)
         self._stacked = stacked
 
     # ---------------------------------------------------------------- data
