@@ -106,6 +106,7 @@ class DockExtent(QObject):
         """Give the dock back its size on the next event-loop turn, once Qt has finished laying the docks
         out for the new window size (a ``resizeDocks`` inside the resize itself is overridden by it)."""
         self._window_size = self.window.size()
+        self._dragging = False  # a resize is no separator drag (a release may have gone elsewhere)
         self.restore_soon()
 
     def restore_soon(self) -> None:

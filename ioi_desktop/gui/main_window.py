@@ -198,10 +198,9 @@ class MainWindow(QMainWindow):
         """A result dock docked on the right and shown (the input column is sized against it)."""
         return next(iter(self._right_column_docks()), None)
 
-    def _result_tab_dock(self) -> QDockWidget | None:
-        """The result tab shown above the attention viewer (its height is kept against it)."""
-        attention = self.docks.get("Attention")
-        return next((dock for dock in self._right_column_docks() if dock is not attention), None)
+    def _result_tab_dock(self, below: QDockWidget) -> QDockWidget | None:
+        """The result tab shown above the dock ``below`` (the attention viewer; its height is kept against it)."""
+        return next((dock for dock in self._right_column_docks() if dock is not below), None)
 
     def _right_column_docks(self) -> list[QDockWidget]:
         inputs = (ModelPicker.TITLE, PromptEditor.TITLE)
@@ -252,8 +251,8 @@ class MainWindow(QMainWindow):
             self.splitDockWidget(tabs[0], below[0], Qt.Vertical)
             self.resizeDocks([tabs[0], below[0]], [950 - ATTENTION_HEIGHT, ATTENTION_HEIGHT], Qt.Vertical)
             # The attention viewer keeps its height (a 15-token pattern on screen) when the window is resized.
-            attention = DockExtent(self, below[0], self._result_tab_dock, Qt.Vertical, Qt.RightDockWidgetArea,
-                                   ATTENTION_SHARE, initial=ATTENTION_HEIGHT)
+            attention = DockExtent(self, below[0], lambda: self._result_tab_dock(below[0]), Qt.Vertical,
+                                   Qt.RightDockWidgetArea, ATTENTION_SHARE, initial=ATTENTION_HEIGHT)
             self._dock_extents.append(attention)
             attention.restore_soon()
         for dock in tabs[1:]:
