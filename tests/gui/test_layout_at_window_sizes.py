@@ -274,6 +274,11 @@ def test_larger_fitted_attention_cells_never_scroll_sideways(qtbot, ran_window):
     # The map's area is as wide as the map: no sideways scroll bar under a cut colour bar.
     assert not scroll.horizontalScrollBar().isVisible(), (scroll.width(), attention.maps_area.width())
     assert visible_rect(attention.heatmap, scroll.viewport()).width() >= attention.heatmap.width() - 2
+    # Back on a laptop the large map does not hold the right column wide (the inputs were squeezed to 350 px).
+    resize_and_settle(qtbot, window, 1280, 800)
+    settle(qtbot)
+    assert window.docks["Model"].width() >= 0.33 * 1280, window.docks["Model"].width()
+    assert not scroll.horizontalScrollBar().isVisible()
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

@@ -325,8 +325,9 @@ class AttentionPanel(ResultPanel):
             self.controls_layout.setDirection(QBoxLayout.Direction.TopToBottom)
             side.insertWidget(0, self.controls)
             side.insertWidget(1, self.status)
-            self.body.setStretch(0, 0)
-            self.body.setStretch(1, 1)
+            # The maps take the width they need (their maximum, see _fit_maps_width), the column the rest.
+            self.body.setStretch(0, 1)
+            self.body.setStretch(1, 0)
         else:
             self.body.setDirection(QBoxLayout.Direction.TopToBottom)
             self.controls_layout.setDirection(QBoxLayout.Direction.LeftToRight)
@@ -336,6 +337,7 @@ class AttentionPanel(ResultPanel):
             self.body.setStretch(1, 0)
             self.maps_scroll.setMinimumWidth(0)
             self.maps_scroll.setMaximumWidth(16_777_215)
+            self.side.setMaximumWidth(16_777_215)
         self.layout().activate()
 
     def _fit_maps_width(self) -> None:
@@ -346,9 +348,14 @@ class AttentionPanel(ResultPanel):
         bar = self.maps_scroll.verticalScrollBar()
         taller = self.maps_area.height() > self.maps_scroll.viewport().height()
         width = self.maps_area.width() + frame + (bar.sizeHint().width() if taller else 0) + 2
-        # Fixed, not only capped: the layout would give the area its size hint, which Qt bounds at 36 lines'
-        # width (a 1920 px window's larger cells then scrolled sideways under a cut colour bar).
-        self.maps_scroll.setFixedWidth(min(width, max(60, self._maps_room())))
+        # A maximum the stretch fills, not the size hint (Qt bounds a scroll area's at 36 lines' width: a
+        # 1920 px window's larger cells scrolled sideways under a cut colour bar), and no minimum (it would
+        # hold the dock wide when the window shrinks, squeezing the input column).
+        width = min(width, max(60, self._maps_room()))
+        self.maps_scroll.setMinimumWidth(0)
+        self.maps_scroll.setMaximumWidth(width)
+        # ... and the column no wider than what the maps leave (its token strip would ask for 900 px).
+        self.side.setMaximumWidth(max(SIDE_MIN_WIDTH, self._maps_room() + SIDE_MIN_WIDTH - width))
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
