@@ -49,6 +49,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QTabBar,
     QToolBar,
     QWidget,
 )
@@ -195,17 +196,27 @@ class MainWindow(QMainWindow):
                                          Qt.LeftDockWidgetArea, INPUT_SHARE, initial=INPUT_WIDTH)]
 
     def _right_column_dock(self) -> QDockWidget | None:
-        """A result dock docked on the right and shown (the input column is sized against it)."""
-        return next(iter(self._right_column_docks()), None)
+        """A result dock docked on the right and laid out now (the input column is sized against it):
+        one not in a tab group (the attention viewer), else the raised tab. A tab in the background
+        keeps the size it had when it was last raised, which would skew the split."""
+        docks = self._right_column_docks()
+        alone = [dock for dock in docks if not self.tabifiedDockWidgets(dock)]
+        return next(iter(alone or docks), None)
 
     def _result_tab_dock(self, below: QDockWidget) -> QDockWidget | None:
-        """The result tab shown above the dock ``below`` (the attention viewer; its height is kept against it)."""
+        """The result tab raised above the dock ``below`` (the attention viewer; its height is kept against it)."""
         return next((dock for dock in self._right_column_docks() if dock is not below), None)
 
     def _right_column_docks(self) -> list[QDockWidget]:
+        """The shown result docks on the right; of a tab group only the raised tab."""
         inputs = (ModelPicker.TITLE, PromptEditor.TITLE)
+        raised = set()
+        for bar in self.findChildren(QTabBar):
+            if bar.parent() is self and bar.count():
+                raised.add(bar.tabText(bar.currentIndex()))
         return [dock for title, dock in self.docks.items() if title not in inputs and dock.isVisible()
-                and not dock.isFloating() and self.dockWidgetArea(dock) == Qt.RightDockWidgetArea]
+                and not dock.isFloating() and self.dockWidgetArea(dock) == Qt.RightDockWidgetArea
+                and (not self.tabifiedDockWidgets(dock) or dock.windowTitle() in raised)]
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)

@@ -99,13 +99,17 @@ def test_the_input_column_keeps_its_width_and_the_results_get_the_room(qtbot, ra
     assert laptop_width - 8 <= inputs.width() <= laptop_width + 30, (laptop_width, inputs.width())
     assert results.width() >= 1920 - laptop_width - 30
     assert inputs.height() <= laptop_model_height + 30 < prompts.height()
+    # Another tab raised: the Overview, now in the background, keeps its 1920 px size while hidden.
+    raise_dock(qtbot, window, window.panels[-1])
     resize_and_settle(qtbot, window, 1280, 800)
     # Back on the laptop the results keep their ~830 px (half the window went to the inputs before).
     assert abs(inputs.width() - laptop_width) <= 8, (laptop_width, inputs.width())
     assert results.width() >= 1280 - laptop_width - 30
-    # A width the user chose by dragging the separator is the one kept.
-    y = results.geometry().center().y()
-    start = QPoint((inputs.geometry().right() + results.geometry().left()) // 2, y)
+    # A width the user chose by dragging the separator is the one kept (the attention viewer is always laid out).
+    attention = window.docks["Attention"]
+    assert abs(attention.width() - (1280 - inputs.width())) <= 30
+    y = attention.geometry().center().y()
+    start = QPoint((inputs.geometry().right() + attention.geometry().left()) // 2, y)
     drag_separator(window, start, QPoint(start.x() + 60, y))
     settle(qtbot)
     dragged = inputs.width()
