@@ -49,6 +49,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QTabBar,
     QToolBar,
     QWidget,
 )
@@ -57,6 +58,14 @@ from ioi_desktop import APP_NAME, __version__
 from ioi_desktop.core.analyses import ANALYSES
 from ioi_desktop.core.errors import IOIError
 from ioi_desktop.core.workbench import Workbench
+from ioi_desktop.gui.dock_sizes import (
+    ATTENTION_HEIGHT,
+    ATTENTION_SHARE,
+    INPUT_SHARE,
+    INPUT_WIDTH,
+    DockExtent,
+    keep_to_its_height,
+)
 from ioi_desktop.gui.panels.model_picker import ModelPicker
 from ioi_desktop.gui.panels.prompt_editor import PromptEditor
 from ioi_desktop.gui.worker import LOAD_MODEL, JobFailure, Worker, freeze_long_lived_objects
@@ -181,6 +190,45 @@ class MainWindow(QMainWindow):
         self.resizeDocks([model_dock, prompt_dock], [220, 600], Qt.Vertical)
         self.resize(1500, 950)
         self.resizeDocks([model_dock], [470], Qt.Horizontal)
+        # A resized window gives its extra (or missing) width to the results, and extra height to the prompts.
+        keep_to_its_height(self.model_picker)
+        self._dock_extents = [DockExtent(self, model_dock, self._right_column_dock, Qt.Horizontal,
+                                         Qt.LeftDockWidgetArea, INPUT_SHARE, initial=INPUT_WIDTH)]
+
+    def _right_column_dock(self) -> QDockWidget | None:
+        """A result dock docked on the right and laid out now (the input column is sized against it):
+        one not in a tab group (the attention viewer), else the raised tab. A tab in the background
+        keeps the size it had when it was last raised, which would skew the split."""
+        docks = self._right_column_docks()
+        alone = [dock for dock in docks if not self.tabifiedDockWidgets(dock)]
+        return next(iter(alone or docks), None)
+
+    def _result_tab_dock(self, below: QDockWidget) -> QDockWidget | None:
+        """The result tab raised above the dock ``below`` (the attention viewer; its height is kept against it)."""
+        return next((dock for dock in self._right_column_docks() if dock is not below), None)
+
+    def _right_column_docks(self) -> list[QDockWidget]:
+        """The shown result docks on the right; of a tab group only the raised tab."""
+        inputs = (ModelPicker.TITLE, PromptEditor.TITLE)
+        raised = set()
+        for bar in self.findChildren(QTabBar):
+            if bar.parent() is self and bar.count():
+                raised.add(bar.tabText(bar.currentIndex()))
+        return [dock for title, dock in self.docks.items() if title not in inputs and dock.isVisible()
+                and not dock.isFloating() and self.dockWidgetArea(dock) == Qt.RightDockWidgetArea
+                and (not self.tabifiedDockWidgets(dock) or dock.windowTitle() in raised)]
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        for extent in self._dock_extents:
+            extent.window_resized()
+
+    def restoreState(self, state, version: int = 0) -> bool:  # noqa: N802 - Qt override
+        """Restore a dock layout (settings, a session); its dock sizes become the ones kept on resizes."""
+        restored = super().restoreState(state, version)
+        for extent in self._dock_extents:
+            extent.adopt_soon()
+        return restored
 
     def build_result_panels(self) -> None:
         """Create one dock per result panel, then restore the remembered dock layout."""
@@ -212,7 +260,12 @@ class MainWindow(QMainWindow):
         tabs = [dock for _, dock in docks if dock not in below]
         if tabs and below:
             self.splitDockWidget(tabs[0], below[0], Qt.Vertical)
-            self.resizeDocks([tabs[0], below[0]], [600, 350], Qt.Vertical)
+            self.resizeDocks([tabs[0], below[0]], [950 - ATTENTION_HEIGHT, ATTENTION_HEIGHT], Qt.Vertical)
+            # The attention viewer keeps its height (a 15-token pattern on screen) when the window is resized.
+            attention = DockExtent(self, below[0], lambda: self._result_tab_dock(below[0]), Qt.Vertical,
+                                   Qt.RightDockWidgetArea, ATTENTION_SHARE, initial=ATTENTION_HEIGHT)
+            self._dock_extents.append(attention)
+            attention.restore_soon()
         for dock in tabs[1:]:
             self.tabifyDockWidget(tabs[0], dock)
         if tabs:
@@ -1198,6 +1251,8 @@ class MainWindow(QMainWindow):
         self.restoreState(self._default_state, _LAYOUT_VERSION)
         for dock in self.docks.values():
             dock.show()
+        for extent, size in zip(self._dock_extents, (INPUT_WIDTH, ATTENTION_HEIGHT)):
+            extent.reset(size)
 
     def _restore_settings(self) -> None:
         from ioi_desktop.core.models import ModelSpec

@@ -6,8 +6,14 @@ import numpy as np
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QApplication
 
-from tests.support.gui_helpers import (RUN_TIMEOUT_MS, open_session_and_wait, panels_drawn, run_and_wait,
-                                       save_screenshot, save_session_and_wait)
+from tests.support.gui_helpers import (
+    RUN_TIMEOUT_MS,
+    open_session_and_wait,
+    panels_drawn,
+    run_and_wait,
+    save_screenshot,
+    save_session_and_wait,
+)
 
 
 def _panel(window, title):
@@ -25,7 +31,8 @@ def _click(qtbot, heatmap, row, col, modifier=Qt.KeyboardModifier.NoModifier):
 
 
 def _wait_idle(qtbot, window):
-    # The panels on screen draw one per event-loop turn (a run's start clears them the same way).
+    # The worker idle and the panels on screen drawn (they draw one per event-loop turn: on a loaded
+    # machine the path-patching grid still showed the streamed rows when only the worker was waited for).
     qtbot.waitUntil(lambda: not window.worker.busy and panels_drawn(), timeout=RUN_TIMEOUT_MS)
 
 

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushBu
 
 from ioi_desktop.core.analyses import ablation
 from ioi_desktop.gui.panels.result_panel import ResultPanel
+from ioi_desktop.gui.widgets.compact_label import CompactLabel
 from ioi_desktop.gui.widgets.export import export_grid_csv
 
 GRIDS = (
@@ -125,8 +126,7 @@ class AblationPanel(ResultPanel):
         actions.addStretch(1)
         actions.addWidget(self.roles_checkbox)
         layout.addLayout(actions)
-        self.status = QLabel("Pin heads and press Ablate, or run the ablation analysis.")
-        self.status.setWordWrap(True)
+        self.status = CompactLabel("Pin heads and press Ablate, or run the ablation analysis.")
         layout.addWidget(self.status)
         self.heatmaps = self.add_head_maps(layout, GRIDS, stretch=1)
         self._live_timer = QTimer(self)

@@ -23,6 +23,7 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import (
+    QBoxLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -48,6 +49,8 @@ PINNED_CELL_PX = 14
 # "Fit" never makes a cell smaller than this (a row label's height), nor larger than MAX_FIT_PX.
 MIN_FIT_PX = 14
 MAX_FIT_PX = 40
+# Beside the maps, the status, caption and token strip get at least this width; narrower, they go below.
+SIDE_MIN_WIDTH = 300
 _EMPTY = "Run the attention analysis, then pick a head (click one in any head heatmap)."
 
 
@@ -77,10 +80,20 @@ class AttentionPanel(ResultPanel):
         super().__init__(selection, parent)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         layout = QVBoxLayout(self)
+        # Narrow margins: in a laptop's short dock every pixel of height goes to the pattern's rows.
+        layout.setContentsMargins(4, 4, 4, 4)
+        # Two rows of controls, side by side above the maps, one under the other in the side column.
+        self.controls = QWidget()
+        self.controls_layout = QBoxLayout(QBoxLayout.Direction.LeftToRight, self.controls)
+        self.controls_layout.setContentsMargins(0, 0, 0, 0)
         controls = QHBoxLayout()
+        self.controls_layout.addLayout(controls)
         self.prompt_spin = self._spin("Prompt", controls, "Prompt (PageUp/PageDown)")
         self.layer_spin = self._spin("Layer", controls, "Layer (Up/Down)")
         self.head_spin = self._spin("Head", controls, "Head (Left/Right)")
+        controls.addStretch(0)
+        controls = QHBoxLayout()
+        self.controls_layout.addLayout(controls, 1)
         self.pin_button = QPushButton("Pin head")
         self.pin_button.setToolTip(f"Keep this head on screen to compare up to {_MAX_PINS} heads side by side")
         self.pin_button.clicked.connect(self._on_pin_clicked)
@@ -106,10 +119,11 @@ class AttentionPanel(ResultPanel):
         # A reminder, not a control: it may be cut off rather than widen a narrow window.
         hint.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         controls.addWidget(hint)
-        layout.addLayout(controls)
+        layout.addWidget(self.controls)
         self.status = QLabel(_EMPTY)
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
+        self._side_by_side = False
 
         self.maps_area = QWidget()
         maps = QHBoxLayout(self.maps_area)
@@ -119,6 +133,8 @@ class AttentionPanel(ResultPanel):
         self.heatmap.set_square_cells(True)
         self.heatmap.set_rotated_col_labels(True)
         self.heatmap.set_hover_text(self._describe_cell)
+        # The hovered cell's read-out is its tooltip: the line under the plot would take a row's height.
+        self.heatmap.set_hover_line(False)
         self.heatmap.cell_clicked.connect(self._on_cell_clicked)
         maps.addWidget(self.heatmap, 2)
         self.pinned_maps: list[Heatmap] = []
@@ -137,13 +153,23 @@ class AttentionPanel(ResultPanel):
         self.maps_scroll.setWidget(self.maps_area)
         # Small: in a short dock the maps scroll rather than push the caption and strip over them.
         self.maps_scroll.setMinimumHeight(60)
-        layout.addWidget(self.maps_scroll, 1)
 
         self.strip_caption = QLabel("")
-        layout.addWidget(self.strip_caption)
+        self.strip_caption.setWordWrap(True)
         self.strip = TokenStrip()
         self.strip.token_clicked.connect(self._on_token_clicked)
-        layout.addWidget(TokenStripScroller(self.strip))
+        # The caption and token strip go beside the maps when the dock is wide enough (a laptop's dock is
+        # wide but short: below the maps they left the pattern ~2 rows), else under them.
+        self.side = QWidget()
+        side = QVBoxLayout(self.side)
+        side.setContentsMargins(0, 0, 0, 0)
+        side.addWidget(self.strip_caption)
+        side.addWidget(TokenStripScroller(self.strip))
+        side.addStretch(1)
+        self.body = QBoxLayout(QBoxLayout.Direction.TopToBottom)
+        self.body.addWidget(self.maps_scroll, 1)
+        self.body.addWidget(self.side, 0)
+        layout.addLayout(self.body, 1)
 
         self.prompt_spin.valueChanged.connect(lambda value: self.selection.select_prompt(value))
         self.layer_spin.valueChanged.connect(
@@ -239,6 +265,7 @@ class AttentionPanel(ResultPanel):
         cols = [_col_label(i, t) for i, t in enumerate(tokens)]
         self.heatmap.set_titles(f"L{layer}H{head} — prompt {prompt}", "query", "key")
         self.heatmap.set_data(pattern, rows, cols, signed=False, levels=(0.0, 1.0), value_format="{:.3f}")
+        self._arrange(len(tokens), rows, cols)
         cell = self.cell_px(len(tokens), rows, cols)
         self.heatmap.setMinimumSize(*self._map_size(len(tokens), cell, rows, cols))
         patterns = self._patterns()
@@ -258,6 +285,7 @@ class AttentionPanel(ResultPanel):
         layout = self.maps_area.layout()
         layout.activate()
         self.maps_area.resize(self.maps_area.minimumSizeHint())
+        self._fit_maps_width()
         self.strip.set_tokens(tokens, self.results.roles(prompt))
         self._draw_query()
         role = ""
@@ -272,6 +300,11 @@ class AttentionPanel(ResultPanel):
         self.status.setText(f"Head L{layer}H{head} on prompt {prompt}: each row is a query token, its colours "
                             f"show how much it attends to each key (rows sum to 1).{role}")
 
+    def smallest_cell_px(self) -> int:
+        """The smallest cell "Fit" makes: a row label's height and the heatmap's 2 px between labels,
+        so every query stays labelled."""
+        return max(MIN_FIT_PX, QFontMetrics(QFont()).height() + 2)
+
     def cell_px(self, n: int, rows: list[str], cols: list[str]) -> int:
         """The side of a cell: the Zoom box's, or with "Fit" the largest that fits the visible area."""
         zoom = self.zoom_spin.value()
@@ -280,12 +313,69 @@ class AttentionPanel(ResultPanel):
         viewport = self.maps_scroll.viewport()
         width, height = self._map_size(n, 0, rows, cols)
         pins = len(self.pinned_heads())
-        room_w = (viewport.width() - 8) / (1 + pins * PINNED_CELL_PX / CELL_PX) - width
+        # Beside the side column the maps may take what the column leaves, not only their current width.
+        room = self._maps_room() if self._side_by_side else viewport.width()
+        room_w = (room - 8) / (1 + pins * PINNED_CELL_PX / CELL_PX) - width
         room_h = viewport.height() - 4 - height
         fit = int(min(room_w, room_h) // max(n, 1))
-        # Never below a row label's height: every query stays labelled.
-        smallest = max(MIN_FIT_PX, QFontMetrics(QFont()).height() + 4)
-        return max(smallest, min(MAX_FIT_PX, fit))
+        return max(self.smallest_cell_px(), min(MAX_FIT_PX, fit))
+
+    def side_by_side(self) -> bool:
+        """True when the status, caption and token strip sit beside the maps (a wide dock), not below them."""
+        return self._side_by_side
+
+    def _maps_room(self) -> int:
+        """The width the maps may take beside a SIDE_MIN_WIDTH side column."""
+        margins = self.layout().contentsMargins()
+        return self.width() - margins.left() - margins.right() - self.body.spacing() - SIDE_MIN_WIDTH
+
+    def _arrange(self, n: int, rows: list[str], cols: list[str]) -> None:
+        """Side column beside the maps when the maps at their smallest cells leave it SIDE_MIN_WIDTH."""
+        width = self._map_size(n, self.smallest_cell_px(), rows, cols)[0]
+        pins = len(self.pinned_heads())
+        width = int(width * (1 + pins * PINNED_CELL_PX / CELL_PX))
+        beside = width + self.maps_scroll.verticalScrollBar().sizeHint().width() + 8 <= self._maps_room()
+        if beside == self._side_by_side:
+            return
+        self._side_by_side = beside
+        side = self.side.layout()
+        if beside:
+            # The maps get the dock's whole height: controls, status, caption and strip go in the column.
+            self.body.setDirection(QBoxLayout.Direction.LeftToRight)
+            self.controls_layout.setDirection(QBoxLayout.Direction.TopToBottom)
+            side.insertWidget(0, self.controls)
+            side.insertWidget(1, self.status)
+            # The maps take the width they need (their maximum, see _fit_maps_width), the column the rest.
+            self.body.setStretch(0, 1)
+            self.body.setStretch(1, 0)
+        else:
+            self.body.setDirection(QBoxLayout.Direction.TopToBottom)
+            self.controls_layout.setDirection(QBoxLayout.Direction.LeftToRight)
+            self.layout().insertWidget(0, self.controls)
+            self.layout().insertWidget(1, self.status)
+            self.body.setStretch(0, 1)
+            self.body.setStretch(1, 0)
+            self.maps_scroll.setMinimumWidth(0)
+            self.maps_scroll.setMaximumWidth(16_777_215)
+            self.side.setMaximumWidth(16_777_215)
+        self.layout().activate()
+
+    def _fit_maps_width(self) -> None:
+        """Beside the side column, the maps' scroll area is as wide as the maps (the column takes the rest)."""
+        if not self._side_by_side:
+            return
+        frame = 2 * self.maps_scroll.frameWidth()
+        bar = self.maps_scroll.verticalScrollBar()
+        taller = self.maps_area.height() > self.maps_scroll.viewport().height()
+        width = self.maps_area.width() + frame + (bar.sizeHint().width() if taller else 0) + 2
+        # A maximum the stretch fills, not the size hint (Qt bounds a scroll area's at 36 lines' width: a
+        # 1920 px window's larger cells scrolled sideways under a cut colour bar), and no minimum (it would
+        # hold the dock wide when the window shrinks, squeezing the input column).
+        width = min(width, max(60, self._maps_room()))
+        self.maps_scroll.setMinimumWidth(0)
+        self.maps_scroll.setMaximumWidth(width)
+        # ... and the column no wider than what the maps leave (its token strip would ask for 900 px).
+        self.side.setMaximumWidth(max(SIDE_MIN_WIDTH, self._maps_room() + SIDE_MIN_WIDTH - width))
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
@@ -295,10 +385,12 @@ class AttentionPanel(ResultPanel):
     def _map_size(self, n: int, cell: int, rows: list[str], cols: list[str]) -> tuple[int, int]:
         """Room for n x n square cells of ``cell`` px plus the labelled axes and the colour bar."""
         metrics = self.fontMetrics()
-        left = max((metrics.horizontalAdvance(r) for r in rows), default=20) + 2 * metrics.height() + 16
-        bottom = int(max((metrics.horizontalAdvance(c) for c in cols), default=20) * 0.77) + 2 * metrics.height() + 16
-        # Title, hover line and colour bar around the n x n cells (with a little slack so they stay square).
-        return left + n * cell + 90, 3 * metrics.height() + 30 + n * cell + bottom
+        # Measured on the drawn map: the row labels and the axis title on the left, the colour bar on the
+        # right; the title above; the rotated key labels and the axis title below (no hover line).
+        left = max((metrics.horizontalAdvance(r) for r in rows), default=20) + metrics.height() + 18
+        bottom = int(max((metrics.horizontalAdvance(c) for c in cols), default=20) * 0.77) + 2 * metrics.height() + 8
+        # A few pixels of slack so the cells stay square.
+        return left + n * cell + 74, 2 * metrics.height() + 18 + n * cell + bottom
 
     def query_position(self) -> int:
         """The query row in focus: the selected position, else the prompt's END (last token)."""

@@ -22,6 +22,7 @@ from ioi_desktop.core.grids import strongest_cell
 from ioi_desktop.core.selection import Selection
 from ioi_desktop.gui.panels.result_panel import ResultPanel
 from ioi_desktop.gui.widgets.bar_chart import BarChart
+from ioi_desktop.gui.widgets.compact_label import CompactLabel
 from ioi_desktop.gui.widgets.export import export_grid_csv, export_table_csv
 from ioi_desktop.gui.widgets.heatmap import Heatmap
 
@@ -46,8 +47,7 @@ class AttributionPanel(ResultPanel):
         top.addStretch(1)
         top.addWidget(self.roles_checkbox)
         layout.addLayout(top)
-        self.status = QLabel(_EMPTY)
-        self.status.setWordWrap(True)
+        self.status = CompactLabel(_EMPTY)
         layout.addWidget(self.status)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         self.components = BarChart(title="Per component<br>(mean over prompts)", category_title="component",

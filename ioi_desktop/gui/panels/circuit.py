@@ -35,6 +35,7 @@ from ioi_desktop.core.circuits.view import (WIDTHS, curve_marker, draw_circuit, 
                                            nearest_curve_point, node_layout)
 from ioi_desktop.gui.panels.result_panel import ResultPanel
 from ioi_desktop.gui.widgets.colors import NEGATIVE, POSITIVE, SERIES_COLORS, theme_colors
+from ioi_desktop.gui.widgets.compact_label import CompactLabel
 from ioi_desktop.gui.widgets.export import export_table_csv
 from ioi_desktop.gui.widgets.heatmap import marker_styles
 
@@ -84,9 +85,8 @@ class CircuitPanel(ResultPanel):
         controls.addWidget(self.size_spin)
         controls.addWidget(self.roles_checkbox)
         layout.addLayout(controls)
-        self.status = QLabel(EMPTY_TEXT)
+        self.status = CompactLabel(EMPTY_TEXT)
         self.status.setObjectName("circuit_status")
-        self.status.setWordWrap(True)
         layout.addWidget(self.status)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
 
 from ioi_desktop.core.analyses import head_scores
 from ioi_desktop.core.grids import strongest_cell
 from ioi_desktop.gui.panels.result_panel import ResultPanel
+from ioi_desktop.gui.widgets.compact_label import CompactLabel
 from ioi_desktop.gui.widgets.export import export_grid_csv
 
 SCORES = (
@@ -42,13 +43,11 @@ class HeadScoresPanel(ResultPanel):
         super().__init__(selection, parent)
         layout = QVBoxLayout(self)
         top = QHBoxLayout()
-        self.status = QLabel("Run the head-scores analysis to see each head's type.")
-        self.status.setWordWrap(True)
+        self.status = CompactLabel("Run the head-scores analysis to see each head's type.")
         top.addWidget(self.status, 1)
         top.addWidget(self.roles_checkbox)
         layout.addLayout(top)
-        self.note = QLabel("")
-        self.note.setWordWrap(True)
+        self.note = CompactLabel("")
         self.note.setObjectName("head_scores_note")
         layout.addWidget(self.note)
         self.heatmaps = self.add_head_maps(layout, SCORES)

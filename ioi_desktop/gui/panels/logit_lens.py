@@ -34,8 +34,10 @@ from ioi_desktop.core.analyses import logit_lens
 from ioi_desktop.core.selection import Selection
 from ioi_desktop.gui.panels.result_panel import ResultPanel, axis_position_labels
 from ioi_desktop.gui.widgets.colors import SERIES_COLORS, theme_colors
+from ioi_desktop.gui.widgets.compact_label import CompactLabel
 from ioi_desktop.gui.widgets.export import export_grid_csv, export_table_csv
 from ioi_desktop.gui.widgets.heatmap import Heatmap, fit_axis, set_legend_text_color, short_token, tick_labels
+from ioi_desktop.gui.widgets.plot_fit import FittedPlotWidget
 
 # (label, array holding the colour values [lens_layer, prompt, pos(, rank)], signed)
 COLOURINGS = (
@@ -71,8 +73,8 @@ class LogitLensPanel(ResultPanel):
         controls.addWidget(self.colour_combo)
         controls.addStretch(1)
         layout.addLayout(controls)
-        self.status = QLabel(_EMPTY)
-        self.status.setWordWrap(True)
+        # Folds to one elided line (full text in its tooltip) in a short dock, where the grid needs the rows.
+        self.status = CompactLabel(_EMPTY)
         layout.addWidget(self.status)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -85,8 +87,8 @@ class LogitLensPanel(ResultPanel):
         splitter.addWidget(self.grid)
 
         # Two lines: one would be wider than the narrow pane and push the plot out of it.
-        self.lens_view = pg.PlotWidget(title="Logit difference lens<br>(at END)")
-        self.lens_view.setMinimumWidth(180)
+        # Never narrower than its plot (title, axes), so the splitter cannot cut it at the right edge.
+        self.lens_view = FittedPlotWidget(title="Logit difference lens<br>(at END)")
         self.lens_view.setMenuEnabled(False)
         self.lens_view.hideButtons()
         self.lens_view.setMouseEnabled(x=False, y=False)
@@ -111,6 +113,7 @@ class LogitLensPanel(ResultPanel):
         self.apply_theme()
 
     # ---------------------------------------------------------------- data
+
     def _array(self, name: str) -> np.ndarray | None:
         """Rows streamed by a run in progress, else the finished results."""
         if name in self._partial:

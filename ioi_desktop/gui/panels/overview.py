@@ -52,7 +52,7 @@ class OverviewPanel(ResultPanel):
         layout.addWidget(self.summary)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         self.bars = BarChart(title="Logit difference per prompt", category_title="prompt",
-                             value_title="logit(correct) − logit(incorrect)")
+                             value_title="logit(correct) −<br>logit(incorrect)")
         self.bars.setMinimumWidth(280)
         self.bars.bar_clicked.connect(lambda index: self.selection.select_prompt(index))
         splitter.addWidget(self.bars)

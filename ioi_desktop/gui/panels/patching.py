@@ -39,8 +39,10 @@ from ioi_desktop.core.grids import strongest_cell
 from ioi_desktop.core.selection import Selection
 from ioi_desktop.gui.panels.result_panel import ResultPanel, axis_position_labels
 from ioi_desktop.gui.widgets.colors import SEQUENTIAL, symmetric_levels, theme_colors
+from ioi_desktop.gui.widgets.compact_label import CompactLabel
 from ioi_desktop.gui.widgets.export import export_grid_csv
 from ioi_desktop.gui.widgets.heatmap import Heatmap
+from ioi_desktop.gui.widgets.plot_fit import FittedPlotWidget
 
 # The grids come from core's one sweep catalogue: arrays "patch_<key>" (exact), "atp_<key>" (estimate).
 _KIND_OF_AXES = {"layer_pos": "position", "layer_head": "head", "layer_kv_head": "head", "layer_pos_head": "head_by_pos"}
@@ -87,8 +89,7 @@ class PatchingPanel(ResultPanel):
         controls.addStretch(1)
         controls.addWidget(self.roles_checkbox)
         layout.addLayout(controls)
-        self.status = QLabel("Run activation patching to see which activations restore the clean answer.")
-        self.status.setWordWrap(True)
+        self.status = CompactLabel("Run activation patching to see which activations restore the clean answer.")
         layout.addWidget(self.status)
         # Next to the normalised scores: a warning when the clean-corrupted gap they divide by is tiny.
         self.gap_label = QLabel("")
@@ -120,11 +121,10 @@ class PatchingPanel(ResultPanel):
         self.grid_scroll.setWidget(self.grid_area)
         splitter.addWidget(self.grid_scroll)
 
-        self.scatter_view = pg.PlotWidget(title="Value vs pattern patching")
+        # Never narrower than its plot: the splitter gives the grids what is left (no axis cut at 1.0).
+        self.scatter_view = FittedPlotWidget(title="Value vs pattern patching")
         self.scatter_view.setToolTip("One point per head: its value-patching score against its pattern-patching "
                                      "score, coloured by layer. Click a point to select the head.")
-        # No minimum: the scatter gives way (drag the splitter to get it back) rather than widen the window.
-        self.scatter_view.setMinimumSize(0, 0)
         self.scatter_view.setMenuEnabled(False)
         self.scatter_view.hideButtons()
         for side, label in (("bottom", "pattern patching score"), ("left", "value patching score")):
@@ -137,6 +137,7 @@ class PatchingPanel(ResultPanel):
         self.scatter.sigClicked.connect(self._on_point_clicked)
         # Room around the points for the head names written next to them.
         self.scatter_view.getViewBox().setDefaultPadding(0.12)
+        self.scatter_view.getViewBox().sigResized.connect(lambda _view: self._refit_scatter())
         self.scatter_view.addItem(self.scatter)
         self.scatter_selected = pg.ScatterPlotItem(size=18, brush=pg.mkBrush(None),
                                                    pen=pg.mkPen(QColor(220, 20, 60), width=3))
@@ -189,7 +190,9 @@ class PatchingPanel(ResultPanel):
             layout.removeWidget(heatmap)
         for index, heatmap in enumerate((self.exact, self.estimate, self.error)):
             layout.addWidget(heatmap, index if stacked else 0, 0 if stacked else index)
-            heatmap.setMinimumSize(180, 260 if stacked else 200)
+            # Side by side, low enough for a laptop's short tab dock (at 200 px the position labels were
+            # scrolled out of view); stacked, each grid scrolls into view.
+            heatmap.setMinimumSize(180, 260 if stacked else 130)
         self._stacked = stacked
 
     # ---------------------------------------------------------------- data
@@ -443,8 +446,22 @@ class PatchingPanel(ResultPanel):
         y_low, y_high = min(0.0, float(ys.min())), max(0.0, float(ys.max()))
         x_span, y_span = (x_high - x_low) or 0.1, (y_high - y_low) or 0.1
         view = self.scatter_view.getViewBox()
-        view.setXRange(x_low - 0.08 * x_span, x_high + 0.3 * x_span, padding=0)
-        view.setYRange(y_low - 0.08 * y_span, y_high + 0.15 * y_span, padding=0)
+        # The room a name takes in pixels (a short plot on a laptop cut "L3H3" at the top), as a fraction
+        # of the plot: the range is refitted when the plot is resized.
+        def room(need_px: float, size_px: float, least: float) -> float:
+            # Extra range (in spans) so ``need_px`` of the plot's ``size_px`` lies beyond the farthest point.
+            share = min(0.6, need_px / max(1.0, size_px))
+            return max(least, share * 1.08 / (1 - share))
+
+        right = room(50, view.width(), 0.3)
+        top = room(26, view.height(), 0.15)
+        view.setXRange(x_low - 0.08 * x_span, x_high + right * x_span, padding=0)
+        view.setYRange(y_low - 0.08 * y_span, y_high + top * y_span, padding=0)
+
+    def _refit_scatter(self) -> None:
+        values = self._scatter_values
+        if values is not None:
+            self._fit_scatter_range(values[..., 0], values[..., 1])
 
     def _point_tip(self, x: float, y: float, data: tuple[int, int]) -> str:
         layer, head = data

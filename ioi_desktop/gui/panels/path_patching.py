@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from ioi_desktop.core.analyses import path_patching
 from ioi_desktop.gui.panels.result_panel import ResultPanel
+from ioi_desktop.gui.widgets.compact_label import CompactLabel
 from ioi_desktop.gui.widgets.export import export_grid_csv
 
 GRIDS = (
@@ -63,8 +64,7 @@ class PathPatchingPanel(ResultPanel):
         actions.addStretch(1)
         actions.addWidget(self.roles_checkbox)
         layout.addLayout(actions)
-        self.status = QLabel("Select a head and path-patch from it or into it.")
-        self.status.setWordWrap(True)
+        self.status = CompactLabel("Select a head and path-patch from it or into it.")
         layout.addWidget(self.status)
         self.heatmaps = self.add_head_maps(layout, GRIDS, min_size=160, stretch=1)
         for name in KV_GRIDS:

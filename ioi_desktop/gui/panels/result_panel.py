@@ -47,7 +47,8 @@ from ioi_desktop.core.workbench import (
     RunEnded,
     RunStarted,
 )
-from ioi_desktop.gui.widgets.heatmap import Heatmap, marker_styles, short_token
+from ioi_desktop.gui.widgets.compact_label import COMPACT_HEIGHT, CompactLabel
+from ioi_desktop.gui.widgets.heatmap import Heatmap, ThemedPlot, marker_styles, short_token
 from ioi_desktop.gui.worker import defer_full_collections_while
 
 # Text stand-ins for pyqtgraph's marker symbols, for legends outside the plots.
@@ -275,7 +276,9 @@ class HeadMapRow(QWidget):
         """Width one plot needs: its title plus the colour bar, and never under MIN_HEAD_MAP_WIDTH (measured:
         a 4-head grid with its row labels and a colour bar of "-4e-05"-style labels needs about 250 px)."""
         titles = [int(m.plot.titleLabel.effectiveSizeHint(Qt.SizeHint.MinimumSize).width()) for m in self._maps]
-        return max([MIN_HEAD_MAP_WIDTH] + [title + 70 for title in titles])
+        # And never under what the plot's own layout needs (its title, axes and colour bar), else it is clipped.
+        layouts = [int(m.ci.effectiveSizeHint(Qt.SizeHint.MinimumSize).width()) + 4 for m in self._maps]
+        return max([MIN_HEAD_MAP_WIDTH] + [title + 70 for title in titles] + layouts)
 
     def reflow(self, width: int) -> None:
         """Lay the plots out for ``width`` pixels (the scroll area's visible width)."""
@@ -424,10 +427,6 @@ class ResultPanel(QWidget):
         top = self.banner.geometry().bottom() + 2 if self.banner.isVisible() else 0
         self._veil.setGeometry(0, top, self.width(), max(0, self.height() - top))
         self._veil.raise_()
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        super().resizeEvent(event)
-        self._place_veil()
 
     @property
     def greyed(self) -> bool:
@@ -645,6 +644,15 @@ class ResultPanel(QWidget):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
+        # (One override: a second definition above this one, placing the stale veil, was never called.)
+        self._place_veil()
+        # In a short dock the explanations fold to one elided line and the plots' hover lines into their
+        # tooltips (full text there): the plots keep readable rows.
+        compact = event.size().height() < COMPACT_HEIGHT
+        for label in self.findChildren(CompactLabel):
+            label.set_compact(compact)
+        for plot in self.findChildren(ThemedPlot):
+            plot.set_compact(compact)
         if self.needs_drawing:
             self.draw_soon()
 
@@ -864,7 +872,9 @@ class ResultPanel(QWidget):
             row.add(heatmap)
         self.head_map_row = row
         scroll = HeadMapScroll(row)
-        scroll.setMinimumHeight(min_size + 20)
+        # A little under one plot's minimum: in a laptop's short tab dock (the attention viewer below it
+        # needs the height) the plots scroll the last pixels rather than set the whole dock's minimum.
+        scroll.setMinimumHeight(max(120, min_size - 20))
         layout.addWidget(scroll, 1)
         layout.addWidget(self.roles_legend)
         return heatmaps

@@ -49,6 +49,9 @@ class BarChart(ThemedPlot):
         self.plot.setLabel(self._value_axis, value_title)
         # Plain numbers: an SI prefix ("x0.001") in the axis title is easy to miss.
         self.plot.getAxis(self._value_axis).enableAutoSIPrefix(False)
+        # Label the finer tick level only when its labels leave room between them: pyqtgraph's default
+        # (up to 60% of the axis filled with text) ran "10 11 12 13" into one string on a narrow axis.
+        self.plot.getAxis(self._value_axis).setStyle(textFillLimits=[(0, 0.8), (2, 0.4), (4, 0.3), (6, 0.2)])
         if horizontal:
             self.plot.invertY(True)
         self._zero = pg.InfiniteLine(pos=0, angle=90 if horizontal else 0, pen=pg.mkPen(width=1))

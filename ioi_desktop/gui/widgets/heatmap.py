@@ -31,6 +31,7 @@ from ioi_desktop.gui.widgets.colors import (
     text_color_on,
     theme_colors,
 )
+from ioi_desktop.gui.widgets.plot_fit import span_title
 
 # The theme was chosen before pyqtgraph was imported: apply it to pyqtgraph's defaults now.
 configure_pyqtgraph()
@@ -237,6 +238,33 @@ class ThemedPlot(pg.GraphicsLayoutWidget):
             self._apply_theme()
         super().changeEvent(event)
 
+    # The hover read-out is a line under the plot (row 2 of the layout) unless turned off, or folded into
+    # the tooltip alone while the plot is compact (a short dock: the line's height goes to the plot).
+    _hover_wanted = True
+    _compact = False
+
+    def set_hover_line(self, shown: bool) -> None:
+        """Show the hover read-out as a line under the plot (the default) or only as the tooltip."""
+        self._hover_wanted = shown
+        self._place_hover_line()
+
+    def set_compact(self, compact: bool) -> None:
+        """Compact (a short dock): the hover read-out is only the tooltip."""
+        self._compact = compact
+        self._place_hover_line()
+
+    def hover_line_shown(self) -> bool:
+        return self.hover_label.parentItem() is not None
+
+    def _place_hover_line(self) -> None:
+        shown = self._hover_wanted and not self._compact
+        if shown == self.hover_line_shown():
+            return
+        if shown:
+            self.addItem(self.hover_label, row=2, col=0)
+        else:
+            self.removeItem(self.hover_label)
+
     def _apply_theme(self) -> QColor:
         background, foreground = theme_colors(self)
         self.setBackground(background)
@@ -304,6 +332,8 @@ class Heatmap(ThemedPlot):
         self.colorbar = pg.ColorBarItem(values=(-1.0, 1.0), colorMap=DIVERGING, interactive=False,
                                         width=14, colorMapMenu=False)
         self.colorbar.setImageItem(self.image, insert_in=self.plot)
+        # The title over the whole plot (axes and colour bar too), so it does not widen the plot's minimum.
+        span_title(self.plot)
         # Scores are plain numbers; an SI prefix ("x1e-06") on the scale only confuses.
         self.colorbar.axis.enableAutoSIPrefix(False)
 
