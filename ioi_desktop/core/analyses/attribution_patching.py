@@ -220,13 +220,8 @@ def run(ctx: AnalysisContext, options: Options, progress: Progress) -> Result:
     n_layers = len(layers)
     hybrid = n_layers < int(model.cfg.n_layers)
     progress.set_total(1 + len(names))
-    refused: dict[str, str] = {}
+    refused = patching.unrecorded_sweeps(ctx, names)
     if hybrid:
-        for name in names:
-            missing = [layer for layer in layers if hook_name(SWEEPS[name].kind, layer) not in model.hook_dict]
-            if missing:
-                refused[name] = (f"The {name} grid is not available for {ctx.handle.info.architecture}: "
-                                 f"TransformerLens records no {hook_name(SWEEPS[name].kind, missing[0])}.")
         names = [name for name in names if name not in refused]
         if not names:
             raise AnalysisError(" ".join(refused.values()), "Choose other grids (head_z, head_v, head_q, ...).")

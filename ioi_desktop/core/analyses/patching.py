@@ -292,22 +292,30 @@ def _architecture(ctx: AnalysisContext) -> str:
             or getattr(cfg, "original_architecture", None) or "this model")
 
 
-def refused_sweeps(ctx: AnalysisContext, names: list[str], inputs) -> dict[str, str]:
-    """Sweeps this model cannot patch (TransformerLens discards edits to their hook, or a hybrid does not
-    record it at its attention layers), with the reason."""
-    from ioi_desktop.core.engine.edits import discarded_edit_sentence, edit_reaches_output
+def unrecorded_sweeps(ctx: AnalysisContext, names: list[str]) -> dict[str, str]:
+    """A hybrid's sweeps whose hook TransformerLens does not record at every attention layer, with the
+    reason (empty for a model with attention in every layer)."""
     from ioi_desktop.core.hooks import hook_name
 
-    refused = {}
     model = ctx.handle.model
     layers = attention_layers(model)
+    refused: dict[str, str] = {}
     if len(layers) < int(model.cfg.n_layers):
         for name in names:
             missing = [layer for layer in layers if hook_name(SWEEPS[name].kind, layer) not in model.hook_dict]
             if missing:
                 refused[name] = (f"The {name} grid is not available for {_architecture(ctx)}: TransformerLens "
                                  f"records no {hook_name(SWEEPS[name].kind, missing[0])}.")
-        names = [name for name in names if name not in refused]
+    return refused
+
+
+def refused_sweeps(ctx: AnalysisContext, names: list[str], inputs) -> dict[str, str]:
+    """Sweeps this model cannot patch (TransformerLens discards edits to their hook, or a hybrid does not
+    record it at its attention layers), with the reason."""
+    from ioi_desktop.core.engine.edits import discarded_edit_sentence, edit_reaches_output
+
+    refused = unrecorded_sweeps(ctx, names)
+    names = [name for name in names if name not in refused]
     longest = int(inputs.end_pos.argmax())
     tokens = inputs.corrupt_tokens[longest : longest + 1, : int(inputs.end_pos[longest]) + 1]
     for kind in sorted({SWEEPS[n].kind for n in names if SWEEPS[n].kind == "pattern"}):
